@@ -1,0 +1,110 @@
+//! The runnable application: binds the listener, serves, runs housekeeping, shuts down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::service::Services;
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    services: Services,
+}
+
+impl Application {
+    /// Opens the database and binds the configured address (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let services = Services::open(config, false).await?;
+        Self::with_services(services).await
+    }
+
+    pub async fn with_services(services: Services) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(services.config.listen).await?;
+        let router = crate::web::router(services.clone(), crate::telemetry::metrics_handle());
+        Ok(Application {
+            listener,
+            router,
+            services,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (bounded by
+    /// `shutdown_grace_secs`) and closes the database pools.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let housekeeping = tokio::spawn(housekeeping(self.services.clone()));
+        let grace = Duration::from_secs(self.services.config.shutdown_grace_secs);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut stop_rx2 = stop_rx.clone();
+        tokio::select! {
+            r = server => r?,
+            _ = async move {
+                let _ = stop_rx2.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!("shutdown grace period over; dropping in-flight requests"),
+        }
+        housekeeping.abort();
+        self.services.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Periodic clean-up: expired idempotency keys.
+async fn housekeeping(services: Services) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match crate::store::idempotency::purge_expired(&services.db, services.clock.now()).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "expired idempotency keys purged"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %crate::web::error::error_chain(&e), "idempotency purge failed")
+            }
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

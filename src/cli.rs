@@ -1,0 +1,274 @@
+//! The `netterms` command line: serve, migrate, operator commands, the OpenAPI document.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::domain::ids::{CredentialId, PspId};
+use crate::domain::psp::{PayoutFrequency, PspInput, PspPatch};
+use crate::service::{Services, psps};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "netterms",
+    version,
+    about = "B2B buy now, pay later for payment service providers"
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ./netterms.toml if it exists.
+    #[arg(long, global = true, env = "NETTERMS_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (a sandbox on ./netterms.db when nothing is configured).
+    Serve,
+    /// Apply database migrations.
+    Migrate,
+    /// Manage payment service providers.
+    Psp {
+        #[command(subcommand)]
+        command: PspCommand,
+    },
+    /// Print the OpenAPI document, or check a committed copy against it.
+    Openapi {
+        /// Compare with this file and fail if it differs.
+        #[arg(long)]
+        check: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PspCommand {
+    /// Activate a PSP; prints its id, API username and the one-time password link.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Fee rate in basis points of the captured gross amount.
+        #[arg(long)]
+        fee_rate_bps: i64,
+        /// Fixed fee per capture in minor units.
+        #[arg(long)]
+        fee_fixed: i64,
+        /// Payout IBAN.
+        #[arg(long)]
+        iban: String,
+        #[arg(long, value_enum)]
+        payout_frequency: PayoutFrequency,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List PSPs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a PSP's fees, payout account or frequency.
+    Update {
+        psp_id: PspId,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        fee_rate_bps: Option<i64>,
+        #[arg(long)]
+        fee_fixed: Option<i64>,
+        #[arg(long)]
+        iban: Option<String>,
+        #[arg(long, value_enum)]
+        payout_frequency: Option<PayoutFrequency>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue or revoke API credentials.
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Issue an additional credential (rotation); prints the username and password link.
+    Issue {
+        psp_id: PspId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a credential by its username (or `--psp-id` with `--credential-id`).
+    Revoke {
+        username: Option<String>,
+        #[arg(long, requires = "credential_id")]
+        psp_id: Option<PspId>,
+        #[arg(long, requires = "psp_id")]
+        credential_id: Option<CredentialId>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print(
+    json: bool,
+    value: &impl serde::Serialize,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        println!("{}", text());
+    }
+    Ok(())
+}
+
+fn fail_invalid(e: psps::PspError) -> anyhow::Error {
+    match e {
+        psps::PspError::Invalid(errs) => anyhow::anyhow!(
+            "invalid input:\n{}",
+            errs.iter()
+                .map(|e| format!("  - {}: {}", e.source, e.title))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Runs an operator command against the configured database.
+pub async fn run_psp(config: Config, cmd: PspCommand) -> anyhow::Result<()> {
+    let s = Services::open(config, false).await?;
+    match cmd {
+        PspCommand::Create {
+            name,
+            fee_rate_bps,
+            fee_fixed,
+            iban,
+            payout_frequency,
+            json,
+        } => {
+            let input = PspInput {
+                name: Some(name),
+                fee_rate_bps: Some(fee_rate_bps),
+                fee_fixed: Some(fee_fixed),
+                iban: Some(iban),
+                payout_frequency: Some(payout_frequency),
+                fee_bands: None,
+            };
+            let settings = input
+                .validate()
+                .map_err(|e| fail_invalid(psps::PspError::Invalid(e)))?;
+            let created = psps::create(&s, &settings).await.map_err(fail_invalid)?;
+            print(json, &created, || {
+                format!(
+                    "psp_id:       {}\nusername:     {}\npassword_url: {}\n(the link reveals the password once and expires at {})",
+                    created.psp_id,
+                    created.username,
+                    created.password_url,
+                    created.password_url_expires_at
+                )
+            })?;
+        }
+        PspCommand::List { json } => {
+            let list = psps::list(&s, 100, None).await.map_err(fail_invalid)?;
+            print(json, &list, || {
+                list.iter()
+                    .map(|p| {
+                        format!(
+                            "{}  {}  {} bps + {}  {}",
+                            p.psp_id,
+                            p.name,
+                            p.fee_rate_bps,
+                            p.fee_fixed,
+                            p.payout_frequency.as_str()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+        }
+        PspCommand::Update {
+            psp_id,
+            name,
+            fee_rate_bps,
+            fee_fixed,
+            iban,
+            payout_frequency,
+            json,
+        } => {
+            let patch = PspPatch {
+                name,
+                fee_rate_bps,
+                fee_fixed,
+                iban,
+                payout_frequency,
+                fee_bands: None,
+            };
+            let psp = psps::update(&s, psp_id, patch)
+                .await
+                .map_err(fail_invalid)?;
+            print(json, &psp, || format!("updated {}", psp.psp_id))?;
+        }
+        PspCommand::Credentials {
+            command: CredentialCommand::Issue { psp_id, json },
+        } => {
+            let cred = psps::issue_credential(&s, psp_id)
+                .await
+                .map_err(fail_invalid)?;
+            print(json, &cred, || {
+                format!(
+                    "username:     {}\npassword_url: {}",
+                    cred.username, cred.password_url
+                )
+            })?;
+        }
+        PspCommand::Credentials {
+            command:
+                CredentialCommand::Revoke {
+                    username,
+                    psp_id,
+                    credential_id,
+                    json,
+                },
+        } => {
+            let (psp_id, credential_id) = match (username, psp_id, credential_id) {
+                (Some(u), _, _) => psps::credential_by_username(&s, &u)
+                    .await
+                    .map_err(fail_invalid)?,
+                (None, Some(p), Some(c)) => (p, c),
+                _ => anyhow::bail!(
+                    "name the credential by username, or by --psp-id and --credential-id"
+                ),
+            };
+            let info = psps::revoke_credential(&s, psp_id, credential_id)
+                .await
+                .map_err(fail_invalid)?;
+            print(json, &info, || format!("revoked {}", info.username))?;
+        }
+    }
+    s.db.close().await;
+    Ok(())
+}
+
+/// `netterms openapi [--check FILE]`.
+pub fn openapi(check: Option<PathBuf>) -> anyhow::Result<()> {
+    let generated = crate::web::openapi_pretty();
+    match check {
+        None => print!("{generated}"),
+        Some(path) => {
+            let committed = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            anyhow::ensure!(
+                committed == generated,
+                "{} differs from the OpenAPI document generated from the handlers; regenerate it with \
+                 `cargo run -- openapi > {}`",
+                path.display(),
+                path.display()
+            );
+            eprintln!("{} is up to date", path.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! Typed configuration, layered: built-in defaults → optional TOML file → environment
+//! (`DATABASE_URL`, then `NETTERMS_*`). Validated once at start with clear messages.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+use crate::secrets::Secret;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    Sandbox,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Sandbox => "sandbox",
+            Environment::Production => "production",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `sandbox` (test helpers, deterministic decisions) or `production`.
+    pub environment: Environment,
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// The base URL under which clients reach this deployment (links in responses use it).
+    /// Default: `http://<listen>`.
+    pub public_url: Option<String>,
+    /// `sqlite://netterms.db` (default; created if missing) or `postgres://…`.
+    pub database_url: String,
+    pub db_max_connections: u32,
+    /// Bearer token for `/admin/v1`; without one the admin API is disabled.
+    pub admin_token: Option<Secret>,
+    /// Key for keyed digests of secrets. Required in production; a sandbox without one generates
+    /// one and keeps it in its database.
+    pub secret_key: Option<Secret>,
+    pub log_format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `netterms=debug,info`.
+    pub log_level: String,
+    /// Lifetime of one-time password links.
+    pub password_link_ttl_hours: i64,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Failed authentications per client address within the window before 429.
+    pub auth_failure_limit: u32,
+    pub auth_failure_window_secs: u64,
+    /// ISO 4217 currencies accepted for amounts.
+    pub currencies: Vec<String>,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            environment: Environment::Sandbox,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            database_url: "sqlite://netterms.db".into(),
+            db_max_connections: 16,
+            admin_token: None,
+            secret_key: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            password_link_ttl_hours: 72,
+            max_body_bytes: 1024 * 1024,
+            auth_failure_limit: 10,
+            auth_failure_window_secs: 60,
+            currencies: vec!["EUR".into()],
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// The keys `NETTERMS_*` environment variables may set (other `NETTERMS_` variables, such as the
+/// test suite's, are not configuration).
+const FIELDS: &[&str] = &[
+    "environment",
+    "listen",
+    "public_url",
+    "database_url",
+    "db_max_connections",
+    "admin_token",
+    "secret_key",
+    "log_format",
+    "log_level",
+    "password_link_ttl_hours",
+    "max_body_bytes",
+    "auth_failure_limit",
+    "auth_failure_window_secs",
+    "currencies",
+    "shutdown_grace_secs",
+];
+
+impl Config {
+    /// Loads defaults, then `file` (or `netterms.toml` in the working directory if it exists), then
+    /// the environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::new();
+        match file {
+            Some(f) => fig = fig.merge(Toml::file_exact(f)),
+            None if Path::new("netterms.toml").exists() => {
+                fig = fig.merge(Toml::file_exact("netterms.toml"))
+            }
+            None => {}
+        }
+        fig = fig
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Env::prefixed("NETTERMS_").only(FIELDS));
+        let config: Config = fig.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values together; every problem is reported at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errs = Vec::new();
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            errs.push(
+                "database_url must start with sqlite:, postgres:// or postgresql://".to_owned(),
+            );
+        }
+        if let Some(url) = &self.public_url {
+            if !crate::domain::validate::is_http_url(url) {
+                errs.push("public_url must be an absolute http(s) URL".to_owned());
+            }
+        }
+        if let Some(t) = &self.admin_token {
+            if t.expose().len() < 16 {
+                errs.push("admin_token must be at least 16 characters".to_owned());
+            }
+        }
+        if let Some(k) = &self.secret_key {
+            if k.expose().len() < 32 {
+                errs.push("secret_key must be at least 32 characters".to_owned());
+            }
+        }
+        if self.environment == Environment::Production {
+            if self.secret_key.is_none() {
+                errs.push("production needs secret_key (NETTERMS_SECRET_KEY), at least 32 random characters".to_owned());
+            }
+            if !self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+            {
+                errs.push("production needs an https public_url".to_owned());
+            }
+        }
+        if !(1..=24 * 30).contains(&self.password_link_ttl_hours) {
+            errs.push("password_link_ttl_hours must be between 1 and 720".to_owned());
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
+            errs.push("max_body_bytes must be between 1024 and 67108864".to_owned());
+        }
+        if self.auth_failure_limit == 0 || self.auth_failure_window_secs == 0 {
+            errs.push(
+                "auth_failure_limit and auth_failure_window_secs must be positive".to_owned(),
+            );
+        }
+        if self.db_max_connections == 0 {
+            errs.push("db_max_connections must be positive".to_owned());
+        }
+        if self.currencies.is_empty() {
+            errs.push("currencies must name at least one currency".to_owned());
+        }
+        for c in &self.currencies {
+            if crate::domain::money::Currency::parse(c).is_err() {
+                errs.push(format!("currencies: {c:?} is not an ISO 4217 code"));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            errs.push(format!(
+                "log_level {:?} is not a valid filter",
+                self.log_level
+            ));
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errs))
+        }
+    }
+
+    /// The base URL for links this deployment hands out, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_a_valid_sandbox() {
+        let c = Config::default();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn production_requires_key_and_https() {
+        let c = Config {
+            environment: Environment::Production,
+            ..Config::default()
+        };
+        let Err(ConfigError::Invalid(errs)) = c.validate() else {
+            panic!("expected errors")
+        };
+        assert_eq!(errs.len(), 2);
+    }
+}

@@ -1,0 +1,9 @@
+//! The pure domain: identifiers, money, validation rules and reference data. No I/O here.
+
+pub mod iban;
+pub mod ids;
+pub mod legal_forms;
+pub mod merchant;
+pub mod money;
+pub mod psp;
+pub mod validate;

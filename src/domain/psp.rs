@@ -1,0 +1,269 @@
+//! Payment service providers: their activation by the operator, fees and payout settings.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::iban;
+use super::ids::PspId;
+use super::validate::{FieldError, Violations};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutFrequency {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl PayoutFrequency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayoutFrequency::Daily => "daily",
+            PayoutFrequency::Weekly => "weekly",
+            PayoutFrequency::Monthly => "monthly",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PayoutFrequency> {
+        match s {
+            "daily" => Some(PayoutFrequency::Daily),
+            "weekly" => Some(PayoutFrequency::Weekly),
+            "monthly" => Some(PayoutFrequency::Monthly),
+            _ => None,
+        }
+    }
+}
+
+/// A fee rate that applies to captures whose payment term is at most `max_duration` days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FeeBand {
+    pub max_duration: i64,
+    pub fee_rate_bps: i64,
+}
+
+/// The body of `POST /admin/v1/psps` (and the CLI's `psp create`).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct PspInput {
+    #[schema(required = true, example = "Example Payments GmbH")]
+    pub name: Option<String>,
+    /// Fee in basis points of the captured gross amount (0–10000).
+    #[schema(required = true, example = 150)]
+    pub fee_rate_bps: Option<i64>,
+    /// Fixed fee per capture, in minor units of the capture's currency.
+    #[schema(required = true, example = 25)]
+    pub fee_fixed: Option<i64>,
+    /// Payout account (IBAN, mod-97 checked).
+    #[schema(required = true, example = "DE89370400440532013000")]
+    pub iban: Option<String>,
+    #[schema(required = true)]
+    pub payout_frequency: Option<PayoutFrequency>,
+    /// Optional rates per payment-term band, overriding `fee_rate_bps` for terms up to `max_duration`.
+    pub fee_bands: Option<Vec<FeeBand>>,
+}
+
+/// The body of `PATCH /admin/v1/psps/{id}`: every field optional.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct PspPatch {
+    pub name: Option<String>,
+    pub fee_rate_bps: Option<i64>,
+    pub fee_fixed: Option<i64>,
+    pub iban: Option<String>,
+    pub payout_frequency: Option<PayoutFrequency>,
+    pub fee_bands: Option<Vec<FeeBand>>,
+}
+
+/// A PSP's settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PspSettings {
+    pub name: String,
+    pub fee_rate_bps: i64,
+    pub fee_fixed_minor: i64,
+    pub payout_iban: String,
+    pub payout_frequency: PayoutFrequency,
+    pub fee_bands: Vec<FeeBand>,
+}
+
+fn check_rate(v: &mut Violations, source: &str, bps: i64) {
+    if !(0..=10_000).contains(&bps) {
+        v.add(
+            source,
+            format!("{source} must be between 0 and 10000 basis points"),
+        );
+    }
+}
+
+fn check_bands(v: &mut Violations, bands: &mut [FeeBand]) {
+    bands.sort_by_key(|b| b.max_duration);
+    for (i, b) in bands.iter().enumerate() {
+        let src = format!("fee_bands[{i}]");
+        if !(1..=120).contains(&b.max_duration) {
+            v.add(
+                format!("{src}.max_duration"),
+                "max_duration must be between 1 and 120 days",
+            );
+        }
+        check_rate(v, &format!("{src}.fee_rate_bps"), b.fee_rate_bps);
+        if i > 0 && bands[i - 1].max_duration == b.max_duration {
+            v.add(
+                format!("{src}.max_duration"),
+                "fee bands must have distinct max_duration values",
+            );
+        }
+    }
+}
+
+fn check_iban(v: &mut Violations, raw: String) -> Option<String> {
+    match iban::validate(&raw) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            v.add("iban", format!("iban is not valid: {e}"));
+            None
+        }
+    }
+}
+
+impl PspInput {
+    pub fn validate(self) -> Result<PspSettings, Vec<FieldError>> {
+        let mut v = Violations::new();
+        let name = v.text("name", self.name, 255);
+        let rate = v.required("fee_rate_bps", self.fee_rate_bps);
+        if let Some(r) = rate {
+            check_rate(&mut v, "fee_rate_bps", r);
+        }
+        let fixed = v.required("fee_fixed", self.fee_fixed);
+        if fixed.is_some_and(|f| f < 0) {
+            v.add("fee_fixed", "fee_fixed must not be negative");
+        }
+        let iban = v
+            .text("iban", self.iban, 64)
+            .and_then(|raw| check_iban(&mut v, raw));
+        let freq = v.required("payout_frequency", self.payout_frequency);
+        let mut bands = self.fee_bands.unwrap_or_default();
+        check_bands(&mut v, &mut bands);
+        v.finish()?;
+        match (name, rate, fixed, iban, freq) {
+            (
+                Some(name),
+                Some(fee_rate_bps),
+                Some(fee_fixed_minor),
+                Some(payout_iban),
+                Some(payout_frequency),
+            ) => Ok(PspSettings {
+                name,
+                fee_rate_bps,
+                fee_fixed_minor,
+                payout_iban,
+                payout_frequency,
+                fee_bands: bands,
+            }),
+            _ => Err(vec![FieldError {
+                source: String::new(),
+                title: "request is incomplete".into(),
+            }]),
+        }
+    }
+}
+
+impl PspPatch {
+    /// Applies the patch to `current`, checking what it changes.
+    pub fn apply(self, current: &PspSettings) -> Result<PspSettings, Vec<FieldError>> {
+        let mut v = Violations::new();
+        let mut next = current.clone();
+        if self.name.is_some() {
+            if let Some(n) = v.text("name", self.name, 255) {
+                next.name = n;
+            }
+        }
+        if let Some(r) = self.fee_rate_bps {
+            check_rate(&mut v, "fee_rate_bps", r);
+            next.fee_rate_bps = r;
+        }
+        if let Some(f) = self.fee_fixed {
+            if f < 0 {
+                v.add("fee_fixed", "fee_fixed must not be negative");
+            }
+            next.fee_fixed_minor = f;
+        }
+        if let Some(raw) = self.iban {
+            if let Some(i) = check_iban(&mut v, raw) {
+                next.payout_iban = i;
+            }
+        }
+        if let Some(f) = self.payout_frequency {
+            next.payout_frequency = f;
+        }
+        if let Some(mut bands) = self.fee_bands {
+            check_bands(&mut v, &mut bands);
+            next.fee_bands = bands;
+        }
+        v.finish()?;
+        Ok(next)
+    }
+}
+
+/// A PSP as the operator sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Psp {
+    pub psp_id: PspId,
+    pub name: String,
+    pub fee_rate_bps: i64,
+    /// Fixed fee per capture in minor units.
+    pub fee_fixed: i64,
+    pub fee_bands: Vec<FeeBand>,
+    pub iban: String,
+    pub payout_frequency: PayoutFrequency,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Psp {
+    pub fn settings(&self) -> PspSettings {
+        PspSettings {
+            name: self.name.clone(),
+            fee_rate_bps: self.fee_rate_bps,
+            fee_fixed_minor: self.fee_fixed,
+            payout_iban: self.iban.clone(),
+            payout_frequency: self.payout_frequency,
+            fee_bands: self.fee_bands.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psp_input_checks_iban_and_rates() {
+        let input = PspInput {
+            name: Some("P".into()),
+            fee_rate_bps: Some(20_000),
+            fee_fixed: Some(-1),
+            iban: Some("DE00370400440532013000".into()),
+            payout_frequency: None,
+            fee_bands: Some(vec![
+                FeeBand {
+                    max_duration: 30,
+                    fee_rate_bps: 100,
+                },
+                FeeBand {
+                    max_duration: 30,
+                    fee_rate_bps: 200,
+                },
+            ]),
+        };
+        let errs = input.validate().unwrap_err();
+        let sources: Vec<_> = errs.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(
+            sources,
+            [
+                "fee_rate_bps",
+                "fee_fixed",
+                "iban",
+                "payout_frequency",
+                "fee_bands[1].max_duration"
+            ]
+        );
+    }
+}

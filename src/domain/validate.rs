@@ -1,0 +1,193 @@
+//! Field validation that collects every violation with its path, for 422 answers.
+
+use serde::Serialize;
+
+/// One violated field: `source` is its path in the request body (`address.postal_code`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub source: String,
+    pub title: String,
+}
+
+/// Collects violations while a request is checked; empty means valid.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldError>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Violations(Vec::new())
+    }
+
+    pub fn add(&mut self, source: impl Into<String>, title: impl Into<String>) {
+        self.0.push(FieldError {
+            source: source.into(),
+            title: title.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when nothing was violated, else every violation.
+    pub fn finish(self) -> Result<(), Vec<FieldError>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+
+    /// A present value, or a "is required" violation.
+    pub fn required<T>(&mut self, source: &str, v: Option<T>) -> Option<T> {
+        if v.is_none() {
+            self.add(source, format!("{source} is required"));
+        }
+        v
+    }
+
+    /// Required text: trimmed, not blank, at most `max` characters.
+    pub fn text(&mut self, source: &str, v: Option<String>, max: usize) -> Option<String> {
+        match v.map(|s| s.trim().to_owned()) {
+            None => {
+                self.add(source, format!("{source} is required"));
+                None
+            }
+            Some(s) if s.is_empty() => {
+                self.add(source, format!("{source} must not be blank"));
+                None
+            }
+            Some(s) => self.max_len(source, s, max),
+        }
+    }
+
+    /// Optional text: trimmed, blank counts as absent, at most `max` characters.
+    pub fn opt_text(&mut self, source: &str, v: Option<String>, max: usize) -> Option<String> {
+        match v.map(|s| s.trim().to_owned()) {
+            Some(s) if !s.is_empty() => self.max_len(source, s, max),
+            _ => None,
+        }
+    }
+
+    fn max_len(&mut self, source: &str, s: String, max: usize) -> Option<String> {
+        if s.chars().count() > max {
+            self.add(source, format!("{source} must be at most {max} characters"));
+            None
+        } else {
+            Some(s)
+        }
+    }
+
+    /// Prefixes every violation's source with `prefix.` (for nested objects checked separately).
+    pub fn extend_prefixed(&mut self, prefix: &str, errors: Vec<FieldError>) {
+        for e in errors {
+            self.add(format!("{prefix}.{}", e.source), e.title);
+        }
+    }
+}
+
+/// A plausible e-mail address: one `@`, a local part, and a dotted domain, no spaces.
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && domain.len() <= 253
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !s.chars().any(char::is_whitespace)
+}
+
+/// A phone number: digits with optional leading `+` and separators, 5 to 21 characters.
+pub fn is_phone(s: &str) -> bool {
+    let len = s.chars().count();
+    (5..=21).contains(&len)
+        && s.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_digit() || matches!(c, ' ' | '-' | '/' | '(' | ')') || (i == 0 && c == '+')
+        })
+        && s.chars().filter(char::is_ascii_digit).count() >= 5
+}
+
+/// ISO 3166-1 alpha-2 codes of the countries netterms serves (EEA, Switzerland, United Kingdom).
+pub const COUNTRIES: &[&str] = &[
+    "AT", "BE", "BG", "CH", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GB", "GR", "HR", "HU",
+    "IE", "IS", "IT", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK",
+];
+
+/// Postal code shape for a country; countries without a rule accept 2–10 letters, digits, spaces, dashes.
+pub fn is_postal_code(country: &str, code: &str) -> bool {
+    let digits = |n: usize| code.len() == n && code.chars().all(|c| c.is_ascii_digit());
+    match country {
+        "DE" | "FR" | "IT" | "ES" | "FI" | "EE" | "HR" => digits(5),
+        "AT" | "BE" | "CH" | "DK" | "LU" | "NO" | "SI" | "BG" | "CY" | "HU" | "LI" => digits(4),
+        "NL" => {
+            let b = code.as_bytes();
+            b.len() == 7
+                && b[..4].iter().all(u8::is_ascii_digit)
+                && b[4] == b' '
+                && b[5..].iter().all(u8::is_ascii_uppercase)
+        }
+        "PL" => {
+            let b = code.as_bytes();
+            b.len() == 6
+                && b[..2].iter().all(u8::is_ascii_digit)
+                && b[2] == b'-'
+                && b[3..].iter().all(u8::is_ascii_digit)
+        }
+        _ => {
+            (2..=10).contains(&code.len())
+                && code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
+        }
+    }
+}
+
+/// An absolute http(s) URL with a host, without spaces.
+pub fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    match rest {
+        Some(r) => {
+            let host = r.split(['/', '?', '#']).next().unwrap_or("");
+            !host.is_empty() && !s.chars().any(char::is_whitespace) && s.len() <= 2048
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collects_all_violations() {
+        let mut v = Violations::new();
+        assert_eq!(v.text("name", None, 10), None);
+        assert_eq!(v.text("city", Some("   ".into()), 10), None);
+        assert_eq!(v.text("street", Some("a".repeat(11)), 10), None);
+        assert_eq!(v.text("ok", Some(" x ".into()), 10).as_deref(), Some("x"));
+        let errs = v.finish().unwrap_err();
+        let sources: Vec<_> = errs.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(sources, ["name", "city", "street"]);
+    }
+
+    #[test]
+    fn formats() {
+        assert!(is_email("a@b.de"));
+        assert!(!is_email("a@b"));
+        assert!(!is_email("a b@c.de"));
+        assert!(is_phone("+49 30 1234567"));
+        assert!(!is_phone("12"));
+        assert!(is_postal_code("DE", "10115"));
+        assert!(!is_postal_code("DE", "1011"));
+        assert!(is_postal_code("NL", "1234 AB"));
+        assert!(is_http_url("https://shop.example/x"));
+        assert!(!is_http_url("ftp://x"));
+        assert!(!is_http_url("https://"));
+    }
+}

@@ -1,0 +1,54 @@
+use clap::Parser;
+use netterms::cli::{Cli, Command};
+use netterms::config::Config;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi { check } = cli.command {
+        return netterms::cli::openapi(check);
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            netterms::telemetry::init_logging(&config);
+            let app = netterms::app::Application::build(config.clone()).await?;
+            let addr = app.local_addr()?;
+            let url = config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}"));
+            tracing::info!(
+                environment = config.environment.as_str(),
+                backend = app.services().db.backend().name(),
+                "netterms {} listening on http://{addr} (public URL {url}, database {}, admin API {})",
+                config.environment.as_str(),
+                netterms::telemetry::redact_url(&config.database_url),
+                if config.admin_token.is_some() {
+                    "enabled"
+                } else {
+                    "disabled: set NETTERMS_ADMIN_TOKEN"
+                },
+            );
+            app.run_until(netterms::app::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            netterms::telemetry::init_logging(&config);
+            let s = netterms::service::Services::open(config, true).await?;
+            eprintln!("migrations applied ({})", s.db.backend().name());
+            s.db.close().await;
+            Ok(())
+        }
+        Command::Psp { command } => netterms::cli::run_psp(config, command).await,
+        Command::Openapi { .. } => Ok(()),
+    }
+}

@@ -1,0 +1,88 @@
+//! PSP use cases for merchants: activate, read, deactivate, reactivate.
+
+use serde_json::json;
+
+use super::Services;
+use crate::domain::ids::{MerchantId, PspId};
+use crate::domain::merchant::{Merchant, MerchantStatus, NewMerchant};
+use crate::store::{StoreError, Tx, events, merchants};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MerchantError {
+    #[error("merchant not found")]
+    NotFound,
+    #[error("a merchant with external_id {0:?} already exists")]
+    DuplicateExternalId(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Activates a merchant for `psp_id` in `tx` and writes `merchant.activated`.
+pub async fn activate(
+    s: &Services,
+    tx: &mut Tx,
+    psp_id: PspId,
+    m: &NewMerchant,
+) -> Result<Merchant, MerchantError> {
+    let now = s.clock.now();
+    let merchant = match merchants::insert(tx, psp_id, m, now).await {
+        Ok(m) => m,
+        Err(e) if e.is_unique_violation() => {
+            return Err(MerchantError::DuplicateExternalId(m.external_id.clone()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    events::append(
+        tx,
+        psp_id,
+        "merchant.activated",
+        &json!({ "merchant_id": merchant.merchant_id }),
+        now,
+    )
+    .await?;
+    Ok(merchant)
+}
+
+pub async fn get(s: &Services, psp_id: PspId, id: MerchantId) -> Result<Merchant, MerchantError> {
+    let mut conn = s.db.conn().await?;
+    merchants::get(&mut conn, psp_id, id)
+        .await?
+        .ok_or(MerchantError::NotFound)
+}
+
+pub async fn list(
+    s: &Services,
+    psp_id: PspId,
+    limit: i64,
+    starting_after: Option<MerchantId>,
+) -> Result<Vec<Merchant>, MerchantError> {
+    let mut conn = s.db.conn().await?;
+    Ok(merchants::list(&mut conn, psp_id, limit, starting_after).await?)
+}
+
+/// Sets the merchant's status. Asking for the status it already has changes nothing and
+/// writes no event, so a retried call is harmless.
+pub async fn set_status(
+    s: &Services,
+    tx: &mut Tx,
+    psp_id: PspId,
+    id: MerchantId,
+    to: MerchantStatus,
+) -> Result<Merchant, MerchantError> {
+    let now = s.clock.now();
+    let from = match to {
+        MerchantStatus::Active => MerchantStatus::Inactive,
+        MerchantStatus::Inactive => MerchantStatus::Active,
+    };
+    let (merchant, changed) = merchants::transition(tx, psp_id, id, from, to, now)
+        .await?
+        .ok_or(MerchantError::NotFound)?;
+    if changed {
+        let event = match to {
+            MerchantStatus::Active => "merchant.activated",
+            MerchantStatus::Inactive => "merchant.deactivated",
+        };
+        events::append(tx, psp_id, event, &json!({ "merchant_id": id }), now).await?;
+    }
+    Ok(merchant)
+}

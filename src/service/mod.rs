@@ -1,0 +1,61 @@
+//! Use cases: one function per thing a client can do, over a transaction. Shared by the HTTP
+//! handlers and the CLI.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::secrets::Keyring;
+use crate::store::Db;
+
+pub mod merchants;
+pub mod psps;
+
+/// What every use case may need: the database, the server key, the clock and the configuration.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub db: Db,
+    pub keyring: Keyring,
+    pub clock: Clock,
+    pub config: Arc<Config>,
+}
+
+impl Services {
+    /// Connects to the configured database and loads (or in sandbox creates) the server key.
+    /// SQLite is migrated automatically; PostgreSQL must have been migrated (`netterms migrate`)
+    /// unless `migrate` is set.
+    pub async fn open(config: Config, migrate: bool) -> anyhow::Result<Services> {
+        let db = Db::connect(
+            &config.database_url,
+            &crate::store::PoolOptions {
+                max_connections: config.db_max_connections,
+                ..Default::default()
+            },
+        )
+        .await?;
+        if migrate || db.backend() == crate::store::Backend::Sqlite {
+            db.migrate().await?;
+        } else {
+            let pending = db.pending_migrations().await?;
+            anyhow::ensure!(
+                pending == 0,
+                "the database lacks {pending} migration(s): run `netterms migrate` first"
+            );
+        }
+        let clock = Clock;
+        let key = match &config.secret_key {
+            Some(k) => k.expose().to_owned(),
+            None => {
+                let fresh = crate::secrets::random_alphanumeric(64);
+                crate::store::secrets::get_or_insert(&db, "sandbox_secret_key", &fresh, clock.now())
+                    .await?
+            }
+        };
+        Ok(Services {
+            db,
+            keyring: Keyring::new(key.as_bytes()),
+            clock,
+            config: Arc::new(config),
+        })
+    }
+}

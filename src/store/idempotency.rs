@@ -1,0 +1,129 @@
+//! Durable idempotency keys. A key is claimed in its own short transaction (so a concurrent
+//! duplicate sees it and gets 409), and its response is stored in the transaction of the effect.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{AsExec, Db, StoreResult};
+use crate::domain::ids::PspId;
+use crate::with_conn;
+
+/// How long a claimed key counts as in flight before another request may take it over
+/// (a process that died mid-request leaves its claim behind).
+pub const LOCK_FOR: Duration = Duration::seconds(60);
+/// How long a completed response is replayed.
+pub const RETAIN_FOR: Duration = Duration::hours(24);
+
+/// What a request with an `Idempotency-Key` should do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// First use (or a takeover of an abandoned or expired claim): run the request.
+    Run,
+    /// Completed before: answer with the stored response.
+    Replay { status: u16, body: Vec<u8> },
+    /// Another request with this key is running.
+    InFlight,
+    /// The key was used with a different request.
+    Mismatch,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    fingerprint: Vec<u8>,
+    locked_until: Option<DateTime<Utc>>,
+    response_status: Option<i64>,
+    response_body: Option<Vec<u8>>,
+    created_at: DateTime<Utc>,
+}
+
+/// Claims `key` for `psp_id`.
+pub async fn claim(
+    db: &Db,
+    psp_id: PspId,
+    key: &str,
+    fingerprint: &[u8],
+    now: DateTime<Utc>,
+) -> StoreResult<Claim> {
+    let mut tx = db.begin().await?;
+    let lock = now + LOCK_FOR;
+    let claim = with_conn!(&mut tx, c => {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (psp_id, key, fingerprint, locked_until, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (psp_id, key) DO NOTHING",
+        )
+        .bind(psp_id).bind(key).bind(fingerprint).bind(lock).bind(now)
+        .execute(&mut *c).await?
+        .rows_affected();
+        if inserted == 1 {
+            Claim::Run
+        } else {
+            let row: Option<Row> = sqlx::query_as(
+                "SELECT fingerprint, locked_until, response_status, response_body, created_at \
+                 FROM idempotency_keys WHERE psp_id = $1 AND key = $2",
+            )
+            .bind(psp_id).bind(key).fetch_optional(&mut *c).await?;
+            match row {
+                // Deleted between our insert and select (a failed first attempt released it): retry later.
+                None => Claim::InFlight,
+                Some(r) if r.created_at + RETAIN_FOR <= now || (r.response_status.is_none() && r.locked_until.is_none_or(|l| l <= now)) => {
+                    // Expired, or abandoned by a crashed request: take it over if nobody else did.
+                    let taken = sqlx::query(
+                        "UPDATE idempotency_keys SET fingerprint = $3, locked_until = $4, response_status = NULL, \
+                         response_body = NULL, created_at = $5 WHERE psp_id = $1 AND key = $2 AND created_at = $6",
+                    )
+                    .bind(psp_id).bind(key).bind(fingerprint).bind(lock).bind(now).bind(r.created_at)
+                    .execute(&mut *c).await?
+                    .rows_affected();
+                    if taken == 1 { Claim::Run } else { Claim::InFlight }
+                }
+                Some(r) if r.fingerprint != fingerprint => Claim::Mismatch,
+                Some(Row { response_status: Some(status), response_body: Some(body), .. }) => {
+                    Claim::Replay { status: u16::try_from(status).unwrap_or(500), body }
+                }
+                Some(_) => Claim::InFlight,
+            }
+        }
+    });
+    tx.commit().await?;
+    Ok(claim)
+}
+
+/// Stores the response of a claimed key, in the transaction that makes the request's effect.
+pub async fn complete(
+    tx: &mut impl AsExec,
+    psp_id: PspId,
+    key: &str,
+    status: u16,
+    body: &[u8],
+) -> StoreResult<()> {
+    with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE idempotency_keys SET response_status = $3, response_body = $4, locked_until = NULL \
+             WHERE psp_id = $1 AND key = $2",
+        )
+        .bind(psp_id).bind(key).bind(i64::from(status)).bind(body)
+        .execute(&mut *c).await?;
+    });
+    Ok(())
+}
+
+/// Gives up a claim whose request made no effect (it failed), so the key can be used again.
+pub async fn release(db: &Db, psp_id: PspId, key: &str) -> StoreResult<()> {
+    let mut tx = db.begin().await?;
+    with_conn!(&mut tx, c => {
+        sqlx::query("DELETE FROM idempotency_keys WHERE psp_id = $1 AND key = $2 AND response_status IS NULL")
+            .bind(psp_id).bind(key).execute(&mut *c).await?;
+    });
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes keys older than the retention window; returns how many.
+pub async fn purge_expired(db: &Db, now: DateTime<Utc>) -> StoreResult<u64> {
+    let mut tx = db.begin().await?;
+    let n = with_conn!(&mut tx, c => {
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(now - RETAIN_FOR).execute(&mut *c).await?.rows_affected()
+    });
+    tx.commit().await?;
+    Ok(n)
+}

@@ -1,0 +1,137 @@
+//! `Idempotency-Key` on POST: claim the key, replay a stored response, or run the request and
+//! let its handler store the response in the same transaction as the effect (see [`respond`]).
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::AuthedPsp;
+use crate::domain::ids::PspId;
+use crate::secrets::Purpose;
+use crate::store::Tx;
+use crate::store::idempotency::{self, Claim};
+
+pub const HEADER: &str = "idempotency-key";
+
+/// The claimed key of the request being served, if it carried one.
+#[derive(Debug, Clone)]
+pub struct IdemKey {
+    pub psp_id: PspId,
+    pub key: String,
+}
+
+/// Extracts the claimed key (absent when the request had no `Idempotency-Key`).
+pub struct Idem(pub Option<IdemKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Idem {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Idem(parts.extensions.get::<IdemKey>().cloned()))
+    }
+}
+
+fn valid_key(k: &str) -> bool {
+    (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The middleware; runs after authentication, so keys are scoped to the PSP.
+pub async fn idempotency(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if req.method() != Method::POST {
+        return Ok(next.run(req).await);
+    }
+    let Some(raw) = req.headers().get(HEADER) else {
+        return Ok(next.run(req).await);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| valid_key(k))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                Some("Idempotency-Key".into()),
+            )
+        })?
+        .to_owned();
+    let psp = req
+        .extensions()
+        .get::<AuthedPsp>()
+        .copied()
+        .ok_or(ApiError::Unauthorized {
+            challenge: super::auth::BASIC_CHALLENGE,
+        })?;
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::TooLarge)?;
+    let mut material = Vec::with_capacity(bytes.len() + 64);
+    material.extend_from_slice(parts.method.as_str().as_bytes());
+    material.push(b'\n');
+    material.extend_from_slice(parts.uri.path().as_bytes());
+    material.push(b'\n');
+    material.extend_from_slice(&bytes);
+    let fingerprint = state.keyring.digest(Purpose::Fingerprint, &material);
+
+    match idempotency::claim(&state.db, psp.psp_id, &key, &fingerprint, state.clock.now()).await? {
+        Claim::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut resp = (status, body).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(resp)
+        }
+        Claim::InFlight => Err(ApiError::IdempotencyInProgress),
+        Claim::Mismatch => Err(ApiError::IdempotencyKeyReused),
+        Claim::Run => {
+            let mut req = Request::from_parts(parts, Body::from(bytes));
+            req.extensions_mut().insert(IdemKey {
+                psp_id: psp.psp_id,
+                key: key.clone(),
+            });
+            let resp = next.run(req).await;
+            if !resp.status().is_success() {
+                // Nothing was stored with the failed request: free the key for a retry.
+                if let Err(e) = idempotency::release(&state.db, psp.psp_id, &key).await {
+                    tracing::warn!(error = %super::error::error_chain(&e), "could not release idempotency key");
+                }
+            }
+            Ok(resp)
+        }
+    }
+}
+
+/// Finishes a POST: stores the response under the request's idempotency key (if any) in `tx`,
+/// commits, and answers with exactly the stored bytes.
+pub async fn respond(
+    mut tx: Tx,
+    idem: &Idem,
+    status: StatusCode,
+    body: &impl Serialize,
+) -> Result<Response, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
+    if let Some(k) = &idem.0 {
+        idempotency::complete(&mut tx, k.psp_id, &k.key, status.as_u16(), &bytes).await?;
+    }
+    tx.commit().await?;
+    let mut resp = (status, bytes).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}

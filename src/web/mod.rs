@@ -1,0 +1,260 @@
+//! The HTTP layer: routers, middleware and handlers. Handlers parse, authorize and call a use case
+//! in [`crate::service`]; nothing here decides business rules.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::service::Services;
+
+pub mod admin;
+pub mod auth;
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod merchants;
+pub mod ops;
+pub mod pages;
+
+use error::{ApiError, REQUEST_ID};
+use extract::AuthedPsp;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub services: Services,
+    pub throttle: auth::AuthThrottle,
+    pub metrics: PrometheusHandle,
+    pub openapi_json: String,
+    pub docs_html: String,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for AppInner {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.services
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "netterms",
+        description = "B2B buy now, pay later for payment service providers. PSPs authenticate with HTTP Basic; \
+            every error answers with the envelope {\"errors\": [{code, title, source}], \"request_id\"}; every POST \
+            accepts an Idempotency-Key.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "Merchants", description = "Merchant activation by PSPs"),
+        (name = "Reference data", description = "Lists clients need to build requests"),
+        (name = "Operator", description = "The operator's admin API (bearer token)"),
+    )
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The API routes with their OpenAPI description, before state and middleware.
+fn api_routes() -> (
+    OpenApiRouter<AppState>,
+    OpenApiRouter<AppState>,
+    OpenApiRouter<AppState>,
+) {
+    (
+        merchants::router(),
+        merchants::public_router(),
+        admin::router(),
+    )
+}
+
+/// The OpenAPI document generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (psp, public, admin) = api_routes();
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .merge(psp)
+        .merge(public)
+        .merge(admin)
+        .into_openapi()
+}
+
+/// The OpenAPI document as committed to the repository (pretty JSON with a final newline).
+pub fn openapi_pretty() -> String {
+    let mut s = openapi().to_pretty_json().unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Builds the whole application: every route with its middleware.
+pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
+    let spec = openapi();
+    let spec_value = serde_json::to_value(&spec).unwrap_or_default();
+    let state = AppState(Arc::new(AppInner {
+        throttle: auth::AuthThrottle::new(
+            services.config.auth_failure_limit,
+            Duration::from_secs(services.config.auth_failure_window_secs),
+        ),
+        metrics,
+        openapi_json: openapi_pretty(),
+        docs_html: docs::render(&spec_value).into_string(),
+        services,
+    }));
+    let (psp, public, admin) = api_routes();
+    let max_body = state.config.max_body_bytes;
+
+    let psp_api: Router<AppState> = Router::from(psp)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::psp_auth,
+        ));
+    let admin_api: Router<AppState> = Router::from(admin).layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::admin_auth,
+    ));
+
+    Router::new()
+        .merge(psp_api)
+        .merge(admin_api)
+        .merge(Router::from(public))
+        .route(
+            "/credentials/{token}",
+            get(pages::password_link).post(pages::reveal_password_form),
+        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi_json))
+        .route("/docs", get(ops::docs))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such path".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::Internal("handler panicked".into()).into_response()
+}
+
+/// A client's `X-Request-Id` if it is short and plain, else a new one.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Outermost middleware: request id, one log line per request, metrics. Logs the route
+/// template, never the raw path (it may hold a one-time token) or any header.
+async fn observe(State(_state): State<AppState>, req: Request, next: Next) -> Response {
+    let id = request_id(&req);
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), next.run(req))
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    let status = resp.status();
+    let psp_id = resp
+        .extensions()
+        .get::<AuthedPsp>()
+        .map(|a| a.psp_id.to_string());
+    span.in_scope(|| {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            tracing::error!(
+                status = status.as_u16(),
+                latency_ms = ms,
+                psp_id = psp_id.as_deref(),
+                "request"
+            );
+        } else {
+            tracing::info!(
+                status = status.as_u16(),
+                latency_ms = ms,
+                psp_id = psp_id.as_deref(),
+                "request"
+            );
+        }
+    });
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels[..2])
+        .record(elapsed.as_secs_f64());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        metrics::counter!("http_server_errors_total").increment(1);
+    }
+    resp
+}
