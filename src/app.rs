@@ -23,8 +23,15 @@ impl Application {
         Self::with_services(services).await
     }
 
-    pub async fn with_services(services: Services) -> anyhow::Result<Application> {
+    /// Binds and builds the router. Without a configured `public_url`, links point at the address
+    /// actually bound (so port 0 works).
+    pub async fn with_services(mut services: Services) -> anyhow::Result<Application> {
         let listener = TcpListener::bind(services.config.listen).await?;
+        if services.config.public_url.is_none() {
+            let mut config = (*services.config).clone();
+            config.public_url = Some(format!("http://{}", listener.local_addr()?));
+            services.config = std::sync::Arc::new(config);
+        }
         let router = crate::web::router(services.clone(), crate::telemetry::metrics_handle());
         Ok(Application {
             listener,

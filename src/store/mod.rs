@@ -223,10 +223,8 @@ impl Db {
     pub async fn pending_migrations(&self) -> StoreResult<usize> {
         let mut c = self.conn().await?;
         let applied: Vec<i64> = with_conn!(&mut c, c => {
-            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&mut *c).await {
-                Ok(v) => v,
-                Err(_) => Vec::new(), // no migrations table yet
-            }
+            // No migrations table yet means nothing is applied.
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&mut *c).await.unwrap_or_default()
         });
         let migrator = match self {
             Db::Postgres(_) => &PG_MIGRATOR,

@@ -1,0 +1,11 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! HTTP-level integration tests. They run on SQLite, or on PostgreSQL when
+//! `NETTERMS_TEST_DATABASE_URL` is set (`.ci/run` runs the suite both ways).
+
+mod helpers;
+
+mod auth;
+mod idempotency;
+mod merchants;
+mod ops;
+mod psps;
