@@ -1,0 +1,170 @@
+//! The binary as a user runs it: `psp create --json`, then `serve` with no configuration but a
+//! port, the README walkthrough over HTTP, graceful shutdown on SIGTERM, and JSON logs that hold
+//! request ids and no secret.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netterms");
+
+fn netterms(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir).env_remove("DATABASE_URL").env("NETTERMS_LISTEN", "127.0.0.1:0");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NETTERMS_") && k != "NETTERMS_LISTEN" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// Kills the server if the test fails half-way.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn psp_create_then_serve_walkthrough_with_clean_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = netterms(dir.path())
+        .args(["psp", "create", "--name", "Acme Payments", "--fee-rate-bps", "150", "--fee-fixed", "25"])
+        .args(["--iban", "DE89370400440532013000", "--payout-frequency", "weekly", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["psp_id", "username", "password_url"] {
+        assert!(created[key].is_string(), "{key} missing in {created}");
+    }
+    // The SQLite file was created and migrated in the working directory.
+    assert!(dir.path().join("netterms.db").exists());
+    let token = created["password_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let username = created["username"].as_str().unwrap().to_owned();
+
+    let mut child = KillOnDrop(
+        netterms(dir.path())
+            .arg("serve")
+            .env("NETTERMS_LOG_FORMAT", "json")
+            .env("NETTERMS_LOG_LEVEL", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let mut early = Vec::new();
+    let message = loop {
+        let line = lines.next().expect("server exited before listening").unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        early.push(line);
+        if let Some(m) = v["message"].as_str().filter(|m| m.contains("listening on")) {
+            break m.to_owned();
+        }
+    };
+    assert!(message.contains("sandbox") && message.contains("listening on http://127.0.0.1:"), "{message}");
+    let addr = message.split("listening on http://").nth(1).unwrap().split(' ').next().unwrap().to_owned();
+    let base = format!("http://{addr}");
+    let log_reader = std::thread::spawn(move || {
+        early.extend(lines.map_while(Result::ok));
+        early
+    });
+
+    let client = reqwest::Client::new();
+    let pw: Value = client
+        .get(format!("{base}/credentials/{token}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let password = pw["password"].as_str().unwrap().to_owned();
+
+    let merchant = json!({
+        "external_id": "shop-1", "name": "Beispiel GmbH", "legal_form": "10001", "registration_number": "HRB 12345",
+        "address": {"street": "Hauptstr.", "house_number": "1", "postal_code": "10115", "city": "Berlin", "country": "DE"},
+        "contact": {"name": "Erika Mustermann", "email": "erika@example.com"}
+    });
+    let r = client
+        .post(format!("{base}/v1/merchants"))
+        .basic_auth(&username, Some(&password))
+        .header("idempotency-key", "walkthrough-1")
+        .json(&merchant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client.get(format!("{base}/v1/merchants")).basic_auth(&username, Some("wrong")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // SIGTERM: the server finishes and exits cleanly.
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exited = exited.expect("server did not stop within 10 s of SIGTERM");
+    assert!(exited.success(), "{exited:?}");
+
+    let logs = log_reader.join().unwrap();
+    let all = logs.join("\n");
+    assert!(!all.contains(&password), "password in logs");
+    assert!(!all.contains(&token), "password link token in logs");
+    assert!(!all.contains("erika@example.com"), "personal data in logs");
+    let requests: Vec<Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .collect();
+    assert!(requests.len() >= 3, "{all}");
+    for r in &requests {
+        assert!(r["span"]["request_id"].is_string(), "{r}");
+        assert!(r["status"].is_number(), "{r}");
+    }
+    assert!(all.contains("stopped"));
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = netterms(dir.path())
+        .arg("serve")
+        .env("NETTERMS_ENVIRONMENT", "production")
+        .env("NETTERMS_ADMIN_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("secret_key") && err.contains("admin_token") && err.contains("https public_url"), "{err}");
+    let out = netterms(dir.path()).arg("serve").env("NETTERMS_LISTEN", "not-an-address").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("listen"));
+}
+
+#[test]
+fn openapi_check_detects_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let committed = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    assert!(netterms(dir.path()).args(["openapi", "--check", committed]).status().unwrap().success());
+    let stale = dir.path().join("stale.json");
+    std::fs::write(&stale, "{}\n").unwrap();
+    let out = netterms(dir.path()).args(["openapi", "--check"]).arg(&stale).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("differs"));
+}
