@@ -25,13 +25,9 @@ pub async fn activate(
     m: &NewMerchant,
 ) -> Result<Merchant, MerchantError> {
     let now = s.clock.now();
-    let merchant = match merchants::insert(tx, psp_id, m, now).await {
-        Ok(m) => m,
-        Err(e) if e.is_unique_violation() => {
-            return Err(MerchantError::DuplicateExternalId(m.external_id.clone()));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let merchant = merchants::insert(tx, psp_id, m, now)
+        .await?
+        .ok_or_else(|| MerchantError::DuplicateExternalId(m.external_id.clone()))?;
     events::append(
         tx,
         psp_id,

@@ -7,9 +7,6 @@ use crate::domain::ids::{MerchantId, PspId};
 use crate::domain::merchant::{Merchant, MerchantStatus, NewMerchant, PaymentTerms};
 use crate::with_conn;
 
-/// The unique constraint on (psp_id, external_id).
-pub const UNIQUE_EXTERNAL_ID: &str = "merchants_psp_external_id";
-
 #[derive(sqlx::FromRow)]
 struct Row {
     id: MerchantId,
@@ -67,30 +64,30 @@ impl TryFrom<Row> for Merchant {
     }
 }
 
-/// Inserts a merchant; a duplicate `external_id` fails with a unique violation on
-/// [`UNIQUE_EXTERNAL_ID`].
+/// Inserts a merchant; `None` when the PSP already has one with this `external_id` (the unique
+/// key decides, so concurrent activations cannot both succeed, and the transaction stays usable).
 pub async fn insert(
     tx: &mut impl AsExec,
     psp_id: PspId,
     m: &NewMerchant,
     now: DateTime<Utc>,
-) -> StoreResult<Merchant> {
+) -> StoreResult<Option<Merchant>> {
     let id = MerchantId::new();
     let address = serde_json::to_string(&m.address).map_err(|e| corrupt("address", e))?;
     let contact = serde_json::to_string(&m.contact).map_err(|e| corrupt("contact", e))?;
-    let row: Row = with_conn!(tx, c => {
+    let row: Option<Row> = with_conn!(tx, c => {
         sqlx::query_as(&format!(
             "INSERT INTO merchants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
-             RETURNING {COLUMNS}"
+             ON CONFLICT (psp_id, external_id) DO NOTHING RETURNING {COLUMNS}"
         ))
         .bind(id).bind(psp_id).bind(&m.external_id).bind(&m.name).bind(&m.legal_form)
         .bind(&m.registration_number).bind(&m.registration_court).bind(&m.tax_id)
         .bind(&address).bind(&m.website).bind(&m.industry_sector).bind(&contact)
         .bind(m.payment_terms.min_duration).bind(m.payment_terms.max_duration).bind(m.payment_terms.default_duration)
         .bind(MerchantStatus::Active.as_str()).bind(now)
-        .fetch_one(&mut *c).await?
+        .fetch_optional(&mut *c).await?
     });
-    row.try_into()
+    row.map(Merchant::try_from).transpose()
 }
 
 /// A merchant of `psp_id`; another PSP's merchant is `None`, as if it did not exist.

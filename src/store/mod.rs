@@ -31,14 +31,6 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The name of the unique or check constraint a write violated, if that is what failed.
-    pub fn constraint(&self) -> Option<&str> {
-        match self {
-            StoreError::Database(sqlx::Error::Database(e)) => e.constraint(),
-            _ => None,
-        }
-    }
-
     /// True when the write violated a uniqueness constraint.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())

@@ -51,7 +51,7 @@ pub async fn idempotency(
         return Ok(next.run(req).await);
     }
     let Some(raw) = req.headers().get(HEADER) else {
-        return Ok(next.run(req).await);
+        return run_to_completion(next, req).await;
     };
     let key = raw
         .to_str()
@@ -103,7 +103,7 @@ pub async fn idempotency(
                 psp_id: psp.psp_id,
                 key: key.clone(),
             });
-            let resp = next.run(req).await;
+            let resp = run_to_completion(next, req).await?;
             if !resp.status().is_success() {
                 // Nothing was stored with the failed request: free the key for a retry.
                 if let Err(e) = idempotency::release(&state.db, psp.psp_id, &key).await {
@@ -113,6 +113,21 @@ pub async fn idempotency(
             Ok(resp)
         }
     }
+}
+
+/// Runs a POST on its own task, so that a client hanging up mid-request does not cut the work
+/// short: the effect and its idempotency record are committed (and replayed on retry) or not at all.
+async fn run_to_completion(next: Next, req: Request) -> Result<Response, ApiError> {
+    let request_id = super::error::current_request_id();
+    let span = tracing::Span::current();
+    let task = super::error::REQUEST_ID.scope(
+        request_id,
+        tracing::Instrument::instrument(next.run(req), span),
+    );
+    tokio::spawn(task).await.map_err(|e| {
+        tracing::error!(error = %e, "request task failed");
+        ApiError::Internal("request task failed".into())
+    })
 }
 
 /// Finishes a POST: stores the response under the request's idempotency key (if any) in `tx`,

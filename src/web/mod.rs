@@ -258,3 +258,25 @@ async fn observe(State(_state): State<AppState>, req: Request, next: Next) -> Re
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_answers_500_in_the_envelope_revealing_nothing() {
+        let resp = REQUEST_ID
+            .scope("rid-1".into(), async {
+                panic_response(Box::new("secret detail"))
+            })
+            .await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 10_000)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errors"][0]["code"], "internal_error");
+        assert_eq!(v["request_id"], "rid-1");
+        assert!(!String::from_utf8_lossy(&body).contains("secret detail"));
+    }
+}
