@@ -33,11 +33,7 @@ impl Application {
             services.config = std::sync::Arc::new(config);
         }
         let router = crate::web::router(services.clone(), crate::telemetry::metrics_handle());
-        Ok(Application {
-            listener,
-            router,
-            services,
-        })
+        Ok(Application { listener, router, services })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -50,22 +46,23 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish (bounded by
     /// `shutdown_grace_secs`) and closes the database pools.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.services.clone()));
+        let (worker_stop_tx, worker_stop) = tokio::sync::watch::channel(false);
+        let dispatcher = if self.services.config.webhook_worker {
+            let worker = format!("{}-{}", std::process::id(), crate::secrets::random_alphanumeric(6));
+            let d = crate::service::webhooks::Dispatcher::new(self.services.clone(), &worker)?;
+            Some(tokio::spawn(d.run(worker_stop)))
+        } else {
+            None
+        };
         let grace = Duration::from_secs(self.services.config.shutdown_grace_secs);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+        let server = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            });
         let mut stop_rx2 = stop_rx.clone();
         tokio::select! {
             r = server => r?,
@@ -75,6 +72,11 @@ impl Application {
             } => tracing::warn!("shutdown grace period over; dropping in-flight requests"),
         }
         housekeeping.abort();
+        // The worker finishes the round it is in (its attempts are recorded), then stops.
+        let _ = worker_stop_tx.send(true);
+        if let Some(d) = dispatcher {
+            let _ = tokio::time::timeout(grace, d).await;
+        }
         self.services.db.close().await;
         tracing::info!("stopped");
         Ok(())

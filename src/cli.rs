@@ -11,11 +11,7 @@ use crate::domain::psp::{PayoutFrequency, PspInput, PspPatch};
 use crate::service::{Services, psps};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "netterms",
-    version,
-    about = "B2B buy now, pay later for payment service providers"
-)]
+#[command(name = "netterms", version, about = "B2B buy now, pay later for payment service providers")]
 pub struct Cli {
     /// Configuration file (TOML). Default: ./netterms.toml if it exists.
     #[arg(long, global = true, env = "NETTERMS_CONFIG")]
@@ -111,11 +107,7 @@ pub enum CredentialCommand {
     },
 }
 
-fn print(
-    json: bool,
-    value: &impl serde::Serialize,
-    text: impl FnOnce() -> String,
-) -> anyhow::Result<()> {
+fn print(json: bool, value: &impl serde::Serialize, text: impl FnOnce() -> String) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {
@@ -128,10 +120,7 @@ fn fail_invalid(e: psps::PspError) -> anyhow::Error {
     match e {
         psps::PspError::Invalid(errs) => anyhow::anyhow!(
             "invalid input:\n{}",
-            errs.iter()
-                .map(|e| format!("  - {}: {}", e.source, e.title))
-                .collect::<Vec<_>>()
-                .join("\n")
+            errs.iter().map(|e| format!("  - {}: {}", e.source, e.title)).collect::<Vec<_>>().join("\n")
         ),
         other => anyhow::Error::new(other),
     }
@@ -141,14 +130,7 @@ fn fail_invalid(e: psps::PspError) -> anyhow::Error {
 pub async fn run_psp(config: Config, cmd: PspCommand) -> anyhow::Result<()> {
     let s = Services::open(config, false).await?;
     match cmd {
-        PspCommand::Create {
-            name,
-            fee_rate_bps,
-            fee_fixed,
-            iban,
-            payout_frequency,
-            json,
-        } => {
+        PspCommand::Create { name, fee_rate_bps, fee_fixed, iban, payout_frequency, json } => {
             let input = PspInput {
                 name: Some(name),
                 fee_rate_bps: Some(fee_rate_bps),
@@ -157,17 +139,12 @@ pub async fn run_psp(config: Config, cmd: PspCommand) -> anyhow::Result<()> {
                 payout_frequency: Some(payout_frequency),
                 fee_bands: None,
             };
-            let settings = input
-                .validate()
-                .map_err(|e| fail_invalid(psps::PspError::Invalid(e)))?;
+            let settings = input.validate().map_err(|e| fail_invalid(psps::PspError::Invalid(e)))?;
             let created = psps::create(&s, &settings).await.map_err(fail_invalid)?;
             print(json, &created, || {
                 format!(
                     "psp_id:       {}\nusername:     {}\npassword_url: {}\n(the link reveals the password once and expires at {})",
-                    created.psp_id,
-                    created.username,
-                    created.password_url,
-                    created.password_url_expires_at
+                    created.psp_id, created.username, created.password_url, created.password_url_expires_at
                 )
             })?;
         }
@@ -189,62 +166,22 @@ pub async fn run_psp(config: Config, cmd: PspCommand) -> anyhow::Result<()> {
                     .join("\n")
             })?;
         }
-        PspCommand::Update {
-            psp_id,
-            name,
-            fee_rate_bps,
-            fee_fixed,
-            iban,
-            payout_frequency,
-            json,
-        } => {
-            let patch = PspPatch {
-                name,
-                fee_rate_bps,
-                fee_fixed,
-                iban,
-                payout_frequency,
-                fee_bands: None,
-            };
-            let psp = psps::update(&s, psp_id, patch)
-                .await
-                .map_err(fail_invalid)?;
+        PspCommand::Update { psp_id, name, fee_rate_bps, fee_fixed, iban, payout_frequency, json } => {
+            let patch = PspPatch { name, fee_rate_bps, fee_fixed, iban, payout_frequency, fee_bands: None };
+            let psp = psps::update(&s, psp_id, patch).await.map_err(fail_invalid)?;
             print(json, &psp, || format!("updated {}", psp.psp_id))?;
         }
-        PspCommand::Credentials {
-            command: CredentialCommand::Issue { psp_id, json },
-        } => {
-            let cred = psps::issue_credential(&s, psp_id)
-                .await
-                .map_err(fail_invalid)?;
-            print(json, &cred, || {
-                format!(
-                    "username:     {}\npassword_url: {}",
-                    cred.username, cred.password_url
-                )
-            })?;
+        PspCommand::Credentials { command: CredentialCommand::Issue { psp_id, json } } => {
+            let cred = psps::issue_credential(&s, psp_id).await.map_err(fail_invalid)?;
+            print(json, &cred, || format!("username:     {}\npassword_url: {}", cred.username, cred.password_url))?;
         }
-        PspCommand::Credentials {
-            command:
-                CredentialCommand::Revoke {
-                    username,
-                    psp_id,
-                    credential_id,
-                    json,
-                },
-        } => {
+        PspCommand::Credentials { command: CredentialCommand::Revoke { username, psp_id, credential_id, json } } => {
             let (psp_id, credential_id) = match (username, psp_id, credential_id) {
-                (Some(u), _, _) => psps::credential_by_username(&s, &u)
-                    .await
-                    .map_err(fail_invalid)?,
+                (Some(u), _, _) => psps::credential_by_username(&s, &u).await.map_err(fail_invalid)?,
                 (None, Some(p), Some(c)) => (p, c),
-                _ => anyhow::bail!(
-                    "name the credential by username, or by --psp-id and --credential-id"
-                ),
+                _ => anyhow::bail!("name the credential by username, or by --psp-id and --credential-id"),
             };
-            let info = psps::revoke_credential(&s, psp_id, credential_id)
-                .await
-                .map_err(fail_invalid)?;
+            let info = psps::revoke_credential(&s, psp_id, credential_id).await.map_err(fail_invalid)?;
             print(json, &info, || format!("revoked {}", info.username))?;
         }
     }
@@ -258,8 +195,7 @@ pub fn openapi(check: Option<PathBuf>) -> anyhow::Result<()> {
     match check {
         None => print!("{generated}"),
         Some(path) => {
-            let committed = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let committed = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             anyhow::ensure!(
                 committed == generated,
                 "{} differs from the OpenAPI document generated from the handlers; regenerate it with \

@@ -65,6 +65,15 @@ pub struct Config {
     pub currencies: Vec<String>,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// Whether webhooks may go to private, loopback and link-local addresses. Default: allowed in
+    /// sandbox, refused in production.
+    pub webhook_allow_private: Option<bool>,
+    /// Whether this process runs the webhook delivery worker.
+    pub webhook_worker: bool,
+    /// Timeout of one webhook attempt.
+    pub webhook_timeout_secs: u64,
+    /// How often the delivery worker looks for due deliveries.
+    pub webhook_poll_ms: u64,
 }
 
 impl Default for Config {
@@ -85,6 +94,10 @@ impl Default for Config {
             auth_failure_window_secs: 60,
             currencies: vec!["EUR".into()],
             shutdown_grace_secs: 30,
+            webhook_allow_private: None,
+            webhook_worker: true,
+            webhook_timeout_secs: 15,
+            webhook_poll_ms: 250,
         }
     }
 }
@@ -115,6 +128,10 @@ const FIELDS: &[&str] = &[
     "auth_failure_window_secs",
     "currencies",
     "shutdown_grace_secs",
+    "webhook_allow_private",
+    "webhook_worker",
+    "webhook_timeout_secs",
+    "webhook_poll_ms",
 ];
 
 impl Config {
@@ -124,14 +141,10 @@ impl Config {
         let mut fig = Figment::new();
         match file {
             Some(f) => fig = fig.merge(Toml::file_exact(f)),
-            None if Path::new("netterms.toml").exists() => {
-                fig = fig.merge(Toml::file_exact("netterms.toml"))
-            }
+            None if Path::new("netterms.toml").exists() => fig = fig.merge(Toml::file_exact("netterms.toml")),
             None => {}
         }
-        fig = fig
-            .merge(Env::raw().only(&["DATABASE_URL"]))
-            .merge(Env::prefixed("NETTERMS_").only(FIELDS));
+        fig = fig.merge(Env::raw().only(&["DATABASE_URL"])).merge(Env::prefixed("NETTERMS_").only(FIELDS));
         let config: Config = fig.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
@@ -144,9 +157,7 @@ impl Config {
             || self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://"))
         {
-            errs.push(
-                "database_url must start with sqlite:, postgres:// or postgresql://".to_owned(),
-            );
+            errs.push("database_url must start with sqlite:, postgres:// or postgresql://".to_owned());
         }
         if let Some(url) = &self.public_url {
             if !crate::domain::validate::is_http_url(url) {
@@ -165,13 +176,11 @@ impl Config {
         }
         if self.environment == Environment::Production {
             if self.secret_key.is_none() {
-                errs.push("production needs secret_key (NETTERMS_SECRET_KEY), at least 32 random characters".to_owned());
+                errs.push(
+                    "production needs secret_key (NETTERMS_SECRET_KEY), at least 32 random characters".to_owned(),
+                );
             }
-            if !self
-                .public_url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("https://"))
-            {
+            if !self.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
                 errs.push("production needs an https public_url".to_owned());
             }
         }
@@ -182,9 +191,7 @@ impl Config {
             errs.push("max_body_bytes must be between 1024 and 67108864".to_owned());
         }
         if self.auth_failure_limit == 0 || self.auth_failure_window_secs == 0 {
-            errs.push(
-                "auth_failure_limit and auth_failure_window_secs must be positive".to_owned(),
-            );
+            errs.push("auth_failure_limit and auth_failure_window_secs must be positive".to_owned());
         }
         if self.db_max_connections == 0 {
             errs.push("db_max_connections must be positive".to_owned());
@@ -198,16 +205,20 @@ impl Config {
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
-            errs.push(format!(
-                "log_level {:?} is not a valid filter",
-                self.log_level
-            ));
+            errs.push(format!("log_level {:?} is not a valid filter", self.log_level));
         }
-        if errs.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(errs))
+        if !(1..=60).contains(&self.webhook_timeout_secs) {
+            errs.push("webhook_timeout_secs must be between 1 and 60".to_owned());
         }
+        if !(10..=60_000).contains(&self.webhook_poll_ms) {
+            errs.push("webhook_poll_ms must be between 10 and 60000".to_owned());
+        }
+        if errs.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errs)) }
+    }
+
+    /// Whether outbound webhooks may reach private addresses.
+    pub fn webhooks_may_reach_private(&self) -> bool {
+        self.webhook_allow_private.unwrap_or(self.environment == Environment::Sandbox)
     }
 
     /// The base URL for links this deployment hands out, without a trailing slash.
@@ -232,13 +243,8 @@ mod tests {
 
     #[test]
     fn production_requires_key_and_https() {
-        let c = Config {
-            environment: Environment::Production,
-            ..Config::default()
-        };
-        let Err(ConfigError::Invalid(errs)) = c.validate() else {
-            panic!("expected errors")
-        };
+        let c = Config { environment: Environment::Production, ..Config::default() };
+        let Err(ConfigError::Invalid(errs)) = c.validate() else { panic!("expected errors") };
         assert_eq!(errs.len(), 2);
     }
 }

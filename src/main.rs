@@ -23,21 +23,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             netterms::telemetry::init_logging(&config);
             let app = netterms::app::Application::build(config.clone()).await?;
             let addr = app.local_addr()?;
-            let url = config
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{addr}"));
+            let url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
             tracing::info!(
                 environment = config.environment.as_str(),
                 backend = app.services().db.backend().name(),
                 "netterms {} listening on http://{addr} (public URL {url}, database {}, admin API {})",
                 config.environment.as_str(),
                 netterms::telemetry::redact_url(&config.database_url),
-                if config.admin_token.is_some() {
-                    "enabled"
-                } else {
-                    "disabled: set NETTERMS_ADMIN_TOKEN"
-                },
+                if config.admin_token.is_some() { "enabled" } else { "disabled: set NETTERMS_ADMIN_TOKEN" },
             );
             app.run_until(netterms::app::shutdown_signal()).await
         }

@@ -32,11 +32,7 @@ impl std::fmt::Debug for Secret {
 
 /// `n` random characters from `[A-Za-z0-9]`, from the operating system's CSPRNG.
 pub fn random_alphanumeric(n: usize) -> String {
-    rand::rngs::OsRng
-        .sample_iter(&Alphanumeric)
-        .take(n)
-        .map(char::from)
-        .collect()
+    rand::rngs::OsRng.sample_iter(&Alphanumeric).take(n).map(char::from).collect()
 }
 
 /// The server's key for keyed digests. Derived sub-keys separate the purposes it serves.
@@ -62,6 +58,8 @@ pub enum Purpose {
     PasswordFromToken,
     /// Digest of an idempotency request fingerprint.
     Fingerprint,
+    /// Derivation of a webhook signing secret from its stored seed.
+    WebhookSecret,
 }
 
 impl Purpose {
@@ -71,6 +69,7 @@ impl Purpose {
             Purpose::PasswordLinkToken => b"netterms/password-link-token/v1",
             Purpose::PasswordFromToken => b"netterms/password-from-token/v1",
             Purpose::Fingerprint => b"netterms/fingerprint/v1",
+            Purpose::WebhookSecret => b"netterms/webhook-secret/v1",
         }
     }
 }
@@ -82,8 +81,7 @@ impl Keyring {
 
     fn mac(&self, purpose: Purpose) -> HmacSha256 {
         // HMAC accepts keys of any length; construction cannot fail.
-        let mut outer =
-            <HmacSha256 as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
+        let mut outer = <HmacSha256 as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
         outer.update(purpose.label());
         let sub = outer.finalize().into_bytes();
         <HmacSha256 as Mac>::new_from_slice(&sub).unwrap_or_else(|_| unreachable!())

@@ -13,9 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_netterms");
 
 fn netterms(dir: &std::path::Path) -> Command {
     let mut c = Command::new(BIN);
-    c.current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env("NETTERMS_LISTEN", "127.0.0.1:0");
+    c.current_dir(dir).env_remove("DATABASE_URL").env("NETTERMS_LISTEN", "127.0.0.1:0");
     for (k, _) in std::env::vars() {
         if k.starts_with("NETTERMS_") && k != "NETTERMS_LISTEN" {
             c.env_remove(k);
@@ -39,43 +37,18 @@ async fn psp_create_then_serve_walkthrough_with_clean_json_logs() {
     let dir = tempfile::tempdir().unwrap();
 
     let out = netterms(dir.path())
-        .args([
-            "psp",
-            "create",
-            "--name",
-            "Acme Payments",
-            "--fee-rate-bps",
-            "150",
-            "--fee-fixed",
-            "25",
-        ])
-        .args([
-            "--iban",
-            "DE89370400440532013000",
-            "--payout-frequency",
-            "weekly",
-            "--json",
-        ])
+        .args(["psp", "create", "--name", "Acme Payments", "--fee-rate-bps", "150", "--fee-fixed", "25"])
+        .args(["--iban", "DE89370400440532013000", "--payout-frequency", "weekly", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in ["psp_id", "username", "password_url"] {
         assert!(created[key].is_string(), "{key} missing in {created}");
     }
     // The SQLite file was created and migrated in the working directory.
     assert!(dir.path().join("netterms.db").exists());
-    let token = created["password_url"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = created["password_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
     let username = created["username"].as_str().unwrap().to_owned();
 
     let mut child = KillOnDrop(
@@ -91,28 +64,15 @@ async fn psp_create_then_serve_walkthrough_with_clean_json_logs() {
     let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let mut early = Vec::new();
     let message = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
+        let line = lines.next().expect("server exited before listening").unwrap();
         let v: Value = serde_json::from_str(&line).unwrap();
         early.push(line);
         if let Some(m) = v["message"].as_str().filter(|m| m.contains("listening on")) {
             break m.to_owned();
         }
     };
-    assert!(
-        message.contains("sandbox") && message.contains("listening on http://127.0.0.1:"),
-        "{message}"
-    );
-    let addr = message
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned();
+    assert!(message.contains("sandbox") && message.contains("listening on http://127.0.0.1:"), "{message}");
+    let addr = message.split("listening on http://").nth(1).unwrap().split(' ').next().unwrap().to_owned();
     let base = format!("http://{addr}");
     let log_reader = std::thread::spawn(move || {
         early.extend(lines.map_while(Result::ok));
@@ -145,19 +105,11 @@ async fn psp_create_then_serve_walkthrough_with_clean_json_logs() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let r = client
-        .get(format!("{base}/v1/merchants"))
-        .basic_auth(&username, Some("wrong"))
-        .send()
-        .await
-        .unwrap();
+    let r = client.get(format!("{base}/v1/merchants")).basic_auth(&username, Some("wrong")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 
     // SIGTERM: the server finishes and exits cleanly.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let mut exited = None;
     for _ in 0..100 {
@@ -199,43 +151,20 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("secret_key")
-            && err.contains("admin_token")
-            && err.contains("https public_url"),
-        "{err}"
-    );
-    let out = netterms(dir.path())
-        .arg("serve")
-        .env("NETTERMS_LISTEN", "not-an-address")
-        .output()
-        .unwrap();
+    assert!(err.contains("secret_key") && err.contains("admin_token") && err.contains("https public_url"), "{err}");
+    let out = netterms(dir.path()).arg("serve").env("NETTERMS_LISTEN", "not-an-address").output().unwrap();
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .to_lowercase()
-            .contains("listen")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("listen"));
 }
 
 #[test]
 fn openapi_check_detects_drift() {
     let dir = tempfile::tempdir().unwrap();
     let committed = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
-    assert!(
-        netterms(dir.path())
-            .args(["openapi", "--check", committed])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(netterms(dir.path()).args(["openapi", "--check", committed]).status().unwrap().success());
     let stale = dir.path().join("stale.json");
     std::fs::write(&stale, "{}\n").unwrap();
-    let out = netterms(dir.path())
-        .args(["openapi", "--check"])
-        .arg(&stale)
-        .output()
-        .unwrap();
+    let out = netterms(dir.path()).args(["openapi", "--check"]).arg(&stale).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("differs"));
 }

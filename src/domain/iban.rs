@@ -55,11 +55,7 @@ pub enum IbanError {
 
 /// Removes spaces and upper-cases, the form in which IBANs are stored.
 pub fn normalize(input: &str) -> String {
-    input
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_uppercase()
+    input.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase()
 }
 
 /// The remainder mod 97 of the IBAN's numeric form (country code and check digits moved to the end).
@@ -68,11 +64,7 @@ fn mod97(iban: &str) -> Option<u32> {
     let mut rem: u32 = 0;
     for c in tail.chars().chain(head.chars()) {
         let v = c.to_digit(36)?;
-        rem = if v < 10 {
-            (rem * 10 + v) % 97
-        } else {
-            (rem * 100 + v) % 97
-        };
+        rem = if v < 10 { (rem * 10 + v) % 97 } else { (rem * 100 + v) % 97 };
     }
     Some(rem)
 }
@@ -84,11 +76,7 @@ pub fn validate(input: &str) -> Result<String, IbanError> {
         return Err(IbanError::Characters);
     }
     let country = &iban[..2];
-    let len = LENGTHS
-        .iter()
-        .find(|(c, _)| *c == country)
-        .map(|(_, l)| *l)
-        .ok_or(IbanError::Country)?;
+    let len = LENGTHS.iter().find(|(c, _)| *c == country).map(|(_, l)| *l).ok_or(IbanError::Country)?;
     if iban.len() != len {
         return Err(IbanError::Length);
     }
@@ -114,10 +102,7 @@ mod tests {
 
     #[test]
     fn known_good_ibans() {
-        assert_eq!(
-            validate("DE89 3704 0044 0532 0130 00").unwrap(),
-            "DE89370400440532013000"
-        );
+        assert_eq!(validate("DE89 3704 0044 0532 0130 00").unwrap(), "DE89370400440532013000");
         assert!(validate("GB82WEST12345698765432").is_ok());
         assert!(validate("NL91ABNA0417164300").is_ok());
     }

@@ -67,3 +67,15 @@ id_type!(
     /// An event in the outbox.
     EventId
 );
+id_type!(
+    /// A webhook endpoint of a PSP.
+    EndpointId
+);
+id_type!(
+    /// A webhook signing secret (its seed row).
+    WebhookSecretId
+);
+id_type!(
+    /// One stored delivery attempt.
+    AttemptId
+);

@@ -23,45 +23,20 @@ pub struct LegalForm {
     pub required: bool,
 }
 
-const fn lf(
-    code: &'static str,
-    name: &'static str,
-    required_input: RequiredInput,
-    required: bool,
-) -> LegalForm {
-    LegalForm {
-        code,
-        name,
-        required_input,
-        required,
-    }
+const fn lf(code: &'static str, name: &'static str, required_input: RequiredInput, required: bool) -> LegalForm {
+    LegalForm { code, name, required_input, required }
 }
 
 use RequiredInput::{RegistrationNumber as HR, TaxId as UST};
 
 pub const LEGAL_FORMS: &[LegalForm] = &[
-    lf(
-        "10001",
-        "GmbH (Gesellschaft mit beschränkter Haftung)",
-        HR,
-        true,
-    ),
+    lf("10001", "GmbH (Gesellschaft mit beschränkter Haftung)", HR, true),
     lf("90001", "GmbH & Co. KG", HR, true),
     lf("6022", "Einzelunternehmer (ohne HR-Eintrag)", UST, true),
-    lf(
-        "6001",
-        "Einzelfirma (im Handelsregister eingetragen)",
-        HR,
-        true,
-    ),
+    lf("6001", "Einzelfirma (im Handelsregister eingetragen)", HR, true),
     lf("3001", "Gewerbebetrieb", UST, true),
     lf("4001", "GbR (Gesellschaft bürgerlichen Rechts)", UST, false),
-    lf(
-        "10201",
-        "UG (Unternehmergesellschaft haftungsbeschränkt)",
-        HR,
-        true,
-    ),
+    lf("10201", "UG (Unternehmergesellschaft haftungsbeschränkt)", HR, true),
     lf("11001", "AG (Aktiengesellschaft)", HR, true),
     lf("90101", "AG & Co. KG", HR, true),
     lf("8001", "KG (Kommanditgesellschaft)", HR, true),
@@ -85,10 +60,8 @@ pub fn is_register_number(s: &str) -> bool {
     let number = parts.next().unwrap_or("");
     let suffix = parts.next();
     let kind_ok = matches!(kind, "HRA" | "HRB" | "GnR" | "PR" | "VR");
-    let number_ok =
-        !number.is_empty() && number.len() <= 8 && number.chars().all(|c| c.is_ascii_digit());
-    let suffix_ok =
-        suffix.is_none_or(|x| x.len() <= 2 && x.chars().all(|c| c.is_ascii_uppercase()));
+    let number_ok = !number.is_empty() && number.len() <= 8 && number.chars().all(|c| c.is_ascii_digit());
+    let suffix_ok = suffix.is_none_or(|x| x.len() <= 2 && x.chars().all(|c| c.is_ascii_uppercase()));
     kind_ok && number_ok && suffix_ok && parts.next().is_none()
 }
 
@@ -127,9 +100,6 @@ mod tests {
         for (i, a) in LEGAL_FORMS.iter().enumerate() {
             assert!(LEGAL_FORMS[i + 1..].iter().all(|b| b.code != a.code));
         }
-        assert_eq!(
-            find("10001").map(|f| f.required_input),
-            Some(RequiredInput::RegistrationNumber)
-        );
+        assert_eq!(find("10001").map(|f| f.required_input), Some(RequiredInput::RegistrationNumber));
     }
 }

@@ -45,15 +45,10 @@ impl AddressInput {
         let addition = v.opt_text("addition", self.addition, 255);
         let postal_code = v.text("postal_code", self.postal_code, 20);
         let city = v.text("city", self.city, 255);
-        let country = v
-            .text("country", self.country, 2)
-            .map(|c| c.to_ascii_uppercase());
+        let country = v.text("country", self.country, 2).map(|c| c.to_ascii_uppercase());
         if let Some(c) = &country {
             if !validate::COUNTRIES.contains(&c.as_str()) {
-                v.add(
-                    "country",
-                    "country must be an ISO 3166-1 alpha-2 code of a supported country",
-                );
+                v.add("country", "country must be an ISO 3166-1 alpha-2 code of a supported country");
             } else if let Some(p) = &postal_code {
                 if !validate::is_postal_code(c, p) {
                     v.add("postal_code", format!("postal_code is not valid for {c}"));
@@ -62,18 +57,10 @@ impl AddressInput {
         }
         v.finish()?;
         match (street, postal_code, city, country) {
-            (Some(street), Some(postal_code), Some(city), Some(country)) => Ok(Address {
-                street,
-                house_number,
-                addition,
-                postal_code,
-                city,
-                country,
-            }),
-            _ => Err(vec![FieldError {
-                source: "street".into(),
-                title: "address is incomplete".into(),
-            }]),
+            (Some(street), Some(postal_code), Some(city), Some(country)) => {
+                Ok(Address { street, house_number, addition, postal_code, city, country })
+            }
+            _ => Err(vec![FieldError { source: "street".into(), title: "address is incomplete".into() }]),
         }
     }
 }
@@ -123,36 +110,20 @@ impl PaymentTermsInput {
         let mut v = Violations::new();
         let min = self.min_duration.unwrap_or(MIN_DURATION);
         let max = self.max_duration.unwrap_or(MAX_DURATION);
-        let default = self
-            .default_duration
-            .unwrap_or_else(|| DEFAULT_DURATION.clamp(min, max));
-        for (name, d) in [
-            ("min_duration", min),
-            ("max_duration", max),
-            ("default_duration", default),
-        ] {
+        let default = self.default_duration.unwrap_or_else(|| DEFAULT_DURATION.clamp(min, max));
+        for (name, d) in [("min_duration", min), ("max_duration", max), ("default_duration", default)] {
             if !(MIN_DURATION..=MAX_DURATION).contains(&d) {
-                v.add(
-                    name,
-                    format!("{name} must be between {MIN_DURATION} and {MAX_DURATION} days"),
-                );
+                v.add(name, format!("{name} must be between {MIN_DURATION} and {MAX_DURATION} days"));
             }
         }
         if min > max {
             v.add("min_duration", "min_duration must not exceed max_duration");
         }
         if default < min || default > max {
-            v.add(
-                "default_duration",
-                "default_duration must lie between min_duration and max_duration",
-            );
+            v.add("default_duration", "default_duration must lie between min_duration and max_duration");
         }
         v.finish()?;
-        Ok(PaymentTerms {
-            min_duration: min,
-            max_duration: max,
-            default_duration: default,
-        })
+        Ok(PaymentTerms { min_duration: min, max_duration: max, default_duration: default })
     }
 }
 
@@ -211,24 +182,17 @@ impl MerchantActivation {
         let legal_form = v.text("legal_form", self.legal_form, 10);
         let registration_number = v.opt_text("registration_number", self.registration_number, 100);
         let registration_court = v.opt_text("registration_court", self.registration_court, 255);
-        let tax_id = v
-            .opt_text("tax_id", self.tax_id, 20)
-            .map(|t| t.to_ascii_uppercase().replace(' ', ""));
+        let tax_id = v.opt_text("tax_id", self.tax_id, 20).map(|t| t.to_ascii_uppercase().replace(' ', ""));
         if let Some(code) = &legal_form {
             match legal_forms::find(code) {
-                None => v.add(
-                    "legal_form",
-                    "legal_form is not a code from /v1/legal-forms",
-                ),
+                None => v.add("legal_form", "legal_form is not a code from /v1/legal-forms"),
                 Some(form) if form.required => match form.required_input {
-                    RequiredInput::RegistrationNumber if registration_number.is_none() => v.add(
-                        "registration_number",
-                        format!("registration_number is required for legal form {code}"),
-                    ),
-                    RequiredInput::TaxId if tax_id.is_none() => v.add(
-                        "tax_id",
-                        format!("tax_id is required for legal form {code}"),
-                    ),
+                    RequiredInput::RegistrationNumber if registration_number.is_none() => {
+                        v.add("registration_number", format!("registration_number is required for legal form {code}"))
+                    }
+                    RequiredInput::TaxId if tax_id.is_none() => {
+                        v.add("tax_id", format!("tax_id is required for legal form {code}"))
+                    }
                     _ => {}
                 },
                 Some(_) => {}
@@ -247,10 +211,7 @@ impl MerchantActivation {
                 v.add("tax_id", "tax_id must be a VAT ID such as DE123456789");
             }
         }
-        let address = match v
-            .required("address", self.address)
-            .map(AddressInput::validate)
-        {
+        let address = match v.required("address", self.address).map(AddressInput::validate) {
             Some(Ok(a)) => Some(a),
             Some(Err(e)) => {
                 v.extend_prefixed("address", e);
@@ -274,10 +235,7 @@ impl MerchantActivation {
                 }
                 let phone = v.opt_text("contact.phone", c.phone, 21);
                 if phone.as_deref().is_some_and(|p| !validate::is_phone(p)) {
-                    v.add(
-                        "contact.phone",
-                        "contact.phone must be a phone number of 5 to 21 characters",
-                    );
+                    v.add("contact.phone", "contact.phone must be a phone number of 5 to 21 characters");
                 }
                 match (cname, email) {
                     (Some(name), Some(email)) => Some(Contact { name, email, phone }),
@@ -294,38 +252,23 @@ impl MerchantActivation {
             }
         };
         v.finish()?;
-        match (
-            external_id,
-            name,
-            legal_form,
-            address,
-            contact,
-            payment_terms,
-        ) {
-            (
-                Some(external_id),
-                Some(name),
-                Some(legal_form),
-                Some(address),
-                Some(contact),
-                Some(payment_terms),
-            ) => Ok(NewMerchant {
-                external_id,
-                name,
-                legal_form,
-                registration_number,
-                registration_court,
-                tax_id,
-                address,
-                website,
-                industry_sector,
-                contact,
-                payment_terms,
-            }),
-            _ => Err(vec![FieldError {
-                source: String::new(),
-                title: "request is incomplete".into(),
-            }]),
+        match (external_id, name, legal_form, address, contact, payment_terms) {
+            (Some(external_id), Some(name), Some(legal_form), Some(address), Some(contact), Some(payment_terms)) => {
+                Ok(NewMerchant {
+                    external_id,
+                    name,
+                    legal_form,
+                    registration_number,
+                    registration_court,
+                    tax_id,
+                    address,
+                    website,
+                    industry_sector,
+                    contact,
+                    payment_terms,
+                })
+            }
+            _ => Err(vec![FieldError { source: String::new(), title: "request is incomplete".into() }]),
         }
     }
 }
@@ -394,11 +337,7 @@ mod tests {
                 country: Some("DE".into()),
                 ..Default::default()
             }),
-            contact: Some(ContactInput {
-                name: Some("E".into()),
-                email: Some("e@x.de".into()),
-                phone: None,
-            }),
+            contact: Some(ContactInput { name: Some("E".into()), email: Some("e@x.de".into()), phone: None }),
             ..Default::default()
         }
     }
@@ -406,14 +345,7 @@ mod tests {
     #[test]
     fn valid_activation_gets_default_terms() {
         let m = good().validate().unwrap();
-        assert_eq!(
-            m.payment_terms,
-            PaymentTerms {
-                min_duration: 7,
-                max_duration: 120,
-                default_duration: 30
-            }
-        );
+        assert_eq!(m.payment_terms, PaymentTerms { min_duration: 7, max_duration: 120, default_duration: 30 });
     }
 
     #[test]
@@ -422,10 +354,7 @@ mod tests {
         a.registration_number = None;
         a.address.as_mut().unwrap().postal_code = Some("1".into());
         a.contact.as_mut().unwrap().email = Some("nope".into());
-        a.payment_terms = Some(PaymentTermsInput {
-            min_duration: Some(3),
-            ..Default::default()
-        });
+        a.payment_terms = Some(PaymentTermsInput { min_duration: Some(3), ..Default::default() });
         let errs = a.validate().unwrap_err();
         let sources: Vec<_> = errs.iter().map(|e| e.source.as_str()).collect();
         assert!(sources.contains(&"registration_number"));

@@ -7,3 +7,4 @@ pub mod merchant;
 pub mod money;
 pub mod psp;
 pub mod validate;
+pub mod webhook;

@@ -79,26 +79,14 @@ impl Money {
 
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(&other)?;
-        let minor = self
-            .minor
-            .checked_add(other.minor)
-            .ok_or(MoneyError::Overflow)?;
-        Ok(Money {
-            minor,
-            currency: self.currency,
-        })
+        let minor = self.minor.checked_add(other.minor).ok_or(MoneyError::Overflow)?;
+        Ok(Money { minor, currency: self.currency })
     }
 
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(&other)?;
-        let minor = self
-            .minor
-            .checked_sub(other.minor)
-            .ok_or(MoneyError::Overflow)?;
-        Ok(Money {
-            minor,
-            currency: self.currency,
-        })
+        let minor = self.minor.checked_sub(other.minor).ok_or(MoneyError::Overflow)?;
+        Ok(Money { minor, currency: self.currency })
     }
 
     /// `rate_bps` basis points of this amount, rounded half away from zero, in integer arithmetic.
@@ -106,10 +94,7 @@ impl Money {
         let product = i128::from(self.minor) * i128::from(rate_bps);
         let half = if product >= 0 { 5_000 } else { -5_000 };
         let minor = i64::try_from((product + half) / 10_000).map_err(|_| MoneyError::Overflow)?;
-        Ok(Money {
-            minor,
-            currency: self.currency,
-        })
+        Ok(Money { minor, currency: self.currency })
     }
 }
 
@@ -129,20 +114,13 @@ mod tests {
     #[test]
     fn mismatched_currencies_do_not_add() {
         let usd = Currency::parse("USD").unwrap();
-        assert!(
-            Money::new(1, Currency::EUR)
-                .checked_add(Money::new(1, usd))
-                .is_err()
-        );
+        assert!(Money::new(1, Currency::EUR).checked_add(Money::new(1, usd)).is_err());
     }
 
     #[test]
     fn basis_points_round_half_away_from_zero() {
         let eur = Currency::EUR;
-        assert_eq!(
-            Money::new(10_000, eur).basis_points(150).unwrap().minor,
-            150
-        );
+        assert_eq!(Money::new(10_000, eur).basis_points(150).unwrap().minor, 150);
         assert_eq!(Money::new(1, eur).basis_points(5_000).unwrap().minor, 1); // 0.5 -> 1
         assert_eq!(Money::new(1, eur).basis_points(4_999).unwrap().minor, 0);
         assert_eq!(Money::new(-1, eur).basis_points(5_000).unwrap().minor, -1);

@@ -86,10 +86,7 @@ pub struct PspSettings {
 
 fn check_rate(v: &mut Violations, source: &str, bps: i64) {
     if !(0..=10_000).contains(&bps) {
-        v.add(
-            source,
-            format!("{source} must be between 0 and 10000 basis points"),
-        );
+        v.add(source, format!("{source} must be between 0 and 10000 basis points"));
     }
 }
 
@@ -98,17 +95,11 @@ fn check_bands(v: &mut Violations, bands: &mut [FeeBand]) {
     for (i, b) in bands.iter().enumerate() {
         let src = format!("fee_bands[{i}]");
         if !(1..=120).contains(&b.max_duration) {
-            v.add(
-                format!("{src}.max_duration"),
-                "max_duration must be between 1 and 120 days",
-            );
+            v.add(format!("{src}.max_duration"), "max_duration must be between 1 and 120 days");
         }
         check_rate(v, &format!("{src}.fee_rate_bps"), b.fee_rate_bps);
         if i > 0 && bands[i - 1].max_duration == b.max_duration {
-            v.add(
-                format!("{src}.max_duration"),
-                "fee bands must have distinct max_duration values",
-            );
+            v.add(format!("{src}.max_duration"), "fee bands must have distinct max_duration values");
         }
     }
 }
@@ -135,32 +126,16 @@ impl PspInput {
         if fixed.is_some_and(|f| f < 0) {
             v.add("fee_fixed", "fee_fixed must not be negative");
         }
-        let iban = v
-            .text("iban", self.iban, 64)
-            .and_then(|raw| check_iban(&mut v, raw));
+        let iban = v.text("iban", self.iban, 64).and_then(|raw| check_iban(&mut v, raw));
         let freq = v.required("payout_frequency", self.payout_frequency);
         let mut bands = self.fee_bands.unwrap_or_default();
         check_bands(&mut v, &mut bands);
         v.finish()?;
         match (name, rate, fixed, iban, freq) {
-            (
-                Some(name),
-                Some(fee_rate_bps),
-                Some(fee_fixed_minor),
-                Some(payout_iban),
-                Some(payout_frequency),
-            ) => Ok(PspSettings {
-                name,
-                fee_rate_bps,
-                fee_fixed_minor,
-                payout_iban,
-                payout_frequency,
-                fee_bands: bands,
-            }),
-            _ => Err(vec![FieldError {
-                source: String::new(),
-                title: "request is incomplete".into(),
-            }]),
+            (Some(name), Some(fee_rate_bps), Some(fee_fixed_minor), Some(payout_iban), Some(payout_frequency)) => {
+                Ok(PspSettings { name, fee_rate_bps, fee_fixed_minor, payout_iban, payout_frequency, fee_bands: bands })
+            }
+            _ => Err(vec![FieldError { source: String::new(), title: "request is incomplete".into() }]),
         }
     }
 }
@@ -243,27 +218,12 @@ mod tests {
             iban: Some("DE00370400440532013000".into()),
             payout_frequency: None,
             fee_bands: Some(vec![
-                FeeBand {
-                    max_duration: 30,
-                    fee_rate_bps: 100,
-                },
-                FeeBand {
-                    max_duration: 30,
-                    fee_rate_bps: 200,
-                },
+                FeeBand { max_duration: 30, fee_rate_bps: 100 },
+                FeeBand { max_duration: 30, fee_rate_bps: 200 },
             ]),
         };
         let errs = input.validate().unwrap_err();
         let sources: Vec<_> = errs.iter().map(|e| e.source.as_str()).collect();
-        assert_eq!(
-            sources,
-            [
-                "fee_rate_bps",
-                "fee_fixed",
-                "iban",
-                "payout_frequency",
-                "fee_bands[1].max_duration"
-            ]
-        );
+        assert_eq!(sources, ["fee_rate_bps", "fee_fixed", "iban", "payout_frequency", "fee_bands[1].max_duration"]);
     }
 }

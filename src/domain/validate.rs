@@ -19,10 +19,7 @@ impl Violations {
     }
 
     pub fn add(&mut self, source: impl Into<String>, title: impl Into<String>) {
-        self.0.push(FieldError {
-            source: source.into(),
-            title: title.into(),
-        });
+        self.0.push(FieldError { source: source.into(), title: title.into() });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -31,11 +28,7 @@ impl Violations {
 
     /// `Ok(())` when nothing was violated, else every violation.
     pub fn finish(self) -> Result<(), Vec<FieldError>> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(self.0)
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
     }
 
     /// A present value, or a "is required" violation.
@@ -105,16 +98,16 @@ pub fn is_email(s: &str) -> bool {
 pub fn is_phone(s: &str) -> bool {
     let len = s.chars().count();
     (5..=21).contains(&len)
-        && s.chars().enumerate().all(|(i, c)| {
-            c.is_ascii_digit() || matches!(c, ' ' | '-' | '/' | '(' | ')') || (i == 0 && c == '+')
-        })
+        && s.chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_digit() || matches!(c, ' ' | '-' | '/' | '(' | ')') || (i == 0 && c == '+'))
         && s.chars().filter(char::is_ascii_digit).count() >= 5
 }
 
 /// ISO 3166-1 alpha-2 codes of the countries netterms serves (EEA, Switzerland, United Kingdom).
 pub const COUNTRIES: &[&str] = &[
-    "AT", "BE", "BG", "CH", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GB", "GR", "HR", "HU",
-    "IE", "IS", "IT", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK",
+    "AT", "BE", "BG", "CH", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GB", "GR", "HR", "HU", "IE", "IS", "IT",
+    "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK",
 ];
 
 /// Postal code shape for a country; countries without a rule accept 2–10 letters, digits, spaces, dashes.
@@ -137,20 +130,13 @@ pub fn is_postal_code(country: &str, code: &str) -> bool {
                 && b[2] == b'-'
                 && b[3..].iter().all(u8::is_ascii_digit)
         }
-        _ => {
-            (2..=10).contains(&code.len())
-                && code
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
-        }
+        _ => (2..=10).contains(&code.len()) && code.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-'),
     }
 }
 
 /// An absolute http(s) URL with a host, without spaces.
 pub fn is_http_url(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"));
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
     match rest {
         Some(r) => {
             let host = r.split(['/', '?', '#']).next().unwrap_or("");

@@ -18,32 +18,18 @@ pub enum MerchantError {
 }
 
 /// Activates a merchant for `psp_id` in `tx` and writes `merchant.activated`.
-pub async fn activate(
-    s: &Services,
-    tx: &mut Tx,
-    psp_id: PspId,
-    m: &NewMerchant,
-) -> Result<Merchant, MerchantError> {
+pub async fn activate(s: &Services, tx: &mut Tx, psp_id: PspId, m: &NewMerchant) -> Result<Merchant, MerchantError> {
     let now = s.clock.now();
     let merchant = merchants::insert(tx, psp_id, m, now)
         .await?
         .ok_or_else(|| MerchantError::DuplicateExternalId(m.external_id.clone()))?;
-    events::append(
-        tx,
-        psp_id,
-        "merchant.activated",
-        &json!({ "merchant_id": merchant.merchant_id }),
-        now,
-    )
-    .await?;
+    events::append(tx, psp_id, "merchant.activated", &json!({ "merchant_id": merchant.merchant_id }), now).await?;
     Ok(merchant)
 }
 
 pub async fn get(s: &Services, psp_id: PspId, id: MerchantId) -> Result<Merchant, MerchantError> {
     let mut conn = s.db.conn().await?;
-    merchants::get(&mut conn, psp_id, id)
-        .await?
-        .ok_or(MerchantError::NotFound)
+    merchants::get(&mut conn, psp_id, id).await?.ok_or(MerchantError::NotFound)
 }
 
 pub async fn list(
@@ -70,9 +56,8 @@ pub async fn set_status(
         MerchantStatus::Active => MerchantStatus::Inactive,
         MerchantStatus::Inactive => MerchantStatus::Active,
     };
-    let (merchant, changed) = merchants::transition(tx, psp_id, id, from, to, now)
-        .await?
-        .ok_or(MerchantError::NotFound)?;
+    let (merchant, changed) =
+        merchants::transition(tx, psp_id, id, from, to, now).await?.ok_or(MerchantError::NotFound)?;
     if changed {
         let event = match to {
             MerchantStatus::Active => "merchant.activated",

@@ -10,6 +10,7 @@ use crate::store::Db;
 
 pub mod merchants;
 pub mod psps;
+pub mod webhooks;
 
 /// What every use case may need: the database, the server key, the clock and the configuration.
 #[derive(Clone, Debug)]
@@ -27,35 +28,23 @@ impl Services {
     pub async fn open(config: Config, migrate: bool) -> anyhow::Result<Services> {
         let db = Db::connect(
             &config.database_url,
-            &crate::store::PoolOptions {
-                max_connections: config.db_max_connections,
-                ..Default::default()
-            },
+            &crate::store::PoolOptions { max_connections: config.db_max_connections, ..Default::default() },
         )
         .await?;
         if migrate || db.backend() == crate::store::Backend::Sqlite {
             db.migrate().await?;
         } else {
             let pending = db.pending_migrations().await?;
-            anyhow::ensure!(
-                pending == 0,
-                "the database lacks {pending} migration(s): run `netterms migrate` first"
-            );
+            anyhow::ensure!(pending == 0, "the database lacks {pending} migration(s): run `netterms migrate` first");
         }
-        let clock = Clock;
+        let clock = Clock::default();
         let key = match &config.secret_key {
             Some(k) => k.expose().to_owned(),
             None => {
                 let fresh = crate::secrets::random_alphanumeric(64);
-                crate::store::secrets::get_or_insert(&db, "sandbox_secret_key", &fresh, clock.now())
-                    .await?
+                crate::store::secrets::get_or_insert(&db, "sandbox_secret_key", &fresh, clock.now()).await?
             }
         };
-        Ok(Services {
-            db,
-            keyring: Keyring::new(key.as_bytes()),
-            clock,
-            config: Arc::new(config),
-        })
+        Ok(Services { db, keyring: Keyring::new(key.as_bytes()), clock, config: Arc::new(config) })
     }
 }

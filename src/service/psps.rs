@@ -57,14 +57,10 @@ async fn issue(
     let username = format!("{psp_id}_{}", random_alphanumeric(16));
     let token = random_alphanumeric(43);
     let password = s.keyring.password_for_token(&token);
-    let digest = s
-        .keyring
-        .digest(Purpose::CredentialSecret, password.expose().as_bytes());
+    let digest = s.keyring.digest(Purpose::CredentialSecret, password.expose().as_bytes());
     psps::insert_credential(tx, credential_id, psp_id, &username, &digest, now).await?;
     let expires = now + Duration::hours(s.config.password_link_ttl_hours);
-    let token_digest = s
-        .keyring
-        .digest(Purpose::PasswordLinkToken, token.as_bytes());
+    let token_digest = s.keyring.digest(Purpose::PasswordLinkToken, token.as_bytes());
     psps::insert_password_link(tx, &token_digest, credential_id, expires).await?;
     Ok(IssuedCredential {
         credential_id,
@@ -97,11 +93,7 @@ pub async fn get(s: &Services, id: PspId) -> Result<Psp, PspError> {
     psps::get(&mut conn, id).await?.ok_or(PspError::NotFound)
 }
 
-pub async fn list(
-    s: &Services,
-    limit: i64,
-    starting_after: Option<PspId>,
-) -> Result<Vec<Psp>, PspError> {
+pub async fn list(s: &Services, limit: i64, starting_after: Option<PspId>) -> Result<Vec<Psp>, PspError> {
     let mut conn = s.db.conn().await?;
     Ok(psps::list(&mut conn, limit, starting_after).await?)
 }
@@ -110,15 +102,9 @@ pub async fn list(
 pub async fn update(s: &Services, id: PspId, patch: PspPatch) -> Result<Psp, PspError> {
     let now = s.clock.now();
     let mut tx = s.db.begin().await?;
-    let current = psps::get_for_update(&mut tx, id)
-        .await?
-        .ok_or(PspError::NotFound)?;
-    let next = patch
-        .apply(&current.settings())
-        .map_err(PspError::Invalid)?;
-    let psp = psps::update(&mut tx, id, &next, now)
-        .await?
-        .ok_or(PspError::NotFound)?;
+    let current = psps::get_for_update(&mut tx, id).await?.ok_or(PspError::NotFound)?;
+    let next = patch.apply(&current.settings()).map_err(PspError::Invalid)?;
+    let psp = psps::update(&mut tx, id, &next, now).await?.ok_or(PspError::NotFound)?;
     tx.commit().await?;
     tracing::info!(psp_id = %id, "psp updated");
     Ok(psp)
@@ -128,51 +114,33 @@ pub async fn update(s: &Services, id: PspId, patch: PspPatch) -> Result<Psp, Psp
 pub async fn issue_credential(s: &Services, psp_id: PspId) -> Result<IssuedCredential, PspError> {
     let now = s.clock.now();
     let mut tx = s.db.begin().await?;
-    psps::get_for_update(&mut tx, psp_id)
-        .await?
-        .ok_or(PspError::NotFound)?;
+    psps::get_for_update(&mut tx, psp_id).await?.ok_or(PspError::NotFound)?;
     let cred = issue(s, &mut tx, psp_id, now).await?;
     tx.commit().await?;
     tracing::info!(%psp_id, credential_id = %cred.credential_id, "credential issued");
     Ok(cred)
 }
 
-pub async fn list_credentials(
-    s: &Services,
-    psp_id: PspId,
-) -> Result<Vec<CredentialInfo>, PspError> {
+pub async fn list_credentials(s: &Services, psp_id: PspId) -> Result<Vec<CredentialInfo>, PspError> {
     let mut conn = s.db.conn().await?;
-    psps::get(&mut conn, psp_id)
-        .await?
-        .ok_or(PspError::NotFound)?;
+    psps::get(&mut conn, psp_id).await?.ok_or(PspError::NotFound)?;
     Ok(psps::list_credentials(&mut conn, psp_id).await?)
 }
 
 /// Revokes a credential; it stops working at once. Revoking again changes nothing.
-pub async fn revoke_credential(
-    s: &Services,
-    psp_id: PspId,
-    id: CredentialId,
-) -> Result<CredentialInfo, PspError> {
+pub async fn revoke_credential(s: &Services, psp_id: PspId, id: CredentialId) -> Result<CredentialInfo, PspError> {
     let now = s.clock.now();
     let mut tx = s.db.begin().await?;
-    let info = psps::revoke_credential(&mut tx, psp_id, id, now)
-        .await?
-        .ok_or(PspError::CredentialNotFound)?;
+    let info = psps::revoke_credential(&mut tx, psp_id, id, now).await?.ok_or(PspError::CredentialNotFound)?;
     tx.commit().await?;
     tracing::info!(%psp_id, credential_id = %id, "credential revoked");
     Ok(info)
 }
 
 /// Finds the credential with `username` (for the CLI, which names credentials by username).
-pub async fn credential_by_username(
-    s: &Services,
-    username: &str,
-) -> Result<(PspId, CredentialId), PspError> {
+pub async fn credential_by_username(s: &Services, username: &str) -> Result<(PspId, CredentialId), PspError> {
     let mut conn = s.db.conn().await?;
-    let r = psps::auth_record(&mut conn, username)
-        .await?
-        .ok_or(PspError::CredentialNotFound)?;
+    let r = psps::auth_record(&mut conn, username).await?.ok_or(PspError::CredentialNotFound)?;
     Ok((r.psp_id, r.credential_id))
 }
 
@@ -188,9 +156,7 @@ pub enum RevealError {
 
 /// Whether a password link can still be opened (without using it up).
 pub async fn link_state(s: &Services, token: &str) -> Result<(), RevealError> {
-    let digest = s
-        .keyring
-        .digest(Purpose::PasswordLinkToken, token.as_bytes());
+    let digest = s.keyring.digest(Purpose::PasswordLinkToken, token.as_bytes());
     let mut conn = s.db.conn().await?;
     match psps::password_link_state(&mut conn, &digest, s.clock.now()).await? {
         LinkState::Usable => Ok(()),
@@ -201,9 +167,7 @@ pub async fn link_state(s: &Services, token: &str) -> Result<(), RevealError> {
 
 /// Uses up a password link and returns the password; only the first caller ever gets it.
 pub async fn reveal_password(s: &Services, token: &str) -> Result<Secret, RevealError> {
-    let digest = s
-        .keyring
-        .digest(Purpose::PasswordLinkToken, token.as_bytes());
+    let digest = s.keyring.digest(Purpose::PasswordLinkToken, token.as_bytes());
     let now = s.clock.now();
     let mut tx = s.db.begin().await?;
     if psps::consume_password_link(&mut tx, &digest, now).await? {

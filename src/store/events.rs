@@ -1,12 +1,15 @@
-//! The event outbox: every state change writes its event in the same transaction.
+//! The event outbox: every state change writes its event in the same transaction, and with it one
+//! pending delivery for each of the PSP's enabled webhook endpoints that wants that type.
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::{AsExec, StoreResult};
+use super::{AsExec, StoreError, StoreResult};
 use crate::domain::ids::{EventId, PspId};
 use crate::with_conn;
 
-/// Appends an event for `psp_id` inside the caller's transaction.
+/// Appends an event for `psp_id` inside the caller's transaction and schedules its deliveries.
 pub async fn append(
     tx: &mut impl AsExec,
     psp_id: PspId,
@@ -15,11 +18,21 @@ pub async fn append(
     now: DateTime<Utc>,
 ) -> StoreResult<EventId> {
     let id = EventId::new();
-    let data = data.to_string();
+    let data_text = data.to_string();
+    // The body every delivery sends, fixed now so that retries are byte-identical.
+    let payload = serde_json::json!({ "id": id, "type": event_type, "created_at": now, "data": data }).to_string();
+    let type_pattern = format!("%\"{event_type}\"%");
     with_conn!(tx, c => {
-        sqlx::query("INSERT INTO events (id, psp_id, type, data, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id).bind(psp_id).bind(event_type).bind(data).bind(now)
+        sqlx::query("INSERT INTO events (id, psp_id, type, data, created_at, payload) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(id).bind(psp_id).bind(event_type).bind(data_text).bind(now).bind(payload)
             .execute(&mut *c).await?;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
+             SELECT $1, e.id, 'pending', 0, $2, $2, $2 FROM webhook_endpoints e \
+             WHERE e.psp_id = $3 AND e.status = 'enabled' AND (e.event_types = '[]' OR e.event_types LIKE $4)",
+        )
+        .bind(id).bind(now).bind(psp_id).bind(type_pattern)
+        .execute(&mut *c).await?;
     });
     Ok(id)
 }
@@ -29,4 +42,65 @@ pub async fn types_for_psp(conn: &mut impl AsExec, psp_id: PspId) -> StoreResult
     Ok(with_conn!(conn, c => {
         sqlx::query_scalar("SELECT type FROM events WHERE psp_id = $1 ORDER BY id").bind(psp_id).fetch_all(&mut *c).await?
     }))
+}
+
+/// An event as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Event {
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created_at: DateTime<Utc>,
+    pub data: serde_json::Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: EventId,
+    #[sqlx(rename = "type")]
+    event_type: String,
+    created_at: DateTime<Utc>,
+    data: String,
+}
+
+impl TryFrom<Row> for Event {
+    type Error = StoreError;
+    fn try_from(r: Row) -> Result<Event, StoreError> {
+        Ok(Event {
+            id: r.id,
+            event_type: r.event_type,
+            created_at: r.created_at,
+            data: serde_json::from_str(&r.data).map_err(|e| StoreError::Corrupt(format!("events.data: {e}")))?,
+        })
+    }
+}
+
+/// A PSP's event; another PSP's is `None`.
+pub async fn get(conn: &mut impl AsExec, psp_id: PspId, id: EventId) -> StoreResult<Option<Event>> {
+    let row: Option<Row> = with_conn!(conn, c => {
+        sqlx::query_as("SELECT id, type, created_at, data FROM events WHERE id = $1 AND psp_id = $2")
+            .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
+    });
+    row.map(Event::try_from).transpose()
+}
+
+/// A PSP's events, newest first, optionally of one type.
+pub async fn list(
+    conn: &mut impl AsExec,
+    psp_id: PspId,
+    limit: i64,
+    starting_after: Option<EventId>,
+    event_type: Option<&str>,
+) -> StoreResult<Vec<Event>> {
+    // A far-future bound stands in for "no cursor", so one statement serves every case.
+    let after = starting_after.unwrap_or(EventId(uuid::Uuid::max()));
+    let rows: Vec<Row> = with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT id, type, created_at, data FROM events WHERE psp_id = $1 AND id < $2 AND ($3 IS NULL OR type = $3) \
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(psp_id).bind(after).bind(event_type).bind(limit)
+        .fetch_all(&mut *c).await?
+    });
+    rows.into_iter().map(Event::try_from).collect()
 }

@@ -36,13 +36,7 @@ struct Row {
 }
 
 /// Claims `key` for `psp_id`.
-pub async fn claim(
-    db: &Db,
-    psp_id: PspId,
-    key: &str,
-    fingerprint: &[u8],
-    now: DateTime<Utc>,
-) -> StoreResult<Claim> {
+pub async fn claim(db: &Db, psp_id: PspId, key: &str, fingerprint: &[u8], now: DateTime<Utc>) -> StoreResult<Claim> {
     let mut tx = db.begin().await?;
     let lock = now + LOCK_FOR;
     let claim = with_conn!(&mut tx, c => {
@@ -88,13 +82,7 @@ pub async fn claim(
 }
 
 /// Stores the response of a claimed key, in the transaction that makes the request's effect.
-pub async fn complete(
-    tx: &mut impl AsExec,
-    psp_id: PspId,
-    key: &str,
-    status: u16,
-    body: &[u8],
-) -> StoreResult<()> {
+pub async fn complete(tx: &mut impl AsExec, psp_id: PspId, key: &str, status: u16, body: &[u8]) -> StoreResult<()> {
     with_conn!(tx, c => {
         sqlx::query(
             "UPDATE idempotency_keys SET response_status = $3, response_body = $4, locked_until = NULL \

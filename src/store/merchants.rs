@@ -91,11 +91,7 @@ pub async fn insert(
 }
 
 /// A merchant of `psp_id`; another PSP's merchant is `None`, as if it did not exist.
-pub async fn get(
-    conn: &mut impl AsExec,
-    psp_id: PspId,
-    id: MerchantId,
-) -> StoreResult<Option<Merchant>> {
+pub async fn get(conn: &mut impl AsExec, psp_id: PspId, id: MerchantId) -> StoreResult<Option<Merchant>> {
     let row: Option<Row> = with_conn!(conn, c => {
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM merchants WHERE id = $1 AND psp_id = $2"))
             .bind(id).bind(psp_id).fetch_optional(&mut *c).await?

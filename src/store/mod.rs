@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod merchants;
 pub mod psps;
 pub mod secrets;
+pub mod webhooks;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +63,7 @@ impl Backend {
 #[derive(Clone, Debug)]
 pub enum Db {
     Postgres(sqlx::PgPool),
-    Sqlite {
-        write: sqlx::SqlitePool,
-        read: sqlx::SqlitePool,
-    },
+    Sqlite { write: sqlx::SqlitePool, read: sqlx::SqlitePool },
 }
 
 /// A borrowed connection of either backend; what store functions run their SQL on.
@@ -154,10 +152,7 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
-        }
+        PoolOptions { max_connections: 16, acquire_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -222,10 +217,7 @@ impl Db {
             Db::Postgres(_) => &PG_MIGRATOR,
             Db::Sqlite { .. } => &SQLITE_MIGRATOR,
         };
-        Ok(migrator
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .count())
+        Ok(migrator.iter().filter(|m| !applied.contains(&m.version)).count())
     }
 
     /// Begins a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),

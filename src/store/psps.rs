@@ -23,8 +23,8 @@ struct PspRow {
 impl TryFrom<PspRow> for Psp {
     type Error = StoreError;
     fn try_from(r: PspRow) -> Result<Psp, StoreError> {
-        let fee_bands: Vec<FeeBand> = serde_json::from_str(&r.fee_bands)
-            .map_err(|e| StoreError::Corrupt(format!("psps.fee_bands: {e}")))?;
+        let fee_bands: Vec<FeeBand> =
+            serde_json::from_str(&r.fee_bands).map_err(|e| StoreError::Corrupt(format!("psps.fee_bands: {e}")))?;
         let payout_frequency = PayoutFrequency::parse(&r.payout_frequency)
             .ok_or_else(|| StoreError::Corrupt("psps.payout_frequency".into()))?;
         Ok(Psp {
@@ -41,18 +41,14 @@ impl TryFrom<PspRow> for Psp {
     }
 }
 
-const PSP_COLUMNS: &str = "id, name, fee_rate_bps, fee_fixed_minor, fee_bands, payout_iban, payout_frequency, created_at, updated_at";
+const PSP_COLUMNS: &str =
+    "id, name, fee_rate_bps, fee_fixed_minor, fee_bands, payout_iban, payout_frequency, created_at, updated_at";
 
 fn bands_json(bands: &[FeeBand]) -> String {
     serde_json::to_string(bands).unwrap_or_else(|_| "[]".into())
 }
 
-pub async fn insert(
-    tx: &mut impl AsExec,
-    id: PspId,
-    s: &PspSettings,
-    now: DateTime<Utc>,
-) -> StoreResult<Psp> {
+pub async fn insert(tx: &mut impl AsExec, id: PspId, s: &PspSettings, now: DateTime<Utc>) -> StoreResult<Psp> {
     with_conn!(tx, c => {
         sqlx::query(
             "INSERT INTO psps (id, name, fee_rate_bps, fee_fixed_minor, fee_bands, payout_iban, payout_frequency, created_at, updated_at) \
@@ -62,17 +58,10 @@ pub async fn insert(
         .bind(&s.payout_iban).bind(s.payout_frequency.as_str()).bind(now)
         .execute(&mut *c).await?;
     });
-    get(tx, id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("inserted psp vanished".into()))
+    get(tx, id).await?.ok_or_else(|| StoreError::Corrupt("inserted psp vanished".into()))
 }
 
-pub async fn update(
-    tx: &mut impl AsExec,
-    id: PspId,
-    s: &PspSettings,
-    now: DateTime<Utc>,
-) -> StoreResult<Option<Psp>> {
+pub async fn update(tx: &mut impl AsExec, id: PspId, s: &PspSettings, now: DateTime<Utc>) -> StoreResult<Option<Psp>> {
     with_conn!(tx, c => {
         sqlx::query(
             "UPDATE psps SET name = $2, fee_rate_bps = $3, fee_fixed_minor = $4, fee_bands = $5, payout_iban = $6, \
@@ -102,11 +91,7 @@ pub async fn get_for_update(tx: &mut impl AsExec, id: PspId) -> StoreResult<Opti
 }
 
 /// PSPs newest first, after `starting_after` if given.
-pub async fn list(
-    conn: &mut impl AsExec,
-    limit: i64,
-    starting_after: Option<PspId>,
-) -> StoreResult<Vec<Psp>> {
+pub async fn list(conn: &mut impl AsExec, limit: i64, starting_after: Option<PspId>) -> StoreResult<Vec<Psp>> {
     let rows: Vec<PspRow> = with_conn!(conn, c => {
         match starting_after {
             Some(after) => sqlx::query_as(&format!("SELECT {PSP_COLUMNS} FROM psps WHERE id < $1 ORDER BY id DESC LIMIT $2"))
@@ -145,10 +130,7 @@ pub async fn insert_credential(
     Ok(())
 }
 
-pub async fn list_credentials(
-    conn: &mut impl AsExec,
-    psp_id: PspId,
-) -> StoreResult<Vec<CredentialInfo>> {
+pub async fn list_credentials(conn: &mut impl AsExec, psp_id: PspId) -> StoreResult<Vec<CredentialInfo>> {
     Ok(with_conn!(conn, c => {
         sqlx::query_as(
             "SELECT id, username, created_at, revoked_at, last_used_at FROM psp_credentials WHERE psp_id = $1 ORDER BY id DESC",
@@ -185,10 +167,7 @@ pub struct AuthRecord {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-pub async fn auth_record(
-    conn: &mut impl AsExec,
-    username: &str,
-) -> StoreResult<Option<AuthRecord>> {
+pub async fn auth_record(conn: &mut impl AsExec, username: &str) -> StoreResult<Option<AuthRecord>> {
     Ok(with_conn!(conn, c => {
         sqlx::query_as(
             "SELECT id AS credential_id, psp_id, secret_digest, revoked_at, last_used_at FROM psp_credentials WHERE username = $1",
@@ -197,11 +176,7 @@ pub async fn auth_record(
     }))
 }
 
-pub async fn touch_credential(
-    tx: &mut impl AsExec,
-    id: CredentialId,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
+pub async fn touch_credential(tx: &mut impl AsExec, id: CredentialId, now: DateTime<Utc>) -> StoreResult<()> {
     with_conn!(tx, c => {
         sqlx::query("UPDATE psp_credentials SET last_used_at = $2 WHERE id = $1").bind(id).bind(now).execute(&mut *c).await?;
     });
@@ -248,11 +223,7 @@ pub async fn password_link_state(
 }
 
 /// Marks a link used, atomically: only one caller ever gets `true`, and only before it expires.
-pub async fn consume_password_link(
-    tx: &mut impl AsExec,
-    token_digest: &[u8],
-    now: DateTime<Utc>,
-) -> StoreResult<bool> {
+pub async fn consume_password_link(tx: &mut impl AsExec, token_digest: &[u8], now: DateTime<Utc>) -> StoreResult<bool> {
     Ok(with_conn!(tx, c => {
         sqlx::query("UPDATE password_links SET used_at = $2 WHERE token_digest = $1 AND used_at IS NULL AND expires_at > $2")
             .bind(token_digest).bind(now).execute(&mut *c).await?.rows_affected() == 1

@@ -55,10 +55,7 @@ async fn create_psp(
     ApiJson(body): ApiJson<PspInput>,
 ) -> Result<(StatusCode, Json<CreatedPsp>), ApiError> {
     let settings = body.validate().map_err(ApiError::Validation)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(psps::create(&state.services, &settings).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(psps::create(&state.services, &settings).await?)))
 }
 
 /// List PSPs.
@@ -82,10 +79,7 @@ async fn list_psps(
     responses((status = 200, description = "The PSP", body = Psp),
               (status = 404, description = "No such PSP", body = ErrorBody)),
     security(("admin" = [])))]
-async fn get_psp(
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<PspId>,
-) -> Result<Json<Psp>, ApiError> {
+async fn get_psp(State(state): State<AppState>, ApiPath(id): ApiPath<PspId>) -> Result<Json<Psp>, ApiError> {
     Ok(Json(psps::get(&state.services, id).await?))
 }
 
@@ -117,10 +111,7 @@ async fn issue_credential(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<PspId>,
 ) -> Result<(StatusCode, Json<IssuedCredential>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(psps::issue_credential(&state.services, id).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(psps::issue_credential(&state.services, id).await?)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -138,9 +129,7 @@ async fn list_credentials(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<PspId>,
 ) -> Result<Json<CredentialList>, ApiError> {
-    Ok(Json(CredentialList {
-        data: psps::list_credentials(&state.services, id).await?,
-    }))
+    Ok(Json(CredentialList { data: psps::list_credentials(&state.services, id).await? }))
 }
 
 /// Revoke a credential.
@@ -155,7 +144,5 @@ async fn revoke_credential(
     State(state): State<AppState>,
     ApiPath((psp_id, id)): ApiPath<(PspId, CredentialId)>,
 ) -> Result<Json<CredentialInfo>, ApiError> {
-    Ok(Json(
-        psps::revoke_credential(&state.services, psp_id, id).await?,
-    ))
+    Ok(Json(psps::revoke_credential(&state.services, psp_id, id).await?))
 }

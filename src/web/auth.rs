@@ -32,11 +32,7 @@ pub struct AuthThrottle {
 
 impl AuthThrottle {
     pub fn new(limit: u32, window: Duration) -> AuthThrottle {
-        AuthThrottle {
-            limit,
-            window,
-            failures: Mutex::new(HashMap::new()),
-        }
+        AuthThrottle { limit, window, failures: Mutex::new(HashMap::new()) }
     }
 
     /// `Err(seconds)` while `ip` has used up its failures for the current window.
@@ -65,10 +61,7 @@ impl AuthThrottle {
 }
 
 fn client_ip(req: &Request) -> IpAddr {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// `(username, password)` from an `Authorization: Basic …` header.
@@ -78,9 +71,7 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, pass) = text.split_once(':')?;
     Some((user.to_owned(), pass.to_owned()))
@@ -88,21 +79,10 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 
 /// Checks HTTP Basic credentials against the stored keyed digest. Unknown user, wrong password
 /// and revoked credential all answer the same 401 (a revoked one is logged as such).
-pub async fn psp_auth(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub async fn psp_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let ip = client_ip(&req);
-    state
-        .throttle
-        .check(ip)
-        .map_err(|s| ApiError::RateLimited {
-            retry_after_secs: s,
-        })?;
-    let unauthorized = ApiError::Unauthorized {
-        challenge: BASIC_CHALLENGE,
-    };
+    state.throttle.check(ip).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+    let unauthorized = ApiError::Unauthorized { challenge: BASIC_CHALLENGE };
     let Some((username, password)) = basic_credentials(&req) else {
         state.throttle.record_failure(ip);
         return Err(unauthorized);
@@ -112,13 +92,7 @@ pub async fn psp_auth(
     drop(conn);
     let now = state.clock.now();
     let authed = match record {
-        Some(r)
-            if state.keyring.verify(
-                Purpose::CredentialSecret,
-                password.as_bytes(),
-                &r.secret_digest,
-            ) =>
-        {
+        Some(r) if state.keyring.verify(Purpose::CredentialSecret, password.as_bytes(), &r.secret_digest) => {
             if r.revoked_at.is_some() {
                 tracing::info!(credential_id = %r.credential_id, "revoked credential used");
                 None
@@ -129,10 +103,7 @@ pub async fn psp_auth(
         Some(_) => None,
         None => {
             // Spend the same work as a wrong password, so timing does not tell which usernames exist.
-            let _ =
-                state
-                    .keyring
-                    .verify(Purpose::CredentialSecret, password.as_bytes(), &[0u8; 32]);
+            let _ = state.keyring.verify(Purpose::CredentialSecret, password.as_bytes(), &[0u8; 32]);
             None
         }
     };
@@ -141,17 +112,12 @@ pub async fn psp_auth(
         return Err(unauthorized);
     };
     // Record use at most once a minute, so reads stay reads.
-    if r.last_used_at
-        .is_none_or(|t| now - t > chrono::Duration::minutes(1))
-    {
+    if r.last_used_at.is_none_or(|t| now - t > chrono::Duration::minutes(1)) {
         let mut tx = state.db.begin().await?;
         psps::touch_credential(&mut tx, r.credential_id, now).await?;
         tx.commit().await?;
     }
-    let authed = AuthedPsp {
-        psp_id: r.psp_id,
-        credential_id: r.credential_id,
-    };
+    let authed = AuthedPsp { psp_id: r.psp_id, credential_id: r.credential_id };
     req.extensions_mut().insert(authed);
     let mut resp = next.run(req).await;
     resp.extensions_mut().insert(authed);
@@ -159,11 +125,7 @@ pub async fn psp_auth(
 }
 
 /// Checks the operator's bearer token. Without a configured token the admin API is disabled.
-pub async fn admin_auth(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub async fn admin_auth(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let Some(expected) = state.config.admin_token.as_ref() else {
         return Err(ApiError::Forbidden {
             code: "forbidden",
@@ -171,12 +133,7 @@ pub async fn admin_auth(
         });
     };
     let ip = client_ip(&req);
-    state
-        .throttle
-        .check(ip)
-        .map_err(|s| ApiError::RateLimited {
-            retry_after_secs: s,
-        })?;
+    state.throttle.check(ip).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     let given = req
         .headers()
         .get(AUTHORIZATION)
@@ -185,14 +142,10 @@ pub async fn admin_auth(
         .unwrap_or("");
     // Compare digests so the comparison's time does not depend on the token's length either.
     let a = state.keyring.digest(Purpose::Fingerprint, given.as_bytes());
-    let b = state
-        .keyring
-        .digest(Purpose::Fingerprint, expected.expose().as_bytes());
+    let b = state.keyring.digest(Purpose::Fingerprint, expected.expose().as_bytes());
     if given.is_empty() || !bool::from(a.ct_eq(&b)) {
         state.throttle.record_failure(ip);
-        return Err(ApiError::Unauthorized {
-            challenge: BEARER_CHALLENGE,
-        });
+        return Err(ApiError::Unauthorized { challenge: BEARER_CHALLENGE });
     }
     Ok(next.run(req).await)
 }

@@ -10,20 +10,12 @@ fn schema_type(s: &Value) -> String {
     if let Some(r) = s.get("$ref").and_then(Value::as_str) {
         return r.rsplit('/').next().unwrap_or(r).to_owned();
     }
-    if let Some(one) = s
-        .get("oneOf")
-        .or_else(|| s.get("anyOf"))
-        .and_then(Value::as_array)
-    {
+    if let Some(one) = s.get("oneOf").or_else(|| s.get("anyOf")).and_then(Value::as_array) {
         return one.iter().map(schema_type).collect::<Vec<_>>().join(" | ");
     }
     let ty = match s.get("type") {
         Some(Value::String(t)) => t.clone(),
-        Some(Value::Array(ts)) => ts
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(" | "),
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" | "),
         _ => "object".into(),
     };
     if ty.starts_with("array") {
@@ -38,17 +30,12 @@ fn schema_type(s: &Value) -> String {
 }
 
 fn anchor(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
 }
 
 fn type_link(s: &Value) -> Markup {
     let t = schema_type(s);
-    let target = s
-        .get("$ref")
-        .or_else(|| s.get("items").and_then(|i| i.get("$ref")))
-        .and_then(Value::as_str);
+    let target = s.get("$ref").or_else(|| s.get("items").and_then(|i| i.get("$ref"))).and_then(Value::as_str);
     match target {
         Some(r) => {
             let name = r.rsplit('/').next().unwrap_or(r);

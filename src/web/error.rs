@@ -23,10 +23,7 @@ pub fn current_request_id() -> String {
 pub enum ApiError {
     /// 400: the body cannot be read (malformed JSON, wrong type, wrong content type).
     #[error("{title}")]
-    BadRequest {
-        title: String,
-        field: Option<String>,
-    },
+    BadRequest { title: String, field: Option<String> },
     /// 401: no or bad credentials.
     #[error("unauthorized")]
     Unauthorized { challenge: &'static str },
@@ -89,10 +86,7 @@ pub struct ErrorBody {
 
 impl ApiError {
     pub fn bad_request(title: impl Into<String>, source: Option<String>) -> ApiError {
-        ApiError::BadRequest {
-            title: title.into(),
-            field: source,
-        }
+        ApiError::BadRequest { title: title.into(), field: source }
     }
 
     pub fn not_found(what: &str) -> ApiError {
@@ -100,17 +94,11 @@ impl ApiError {
     }
 
     pub fn conflict(title: impl Into<String>) -> ApiError {
-        ApiError::Conflict {
-            code: "state_conflict",
-            title: title.into(),
-        }
+        ApiError::Conflict { code: "state_conflict", title: title.into() }
     }
 
     pub fn already_exists(title: impl Into<String>) -> ApiError {
-        ApiError::Conflict {
-            code: "resource_already_exists",
-            title: title.into(),
-        }
+        ApiError::Conflict { code: "resource_already_exists", title: title.into() }
     }
 
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
@@ -127,39 +115,22 @@ impl ApiError {
             ApiError::Conflict { .. } | ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Validation(_) | ApiError::IdempotencyKeyReused => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn items(&self) -> Vec<ErrorItem> {
-        let one = |code, title: String| {
-            vec![ErrorItem {
-                code,
-                title,
-                source: None,
-            }]
-        };
+        let one = |code, title: String| vec![ErrorItem { code, title, source: None }];
         match self {
             ApiError::BadRequest { title, field } => {
-                vec![ErrorItem {
-                    code: "request_invalid",
-                    title: title.clone(),
-                    source: field.clone(),
-                }]
+                vec![ErrorItem { code: "request_invalid", title: title.clone(), source: field.clone() }]
             }
-            ApiError::Unauthorized { .. } => {
-                one("unauthorized", "missing or invalid credentials".into())
-            }
+            ApiError::Unauthorized { .. } => one("unauthorized", "missing or invalid credentials".into()),
             ApiError::Forbidden { code, title } => one(code, title.clone()),
             ApiError::NotFound(t) => one("resource_not_found", t.clone()),
-            ApiError::MethodNotAllowed => one(
-                "method_not_allowed",
-                "this method is not allowed on this path".into(),
-            ),
+            ApiError::MethodNotAllowed => one("method_not_allowed", "this method is not allowed on this path".into()),
             ApiError::Conflict { code, title } => one(code, title.clone()),
             ApiError::Gone(t) => one("gone", t.clone()),
             ApiError::TooLarge => one("request_too_large", "request body is too large".into()),
@@ -179,13 +150,10 @@ impl ApiError {
                 "idempotency_in_progress",
                 "a request with this Idempotency-Key is still being processed; retry later".into(),
             ),
-            ApiError::RateLimited { .. } => one(
-                "rate_limited",
-                "too many requests; retry after the indicated time".into(),
-            ),
-            ApiError::Internal(_) => {
-                one("internal_error", "something went wrong on our side".into())
+            ApiError::RateLimited { .. } => {
+                one("rate_limited", "too many requests; retry after the indicated time".into())
             }
+            ApiError::Internal(_) => one("internal_error", "something went wrong on our side".into()),
         }
     }
 }
@@ -214,23 +182,14 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %error_chain(e.as_ref()), "request failed");
         }
         let status = self.status();
-        let body = ErrorBody {
-            errors: self.items(),
-            request_id: current_request_id(),
-        };
+        let body = ErrorBody { errors: self.items(), request_id: current_request_id() };
         let mut resp = (status, axum::Json(body)).into_response();
         match self {
             ApiError::Unauthorized { challenge } => {
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
             }
             ApiError::RateLimited { retry_after_secs } => {
-                resp.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(retry_after_secs.max(1)),
-                );
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
             }
             _ => {}
         }

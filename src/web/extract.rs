@@ -19,22 +19,14 @@ fn is_json(ct: Option<&axum::http::HeaderValue>) -> bool {
     let Some(ct) = ct.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
 /// Parses JSON bytes into `T`, mapping serde's error to a 400 whose `source` is the field path.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "request body is empty; a JSON object was expected",
-            None,
-        ));
+        return Err(ApiError::bad_request("request body is empty; a JSON object was expected", None));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -59,20 +51,15 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if !is_json(req.headers().get(CONTENT_TYPE)) {
-            return Err(ApiError::bad_request(
-                "Content-Type must be application/json",
-                None,
-            ));
+            return Err(ApiError::bad_request("Content-Type must be application/json", None));
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge
-                } else {
-                    ApiError::bad_request("request body could not be read", None)
-                }
-            })?;
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge
+            } else {
+                ApiError::bad_request("request body could not be read", None)
+            }
+        })?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -108,12 +95,7 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| ApiQuery(q.0))
-            .map_err(|e| {
-                ApiError::bad_request(
-                    format!("query string could not be read: {}", e.body_text()),
-                    None,
-                )
-            })
+            .map_err(|e| ApiError::bad_request(format!("query string could not be read: {}", e.body_text()), None))
     }
 }
 
@@ -155,8 +137,6 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthedPsp {
             .extensions
             .get::<AuthedPsp>()
             .copied()
-            .ok_or(ApiError::Unauthorized {
-                challenge: super::auth::BASIC_CHALLENGE,
-            })
+            .ok_or(ApiError::Unauthorized { challenge: super::auth::BASIC_CHALLENGE })
     }
 }

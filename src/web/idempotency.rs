@@ -42,11 +42,7 @@ fn valid_key(k: &str) -> bool {
 }
 
 /// The middleware; runs after authentication, so keys are scoped to the PSP.
-pub async fn idempotency(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     if req.method() != Method::POST {
         return Ok(next.run(req).await);
     }
@@ -68,13 +64,9 @@ pub async fn idempotency(
         .extensions()
         .get::<AuthedPsp>()
         .copied()
-        .ok_or(ApiError::Unauthorized {
-            challenge: super::auth::BASIC_CHALLENGE,
-        })?;
+        .ok_or(ApiError::Unauthorized { challenge: super::auth::BASIC_CHALLENGE })?;
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
-        .await
-        .map_err(|_| ApiError::TooLarge)?;
+    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| ApiError::TooLarge)?;
     let mut material = Vec::with_capacity(bytes.len() + 64);
     material.extend_from_slice(parts.method.as_str().as_bytes());
     material.push(b'\n');
@@ -87,22 +79,15 @@ pub async fn idempotency(
         Claim::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let mut resp = (status, body).into_response();
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            resp.headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             Ok(resp)
         }
         Claim::InFlight => Err(ApiError::IdempotencyInProgress),
         Claim::Mismatch => Err(ApiError::IdempotencyKeyReused),
         Claim::Run => {
             let mut req = Request::from_parts(parts, Body::from(bytes));
-            req.extensions_mut().insert(IdemKey {
-                psp_id: psp.psp_id,
-                key: key.clone(),
-            });
+            req.extensions_mut().insert(IdemKey { psp_id: psp.psp_id, key: key.clone() });
             let resp = run_to_completion(next, req).await?;
             if !resp.status().is_success() {
                 // Nothing was stored with the failed request: free the key for a retry.
@@ -120,10 +105,7 @@ pub async fn idempotency(
 async fn run_to_completion(next: Next, req: Request) -> Result<Response, ApiError> {
     let request_id = super::error::current_request_id();
     let span = tracing::Span::current();
-    let task = super::error::REQUEST_ID.scope(
-        request_id,
-        tracing::Instrument::instrument(next.run(req), span),
-    );
+    let task = super::error::REQUEST_ID.scope(request_id, tracing::Instrument::instrument(next.run(req), span));
     tokio::spawn(task).await.map_err(|e| {
         tracing::error!(error = %e, "request task failed");
         ApiError::Internal("request task failed".into())
@@ -132,21 +114,13 @@ async fn run_to_completion(next: Next, req: Request) -> Result<Response, ApiErro
 
 /// Finishes a POST: stores the response under the request's idempotency key (if any) in `tx`,
 /// commits, and answers with exactly the stored bytes.
-pub async fn respond(
-    mut tx: Tx,
-    idem: &Idem,
-    status: StatusCode,
-    body: &impl Serialize,
-) -> Result<Response, ApiError> {
+pub async fn respond(mut tx: Tx, idem: &Idem, status: StatusCode, body: &impl Serialize) -> Result<Response, ApiError> {
     let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
     if let Some(k) = &idem.0 {
         idempotency::complete(&mut tx, k.psp_id, &k.key, status.as_u16(), &bytes).await?;
     }
     tx.commit().await?;
     let mut resp = (status, bytes).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
 }

@@ -42,10 +42,7 @@ impl<T> Page<T> {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let has_more = rows.len() > limit;
         rows.truncate(limit);
-        Page {
-            data: rows,
-            has_more,
-        }
+        Page { data: rows, has_more }
     }
 }
 
@@ -104,13 +101,7 @@ async fn list_merchants(
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> Result<Json<Page<Merchant>>, ApiError> {
     let limit = q.limit()?;
-    let rows = merchants::list(
-        &state.services,
-        psp.psp_id,
-        limit + 1,
-        q.starting_after.map(MerchantId),
-    )
-    .await?;
+    let rows = merchants::list(&state.services, psp.psp_id, limit + 1, q.starting_after.map(MerchantId)).await?;
     Ok(Json(Page::from_rows(rows, limit)))
 }
 
@@ -196,7 +187,5 @@ pub struct LegalFormList {
 #[utoipa::path(get, path = "/v1/legal-forms", tag = "Reference data",
     responses((status = 200, description = "All legal forms", body = LegalFormList)))]
 async fn legal_forms() -> Json<LegalFormList> {
-    Json(LegalFormList {
-        data: LEGAL_FORMS.to_vec(),
-    })
+    Json(LegalFormList { data: LEGAL_FORMS.to_vec() })
 }

@@ -27,6 +27,7 @@ pub mod idempotency;
 pub mod merchants;
 pub mod ops;
 pub mod pages;
+pub mod webhooks;
 
 use error::{ApiError, REQUEST_ID};
 use extract::AuthedPsp;
@@ -69,6 +70,7 @@ impl std::ops::Deref for AppInner {
     modifiers(&SecurityAddon),
     tags(
         (name = "Merchants", description = "Merchant activation by PSPs"),
+        (name = "Webhooks", description = "Signed event deliveries (Standard Webhooks) and the event log"),
         (name = "Reference data", description = "Lists clients need to build requests"),
         (name = "Operator", description = "The operator's admin API (bearer token)"),
     )
@@ -80,38 +82,20 @@ struct SecurityAddon;
 impl utoipa::Modify for SecurityAddon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "basic",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
-        );
-        components.add_security_scheme(
-            "admin",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
+        components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+        components.add_security_scheme("admin", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
     }
 }
 
 /// The API routes with their OpenAPI description, before state and middleware.
-fn api_routes() -> (
-    OpenApiRouter<AppState>,
-    OpenApiRouter<AppState>,
-    OpenApiRouter<AppState>,
-) {
-    (
-        merchants::router(),
-        merchants::public_router(),
-        admin::router(),
-    )
+fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    (merchants::router().merge(webhooks::router()), merchants::public_router(), admin::router())
 }
 
 /// The OpenAPI document generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (psp, public, admin) = api_routes();
-    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
-        .merge(psp)
-        .merge(public)
-        .merge(admin)
-        .into_openapi()
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi()).merge(psp).merge(public).merge(admin).into_openapi()
 }
 
 /// The OpenAPI document as committed to the repository (pretty JSON with a final newline).
@@ -139,27 +123,16 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
     let max_body = state.config.max_body_bytes;
 
     let psp_api: Router<AppState> = Router::from(psp)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::idempotency,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::psp_auth,
-        ));
-    let admin_api: Router<AppState> = Router::from(admin).layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::admin_auth,
-    ));
+        .layer(middleware::from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::psp_auth));
+    let admin_api: Router<AppState> =
+        Router::from(admin).layer(middleware::from_fn_with_state(state.clone(), auth::admin_auth));
 
     Router::new()
         .merge(psp_api)
         .merge(admin_api)
         .merge(Router::from(public))
-        .route(
-            "/credentials/{token}",
-            get(pages::password_link).post(pages::reveal_password_form),
-        )
+        .route("/credentials/{token}", get(pages::password_link).post(pages::reveal_password_form))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -168,9 +141,7 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_response,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -194,9 +165,7 @@ fn request_id(req: &Request) -> String {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
-            (1..=128).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
@@ -207,49 +176,25 @@ fn request_id(req: &Request) -> String {
 async fn observe(State(_state): State<AppState>, req: Request, next: Next) -> Response {
     let id = request_id(&req);
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
-    let mut resp = REQUEST_ID
-        .scope(id.clone(), next.run(req))
-        .instrument(span.clone())
-        .await;
+    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = resp.status();
-    let psp_id = resp
-        .extensions()
-        .get::<AuthedPsp>()
-        .map(|a| a.psp_id.to_string());
+    let psp_id = resp.extensions().get::<AuthedPsp>().map(|a| a.psp_id.to_string());
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
         if status.is_server_error() {
-            tracing::error!(
-                status = status.as_u16(),
-                latency_ms = ms,
-                psp_id = psp_id.as_deref(),
-                "request"
-            );
+            tracing::error!(status = status.as_u16(), latency_ms = ms, psp_id = psp_id.as_deref(), "request");
         } else {
-            tracing::info!(
-                status = status.as_u16(),
-                latency_ms = ms,
-                psp_id = psp_id.as_deref(),
-                "request"
-            );
+            tracing::info!(status = status.as_u16(), latency_ms = ms, psp_id = psp_id.as_deref(), "request");
         }
     });
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route),
-        ("status", status.as_u16().to_string()),
-    ];
+    let labels = [("method", method.to_string()), ("route", route), ("status", status.as_u16().to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels[..2])
-        .record(elapsed.as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -265,15 +210,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_answers_500_in_the_envelope_revealing_nothing() {
-        let resp = REQUEST_ID
-            .scope("rid-1".into(), async {
-                panic_response(Box::new("secret detail"))
-            })
-            .await;
+        let resp = REQUEST_ID.scope("rid-1".into(), async { panic_response(Box::new("secret detail")) }).await;
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = axum::body::to_bytes(resp.into_body(), 10_000)
-            .await
-            .unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 10_000).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["errors"][0]["code"], "internal_error");
         assert_eq!(v["request_id"], "rid-1");

@@ -36,16 +36,11 @@ fn secure(status: StatusCode, markup: Markup) -> Response {
     let mut resp = (status, markup).into_response();
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-        ),
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
     );
     resp
 }
@@ -54,10 +49,7 @@ fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| {
-            a.split(',')
-                .any(|t| t.trim().starts_with("application/json"))
-        })
+        .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("application/json")))
 }
 
 fn gone_page() -> Response {
@@ -76,10 +68,7 @@ fn gone_page() -> Response {
 fn unknown_page() -> Response {
     secure(
         StatusCode::NOT_FOUND,
-        page(
-            "Unknown link",
-            html! { h1 { "Unknown link" } p { "Check that the whole link was copied." } },
-        ),
+        page("Unknown link", html! { h1 { "Unknown link" } p { "Check that the whole link was copied." } }),
     )
 }
 
@@ -94,15 +83,11 @@ pub async fn password_link(
     if wants_json(&headers) {
         return match psps::reveal_password(&state.services, &token).await {
             Ok(pw) => {
-                let mut resp =
-                    axum::Json(serde_json::json!({ "password": pw.expose() })).into_response();
-                resp.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                let mut resp = axum::Json(serde_json::json!({ "password": pw.expose() })).into_response();
+                resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 Ok(resp)
             }
-            Err(RevealError::Gone) => Err(ApiError::Gone(
-                "this password link was already used or has expired".into(),
-            )),
+            Err(RevealError::Gone) => Err(ApiError::Gone("this password link was already used or has expired".into())),
             Err(RevealError::Unknown) => Err(ApiError::not_found("password link")),
             Err(RevealError::Store(e)) => Err(e.into()),
         };

@@ -9,40 +9,18 @@ async fn missing_or_wrong_credentials_get_401_with_a_challenge() {
 
     let none = app.send(app.client.get(app.url("/v1/merchants"))).await;
     none.assert_error(401, "unauthorized");
-    assert!(
-        none.headers["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Basic realm=\"netterms\"")
-    );
+    assert!(none.headers["www-authenticate"].to_str().unwrap().starts_with("Basic realm=\"netterms\""));
 
-    let wrong = app
-        .send(
-            app.client
-                .get(app.url("/v1/merchants"))
-                .basic_auth(&psp.username, Some("not-the-password")),
-        )
-        .await;
+    let wrong =
+        app.send(app.client.get(app.url("/v1/merchants")).basic_auth(&psp.username, Some("not-the-password"))).await;
     wrong.assert_error(401, "unauthorized");
 
-    let unknown = app
-        .send(
-            app.client
-                .get(app.url("/v1/merchants"))
-                .basic_auth("nobody_x", Some(&psp.password)),
-        )
-        .await;
+    let unknown = app.send(app.client.get(app.url("/v1/merchants")).basic_auth("nobody_x", Some(&psp.password))).await;
     unknown.assert_error(401, "unauthorized");
     // Unknown user and wrong password look the same.
     assert_eq!(unknown.json()["errors"], wrong.json()["errors"]);
 
-    let garbage = app
-        .send(
-            app.client
-                .get(app.url("/v1/merchants"))
-                .header("authorization", "Basic %%%"),
-        )
-        .await;
+    let garbage = app.send(app.client.get(app.url("/v1/merchants")).header("authorization", "Basic %%%")).await;
     garbage.assert_error(401, "unauthorized");
 
     let ok = app.send(app.psp(&psp, Method::GET, "/v1/merchants")).await;
@@ -54,12 +32,7 @@ async fn rotation_keeps_both_credentials_until_the_old_is_revoked() {
     let app = TestApp::spawn().await;
     let old = app.create_psp().await;
 
-    let issued = app
-        .send(app.admin(
-            Method::POST,
-            &format!("/admin/v1/psps/{}/credentials", old.psp_id),
-        ))
-        .await;
+    let issued = app.send(app.admin(Method::POST, &format!("/admin/v1/psps/{}/credentials", old.psp_id))).await;
     assert_eq!(issued.status, 201, "{}", issued.text());
     let v = issued.json();
     let new = TestPsp {
@@ -69,54 +42,25 @@ async fn rotation_keeps_both_credentials_until_the_old_is_revoked() {
         psp_id: old.psp_id.clone(),
     };
     assert!(new.username.starts_with(&format!("{}_", old.psp_id)));
-    assert_eq!(
-        app.send(app.psp(&old, Method::GET, "/v1/merchants"))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        app.send(app.psp(&new, Method::GET, "/v1/merchants"))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.send(app.psp(&old, Method::GET, "/v1/merchants")).await.status, 200);
+    assert_eq!(app.send(app.psp(&new, Method::GET, "/v1/merchants")).await.status, 200);
 
     let revoked = app
-        .send(app.admin(
-            Method::POST,
-            &format!(
-                "/admin/v1/psps/{}/credentials/{}/revoke",
-                old.psp_id, old.credential_id
-            ),
-        ))
+        .send(
+            app.admin(Method::POST, &format!("/admin/v1/psps/{}/credentials/{}/revoke", old.psp_id, old.credential_id)),
+        )
         .await;
     assert_eq!(revoked.status, 200, "{}", revoked.text());
     assert!(revoked.json()["revoked_at"].is_string());
 
-    app.send(app.psp(&old, Method::GET, "/v1/merchants"))
+    app.send(app.psp(&old, Method::GET, "/v1/merchants")).await.assert_error(401, "unauthorized");
+    app.send(app.psp(&old, Method::POST, "/v1/merchants").json(&merchant_body("m")))
         .await
         .assert_error(401, "unauthorized");
-    app.send(
-        app.psp(&old, Method::POST, "/v1/merchants")
-            .json(&merchant_body("m")),
-    )
-    .await
-    .assert_error(401, "unauthorized");
-    assert_eq!(
-        app.send(app.psp(&new, Method::GET, "/v1/merchants"))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.send(app.psp(&new, Method::GET, "/v1/merchants")).await.status, 200);
     assert_eq!(app.count("merchants").await, 0);
 
-    let list = app
-        .send(app.admin(
-            Method::GET,
-            &format!("/admin/v1/psps/{}/credentials", old.psp_id),
-        ))
-        .await;
+    let list = app.send(app.admin(Method::GET, &format!("/admin/v1/psps/{}/credentials", old.psp_id))).await;
     let creds = list.json()["data"].as_array().unwrap().clone();
     assert_eq!(creds.len(), 2);
     assert!(!list.text().contains(&old.password) && !list.text().contains(&new.password));
@@ -127,29 +71,15 @@ async fn repeated_failures_are_throttled_with_retry_after() {
     let app = TestApp::spawn_with(|c| c.auth_failure_limit = 3).await;
     let psp = app.create_psp().await;
     for _ in 0..3 {
-        let r = app
-            .send(
-                app.client
-                    .get(app.url("/v1/merchants"))
-                    .basic_auth(&psp.username, Some("wrong")),
-            )
-            .await;
+        let r = app.send(app.client.get(app.url("/v1/merchants")).basic_auth(&psp.username, Some("wrong"))).await;
         r.assert_error(401, "unauthorized");
     }
-    let r = app
-        .send(
-            app.client
-                .get(app.url("/v1/merchants"))
-                .basic_auth(&psp.username, Some("wrong")),
-        )
-        .await;
+    let r = app.send(app.client.get(app.url("/v1/merchants")).basic_auth(&psp.username, Some("wrong"))).await;
     r.assert_error(429, "rate_limited");
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
     // The throttled client is refused even with good credentials until the window ends.
-    app.send(app.psp(&psp, Method::GET, "/v1/merchants"))
-        .await
-        .assert_error(429, "rate_limited");
+    app.send(app.psp(&psp, Method::GET, "/v1/merchants")).await.assert_error(429, "rate_limited");
 }
 
 #[tokio::test]
@@ -173,30 +103,20 @@ async fn password_link_works_once_then_410() {
     // No response of the admin API carries the password.
     assert!(r.text().find("password\"").is_none());
 
-    let first = app
-        .send(app.client.get(&url).header("accept", "application/json"))
-        .await;
+    let first = app.send(app.client.get(&url).header("accept", "application/json")).await;
     assert_eq!(first.status, 200);
     let pw = first.json()["password"].as_str().unwrap().to_owned();
     app.secret(&pw);
     assert!(pw.len() >= 32 && pw.chars().all(|c| c.is_ascii_alphanumeric()));
 
-    let second = app
-        .send(app.client.get(&url).header("accept", "application/json"))
-        .await;
+    let second = app.send(app.client.get(&url).header("accept", "application/json")).await;
     second.assert_error(410, "gone");
     let html = app.send(app.client.get(&url)).await;
     assert_eq!(html.status, 410);
     assert!(!html.text().contains(&pw));
 
     // The password works.
-    let ok = app
-        .send(
-            app.client
-                .get(app.url("/v1/merchants"))
-                .basic_auth(username, Some(&pw)),
-        )
-        .await;
+    let ok = app.send(app.client.get(app.url("/v1/merchants")).basic_auth(username, Some(&pw))).await;
     assert_eq!(ok.status, 200);
 }
 
@@ -204,13 +124,7 @@ async fn password_link_works_once_then_410() {
 async fn password_page_reveals_on_button_press_only_once() {
     let app = TestApp::spawn().await;
     let r = app
-        .send(app.admin(
-            Method::POST,
-            &format!(
-                "/admin/v1/psps/{}/credentials",
-                app.create_psp().await.psp_id
-            ),
-        ))
+        .send(app.admin(Method::POST, &format!("/admin/v1/psps/{}/credentials", app.create_psp().await.psp_id)))
         .await;
     let url = r.json()["password_url"].as_str().unwrap().to_owned();
     app.secret(url.rsplit('/').next().unwrap());
@@ -243,50 +157,25 @@ async fn expired_and_unknown_links() {
         .await;
     let url = r.json()["password_url"].as_str().unwrap().to_owned();
     app.secret(url.rsplit('/').next().unwrap());
-    app.execute("UPDATE password_links SET expires_at = (SELECT created_at FROM psps LIMIT 1)")
-        .await;
-    app.send(app.client.get(&url).header("accept", "application/json"))
-        .await
-        .assert_error(410, "gone");
-    let unknown = app
-        .send(
-            app.client
-                .get(app.url("/credentials/nope"))
-                .header("accept", "application/json"),
-        )
-        .await;
+    app.execute("UPDATE password_links SET expires_at = (SELECT created_at FROM psps LIMIT 1)").await;
+    app.send(app.client.get(&url).header("accept", "application/json")).await.assert_error(410, "gone");
+    let unknown = app.send(app.client.get(app.url("/credentials/nope")).header("accept", "application/json")).await;
     unknown.assert_error(404, "resource_not_found");
 }
 
 #[tokio::test]
 async fn admin_api_needs_its_token_and_is_off_without_one() {
     let app = TestApp::spawn().await;
-    app.send(app.client.get(app.url("/admin/v1/psps")))
+    app.send(app.client.get(app.url("/admin/v1/psps"))).await.assert_error(401, "unauthorized");
+    app.send(app.client.get(app.url("/admin/v1/psps")).bearer_auth("wrong-token-wrong-token"))
         .await
         .assert_error(401, "unauthorized");
-    app.send(
-        app.client
-            .get(app.url("/admin/v1/psps"))
-            .bearer_auth("wrong-token-wrong-token"),
-    )
-    .await
-    .assert_error(401, "unauthorized");
     let psp = app.create_psp().await;
     // A PSP credential is not an admin credential.
-    app.send(
-        app.client
-            .get(app.url("/admin/v1/psps"))
-            .basic_auth(&psp.username, Some(&psp.password)),
-    )
-    .await
-    .assert_error(401, "unauthorized");
+    app.send(app.client.get(app.url("/admin/v1/psps")).basic_auth(&psp.username, Some(&psp.password)))
+        .await
+        .assert_error(401, "unauthorized");
 
     let off = TestApp::spawn_with(|c| c.admin_token = None).await;
-    off.send(
-        off.client
-            .get(off.url("/admin/v1/psps"))
-            .bearer_auth(ADMIN_TOKEN),
-    )
-    .await
-    .assert_error(403, "forbidden");
+    off.send(off.client.get(off.url("/admin/v1/psps")).bearer_auth(ADMIN_TOKEN)).await.assert_error(403, "forbidden");
 }

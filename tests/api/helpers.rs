@@ -57,17 +57,12 @@ impl Drop for PgDatabase {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 use sqlx::Connection;
                 if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
                     let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut c)
-                            .await;
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut c).await;
                 }
             });
         })
@@ -121,12 +116,7 @@ impl Resp {
 
     /// The `code`s of an error envelope.
     pub fn codes(&self) -> Vec<String> {
-        self.json()["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["code"].as_str().unwrap().to_owned())
-            .collect()
+        self.json()["errors"].as_array().unwrap().iter().map(|e| e["code"].as_str().unwrap().to_owned()).collect()
     }
 
     /// The `source`s of an error envelope.
@@ -178,45 +168,33 @@ impl TestApp {
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_token: Some(Secret::new(ADMIN_TOKEN)),
-            secret_key: Some(Secret::new(
-                "test-secret-key-that-is-long-enough-0123456789",
-            )),
+            secret_key: Some(Secret::new("test-secret-key-that-is-long-enough-0123456789")),
             db_max_connections: 5,
+            // Tests step the delivery worker themselves (see `deliver_all`).
+            webhook_worker: false,
             ..Config::default()
         };
-        let guard = match std::env::var("NETTERMS_TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        {
+        let guard = match std::env::var("NETTERMS_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
             Some(admin_url) => {
                 let name = format!("netterms_test_{}", uuid::Uuid::new_v4().simple());
                 use sqlx::Connection;
-                let mut c = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .expect("connect to NETTERMS_TEST_DATABASE_URL");
-                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                let (base, _) = admin_url
-                    .rsplit_once('/')
-                    .expect("database url with a database name");
+                let mut c =
+                    sqlx::PgConnection::connect(&admin_url).await.expect("connect to NETTERMS_TEST_DATABASE_URL");
+                sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut c).await.unwrap();
+                let (base, _) = admin_url.rsplit_once('/').expect("database url with a database name");
                 config.database_url = format!("{base}/{name}");
                 DbGuard::Postgres(PgDatabase { admin_url, name })
             }
             None => {
                 let dir = tempfile::tempdir().unwrap();
-                config.database_url =
-                    format!("sqlite://{}", dir.path().join("netterms.db").display());
+                config.database_url = format!("sqlite://{}", dir.path().join("netterms.db").display());
                 DbGuard::Sqlite(dir)
             }
         };
         tweak(&mut config);
         config.validate().unwrap();
         let services = Services::open(config, true).await.unwrap();
-        let app = netterms::app::Application::with_services(services.clone())
-            .await
-            .unwrap();
+        let app = netterms::app::Application::with_services(services.clone()).await.unwrap();
         let addr = app.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -228,10 +206,7 @@ impl TestApp {
         });
         TestApp {
             base: format!("http://{addr}"),
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             services,
             secrets: Mutex::new(vec![ADMIN_TOKEN.to_owned()]),
             shutdown: Some(tx),
@@ -254,11 +229,7 @@ impl TestApp {
         let status = r.status();
         let headers = r.headers().clone();
         let bytes = r.bytes().await.unwrap().to_vec();
-        Resp {
-            status,
-            headers,
-            bytes,
-        }
+        Resp { status, headers, bytes }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -266,27 +237,17 @@ impl TestApp {
     }
 
     pub fn admin(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
+        self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN)
     }
 
     pub fn psp(&self, psp: &TestPsp, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .basic_auth(&psp.username, Some(&psp.password))
+        self.client.request(method, self.url(path)).basic_auth(&psp.username, Some(&psp.password))
     }
 
     /// Reveals a password link's password (as JSON) and remembers both as secrets.
     pub async fn reveal(&self, password_url: &str) -> String {
         self.secret(password_url.rsplit('/').next().unwrap());
-        let r = self
-            .send(
-                self.client
-                    .get(password_url)
-                    .header("accept", "application/json"),
-            )
-            .await;
+        let r = self.send(self.client.get(password_url).header("accept", "application/json")).await;
         assert_eq!(r.status, 200, "{}", r.text());
         let pw = r.json()["password"].as_str().unwrap().to_owned();
         self.secret(&pw);
@@ -314,12 +275,7 @@ impl TestApp {
 
     /// Activates a merchant and returns it.
     pub async fn create_merchant(&self, psp: &TestPsp, external_id: &str) -> Value {
-        let r = self
-            .send(
-                self.psp(psp, Method::POST, "/v1/merchants")
-                    .json(&merchant_body(external_id)),
-            )
-            .await;
+        let r = self.send(self.psp(psp, Method::POST, "/v1/merchants").json(&merchant_body(external_id))).await;
         assert_eq!(r.status, 201, "{}", r.text());
         r.json()
     }
@@ -335,14 +291,7 @@ impl TestApp {
     /// Row counts of every table that a PSP request may write.
     pub async fn snapshot(&self) -> Vec<(String, i64)> {
         let mut out = Vec::new();
-        for t in [
-            "psps",
-            "psp_credentials",
-            "password_links",
-            "merchants",
-            "idempotency_keys",
-            "events",
-        ] {
+        for t in ["psps", "psp_credentials", "password_links", "merchants", "idempotency_keys", "events"] {
             out.push((t.to_owned(), self.count(t).await));
         }
         out
@@ -353,6 +302,84 @@ impl TestApp {
         let mut tx = self.db().begin().await.unwrap();
         netterms::with_conn!(&mut tx, c => { sqlx::query(sql).execute(&mut *c).await.unwrap(); });
         tx.commit().await.unwrap();
+    }
+}
+
+impl TestApp {
+    /// Runs delivery rounds until nothing is due now; returns how many attempts were made.
+    pub async fn deliver_all(&self) -> usize {
+        let d = netterms::service::webhooks::Dispatcher::new(self.services.clone(), "test-worker").unwrap();
+        let mut total = 0;
+        loop {
+            let n = d.run_once().await.unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    /// Creates a webhook endpoint and returns (endpoint id, secret).
+    pub async fn create_endpoint(&self, psp: &TestPsp, url: &str, types: &[&str]) -> (String, String) {
+        let r = self
+            .send(self.psp(psp, Method::POST, "/v1/webhook-endpoints").json(&json!({"url": url, "event_types": types})))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json();
+        let secret = v["secret"].as_str().unwrap().to_owned();
+        self.secret(&secret);
+        (v["id"].as_str().unwrap().to_owned(), secret)
+    }
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub id: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub body: Vec<u8>,
+}
+
+/// A webhook receiver on loopback that answers with scripted statuses (then 200) and records
+/// every request.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    pub hits: Arc<Mutex<Vec<Hit>>>,
+}
+
+impl Receiver {
+    pub async fn start(script: Vec<u16>) -> Receiver {
+        use axum::http::HeaderMap;
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
+        let (h, sc) = (hits.clone(), script.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let (h, sc) = (h.clone(), sc.clone());
+                async move {
+                    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    h.lock().unwrap().push(Hit {
+                        id: get("webhook-id"),
+                        timestamp: get("webhook-timestamp"),
+                        signature: get("webhook-signature"),
+                        body: body.to_vec(),
+                    });
+                    let status = sc.lock().unwrap().pop_front().unwrap_or(200);
+                    axum::http::StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { url: format!("http://{addr}/hook"), hits }
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
     }
 }
 

@@ -6,11 +6,8 @@ use crate::helpers::*;
 async fn replay_is_byte_identical() {
     let app = TestApp::spawn().await;
     let psp = app.create_psp().await;
-    let req = || {
-        app.psp(&psp, Method::POST, "/v1/merchants")
-            .header("idempotency-key", "key-1")
-            .json(&merchant_body("m-1"))
-    };
+    let req =
+        || app.psp(&psp, Method::POST, "/v1/merchants").header("idempotency-key", "key-1").json(&merchant_body("m-1"));
     let first = app.send(req()).await;
     assert_eq!(first.status, 201);
     let second = app.send(req()).await;
@@ -23,24 +20,16 @@ async fn replay_is_byte_identical() {
     // The same key for another request is refused.
     let other = app
         .send(
-            app.psp(&psp, Method::POST, "/v1/merchants")
-                .header("idempotency-key", "key-1")
-                .json(&merchant_body("m-2")),
+            app.psp(&psp, Method::POST, "/v1/merchants").header("idempotency-key", "key-1").json(&merchant_body("m-2")),
         )
         .await;
     other.assert_error(422, "idempotency_key_reused");
     // Also on another path.
     let m = first.json();
-    let path = format!(
-        "/v1/merchants/{}/deactivate",
-        m["merchant_id"].as_str().unwrap()
-    );
-    app.send(
-        app.psp(&psp, Method::POST, &path)
-            .header("idempotency-key", "key-1"),
-    )
-    .await
-    .assert_error(422, "idempotency_key_reused");
+    let path = format!("/v1/merchants/{}/deactivate", m["merchant_id"].as_str().unwrap());
+    app.send(app.psp(&psp, Method::POST, &path).header("idempotency-key", "key-1"))
+        .await
+        .assert_error(422, "idempotency_key_reused");
     assert_eq!(app.count("merchants").await, 1);
 }
 
@@ -69,31 +58,17 @@ async fn a_failed_request_frees_its_key() {
     let psp = app.create_psp().await;
     let mut bad = merchant_body("m");
     bad["name"] = serde_json::json!("");
-    let r = app
-        .send(
-            app.psp(&psp, Method::POST, "/v1/merchants")
-                .header("idempotency-key", "k")
-                .json(&bad),
-        )
-        .await;
+    let r = app.send(app.psp(&psp, Method::POST, "/v1/merchants").header("idempotency-key", "k").json(&bad)).await;
     r.assert_error(422, "request_validation_error");
     assert_eq!(app.count("idempotency_keys").await, 0);
     let r = app
-        .send(
-            app.psp(&psp, Method::POST, "/v1/merchants")
-                .header("idempotency-key", "k")
-                .json(&merchant_body("m")),
-        )
+        .send(app.psp(&psp, Method::POST, "/v1/merchants").header("idempotency-key", "k").json(&merchant_body("m")))
         .await;
     assert_eq!(r.status, 201);
 
     // A conflict (duplicate external_id) is not stored either.
     let r = app
-        .send(
-            app.psp(&psp, Method::POST, "/v1/merchants")
-                .header("idempotency-key", "k2")
-                .json(&merchant_body("m")),
-        )
+        .send(app.psp(&psp, Method::POST, "/v1/merchants").header("idempotency-key", "k2").json(&merchant_body("m")))
         .await;
     r.assert_error(409, "resource_already_exists");
     assert_eq!(app.count("idempotency_keys").await, 1);
@@ -106,11 +81,7 @@ async fn bad_keys_are_400() {
     let long = "k".repeat(256);
     for key in [long.as_str(), "has space"] {
         let r = app
-            .send(
-                app.psp(&psp, Method::POST, "/v1/merchants")
-                    .header("idempotency-key", key)
-                    .json(&merchant_body("m")),
-            )
+            .send(app.psp(&psp, Method::POST, "/v1/merchants").header("idempotency-key", key).json(&merchant_body("m")))
             .await;
         r.assert_error(400, "request_invalid");
         assert_eq!(r.sources(), ["Idempotency-Key"]);
@@ -157,20 +128,10 @@ async fn twenty_concurrent_activations_without_a_key_create_one_merchant() {
     // The unique external_id backs the key up: duplicates get 409, never a second merchant.
     let app = TestApp::spawn().await;
     let psp = app.create_psp().await;
-    let sends = (0..20).map(|_| {
-        app.send(
-            app.psp(&psp, Method::POST, "/v1/merchants")
-                .json(&merchant_body("same")),
-        )
-    });
+    let sends = (0..20).map(|_| app.send(app.psp(&psp, Method::POST, "/v1/merchants").json(&merchant_body("same"))));
     let results = futures::future::join_all(sends).await;
     assert_eq!(results.iter().filter(|r| r.status == 201).count(), 1);
-    assert!(
-        results
-            .iter()
-            .filter(|r| r.status != 201)
-            .all(|r| r.codes() == ["resource_already_exists"])
-    );
+    assert!(results.iter().filter(|r| r.status != 201).all(|r| r.codes() == ["resource_already_exists"]));
     assert_eq!(app.count("merchants").await, 1);
 }
 
@@ -182,29 +143,9 @@ async fn an_abandoned_claim_is_taken_over_after_its_lock() {
     let now = app.services.clock.now();
     use netterms::store::idempotency::{Claim, claim};
     // A request that crashed after claiming: its claim is in flight until the lock runs out.
-    assert_eq!(
-        claim(app.db(), psp_id, "crashed", b"fp", now)
-            .await
-            .unwrap(),
-        Claim::Run
-    );
-    assert_eq!(
-        claim(app.db(), psp_id, "crashed", b"fp", now)
-            .await
-            .unwrap(),
-        Claim::InFlight
-    );
+    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", now).await.unwrap(), Claim::Run);
+    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", now).await.unwrap(), Claim::InFlight);
     let later = now + netterms::store::idempotency::LOCK_FOR + chrono::Duration::seconds(1);
-    assert_eq!(
-        claim(app.db(), psp_id, "crashed", b"fp", later)
-            .await
-            .unwrap(),
-        Claim::Run
-    );
-    assert_eq!(
-        claim(app.db(), psp_id, "crashed", b"fp", later)
-            .await
-            .unwrap(),
-        Claim::InFlight
-    );
+    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", later).await.unwrap(), Claim::Run);
+    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", later).await.unwrap(), Claim::InFlight);
 }

@@ -9,3 +9,4 @@ mod idempotency;
 mod merchants;
 mod ops;
 mod psps;
+mod webhooks;

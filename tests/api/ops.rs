@@ -5,21 +5,13 @@ use crate::helpers::*;
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let app = TestApp::spawn().await;
-    assert_eq!(
-        app.send(app.client.get(app.url("/healthz"))).await.status,
-        200
-    );
-    assert_eq!(
-        app.send(app.client.get(app.url("/readyz"))).await.status,
-        200
-    );
+    assert_eq!(app.send(app.client.get(app.url("/healthz"))).await.status, 200);
+    assert_eq!(app.send(app.client.get(app.url("/readyz"))).await.status, 200);
     app.send(app.client.get(app.url("/v1/legal-forms"))).await;
     let m = app.send(app.client.get(app.url("/metrics"))).await;
     assert_eq!(m.status, 200);
     assert!(
-        m.text().contains(
-            "http_requests_total{method=\"GET\",route=\"/v1/legal-forms\",status=\"200\"}"
-        ),
+        m.text().contains("http_requests_total{method=\"GET\",route=\"/v1/legal-forms\",status=\"200\"}"),
         "{}",
         m.text()
     );
@@ -30,39 +22,21 @@ async fn every_response_carries_a_request_id() {
     let app = TestApp::spawn().await;
     let r = app.send(app.client.get(app.url("/healthz"))).await;
     assert!(!r.headers["x-request-id"].is_empty());
-    let r = app
-        .send(
-            app.client
-                .get(app.url("/v1/merchants"))
-                .header("x-request-id", "client-chosen-42"),
-        )
-        .await;
+    let r = app.send(app.client.get(app.url("/v1/merchants")).header("x-request-id", "client-chosen-42")).await;
     assert_eq!(r.headers["x-request-id"], "client-chosen-42");
     assert_eq!(r.json()["request_id"], "client-chosen-42");
     // An unsafe client id is replaced.
-    let r = app
-        .send(
-            app.client
-                .get(app.url("/healthz"))
-                .header("x-request-id", "a b"),
-        )
-        .await;
+    let r = app.send(app.client.get(app.url("/healthz")).header("x-request-id", "a b")).await;
     assert_ne!(r.headers["x-request-id"], "a b");
 }
 
 #[tokio::test]
 async fn unknown_paths_and_methods_answer_in_the_envelope() {
     let app = TestApp::spawn().await;
-    app.send(app.client.get(app.url("/v1/nothing-here")))
-        .await
-        .assert_error(404, "resource_not_found");
-    app.send(app.client.delete(app.url("/v1/legal-forms")))
-        .await
-        .assert_error(405, "method_not_allowed");
+    app.send(app.client.get(app.url("/v1/nothing-here"))).await.assert_error(404, "resource_not_found");
+    app.send(app.client.delete(app.url("/v1/legal-forms"))).await.assert_error(405, "method_not_allowed");
     let psp = app.create_psp().await;
-    app.send(app.psp(&psp, Method::PUT, "/v1/merchants"))
-        .await
-        .assert_error(405, "method_not_allowed");
+    app.send(app.psp(&psp, Method::PUT, "/v1/merchants")).await.assert_error(405, "method_not_allowed");
 }
 
 #[tokio::test]
@@ -71,20 +45,11 @@ async fn openapi_is_served_and_matches_the_committed_file() {
     let r = app.send(app.client.get(app.url("/openapi.json"))).await;
     assert_eq!(r.status, 200);
     let served = r.text();
-    let committed =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap();
-    assert!(
-        served == committed,
-        "openapi.json is stale: run `cargo run -- openapi > openapi.json`"
-    );
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap();
+    assert!(served == committed, "openapi.json is stale: run `cargo run -- openapi > openapi.json`");
     let spec = r.json();
     assert_eq!(spec["openapi"], "3.1.0");
-    for path in [
-        "/v1/merchants",
-        "/v1/merchants/{merchant_id}",
-        "/v1/legal-forms",
-        "/admin/v1/psps",
-    ] {
+    for path in ["/v1/merchants", "/v1/merchants/{merchant_id}", "/v1/legal-forms", "/admin/v1/psps"] {
         assert!(spec["paths"].get(path).is_some(), "{path} missing");
     }
     let docs = app.send(app.client.get(app.url("/docs"))).await;

@@ -7,10 +7,7 @@ use crate::helpers::*;
 async fn create_get_list_and_update_psps() {
     let app = TestApp::spawn().await;
     let psp = app.create_psp().await;
-    let got = app
-        .send(app.admin(Method::GET, &format!("/admin/v1/psps/{}", psp.psp_id)))
-        .await
-        .json();
+    let got = app.send(app.admin(Method::GET, &format!("/admin/v1/psps/{}", psp.psp_id))).await.json();
     assert_eq!(got["iban"], "DE89370400440532013000");
     assert_eq!(got["fee_rate_bps"], 150);
     assert_eq!(got["payout_frequency"], "weekly");
@@ -35,17 +32,11 @@ async fn create_get_list_and_update_psps() {
         .await;
     bad.assert_error(422, "request_validation_error");
     assert_eq!(bad.sources(), ["iban"]);
-    let still = app
-        .send(app.admin(Method::GET, &format!("/admin/v1/psps/{}", psp.psp_id)))
-        .await
-        .json();
+    let still = app.send(app.admin(Method::GET, &format!("/admin/v1/psps/{}", psp.psp_id))).await.json();
     assert_eq!(still["iban"], "DE89370400440532013000");
 
     app.create_psp().await;
-    let list = app
-        .send(app.admin(Method::GET, "/admin/v1/psps?limit=1"))
-        .await
-        .json();
+    let list = app.send(app.admin(Method::GET, "/admin/v1/psps?limit=1")).await.json();
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(list["has_more"], true);
 
@@ -53,12 +44,9 @@ async fn create_get_list_and_update_psps() {
     app.send(app.admin(Method::GET, &format!("/admin/v1/psps/{unknown}")))
         .await
         .assert_error(404, "resource_not_found");
-    app.send(app.admin(
-        Method::POST,
-        &format!("/admin/v1/psps/{unknown}/credentials"),
-    ))
-    .await
-    .assert_error(404, "resource_not_found");
+    app.send(app.admin(Method::POST, &format!("/admin/v1/psps/{unknown}/credentials")))
+        .await
+        .assert_error(404, "resource_not_found");
 }
 
 #[tokio::test]
@@ -71,15 +59,9 @@ async fn invalid_psp_input_is_422_and_creates_nothing() {
         })))
         .await;
     r.assert_error(422, "request_validation_error");
-    assert_eq!(
-        r.sources(),
-        ["fee_rate_bps", "fee_fixed", "iban", "payout_frequency"]
-    );
+    assert_eq!(r.sources(), ["fee_rate_bps", "fee_fixed", "iban", "payout_frequency"]);
     let r = app
-        .send(
-            app.admin(Method::POST, "/admin/v1/psps")
-                .json(&json!({"name": "P", "payout_frequency": "hourly"})),
-        )
+        .send(app.admin(Method::POST, "/admin/v1/psps").json(&json!({"name": "P", "payout_frequency": "hourly"})))
         .await;
     r.assert_error(400, "request_invalid");
     assert_eq!(r.sources(), ["payout_frequency"]);
@@ -89,13 +71,8 @@ async fn invalid_psp_input_is_422_and_creates_nothing() {
 #[tokio::test]
 async fn both_backends_have_the_same_schema() {
     // Runs where PostgreSQL is configured; compares its migrated schema with SQLite's.
-    let Some(pg_url) = std::env::var("NETTERMS_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!(
-            "NETTERMS_TEST_DATABASE_URL not set: schema comparison runs in the PostgreSQL suite"
-        );
+    let Some(pg_url) = std::env::var("NETTERMS_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("NETTERMS_TEST_DATABASE_URL not set: schema comparison runs in the PostgreSQL suite");
         return;
     };
     let _ = pg_url;
