@@ -83,18 +83,26 @@ impl Application {
     }
 }
 
-/// Periodic clean-up: expired idempotency keys.
+/// Periodic work: expire unconfirmed authorizations (every minute) and purge expired
+/// idempotency keys (every hour).
 async fn housekeeping(services: Services) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut n: u64 = 0;
     loop {
         tick.tick().await;
-        match crate::store::idempotency::purge_expired(&services.db, services.clock.now()).await {
-            Ok(n) if n > 0 => tracing::info!(deleted = n, "expired idempotency keys purged"),
+        match crate::service::checkout::expire_due(&services).await {
+            Ok(k) if k > 0 => tracing::info!(expired = k, "unconfirmed authorizations expired"),
             Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %crate::web::error::error_chain(&e), "idempotency purge failed")
+            Err(e) => tracing::warn!(error = %crate::web::error::error_chain(&e), "authorization expiry failed"),
+        }
+        if n % 60 == 0 {
+            match crate::store::idempotency::purge_expired(&services.db, services.clock.now()).await {
+                Ok(k) if k > 0 => tracing::info!(deleted = k, "expired idempotency keys purged"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %crate::web::error::error_chain(&e), "idempotency purge failed"),
             }
         }
+        n += 1;
     }
 }
 

@@ -74,6 +74,12 @@ pub struct Config {
     pub webhook_timeout_secs: u64,
     /// How often the delivery worker looks for due deliveries.
     pub webhook_poll_ms: u64,
+    /// The credit policy (`[credit]` in the configuration file).
+    pub credit: crate::domain::decision::Policy,
+    /// German bank code (8 digits) of the account that holds buyers' virtual IBANs.
+    pub virtual_iban_bank_code: String,
+    /// How long an unconfirmed widget authorization stays valid.
+    pub authorization_ttl_hours: i64,
 }
 
 impl Default for Config {
@@ -98,6 +104,9 @@ impl Default for Config {
             webhook_worker: true,
             webhook_timeout_secs: 15,
             webhook_poll_ms: 250,
+            credit: crate::domain::decision::Policy::default(),
+            virtual_iban_bank_code: "10010010".into(),
+            authorization_ttl_hours: 72,
         }
     }
 }
@@ -132,6 +141,8 @@ const FIELDS: &[&str] = &[
     "webhook_worker",
     "webhook_timeout_secs",
     "webhook_poll_ms",
+    "virtual_iban_bank_code",
+    "authorization_ttl_hours",
 ];
 
 impl Config {
@@ -212,6 +223,20 @@ impl Config {
         }
         if !(10..=60_000).contains(&self.webhook_poll_ms) {
             errs.push("webhook_poll_ms must be between 10 and 60000".to_owned());
+        }
+        if self.virtual_iban_bank_code.len() != 8 || !self.virtual_iban_bank_code.chars().all(|c| c.is_ascii_digit()) {
+            errs.push("virtual_iban_bank_code must be 8 digits".to_owned());
+        }
+        if !(1..=24 * 30).contains(&self.authorization_ttl_hours) {
+            errs.push("authorization_ttl_hours must be between 1 and 720".to_owned());
+        }
+        let c = &self.credit;
+        if c.default_buyer_limit < 0
+            || c.review_above < 0
+            || c.min_order_amount < 1
+            || c.max_order_amount < c.min_order_amount
+        {
+            errs.push("credit: limits must be positive and min_order_amount <= max_order_amount".to_owned());
         }
         if errs.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errs)) }
     }

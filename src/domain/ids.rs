@@ -79,3 +79,19 @@ id_type!(
     /// One stored delivery attempt.
     AttemptId
 );
+id_type!(
+    /// A buyer (a company, de-duplicated across merchants).
+    BuyerId
+);
+id_type!(
+    /// A checkout session of either flow.
+    SessionId
+);
+id_type!(
+    /// An order.
+    OrderId
+);
+id_type!(
+    /// A stored credit decision.
+    DecisionId
+);

@@ -1,10 +1,12 @@
 //! The pure domain: identifiers, money, validation rules and reference data. No I/O here.
 
+pub mod decision;
 pub mod iban;
 pub mod ids;
 pub mod legal_forms;
 pub mod merchant;
 pub mod money;
+pub mod order;
 pub mod psp;
 pub mod validate;
 pub mod webhook;

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::secrets::Keyring;
 use crate::store::Db;
 
+pub mod checkout;
 pub mod merchants;
 pub mod psps;
 pub mod webhooks;

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// 405: the path exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 400: a confirmation that differs from what was authorized; one entry per field.
+    #[error("confirmation differs from the authorization")]
+    Mismatch(Vec<FieldError>),
     /// 409: conflicts with the resource's current state.
     #[error("{title}")]
     Conflict { code: &'static str, title: String },
@@ -107,7 +110,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::Mismatch(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -134,14 +137,8 @@ impl ApiError {
             ApiError::Conflict { code, title } => one(code, title.clone()),
             ApiError::Gone(t) => one("gone", t.clone()),
             ApiError::TooLarge => one("request_too_large", "request body is too large".into()),
-            ApiError::Validation(errs) => errs
-                .iter()
-                .map(|e| ErrorItem {
-                    code: "request_validation_error",
-                    title: e.title.clone(),
-                    source: (!e.source.is_empty()).then(|| e.source.clone()),
-                })
-                .collect(),
+            ApiError::Validation(errs) => field_items("request_validation_error", errs),
+            ApiError::Mismatch(errs) => field_items("authorization_mismatch", errs),
             ApiError::IdempotencyKeyReused => one(
                 "idempotency_key_reused",
                 "this Idempotency-Key was used with a different request; use a new key".into(),
@@ -156,6 +153,12 @@ impl ApiError {
             ApiError::Internal(_) => one("internal_error", "something went wrong on our side".into()),
         }
     }
+}
+
+fn field_items(code: &'static str, errs: &[FieldError]) -> Vec<ErrorItem> {
+    errs.iter()
+        .map(|e| ErrorItem { code, title: e.title.clone(), source: (!e.source.is_empty()).then(|| e.source.clone()) })
+        .collect()
 }
 
 impl From<StoreError> for ApiError {

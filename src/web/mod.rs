@@ -20,6 +20,7 @@ use crate::service::Services;
 
 pub mod admin;
 pub mod auth;
+pub mod checkout;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -71,6 +72,9 @@ impl std::ops::Deref for AppInner {
     tags(
         (name = "Merchants", description = "Merchant activation by PSPs"),
         (name = "Webhooks", description = "Signed event deliveries (Standard Webhooks) and the event log"),
+        (name = "Checkout", description = "Payment-page and widget sessions, confirmation"),
+        (name = "Checkout API", description = "Called by the hosted payment page and the widget; the session id is the credential"),
+        (name = "Orders", description = "Orders after checkout"),
         (name = "Reference data", description = "Lists clients need to build requests"),
         (name = "Operator", description = "The operator's admin API (bearer token)"),
     )
@@ -88,14 +92,32 @@ impl utoipa::Modify for SecurityAddon {
 }
 
 /// The API routes with their OpenAPI description, before state and middleware.
-fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
-    (merchants::router().merge(webhooks::router()), merchants::public_router(), admin::router())
+fn api_routes() -> ApiRoutes {
+    ApiRoutes {
+        psp: merchants::router().merge(webhooks::router()).merge(checkout::psp_router()),
+        public: merchants::public_router(),
+        checkout: checkout::checkout_api_router(),
+        admin: admin::router().merge(checkout::admin_router()),
+    }
+}
+
+/// The routers of the API, by how their callers authenticate.
+struct ApiRoutes {
+    psp: OpenApiRouter<AppState>,
+    public: OpenApiRouter<AppState>,
+    checkout: OpenApiRouter<AppState>,
+    admin: OpenApiRouter<AppState>,
 }
 
 /// The OpenAPI document generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (psp, public, admin) = api_routes();
-    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi()).merge(psp).merge(public).merge(admin).into_openapi()
+    let r = api_routes();
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .merge(r.psp)
+        .merge(r.public)
+        .merge(r.checkout)
+        .merge(r.admin)
+        .into_openapi()
 }
 
 /// The OpenAPI document as committed to the repository (pretty JSON with a final newline).
@@ -119,7 +141,7 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
         docs_html: docs::render(&spec_value).into_string(),
         services,
     }));
-    let (psp, public, admin) = api_routes();
+    let ApiRoutes { psp, public, checkout, admin } = api_routes();
     let max_body = state.config.max_body_bytes;
 
     let psp_api: Router<AppState> = Router::from(psp)
@@ -130,6 +152,7 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
 
     Router::new()
         .merge(psp_api)
+        .merge(Router::from(checkout))
         .merge(admin_api)
         .merge(Router::from(public))
         .route("/credentials/{token}", get(pages::password_link).post(pages::reveal_password_form))
@@ -140,6 +163,8 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
         .route("/docs", get(ops::docs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // After the 405 fallback is set, so that preflights (OPTIONS) reach it too.
+        .layer(middleware::from_fn_with_state(state.clone(), checkout::cors))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

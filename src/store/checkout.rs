@@ -1,0 +1,324 @@
+//! Buyers, checkout sessions, orders and decisions.
+
+use chrono::{DateTime, Utc};
+
+use super::{AsExec, Backend, StoreError, StoreResult};
+use crate::domain::ids::{BuyerId, DecisionId, MerchantId, OrderId, PspId, SessionId};
+use crate::domain::order::{DebtorCompany, OrderData, OrderState};
+use crate::with_conn;
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| corrupt("json", e))
+}
+
+/// A buyer as the decision needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Buyer {
+    pub id: BuyerId,
+    pub name: String,
+    pub credit_limit: Option<i64>,
+    pub blocked: bool,
+    pub virtual_iban: String,
+}
+
+/// Finds the buyer with `dedup_key`, creating it if new, and locks it for the rest of the
+/// transaction, so that decisions for one buyer run one after another.
+pub async fn upsert_buyer_locked(
+    tx: &mut impl AsExec,
+    dedup_key: &str,
+    company: &DebtorCompany,
+    virtual_iban: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Buyer> {
+    let address = to_json(&company.address)?;
+    let search = company.name.to_lowercase();
+    Ok(with_conn!(tx, c, b => {
+        sqlx::query(
+            "INSERT INTO buyers (id, dedup_key, name, legal_form, registration_number, registration_court, tax_id, address, \
+             search_name, blocked, virtual_iban, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, $10, $11, $11) ON CONFLICT (dedup_key) DO NOTHING",
+        )
+        .bind(BuyerId::new()).bind(dedup_key).bind(&company.name).bind(&company.legal_form)
+        .bind(&company.registration_number).bind(&company.registration_court).bind(&company.tax_id)
+        .bind(&address).bind(&search).bind(virtual_iban).bind(now)
+        .execute(&mut *c).await?;
+        let lock = if b == Backend::Postgres { " FOR UPDATE" } else { "" };
+        sqlx::query_as(&format!(
+            "SELECT id, name, credit_limit, blocked, virtual_iban FROM buyers WHERE dedup_key = $1{lock}"
+        ))
+        .bind(dedup_key).fetch_one(&mut *c).await?
+    }))
+}
+
+/// Gross of the orders that hold exposure, in `currency`, for a buyer, merchant or PSP.
+pub async fn exposure(tx: &mut impl AsExec, column: ExposureOf, id: uuid::Uuid, currency: &str) -> StoreResult<i64> {
+    let col = match column {
+        ExposureOf::Buyer => "buyer_id",
+        ExposureOf::Merchant => "merchant_id",
+        ExposureOf::Psp => "psp_id",
+    };
+    let sum: Option<i64> = with_conn!(tx, c => {
+        sqlx::query_scalar(&format!(
+            "SELECT CAST(SUM(gross) AS BIGINT) FROM orders WHERE {col} = $1 AND currency = $2 \
+             AND state IN ('pre_waiting', 'authorized', 'waiting', 'created')"
+        ))
+        .bind(id).bind(currency).fetch_one(&mut *c).await?
+    });
+    Ok(sum.unwrap_or(0))
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum ExposureOf {
+    Buyer,
+    Merchant,
+    Psp,
+}
+
+/// Companies among known buyers whose name contains `q` (case-insensitive), at most `limit`.
+pub async fn search_buyers(conn: &mut impl AsExec, q: &str, limit: i64) -> StoreResult<Vec<(String, String, String)>> {
+    let pattern = format!("%{}%", q.to_lowercase().replace(['%', '_', '\\'], ""));
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as("SELECT name, legal_form, address FROM buyers WHERE search_name LIKE $1 ORDER BY name LIMIT $2")
+            .bind(pattern).bind(limit).fetch_all(&mut *c).await?
+    }))
+}
+
+pub async fn set_buyer_overrides(
+    tx: &mut impl AsExec,
+    id: BuyerId,
+    credit_limit: Option<Option<i64>>,
+    blocked: Option<bool>,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<Buyer>> {
+    Ok(with_conn!(tx, c => {
+        if let Some(limit) = credit_limit {
+            sqlx::query("UPDATE buyers SET credit_limit = $2, updated_at = $3 WHERE id = $1").bind(id).bind(limit).bind(now).execute(&mut *c).await?;
+        }
+        if let Some(b) = blocked {
+            sqlx::query("UPDATE buyers SET blocked = $2, updated_at = $3 WHERE id = $1").bind(id).bind(b).bind(now).execute(&mut *c).await?;
+        }
+        sqlx::query_as("SELECT id, name, credit_limit, blocked, virtual_iban FROM buyers WHERE id = $1").bind(id).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// A checkout session row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: SessionId,
+    pub kind: String,
+    pub psp_id: PspId,
+    pub merchant_id: MerchantId,
+    pub status: String,
+    pub order_data: Option<String>,
+    pub merchant_customer_id: Option<String>,
+    pub allowed_origins: String,
+    pub redirect_urls: Option<String>,
+    pub locale: String,
+    pub order_id: Option<OrderId>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+const SESSION_COLUMNS: &str = "id, kind, psp_id, merchant_id, status, order_data, merchant_customer_id, allowed_origins, \
+     redirect_urls, locale, order_id, expires_at, created_at";
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_session(
+    tx: &mut impl AsExec,
+    kind: &str,
+    psp_id: PspId,
+    merchant_id: MerchantId,
+    order_data: Option<&str>,
+    merchant_customer_id: Option<&str>,
+    allowed_origins: &str,
+    redirect_urls: Option<&str>,
+    locale: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<SessionRow> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query_as(&format!(
+            "INSERT INTO checkout_sessions (id, kind, psp_id, merchant_id, status, order_data, merchant_customer_id, \
+             allowed_origins, redirect_urls, locale, expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10, $11, $11) RETURNING {SESSION_COLUMNS}"
+        ))
+        .bind(SessionId::new()).bind(kind).bind(psp_id).bind(merchant_id).bind(order_data).bind(merchant_customer_id)
+        .bind(allowed_origins).bind(redirect_urls).bind(locale).bind(expires_at).bind(now)
+        .fetch_one(&mut *c).await?
+    }))
+}
+
+/// A session by id (the checkout API's credential), optionally locked for the transaction.
+pub async fn get_session(conn: &mut impl AsExec, id: SessionId, lock: bool) -> StoreResult<Option<SessionRow>> {
+    Ok(with_conn!(conn, c, b => {
+        let l = if lock && b == Backend::Postgres { " FOR UPDATE" } else { "" };
+        sqlx::query_as(&format!("SELECT {SESSION_COLUMNS} FROM checkout_sessions WHERE id = $1{l}"))
+            .bind(id).fetch_optional(&mut *c).await?
+    }))
+}
+
+pub async fn set_session_status(
+    tx: &mut impl AsExec,
+    id: SessionId,
+    status: &str,
+    order_id: Option<OrderId>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    with_conn!(tx, c => {
+        sqlx::query("UPDATE checkout_sessions SET status = $2, order_id = COALESCE($3, order_id), updated_at = $4 WHERE id = $1")
+            .bind(id).bind(status).bind(order_id).bind(now).execute(&mut *c).await?;
+    });
+    Ok(())
+}
+
+/// An order row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: OrderId,
+    pub psp_id: PspId,
+    pub merchant_id: MerchantId,
+    pub session_id: SessionId,
+    pub buyer_id: Option<BuyerId>,
+    pub state: String,
+    pub decline_reason: Option<String>,
+    pub external_order_id: Option<String>,
+    pub order_data: String,
+    pub payment_method: String,
+    pub debit_iban: Option<String>,
+    pub mandate_reference: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub virtual_iban: Option<String>,
+}
+
+impl OrderRow {
+    pub fn state(&self) -> StoreResult<OrderState> {
+        OrderState::parse(&self.state).ok_or_else(|| corrupt("orders.state", &self.state))
+    }
+
+    pub fn data(&self) -> StoreResult<OrderData> {
+        serde_json::from_str(&self.order_data).map_err(|e| corrupt("orders.order_data", e))
+    }
+}
+
+const ORDER_SELECT: &str = "SELECT o.id, o.psp_id, o.merchant_id, o.session_id, o.buyer_id, o.state, o.decline_reason, \
+     o.external_order_id, o.order_data, o.payment_method, o.debit_iban, o.mandate_reference, o.expires_at, o.created_at, \
+     o.updated_at, b.virtual_iban FROM orders o LEFT JOIN buyers b ON b.id = o.buyer_id";
+
+/// What a new order is made of.
+pub struct NewOrder<'a> {
+    pub psp_id: PspId,
+    pub merchant_id: MerchantId,
+    pub session_id: SessionId,
+    pub buyer_id: Option<BuyerId>,
+    pub state: OrderState,
+    pub decline_reason: Option<&'a str>,
+    pub data: &'a OrderData,
+    pub payment_method: &'a str,
+    pub debit_iban: Option<&'a str>,
+    pub mandate_reference: Option<&'a str>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+pub async fn insert_order(tx: &mut impl AsExec, o: &NewOrder<'_>, now: DateTime<Utc>) -> StoreResult<OrderId> {
+    let id = OrderId::new();
+    let data = to_json(o.data)?;
+    let a = o.data.amount;
+    with_conn!(tx, c => {
+        sqlx::query(
+            "INSERT INTO orders (id, psp_id, merchant_id, session_id, buyer_id, state, decline_reason, external_order_id, \
+             currency, gross, net, tax, duration, order_data, payment_method, debit_iban, mandate_reference, expires_at, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19)",
+        )
+        .bind(id).bind(o.psp_id).bind(o.merchant_id).bind(o.session_id).bind(o.buyer_id).bind(o.state.as_str())
+        .bind(o.decline_reason).bind(&o.data.external_order_id).bind(a.currency.as_str()).bind(a.gross).bind(a.net).bind(a.tax)
+        .bind(o.data.duration).bind(data).bind(o.payment_method).bind(o.debit_iban).bind(o.mandate_reference)
+        .bind(o.expires_at).bind(now)
+        .execute(&mut *c).await?;
+    });
+    Ok(id)
+}
+
+/// An order of `psp_id` (any PSP if `None`), optionally locked.
+pub async fn get_order(
+    conn: &mut impl AsExec,
+    psp_id: Option<PspId>,
+    id: OrderId,
+    lock: bool,
+) -> StoreResult<Option<OrderRow>> {
+    Ok(with_conn!(conn, c, b => {
+        let l = if lock && b == Backend::Postgres { " FOR UPDATE OF o" } else { "" };
+        sqlx::query_as(&format!("{ORDER_SELECT} WHERE o.id = $1 AND ($2 IS NULL OR o.psp_id = $2){l}"))
+            .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Moves an order from `from` to `to` if it is still in `from`; `false` otherwise.
+pub async fn transition_order(
+    tx: &mut impl AsExec,
+    id: OrderId,
+    from: OrderState,
+    to: OrderState,
+    external_order_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE orders SET state = $3, external_order_id = COALESCE($4, external_order_id), updated_at = $5 \
+             WHERE id = $1 AND state = $2",
+        )
+        .bind(id).bind(from.as_str()).bind(to.as_str()).bind(external_order_id).bind(now)
+        .execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// Sets the decline reason of an order declined in review.
+pub async fn set_decline_reason(tx: &mut impl AsExec, id: OrderId, reason: &str) -> StoreResult<()> {
+    with_conn!(tx, c => {
+        sqlx::query("UPDATE orders SET decline_reason = $2 WHERE id = $1").bind(id).bind(reason).execute(&mut *c).await?;
+    });
+    Ok(())
+}
+
+/// Ids of unconfirmed authorizations whose time has run out.
+pub async fn due_expiries(conn: &mut impl AsExec, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<OrderId>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_scalar("SELECT id FROM orders WHERE state IN ('authorized', 'pre_waiting') AND expires_at <= $1 LIMIT $2")
+            .bind(now).bind(limit).fetch_all(&mut *c).await?
+    }))
+}
+
+pub async fn insert_decision(
+    tx: &mut impl AsExec,
+    order_id: OrderId,
+    buyer_id: Option<BuyerId>,
+    outcome: &str,
+    decline_reason: Option<&str>,
+    rules: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    with_conn!(tx, c => {
+        sqlx::query(
+            "INSERT INTO decisions (id, order_id, buyer_id, outcome, decline_reason, rules, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(DecisionId::new()).bind(order_id).bind(buyer_id).bind(outcome).bind(decline_reason).bind(rules).bind(now)
+        .execute(&mut *c).await?;
+    });
+    Ok(())
+}
+
+/// The stored decisions of an order, oldest first: (outcome, decline reason, rules JSON).
+pub async fn decisions_for_order(
+    conn: &mut impl AsExec,
+    order_id: OrderId,
+) -> StoreResult<Vec<(String, Option<String>, String)>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as("SELECT outcome, decline_reason, rules FROM decisions WHERE order_id = $1 ORDER BY id")
+            .bind(order_id).fetch_all(&mut *c).await?
+    }))
+}

@@ -1,0 +1,363 @@
+//! Checkout over HTTP: the PSP's session and confirmation calls, and the public checkout API the
+//! payment page and the widget use (authenticated by the session id, CORS-limited to the
+//! session's allowed origins).
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery, AuthedPsp};
+use super::idempotency::{Idem, respond};
+use crate::domain::ids::{BuyerId, OrderId, SessionId};
+use crate::domain::order::OrderInput;
+use crate::service::checkout::{
+    self, AuthorizeInput, AuthorizeResult, CheckoutError, CompanyHit, Order, PaymentPageSession,
+    PaymentPageSessionInput, SessionView, WidgetSession, WidgetSessionInput,
+};
+
+impl From<CheckoutError> for ApiError {
+    fn from(e: CheckoutError) -> ApiError {
+        match e {
+            CheckoutError::NotFound(what) => ApiError::not_found(what),
+            CheckoutError::Invalid(v) => ApiError::Validation(v),
+            CheckoutError::Mismatch(v) => ApiError::Mismatch(v),
+            CheckoutError::Conflict(t) => ApiError::conflict(t),
+            CheckoutError::MerchantInactive => {
+                ApiError::Forbidden { code: "merchant_inactive", title: "the merchant is deactivated".into() }
+            }
+            CheckoutError::Store(s) => s.into(),
+        }
+    }
+}
+
+pub fn psp_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_payment_page_session))
+        .routes(routes!(create_widget_session))
+        .routes(routes!(confirm_authorization))
+        .routes(routes!(get_order))
+}
+
+pub fn checkout_api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_session))
+        .routes(routes!(authorize))
+        .routes(routes!(cancel))
+        .routes(routes!(companies))
+}
+
+pub fn admin_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(approve_order)).routes(routes!(decline_order)).routes(routes!(update_buyer))
+}
+
+/// Create a payment-page session.
+///
+/// Validates the order (amount arithmetic, line items adding up, duration within the merchant's
+/// terms) and returns the hosted page's URL, valid for 48 hours. Approved orders are `created`
+/// at once; the buyer returns to `accept_url` or `decline_url` with `session_id`, `order_id`,
+/// `state` (and `decline_reason`) appended.
+#[utoipa::path(post, path = "/v1/payment-page-sessions", tag = "Checkout",
+    request_body = PaymentPageSessionInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    responses(
+        (status = 201, description = "Session created", body = PaymentPageSession),
+        (status = 400, description = "Unreadable body", body = ErrorBody),
+        (status = 403, description = "Merchant inactive (`merchant_inactive`)", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+    ),
+    security(("basic" = [])))]
+async fn create_payment_page_session(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    idem: Idem,
+    ApiJson(body): ApiJson<PaymentPageSessionInput>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let session = checkout::create_payment_page_session(&state.services, &mut tx, psp.psp_id, body).await?;
+    respond(tx, &idem, StatusCode::CREATED, &session).await
+}
+
+/// Create a widget session.
+///
+/// The merchant's page passes `session_id` to `NettermsCheckout.mount`. Only pages of
+/// `allowed_origins` may host the widget.
+#[utoipa::path(post, path = "/v1/widget-sessions", tag = "Checkout",
+    request_body = WidgetSessionInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    responses(
+        (status = 201, description = "Session created", body = WidgetSession),
+        (status = 403, description = "Merchant inactive (`merchant_inactive`)", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+    ),
+    security(("basic" = [])))]
+async fn create_widget_session(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    idem: Idem,
+    ApiJson(body): ApiJson<WidgetSessionInput>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let session = checkout::create_widget_session(&state.services, &mut tx, psp.psp_id, body).await?;
+    respond(tx, &idem, StatusCode::CREATED, &session).await
+}
+
+/// Confirm a widget authorization.
+///
+/// Send the same order data the widget authorized. Amount, duration, debtor company (name and
+/// address) and delivery address must match: each difference is one error of a 400
+/// (`authorization_mismatch`, `source` = the field). On a match the order moves
+/// `authorized → created` (or `pre_waiting → waiting`).
+#[utoipa::path(post, path = "/v1/widget-sessions/{session_id}/confirm-authorization", tag = "Checkout",
+    request_body = OrderInput,
+    params(("session_id" = SessionId, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    responses(
+        (status = 200, description = "The confirmed order", body = Order),
+        (status = 400, description = "Unreadable body, or data differing from the authorization", body = ErrorBody),
+        (status = 404, description = "No such widget session for this PSP", body = ErrorBody),
+        (status = 409, description = "Nothing to confirm (not authorized, already confirmed, expired)", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+    ),
+    security(("basic" = [])))]
+async fn confirm_authorization(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    idem: Idem,
+    ApiPath(id): ApiPath<SessionId>,
+    ApiJson(body): ApiJson<OrderInput>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let order = checkout::confirm(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    respond(tx, &idem, StatusCode::OK, &order).await
+}
+
+/// Get an order.
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "Orders",
+    params(("order_id" = OrderId, Path)),
+    responses((status = 200, description = "The order", body = Order),
+              (status = 404, description = "No such order for this PSP", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn get_order(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<OrderId>,
+) -> Result<Json<Order>, ApiError> {
+    Ok(Json(checkout::get_order(&state.services, psp.psp_id, id).await?))
+}
+
+/// Get a checkout session (checkout API).
+///
+/// What the payment page or widget needs to render. The session id is the credential.
+#[utoipa::path(get, path = "/checkout-api/v1/sessions/{session_id}", tag = "Checkout API",
+    params(("session_id" = SessionId, Path)),
+    responses((status = 200, description = "The session", body = SessionView),
+              (status = 404, description = "No such session", body = ErrorBody)))]
+async fn get_session(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<SessionId>,
+) -> Result<Json<SessionView>, ApiError> {
+    Ok(Json(checkout::session_view(&state.services, id).await?.0))
+}
+
+/// Authorize (checkout API).
+///
+/// The buyer's submission: netterms decides at once. A decline is a 200 with `state: declined`
+/// and a `decline_reason`; a declined session may be retried while it is open.
+#[utoipa::path(post, path = "/checkout-api/v1/sessions/{session_id}/authorize", tag = "Checkout API",
+    request_body = AuthorizeInput,
+    params(("session_id" = SessionId, Path)),
+    responses((status = 200, description = "The decision", body = AuthorizeResult),
+              (status = 400, description = "Unreadable body", body = ErrorBody),
+              (status = 403, description = "Merchant inactive", body = ErrorBody),
+              (status = 404, description = "No such session", body = ErrorBody),
+              (status = 409, description = "Session completed, expired or canceled", body = ErrorBody),
+              (status = 422, description = "Invalid fields (terms not accepted, bad IBAN, …)", body = ErrorBody)))]
+async fn authorize(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<SessionId>,
+    ApiJson(body): ApiJson<AuthorizeInput>,
+) -> Result<Json<AuthorizeResult>, ApiError> {
+    Ok(Json(checkout::authorize(&state.services, id, body).await?))
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Canceled {
+    /// Where the browser goes: the session's `cancel_url` with `session_id` appended.
+    pub redirect_url: String,
+}
+
+/// Cancel (checkout API): the buyer leaves without authorizing.
+#[utoipa::path(post, path = "/checkout-api/v1/sessions/{session_id}/cancel", tag = "Checkout API",
+    params(("session_id" = SessionId, Path)),
+    responses((status = 200, description = "Canceled", body = Canceled),
+              (status = 404, description = "No such session", body = ErrorBody),
+              (status = 409, description = "Session no longer open", body = ErrorBody)))]
+async fn cancel(State(state): State<AppState>, ApiPath(id): ApiPath<SessionId>) -> Result<Json<Canceled>, ApiError> {
+    Ok(Json(Canceled { redirect_url: checkout::cancel_session(&state.services, id).await? }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct CompanyQuery {
+    /// An open session (the credential of this call).
+    session_id: SessionId,
+    /// At least 2 characters of the company name.
+    q: String,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CompanyList {
+    pub data: Vec<CompanyHit>,
+}
+
+/// Search companies (checkout API).
+///
+/// Known buyers whose name contains `q`; at most 10, without identifiers.
+#[utoipa::path(get, path = "/checkout-api/v1/companies", tag = "Checkout API", params(CompanyQuery),
+    responses((status = 200, description = "Matching companies", body = CompanyList),
+              (status = 404, description = "No such session", body = ErrorBody),
+              (status = 422, description = "q too short", body = ErrorBody)))]
+async fn companies(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<CompanyQuery>,
+) -> Result<Json<CompanyList>, ApiError> {
+    Ok(Json(CompanyList { data: checkout::search_companies(&state.services, q.session_id, &q.q).await? }))
+}
+
+/// CORS for the checkout API: an `Origin` among the session's allowed origins may call it; a
+/// preflight from any other origin is refused.
+pub async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    if !req.uri().path().starts_with("/checkout-api/") {
+        return Ok(next.run(req).await);
+    }
+    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned) else {
+        return Ok(next.run(req).await);
+    };
+    let session = req
+        .uri()
+        .path()
+        .strip_prefix("/checkout-api/v1/sessions/")
+        .and_then(|rest| rest.split('/').next())
+        .map(str::to_owned)
+        .or_else(|| {
+            req.uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("session_id=")).map(str::to_owned))
+        })
+        .and_then(|id| id.parse::<SessionId>().ok());
+    let own = state.config.public_url();
+    let allowed = match session {
+        _ if origin == own => true,
+        Some(id) => match checkout::session_view(&state.services, id).await {
+            Ok((_, origins)) => origins.contains(&origin),
+            Err(_) => false,
+        },
+        None => false,
+    };
+    if req.method() == Method::OPTIONS {
+        if !allowed {
+            return Err(ApiError::Forbidden { code: "forbidden", title: "origin not allowed for this session".into() });
+        }
+        let mut resp = StatusCode::NO_CONTENT.into_response();
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        if let Ok(v) = HeaderValue::from_str(&origin) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        return Ok(resp);
+    }
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Origin"));
+    if allowed {
+        if let Ok(v) = HeaderValue::from_str(&origin) {
+            resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// Approve an order in manual review (operator).
+#[utoipa::path(post, path = "/admin/v1/orders/{order_id}/approve", tag = "Operator",
+    params(("order_id" = OrderId, Path)),
+    responses((status = 200, description = "Approved: `waiting → created`, `pre_waiting → authorized`", body = Order),
+              (status = 404, description = "No such order", body = ErrorBody),
+              (status = 409, description = "Not in review", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn approve_order(State(state): State<AppState>, ApiPath(id): ApiPath<OrderId>) -> Result<Json<Order>, ApiError> {
+    Ok(Json(checkout::review(&state.services, id, true).await?))
+}
+
+/// Decline an order in manual review (operator).
+#[utoipa::path(post, path = "/admin/v1/orders/{order_id}/decline", tag = "Operator",
+    params(("order_id" = OrderId, Path)),
+    responses((status = 200, description = "Declined", body = Order),
+              (status = 404, description = "No such order", body = ErrorBody),
+              (status = 409, description = "Not in review", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn decline_order(State(state): State<AppState>, ApiPath(id): ApiPath<OrderId>) -> Result<Json<Order>, ApiError> {
+    Ok(Json(checkout::review(&state.services, id, false).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct BuyerPatch {
+    /// The buyer's own credit limit in minor units; `null` returns to the default.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub credit_limit: Option<Option<i64>>,
+    pub blocked: Option<bool>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+        Ok(Some(Option::<i64>::deserialize(d)?))
+    }
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BuyerView {
+    pub buyer_id: BuyerId,
+    pub name: String,
+    pub credit_limit: Option<i64>,
+    pub blocked: bool,
+    pub virtual_iban: String,
+}
+
+/// Set a buyer's credit limit or block it (operator).
+#[utoipa::path(patch, path = "/admin/v1/buyers/{buyer_id}", tag = "Operator",
+    params(("buyer_id" = BuyerId, Path)), request_body = BuyerPatch,
+    responses((status = 200, description = "The buyer", body = BuyerView),
+              (status = 404, description = "No such buyer", body = ErrorBody),
+              (status = 422, description = "Negative limit", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn update_buyer(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<BuyerId>,
+    ApiJson(body): ApiJson<BuyerPatch>,
+) -> Result<Json<BuyerView>, ApiError> {
+    if body.credit_limit.flatten().is_some_and(|l| l < 0) {
+        return Err(ApiError::Validation(vec![crate::domain::validate::FieldError {
+            source: "credit_limit".into(),
+            title: "credit_limit must not be negative".into(),
+        }]));
+    }
+    let b = checkout::set_buyer(&state.services, id, body.credit_limit, body.blocked).await?;
+    Ok(Json(BuyerView {
+        buyer_id: b.id,
+        name: b.name,
+        credit_limit: b.credit_limit,
+        blocked: b.blocked,
+        virtual_iban: b.virtual_iban,
+    }))
+}
