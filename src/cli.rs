@@ -31,6 +31,12 @@ pub enum Command {
         #[command(subcommand)]
         command: PspCommand,
     },
+    /// Run a sandbox server and a demo shop (widget and hosted payment page) beside it.
+    Demo {
+        /// Where the demo shop listens.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        shop: std::net::SocketAddr,
+    },
     /// Print the OpenAPI document, or check a committed copy against it.
     Openapi {
         /// Compare with this file and fail if it differs.

@@ -42,6 +42,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Psp { command } => netterms::cli::run_psp(config, command).await,
+        Command::Demo { shop } => {
+            anyhow::ensure!(
+                config.environment == netterms::config::Environment::Sandbox,
+                "the demo runs only in a sandbox"
+            );
+            netterms::telemetry::init_logging(&config);
+            let app = netterms::app::Application::build(config.clone()).await?;
+            let addr = app.local_addr()?;
+            let base = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+            let services = app.services().clone();
+            let server = tokio::spawn(app.run_until(netterms::app::shutdown_signal()));
+            let listener = tokio::net::TcpListener::bind(shop).await?;
+            let origin = format!("http://{}", listener.local_addr()?);
+            let s = netterms::demo::provision(&services, &base, &origin).await?;
+            tracing::info!("demo shop on {origin} (netterms at {base}): open it in a browser");
+            tokio::select! {
+                r = netterms::demo::serve(listener, s) => r?,
+                r = server => r??,
+            }
+            Ok(())
+        }
         Command::Openapi { .. } => Ok(()),
     }
 }

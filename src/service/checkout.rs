@@ -463,10 +463,10 @@ fn redirect_with(url: &str, params: &[(&str, String)]) -> String {
     out
 }
 
-/// A SEPA mandate reference: `NT` and 20 characters from the order id.
-fn mandate_reference(order_hint: &SessionId) -> String {
-    let hex = order_hint.0.simple().to_string().to_ascii_uppercase();
-    format!("NT{}", &hex[..20])
+/// The SEPA B2B mandate reference of a session (shown on the page before the buyer agrees,
+/// stored with the order): `NT` and the session id's 32 hex digits, within SEPA's 35 characters.
+pub fn mandate_reference(session_id: SessionId) -> String {
+    format!("NT{}", session_id.0.simple().to_string().to_ascii_uppercase())
 }
 
 /// The buyer authorizes: checks, decides, and records the order and its decision.
@@ -601,8 +601,8 @@ pub async fn authorize(
         (Outcome::Review, false) => OrderState::PreWaiting,
         (Outcome::Declined, _) => OrderState::Declined,
     };
-    let mandate = (method == PaymentMethod::DirectDebit && state != OrderState::Declined)
-        .then(|| mandate_reference(&SessionId::new()));
+    let mandate =
+        (method == PaymentMethod::DirectDebit && state != OrderState::Declined).then(|| mandate_reference(session_id));
     let expires_at = (!page && matches!(state, OrderState::Authorized | OrderState::PreWaiting))
         .then(|| now + Duration::hours(s.config.authorization_ttl_hours));
     let reason = decision.decline_reason.map(DeclineReason::as_str);

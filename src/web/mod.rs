@@ -21,6 +21,7 @@ use crate::service::Services;
 pub mod admin;
 pub mod auth;
 pub mod checkout;
+pub mod checkout_pages;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -156,6 +157,10 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
         .merge(admin_api)
         .merge(Router::from(public))
         .route("/credentials/{token}", get(pages::password_link).post(pages::reveal_password_form))
+        .route("/pay/{session_id}", get(checkout_pages::payment_page))
+        .route("/widget/{session_id}", get(checkout_pages::widget_frame))
+        .route("/sdk/v1/checkout.js", get(checkout_pages::sdk))
+        .route("/assets/form.js", get(checkout_pages::form_js))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

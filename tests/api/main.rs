@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod browser;
 mod checkout;
 mod idempotency;
 mod merchants;

@@ -1,0 +1,170 @@
+//! Both checkout flows in headless Chromium against a real server and the demo shop: the
+//! payment page to approval and to decline (checking the redirects' parameters), and the widget
+//! on the shop's page to `authorized` followed by the PSP's confirm. Screenshots go to
+//! `test-artifacts/`. Without chromedriver the test says so and passes, unless
+//! `NETTERMS_REQUIRE_BROWSER=1` (as `.ci/run` sets), when it fails.
+
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::Method;
+
+use crate::helpers::*;
+
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn find(bin: &str) -> Option<String> {
+    ["/usr/bin/", "/usr/local/bin/", "/usr/lib/chromium/"]
+        .iter()
+        .map(|d| format!("{d}{bin}"))
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+async fn browser(dir: &std::path::Path) -> Option<(Driver, Client)> {
+    let (Some(driver), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
+        assert!(std::env::var("NETTERMS_REQUIRE_BROWSER").is_err(), "chromium and chromedriver are required");
+        eprintln!(
+            "chromium/chromedriver not installed: browser test skipped (apt-get install chromium chromium-driver)"
+        );
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = std::process::Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = Driver(child);
+    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage", "--disable-sync",
+                     "--window-size=1200,1400", format!("--user-data-dir={}", dir.display())]
+        }
+    }))
+    .unwrap();
+    for _ in 0..100 {
+        if let Ok(c) = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            return Some((guard, c));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+async fn wait_url(c: &Client, prefix: &str) -> url::Url {
+    for _ in 0..100 {
+        let u = c.current_url().await.unwrap();
+        if u.as_str().starts_with(prefix) {
+            return u;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never reached {prefix}; at {}", c.current_url().await.unwrap());
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
+async fn shot(c: &Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), c.screenshot().await.unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_page_and_widget_in_a_real_browser() {
+    let profile = tempfile::tempdir().unwrap();
+    let Some((_driver, c)) = browser(profile.path()).await else { return };
+    let app = TestApp::spawn().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop_url = format!("http://{}", listener.local_addr().unwrap());
+    let shop = netterms::demo::provision(&app.services, &app.base, &shop_url).await.unwrap();
+    app.secret(&shop.password);
+    let (user, pw) = (shop.username.clone(), shop.password.clone());
+    tokio::spawn(netterms::demo::serve(listener, shop));
+    let psp = TestPsp { psp_id: String::new(), username: user, password: pw, credential_id: String::new() };
+
+    // Payment page → approval → accept_url with the parameters.
+    c.goto(&format!("{shop_url}/pay?email=anna@kunde.example")).await.unwrap();
+    wait_url(&c, &format!("{}/pay/", app.base)).await;
+    c.wait().for_element(Locator::Css("#nt-form")).await.unwrap();
+    assert!(c.source().await.unwrap().contains("Zahlbar in 30 Tagen"));
+    c.find(Locator::Css("#terms")).await.unwrap().click().await.unwrap();
+    shot(&c, "payment-page.png").await;
+    c.find(Locator::Css("#nt-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    let u = wait_url(&c, &format!("{shop_url}/return/accept")).await;
+    let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+    assert_eq!(q["state"], "created");
+    assert!(q.contains_key("session_id") && !q.contains_key("decline_reason"));
+    let order = app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{}", q["order_id"]))).await.json();
+    assert_eq!(order["state"], "created");
+
+    // Payment page → decline: a clear message, then back to decline_url.
+    c.goto(&format!("{shop_url}/pay?email=anna%2Bdecline@kunde.example")).await.unwrap();
+    wait_url(&c, &format!("{}/pay/", app.base)).await;
+    c.find(Locator::Css("#terms")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#nt-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    let back =
+        c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#nt-back:not([hidden])")).await.unwrap();
+    assert!(text(&c, "#nt-status").await.contains("nicht anbieten"));
+    shot(&c, "payment-page-declined.png").await;
+    back.click().await.unwrap();
+    let u = wait_url(&c, &format!("{shop_url}/return/decline")).await;
+    let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+    assert_eq!(q["state"], "declined");
+    assert_eq!(q["decline_reason"], "risk_policy");
+
+    // Widget on the shop's page → authorized → the PSP confirms → created.
+    c.goto(&shop_url).await.unwrap();
+    c.find(Locator::Css("#widget-button")).await.unwrap().click().await.unwrap();
+    let frame = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("iframe[title='netterms checkout']"))
+        .await
+        .unwrap();
+    frame.enter_frame().await.unwrap();
+    // The order arrives by postMessage and fills the form.
+    for _ in 0..100 {
+        let v = c.find(Locator::Css("#company_name")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
+        if !v.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text(&c, "#nt-summary").await.contains("595.00 EUR"));
+    c.find(Locator::Css("#terms")).await.unwrap().click().await.unwrap();
+    c.enter_parent_frame().await.unwrap();
+    shot(&c, "widget.png").await;
+    let frame = c.find(Locator::Css("iframe[title='netterms checkout']")).await.unwrap();
+    frame.enter_frame().await.unwrap();
+    c.find(Locator::Css("#nt-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    c.enter_parent_frame().await.unwrap();
+    let done = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#result[data-state=created]"))
+        .await
+        .unwrap();
+    assert!(done.text().await.unwrap().ends_with("is created"));
+    shot(&c, "widget-confirmed.png").await;
+
+    let events = app.send(app.psp(&psp, Method::GET, "/v1/events?type=authorization")).await.json();
+    assert_eq!(events["data"].as_array().unwrap().len(), 3);
+    c.close().await.unwrap();
+}
