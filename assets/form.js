@@ -95,7 +95,8 @@
 
   form.addEventListener("submit", function (ev) {
     ev.preventDefault();
-    var body = { payment_method: $("payment_method").value, iban: val("iban"), terms_accepted: $("terms").checked };
+    var body = { payment_method: $("payment_method").value, iban: val("iban"), terms_accepted: $("terms").checked,
+                 locale: document.documentElement.lang };
     var person = { email: val("email") };
     if (mode === "page") {
       body.order = { debtor_company: company(), debtor_person: person };

@@ -53,6 +53,7 @@ CREATE TABLE orders (
     payment_method     TEXT NOT NULL CHECK (payment_method IN ('bank_transfer', 'direct_debit')),
     debit_iban         TEXT,
     mandate_reference  TEXT,
+    mandate_text       TEXT,
     expires_at         TEXT,
     created_at         TEXT NOT NULL,
     updated_at         TEXT NOT NULL,
@@ -73,3 +74,10 @@ CREATE TABLE decisions (
     created_at      TEXT NOT NULL
 );
 CREATE INDEX decisions_order ON decisions (order_id);
+
+-- Operator settings that override the configuration file (the credit policy).
+CREATE TABLE settings (
+    name        TEXT PRIMARY KEY,
+    value       TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);

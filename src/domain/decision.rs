@@ -9,7 +9,7 @@ use super::order::{Amount, DebtorCompany, DeclineReason};
 use super::validate;
 
 /// The operator's credit policy (amounts in minor units).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     /// Credit limit of a buyer without an individual one.
@@ -36,6 +36,33 @@ impl Default for Policy {
             merchant_limit: None,
             psp_limit: None,
         }
+    }
+}
+
+impl Policy {
+    /// What is wrong with this policy, field by field.
+    pub fn violations(&self) -> Vec<super::validate::FieldError> {
+        let mut v = super::validate::Violations::new();
+        for (name, x) in [
+            ("default_buyer_limit", Some(self.default_buyer_limit)),
+            ("review_above", Some(self.review_above)),
+            ("merchant_limit", self.merchant_limit),
+            ("psp_limit", self.psp_limit),
+        ] {
+            if x.is_some_and(|x| x < 0) {
+                v.add(name, format!("{name} must not be negative"));
+            }
+        }
+        if self.min_order_amount < 1 {
+            v.add("min_order_amount", "min_order_amount must be at least 1");
+        }
+        if self.max_order_amount < self.min_order_amount {
+            v.add("max_order_amount", "max_order_amount must not be below min_order_amount");
+        }
+        if self.countries.is_empty() || self.countries.iter().any(|c| !validate::COUNTRIES.contains(&c.as_str())) {
+            v.add("countries", "countries must be supported ISO 3166-1 alpha-2 codes");
+        }
+        v.finish().err().unwrap_or_default()
     }
 }
 

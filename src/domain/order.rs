@@ -399,17 +399,19 @@ impl OrderState {
         }
     }
 
-    /// The webhook event type announcing that an order entered this state.
-    pub fn event_type(self) -> &'static str {
+    /// The webhook event type announcing that an order entered this state. An unconfirmed widget
+    /// authorization (`authorized`, `pre_waiting`) is announced by the `authorization` event alone.
+    pub fn event_type(self) -> Option<&'static str> {
         match self {
-            OrderState::PreWaiting | OrderState::Waiting => "order.waiting",
-            OrderState::Authorized | OrderState::Created => "order.created",
-            OrderState::Declined => "order.declined",
-            OrderState::PartiallyShipped => "order.partially_shipped",
-            OrderState::Shipped => "order.shipped",
-            OrderState::Complete => "order.complete",
-            OrderState::Canceled => "order.canceled",
-            OrderState::Expired => "order.expired",
+            OrderState::PreWaiting | OrderState::Authorized => None,
+            OrderState::Waiting => Some("order.waiting"),
+            OrderState::Created => Some("order.created"),
+            OrderState::Declined => Some("order.declined"),
+            OrderState::PartiallyShipped => Some("order.partially_shipped"),
+            OrderState::Shipped => Some("order.shipped"),
+            OrderState::Complete => Some("order.complete"),
+            OrderState::Canceled => Some("order.canceled"),
+            OrderState::Expired => Some("order.expired"),
         }
     }
 

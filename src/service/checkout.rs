@@ -145,6 +145,51 @@ pub struct AuthorizeInput {
     pub iban: Option<String>,
     #[schema(required = true)]
     pub terms_accepted: Option<bool>,
+    /// The language the buyer read the page in (`de` or `en`; default: the session's), which
+    /// selects the mandate text stored with a direct debit.
+    pub locale: Option<String>,
+}
+
+/// The SEPA B2B mandate text the buyer agrees to, in German or English.
+pub fn mandate_text(lang: &str) -> &'static str {
+    if lang == "en" {
+        "I authorise netterms to collect payments from my account by SEPA business-to-business direct debit and \
+         instruct my bank to debit my account accordingly. I am not entitled to a refund and must inform my bank \
+         of this mandate before the first debit."
+    } else {
+        "Ich ermächtige netterms, Zahlungen von meinem Konto mittels SEPA-Firmenlastschrift einzuziehen. Zugleich \
+         weise ich mein Kreditinstitut an, die Lastschriften einzulösen. Es besteht kein Erstattungsanspruch; ich \
+         muss mein Kreditinstitut vor der Belastung über das Mandat informieren."
+    }
+}
+
+/// The name of the stored credit policy in `settings`.
+const POLICY_SETTING: &str = "credit_policy";
+
+/// The credit policy in force: the operator's stored one, else the configuration's.
+pub async fn credit_policy(
+    s: &Services,
+    conn: &mut impl crate::store::AsExec,
+) -> Result<decision::Policy, CheckoutError> {
+    match store::get_setting(conn, POLICY_SETTING).await? {
+        Some(v) => serde_json::from_str(&v)
+            .map_err(|e| CheckoutError::Store(StoreError::Corrupt(format!("settings.credit_policy: {e}")))),
+        None => Ok(s.config.credit.clone()),
+    }
+}
+
+/// Replaces the credit policy (operator).
+pub async fn set_credit_policy(s: &Services, policy: &decision::Policy) -> Result<(), CheckoutError> {
+    let v = policy.violations();
+    if !v.is_empty() {
+        return Err(CheckoutError::Invalid(v));
+    }
+    let mut tx = s.db.begin().await?;
+    let value = serde_json::to_string(policy).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    store::put_setting(&mut tx, POLICY_SETTING, &value, s.clock.now()).await?;
+    tx.commit().await?;
+    tracing::info!("credit policy replaced");
+    Ok(())
 }
 
 /// The answer to an authorization (a decline is an answer, not an error).
@@ -569,7 +614,7 @@ pub async fn authorize(
     )
     .await?;
     let cur = data.amount.currency.as_str().to_owned();
-    let policy = &s.config.credit;
+    let policy = &credit_policy(s, &mut tx).await?;
     let buyer_exposure = store::exposure(&mut tx, ExposureOf::Buyer, buyer.id.0, &cur).await?;
     let merchant_exposure = match policy.merchant_limit {
         Some(_) => store::exposure(&mut tx, ExposureOf::Merchant, merchant.merchant_id.0, &cur).await?,
@@ -603,6 +648,8 @@ pub async fn authorize(
     };
     let mandate =
         (method == PaymentMethod::DirectDebit && state != OrderState::Declined).then(|| mandate_reference(session_id));
+    let lang = input.locale.as_deref().filter(|l| *l == "de" || *l == "en").unwrap_or(&session.locale);
+    let stored_mandate_text = mandate.as_ref().map(|_| mandate_text(lang));
     let expires_at = (!page && matches!(state, OrderState::Authorized | OrderState::PreWaiting))
         .then(|| now + Duration::hours(s.config.authorization_ttl_hours));
     let reason = decision.decline_reason.map(DeclineReason::as_str);
@@ -619,6 +666,7 @@ pub async fn authorize(
             payment_method: method.as_str(),
             debit_iban: debit_iban.as_deref(),
             mandate_reference: mandate.as_deref(),
+            mandate_text: stored_mandate_text,
             expires_at,
         },
         now,
@@ -649,14 +697,16 @@ pub async fn authorize(
         now,
     )
     .await?;
-    events::append(
-        &mut tx,
-        session.psp_id,
-        state.event_type(),
-        &json!({ "order_id": order_id, "merchant_id": session.merchant_id, "state": state, "decline_reason": reason }),
-        now,
-    )
-    .await?;
+    if let Some(event_type) = state.event_type() {
+        events::append(
+            &mut tx,
+            session.psp_id,
+            event_type,
+            &json!({ "order_id": order_id, "merchant_id": session.merchant_id, "state": state, "decline_reason": reason }),
+            now,
+        )
+        .await?;
+    }
     tx.commit().await?;
     tracing::info!(%order_id, %session_id, state = state.as_str(), decline_reason = reason, "checkout decided");
 
@@ -771,14 +821,16 @@ async fn apply(
     if !store::transition_order(tx, row.id, from, to, external_order_id, now).await? {
         return Err(conflict("the order changed meanwhile; read it and retry"));
     }
-    events::append(
-        tx,
-        row.psp_id,
-        event_type.unwrap_or(to.event_type()),
-        &json!({ "order_id": row.id, "merchant_id": row.merchant_id, "state": to }),
-        now,
-    )
-    .await?;
+    if let Some(event_type) = event_type.or(to.event_type()) {
+        events::append(
+            tx,
+            row.psp_id,
+            event_type,
+            &json!({ "order_id": row.id, "merchant_id": row.merchant_id, "state": to }),
+            now,
+        )
+        .await?;
+    }
     Ok(to)
 }
 

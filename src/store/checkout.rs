@@ -222,6 +222,7 @@ pub struct NewOrder<'a> {
     pub payment_method: &'a str,
     pub debit_iban: Option<&'a str>,
     pub mandate_reference: Option<&'a str>,
+    pub mandate_text: Option<&'a str>,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -233,12 +234,13 @@ pub async fn insert_order(tx: &mut impl AsExec, o: &NewOrder<'_>, now: DateTime<
         sqlx::query(
             "INSERT INTO orders (id, psp_id, merchant_id, session_id, buyer_id, state, decline_reason, external_order_id, \
              currency, gross, net, tax, duration, order_data, payment_method, debit_iban, mandate_reference, expires_at, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19)",
+             created_at, updated_at, mandate_text) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20)",
         )
         .bind(id).bind(o.psp_id).bind(o.merchant_id).bind(o.session_id).bind(o.buyer_id).bind(o.state.as_str())
         .bind(o.decline_reason).bind(&o.data.external_order_id).bind(a.currency.as_str()).bind(a.gross).bind(a.net).bind(a.tax)
         .bind(o.data.duration).bind(data).bind(o.payment_method).bind(o.debit_iban).bind(o.mandate_reference)
-        .bind(o.expires_at).bind(now)
+        .bind(o.expires_at).bind(now).bind(o.mandate_text)
         .execute(&mut *c).await?;
     });
     Ok(id)
@@ -321,4 +323,22 @@ pub async fn decisions_for_order(
         sqlx::query_as("SELECT outcome, decline_reason, rules FROM decisions WHERE order_id = $1 ORDER BY id")
             .bind(order_id).fetch_all(&mut *c).await?
     }))
+}
+
+/// A stored setting, if the operator set one.
+pub async fn get_setting(conn: &mut impl AsExec, name: &str) -> StoreResult<Option<String>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_optional(&mut *c).await?
+    }))
+}
+
+pub async fn put_setting(tx: &mut impl AsExec, name: &str, value: &str, now: DateTime<Utc>) -> StoreResult<()> {
+    with_conn!(tx, c => {
+        sqlx::query(
+            "INSERT INTO settings (name, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET value = $2, updated_at = $3",
+        )
+        .bind(name).bind(value).bind(now).execute(&mut *c).await?;
+    });
+    Ok(())
 }

@@ -16,6 +16,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, AuthedPsp};
 use super::idempotency::{Idem, respond};
+use crate::domain::decision::Policy;
 use crate::domain::ids::{BuyerId, OrderId, SessionId};
 use crate::domain::order::OrderInput;
 use crate::service::checkout::{
@@ -55,7 +56,35 @@ pub fn checkout_api_router() -> OpenApiRouter<AppState> {
 }
 
 pub fn admin_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(approve_order)).routes(routes!(decline_order)).routes(routes!(update_buyer))
+    OpenApiRouter::new()
+        .routes(routes!(approve_order))
+        .routes(routes!(decline_order))
+        .routes(routes!(update_buyer))
+        .routes(routes!(get_credit_policy, put_credit_policy))
+}
+
+/// Get the credit policy in force (operator).
+#[utoipa::path(get, path = "/admin/v1/credit-policy", tag = "Operator",
+    responses((status = 200, description = "The policy: the stored one, else the configuration's", body = Policy)),
+    security(("admin" = [])))]
+async fn get_credit_policy(State(state): State<AppState>) -> Result<Json<Policy>, ApiError> {
+    let mut conn = state.db.conn().await?;
+    Ok(Json(checkout::credit_policy(&state.services, &mut conn).await?))
+}
+
+/// Replace the credit policy (operator).
+///
+/// Takes effect for the next decision on every node. Amounts in minor units.
+#[utoipa::path(put, path = "/admin/v1/credit-policy", tag = "Operator", request_body = Policy,
+    responses((status = 200, description = "The new policy", body = Policy),
+              (status = 422, description = "Invalid fields", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn put_credit_policy(
+    State(state): State<AppState>,
+    ApiJson(policy): ApiJson<Policy>,
+) -> Result<Json<Policy>, ApiError> {
+    checkout::set_credit_policy(&state.services, &policy).await?;
+    Ok(Json(policy))
 }
 
 /// Create a payment-page session.

@@ -45,7 +45,6 @@ struct Texts {
     bank_transfer: &'static str,
     direct_debit: &'static str,
     iban: &'static str,
-    mandate: &'static str,
     mandate_reference: &'static str,
     accept_terms: &'static str,
     submit: &'static str,
@@ -81,7 +80,6 @@ const DE: Texts = Texts {
     bank_transfer: "Überweisung",
     direct_debit: "SEPA-Firmenlastschrift",
     iban: "IBAN",
-    mandate: "Ich ermächtige netterms, Zahlungen von meinem Konto mittels SEPA-Firmenlastschrift einzuziehen. Zugleich weise ich mein Kreditinstitut an, die Lastschriften einzulösen. Es besteht kein Erstattungsanspruch; ich muss mein Kreditinstitut vor der Belastung über das Mandat informieren.",
     mandate_reference: "Mandatsreferenz",
     accept_terms: "Ich akzeptiere die Zahlungsbedingungen und die Datenschutzhinweise von netterms.",
     submit: "Kostenpflichtig bestellen",
@@ -117,7 +115,6 @@ const EN: Texts = Texts {
     bank_transfer: "Bank transfer",
     direct_debit: "SEPA B2B direct debit",
     iban: "IBAN",
-    mandate: "I authorise netterms to collect payments from my account by SEPA business-to-business direct debit and instruct my bank to debit my account accordingly. I am not entitled to a refund and must inform my bank of this mandate before the first debit.",
     mandate_reference: "Mandate reference",
     accept_terms: "I accept netterms' payment terms and privacy notice.",
     submit: "Place order",
@@ -248,7 +245,7 @@ fn buyer_fields(t: &Texts, company: Option<&DebtorCompany>, email: Option<&str>,
             div id="nt-debit" hidden {
                 label for="iban" { (t.iban) }
                 input id="iban" name="iban" autocomplete="off" inputmode="text" spellcheck="false";
-                p.mandate { (t.mandate) br; (t.mandate_reference) ": " strong { (mandate_reference) } }
+                p.mandate { (checkout::mandate_text(t.lang)) br; (t.mandate_reference) ": " strong { (mandate_reference) } }
             }
         }
         div.choice { input id="terms" type="checkbox" name="terms" required; label for="terms" { (t.accept_terms) } }

@@ -121,6 +121,12 @@ async fn a_declined_payment_page_session_may_be_retried_and_cancel_redirects() {
     .json();
     assert_eq!(a["state"], "created");
     assert!(a["mandate_reference"].as_str().unwrap().starts_with("NT"));
+    // The mandate text the buyer agreed to is stored with the order.
+    let mut conn = app.db().conn().await.unwrap();
+    let text: Option<String> = netterms::with_conn!(&mut conn, c => {
+        sqlx::query_scalar("SELECT mandate_text FROM orders WHERE mandate_reference IS NOT NULL").fetch_one(&mut *c).await.unwrap()
+    });
+    assert!(text.unwrap().contains("SEPA"));
 
     let s2 = page_session(&app, &psp, &mid, order_body("b@kunde.example", 11900)).await;
     let sid2 = s2["session_id"].as_str().unwrap();
@@ -359,4 +365,27 @@ async fn checkout_api_cors_and_company_search() {
     assert!(hits[0].get("registration_number").is_none());
     let r = app.send(app.client.get(app.url(&format!("/checkout-api/v1/companies?session_id={sid2}&q=m")))).await;
     r.assert_error(422, "request_validation_error");
+}
+
+#[tokio::test]
+async fn the_operator_sets_the_credit_policy() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let mut policy = app.send(app.admin(Method::GET, "/admin/v1/credit-policy")).await.json();
+    assert_eq!(policy["review_above"], 2_500_000);
+    policy["review_above"] = json!(10_000);
+    let r = app.send(app.admin(Method::PUT, "/admin/v1/credit-policy").json(&policy)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sid = widget_session(&app, &psp, &mid).await;
+    let a = authorize(&app, &sid, json!({"order": order_body("anna@kunde.example", 11900), "payment_method": "bank_transfer", "terms_accepted": true})).await;
+    assert_eq!(a.json()["state"], "pre_waiting");
+
+    let mut bad = policy.clone();
+    bad["min_order_amount"] = json!(0);
+    bad["countries"] = json!(["XX"]);
+    let r = app.send(app.admin(Method::PUT, "/admin/v1/credit-policy").json(&bad)).await;
+    r.assert_error(422, "request_validation_error");
+    assert_eq!(r.sources(), ["min_order_amount", "countries"]);
+    assert_eq!(app.send(app.admin(Method::GET, "/admin/v1/credit-policy")).await.json()["review_above"], 10_000);
 }
