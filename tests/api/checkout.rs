@@ -88,6 +88,14 @@ async fn payment_page_flow_approves_redirects_and_sends_a_verifiable_authorizati
     assert_eq!(hits.len(), 1);
     let h = &hits[0];
     verify(&secret, &h.id, &h.timestamp, &h.signature, &h.body, chrono::Utc::now().timestamp()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let mut tampered = h.body.clone();
+    tampered[5] ^= 1;
+    assert!(verify(&secret, &h.id, &h.timestamp, &h.signature, &tampered, now).is_err());
+    let wrong = netterms::domain::webhook::format_secret(b"not-the-endpoint-secret!");
+    assert!(verify(&wrong, &h.id, &h.timestamp, &h.signature, &h.body, now).is_err());
+    let ts: i64 = h.timestamp.parse().unwrap();
+    assert!(verify(&secret, &h.id, &h.timestamp, &h.signature, &h.body, ts + 5 * 60 + 1).is_err());
     let body: Value = serde_json::from_slice(&h.body).unwrap();
     assert_eq!(body["type"], "authorization");
     assert_eq!(
@@ -388,4 +396,35 @@ async fn the_operator_sets_the_credit_policy() {
     r.assert_error(422, "request_validation_error");
     assert_eq!(r.sources(), ["min_order_amount", "countries"]);
     assert_eq!(app.send(app.admin(Method::GET, "/admin/v1/credit-policy")).await.json()["review_above"], 10_000);
+}
+
+#[tokio::test]
+async fn pages_and_sdk_are_served_with_their_guards() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let sdk = app.send(app.client.get(app.url("/sdk/v1/checkout.js"))).await;
+    assert_eq!(sdk.status, 200);
+    assert!(sdk.headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(sdk.text().contains("NettermsCheckout"));
+
+    let sid = widget_session(&app, &psp, &mid).await;
+    let ok = app.send(app.client.get(app.url(&format!("/widget/{sid}?origin=https://shop.example")))).await;
+    assert_eq!(ok.status, 200);
+    let csp = ok.headers["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors https://shop.example"), "{csp}");
+    assert!(!ok.text().contains("https://cdn"));
+    let evil = app.send(app.client.get(app.url(&format!("/widget/{sid}?origin=https://evil.example")))).await;
+    assert_eq!(evil.status, 403);
+
+    let s = page_session(&app, &psp, &mid, order_body("anna@kunde.example", 11900)).await;
+    let page = app.send(app.client.get(s["payment_page_url"].as_str().unwrap())).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("lang=\"en\"") && html.contains("Pay by invoice in 30 days"));
+    assert!(page.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let de = app.send(app.client.get(format!("{}?lang=de", s["payment_page_url"].as_str().unwrap()))).await;
+    assert!(de.text().contains("Zahlbar in 30 Tagen") && de.text().contains("119,00 €"));
+    let unknown = app.send(app.client.get(app.url(&format!("/pay/{}", uuid::Uuid::now_v7())))).await;
+    assert_eq!(unknown.status, 404);
 }
