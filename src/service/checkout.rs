@@ -12,8 +12,7 @@ use crate::domain::decision::{self, Facts, Outcome};
 use crate::domain::ids::{BuyerId, MerchantId, OrderId, PspId, SessionId};
 use crate::domain::merchant::{Address, MerchantStatus};
 use crate::domain::order::{
-    Amount, DebtorCompany, DebtorCompanyInput, DebtorPerson, DebtorPersonInput, DeclineReason, LineItem, OrderData,
-    OrderEvent, OrderInput, OrderState,
+    Amount, DebtorCompany, DebtorPerson, DeclineReason, LineItem, OrderData, OrderEvent, OrderInput, OrderState,
 };
 use crate::domain::validate::{self, FieldError, Violations};
 use crate::domain::{iban, legal_forms};
@@ -126,19 +125,12 @@ impl PaymentMethod {
     }
 }
 
-/// Corrections a buyer makes on the payment page.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-pub struct BuyerCorrections {
-    pub debtor_company: Option<DebtorCompanyInput>,
-    pub debtor_person: Option<DebtorPersonInput>,
-}
-
 /// The body of `POST /checkout-api/v1/sessions/{id}/authorize`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct AuthorizeInput {
-    /// Widget: the order data the merchant page passed to `mount`. Payment page: omitted, or the
-    /// buyer's corrections of `debtor_company` / `debtor_person`.
-    pub order: Option<serde_json::Value>,
+    /// Widget: the order data the merchant page passed to `mount`. Payment page: omitted, or
+    /// only the buyer's corrections of `debtor_company` / `debtor_person`.
+    pub order: Option<OrderInput>,
     #[schema(required = true)]
     pub payment_method: Option<PaymentMethod>,
     /// The buyer's IBAN (direct debit only).
@@ -484,6 +476,25 @@ pub fn dedup_key(c: &DebtorCompany) -> String {
     format!("name:{}|{}|{}", norm(&c.name), norm(&c.address.postal_code), c.address.country)
 }
 
+/// The buyer for `key`, created if new, locked until commit. A new buyer's virtual IBAN is
+/// derived from its key; in the rare case that another buyer holds it, the next derivation is tried.
+async fn buyer_locked(
+    s: &Services,
+    tx: &mut Tx,
+    key: &str,
+    company: &DebtorCompany,
+    now: DateTime<Utc>,
+) -> Result<store::Buyer, CheckoutError> {
+    for attempt in 0..8u32 {
+        let salted = if attempt == 0 { key.to_owned() } else { format!("{key}#{attempt}") };
+        let iban = virtual_iban(&s.config.virtual_iban_bank_code, &salted);
+        if let Some(b) = store::upsert_buyer_locked(tx, key, company, &iban, now).await? {
+            return Ok(b);
+        }
+    }
+    Err(CheckoutError::Store(StoreError::Corrupt("no free virtual IBAN after 8 derivations".into())))
+}
+
 /// A virtual IBAN for a new buyer: the configured bank code and a 10-digit account number derived
 /// from the buyer's key, with valid check digits.
 pub fn virtual_iban(bank_code: &str, key: &str) -> String {
@@ -533,15 +544,24 @@ pub async fn authorize(
     let data: Option<OrderData> = if session.kind == "payment_page" {
         let mut base: OrderData = serde_json::from_str(session.order_data.as_deref().unwrap_or("null"))
             .map_err(|e| StoreError::Corrupt(format!("checkout_sessions.order_data: {e}")))?;
-        let corrections: BuyerCorrections = match input.order.clone() {
-            None | Some(serde_json::Value::Null) => BuyerCorrections::default(),
-            Some(o) => crate::web::extract::parse_json(o.to_string().as_bytes()).map_err(|_| {
-                CheckoutError::Invalid(vec![FieldError {
-                    source: "order".into(),
-                    title: "order must be an object of corrections".into(),
-                }])
-            })?,
-        };
+        let corrections = input.order.unwrap_or_default();
+        // Only the buyer's own data may change on the page; the merchant's order stands.
+        for (field, present) in [
+            ("external_order_id", corrections.external_order_id.is_some()),
+            ("amount", corrections.amount.is_some()),
+            ("duration", corrections.duration.is_some()),
+            ("delivery_address", corrections.delivery_address.is_some()),
+            ("billing_address", corrections.billing_address.is_some()),
+            ("line_items", corrections.line_items.is_some()),
+            ("comment", corrections.comment.is_some()),
+        ] {
+            if present {
+                v.add(
+                    format!("order.{field}"),
+                    "only debtor_company and debtor_person can be corrected on a payment page",
+                );
+            }
+        }
         if let Some(c) = corrections.debtor_company {
             if let Some(c) = c.validate(&mut v, "order.debtor_company") {
                 base.debtor_company = c;
@@ -552,19 +572,12 @@ pub async fn authorize(
         }
         Some(base)
     } else {
-        let raw = v.required("order", input.order.clone());
-        match raw.map(|o| crate::web::extract::parse_json::<OrderInput>(o.to_string().as_bytes())) {
-            Some(Ok(o)) => match o.validate(&s.config.currencies, "order") {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    for err in e {
-                        v.add(err.source, err.title);
-                    }
-                    None
+        match v.required("order", input.order).map(|o| o.validate(&s.config.currencies, "order")) {
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                for err in e {
+                    v.add(err.source, err.title);
                 }
-            },
-            Some(Err(_)) => {
-                v.add("order", "order has a field of the wrong type");
                 None
             }
             None => None,
@@ -605,14 +618,7 @@ pub async fn authorize(
 
     // One buyer at a time from here on: the buyer row is locked until commit.
     let key = dedup_key(&data.debtor_company);
-    let buyer = store::upsert_buyer_locked(
-        &mut tx,
-        &key,
-        &data.debtor_company,
-        &virtual_iban(&s.config.virtual_iban_bank_code, &key),
-        now,
-    )
-    .await?;
+    let buyer = buyer_locked(s, &mut tx, &key, &data.debtor_company, now).await?;
     let cur = data.amount.currency.as_str().to_owned();
     let policy = &credit_policy(s, &mut tx).await?;
     let buyer_exposure = store::exposure(&mut tx, ExposureOf::Buyer, buyer.id.0, &cur).await?;
@@ -913,12 +919,18 @@ pub async fn expire_due(s: &Services) -> Result<usize, CheckoutError> {
     for id in due {
         let mut tx = s.db.begin().await?;
         let Some(row) = store::get_order(&mut tx, None, id, true).await? else { continue };
-        if row.expires_at.is_some_and(|e| e <= s.clock.now())
-            && apply(s, &mut tx, &row, OrderEvent::Expire, None, None).await.is_ok()
-        {
-            store::set_session_status(&mut tx, row.session_id, "expired", None, s.clock.now()).await?;
-            tx.commit().await?;
-            n += 1;
+        if row.expires_at.is_none_or(|e| e > s.clock.now()) {
+            continue;
+        }
+        match apply(s, &mut tx, &row, OrderEvent::Expire, None, None).await {
+            Ok(_) => {
+                store::set_session_status(&mut tx, row.session_id, "expired", None, s.clock.now()).await?;
+                tx.commit().await?;
+                n += 1;
+            }
+            // Confirmed or reviewed meanwhile: nothing to expire.
+            Err(CheckoutError::Conflict(_)) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(n)

@@ -25,22 +25,25 @@ pub struct Buyer {
     pub virtual_iban: String,
 }
 
-/// Finds the buyer with `dedup_key`, creating it if new, and locks it for the rest of the
-/// transaction, so that decisions for one buyer run one after another.
+/// Finds the buyer with `dedup_key`, creating it with `virtual_iban` if new, and locks it for the
+/// rest of the transaction, so that decisions for one buyer run one after another. `None` when
+/// the buyer is new but `virtual_iban` is taken by another buyer (the caller picks another).
 pub async fn upsert_buyer_locked(
     tx: &mut impl AsExec,
     dedup_key: &str,
     company: &DebtorCompany,
     virtual_iban: &str,
     now: DateTime<Utc>,
-) -> StoreResult<Buyer> {
+) -> StoreResult<Option<Buyer>> {
     let address = to_json(&company.address)?;
     let search = company.name.to_lowercase();
     Ok(with_conn!(tx, c, b => {
+        // No conflict target: a taken dedup key and a taken IBAN both leave the row out, without
+        // aborting the transaction.
         sqlx::query(
             "INSERT INTO buyers (id, dedup_key, name, legal_form, registration_number, registration_court, tax_id, address, \
              search_name, blocked, virtual_iban, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, $10, $11, $11) ON CONFLICT (dedup_key) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, $10, $11, $11) ON CONFLICT DO NOTHING",
         )
         .bind(BuyerId::new()).bind(dedup_key).bind(&company.name).bind(&company.legal_form)
         .bind(&company.registration_number).bind(&company.registration_court).bind(&company.tax_id)
@@ -50,7 +53,7 @@ pub async fn upsert_buyer_locked(
         sqlx::query_as(&format!(
             "SELECT id, name, credit_limit, blocked, virtual_iban FROM buyers WHERE dedup_key = $1{lock}"
         ))
-        .bind(dedup_key).fetch_one(&mut *c).await?
+        .bind(dedup_key).fetch_optional(&mut *c).await?
     }))
 }
 

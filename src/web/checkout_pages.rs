@@ -252,6 +252,26 @@ fn buyer_fields(t: &Texts, company: Option<&DebtorCompany>, email: Option<&str>,
     }
 }
 
+/// Submit, cancel, the back link shown after a decline, and the status line screen readers announce.
+fn form_actions(t: &Texts) -> Markup {
+    html! {
+        div.actions {
+            button type="submit" { (t.submit) }
+            button.secondary type="button" id="nt-cancel" { (t.cancel) }
+            a.button id="nt-back" hidden href="#" { (t.back) }
+        }
+        p id="nt-status" class="nt-status" role="status" aria-live="assertive" tabindex="-1" {}
+    }
+}
+
+/// The form's messages in the page's language, and its script.
+fn form_script(t: &Texts) -> Markup {
+    html! {
+        script id="nt-messages" type="application/json" { (PreEscaped(t.messages)) }
+        script src="/assets/form.js" {}
+    }
+}
+
 fn order_summary(t: &Texts, d: &OrderData) -> Markup {
     let cur = d.amount.currency.as_str();
     html! {
@@ -331,15 +351,9 @@ pub async fn payment_page(
         form.card id="nt-form" data-mode="page" data-session=(view.session_id) novalidate {
             (buyer_fields(t, Some(&order.debtor_company), order.debtor_person.as_ref().map(|p| p.email.as_str()),
                 &checkout::mandate_reference(view.session_id)))
-            div.actions {
-                button type="submit" { (t.submit) }
-                button.secondary type="button" id="nt-cancel" { (t.cancel) }
-                a.button id="nt-back" hidden href="#" { (t.back) }
-            }
-            p id="nt-status" class="nt-status" role="status" aria-live="assertive" tabindex="-1" {}
+            (form_actions(t))
         }
-        script id="nt-messages" type="application/json" { (PreEscaped(t.messages)) }
-        script src="/assets/form.js" {}
+        (form_script(t))
     };
     with_headers(StatusCode::OK, shell(t, t.title, body), "'none'")
 }
@@ -374,15 +388,9 @@ pub async fn widget_frame(
         form.card id="nt-form" data-mode="widget" data-session=(view.session_id) data-parent-origin=(origin) novalidate {
             div id="nt-ready" hidden {}
             (buyer_fields(t, None, None, &checkout::mandate_reference(view.session_id)))
-            div.actions {
-                button type="submit" { (t.submit) }
-                button.secondary type="button" id="nt-cancel" { (t.cancel) }
-                a.button id="nt-back" hidden href="#" { (t.back) }
-            }
-            p id="nt-status" class="nt-status" role="status" aria-live="assertive" tabindex="-1" {}
+            (form_actions(t))
         }
-        script id="nt-messages" type="application/json" { (PreEscaped(t.messages)) }
-        script src="/assets/form.js" {}
+        (form_script(t))
     };
     with_headers(StatusCode::OK, shell(t, t.title, body), &origins.join(" "))
 }

@@ -428,3 +428,24 @@ async fn pages_and_sdk_are_served_with_their_guards() {
     let unknown = app.send(app.client.get(app.url(&format!("/pay/{}", uuid::Uuid::now_v7())))).await;
     assert_eq!(unknown.status, 404);
 }
+
+#[tokio::test]
+async fn a_taken_virtual_iban_does_not_create_a_buyer_twice() {
+    use netterms::store::checkout::upsert_buyer_locked;
+    let app = TestApp::spawn().await;
+    let order: netterms::domain::order::OrderInput =
+        serde_json::from_value(order_body("a@kunde.example", 100)).unwrap();
+    let company = order.validate(&["EUR".to_owned()], "").unwrap().debtor_company;
+    let now = app.services.clock.now();
+    let mut tx = app.db().begin().await.unwrap();
+    let a = upsert_buyer_locked(&mut tx, "key-a", &company, "DE89370400440532013000", now).await.unwrap().unwrap();
+    // Another buyer whose derived IBAN is taken is not created (and the transaction stays usable) …
+    assert!(upsert_buyer_locked(&mut tx, "key-b", &company, "DE89370400440532013000", now).await.unwrap().is_none());
+    // … and gets one with the next derivation; the first buyer is found again by its key.
+    let b = upsert_buyer_locked(&mut tx, "key-b", &company, "DE44500105175407324931", now).await.unwrap().unwrap();
+    assert_ne!(a.id, b.id);
+    let again = upsert_buyer_locked(&mut tx, "key-a", &company, "DE02120300000000202051", now).await.unwrap().unwrap();
+    assert_eq!(again.id, a.id);
+    assert_eq!(again.virtual_iban, "DE89370400440532013000");
+    tx.commit().await.unwrap();
+}
