@@ -37,12 +37,42 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         shop: std::net::SocketAddr,
     },
+    /// Check the ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Print the OpenAPI document, or check a committed copy against it.
     Openapi {
         /// Compare with this file and fail if it differs.
         #[arg(long)]
         check: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Recompute every balance from the journal and from the business tables; exit non-zero,
+    /// naming each difference, if they disagree.
+    Verify,
+}
+
+/// `netterms ledger verify`.
+pub async fn run_ledger(config: Config, cmd: LedgerCommand) -> anyhow::Result<()> {
+    let LedgerCommand::Verify = cmd;
+    let s = Services::open(config, false).await?;
+    let mut conn = s.db.conn().await?;
+    let diffs = crate::store::orders::verify(&mut conn).await?;
+    drop(conn);
+    s.db.close().await;
+    if diffs.is_empty() {
+        println!("ledger verified: every entry balances and every balance matches the business tables");
+        return Ok(());
+    }
+    for (what, expected, found) in &diffs {
+        println!("DIFFERENCE {what}: business tables say {expected}, ledger says {found}");
+    }
+    anyhow::bail!("{} difference(s) between ledger and business tables", diffs.len())
 }
 
 #[derive(Debug, Subcommand)]

@@ -42,6 +42,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Psp { command } => netterms::cli::run_psp(config, command).await,
+        Command::Ledger { command } => netterms::cli::run_ledger(config, command).await,
         Command::Demo { shop } => {
             anyhow::ensure!(
                 config.environment == netterms::config::Environment::Sandbox,

@@ -168,3 +168,34 @@ fn openapi_check_detects_drift() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("differs"));
 }
+
+#[tokio::test]
+async fn ledger_verify_exits_non_zero_naming_the_difference() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let out = netterms(dir.path()).args(["ledger", "verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ledger verified"));
+
+    // An entry that does not balance, written behind the application's back.
+    let url = format!("sqlite://{}", dir.path().join("netterms.db").display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let id = uuid::Uuid::now_v7();
+    sqlx::query("INSERT INTO ledger_entries (id, kind, ref_id, currency, created_at) VALUES ($1, 'test', $1, 'EUR', '2026-01-01T00:00:00Z')")
+        .bind(id)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO ledger_lines (entry_id, account, amount) VALUES ($1, 'fee_revenue', 5)")
+        .bind(id)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+
+    let out = netterms(dir.path()).args(["ledger", "verify"]).output().unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("entry {id} does not balance")), "{stdout}");
+    assert!(stdout.contains("DIFFERENCE fee_revenue"), "{stdout}");
+}

@@ -95,3 +95,15 @@ id_type!(
     /// A stored credit decision.
     DecisionId
 );
+id_type!(
+    /// A capture: an invoice to the buyer.
+    CaptureId
+);
+id_type!(
+    /// A refund: a credit note.
+    RefundId
+);
+id_type!(
+    /// A ledger entry.
+    EntryId
+);

@@ -3,6 +3,7 @@
 pub mod decision;
 pub mod iban;
 pub mod ids;
+pub mod ledger;
 pub mod legal_forms;
 pub mod merchant;
 pub mod money;

@@ -32,6 +32,8 @@ pub enum CheckoutError {
     Mismatch(Vec<FieldError>),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error("the merchant is inactive")]
     MerchantInactive,
     #[error(transparent)]
@@ -235,6 +237,12 @@ pub struct Order {
     /// The buyer's virtual IBAN, where bank transfers for this order go.
     pub bank_account: Option<BankAccount>,
     pub mandate_reference: Option<String>,
+    /// Gross amount captured so far (minor units).
+    pub captured: i64,
+    /// Gross amount that can still be captured.
+    pub uncaptured: i64,
+    /// Gross amount released by cancellation.
+    pub canceled: i64,
     /// Until when an unconfirmed authorization can be confirmed.
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -266,6 +274,13 @@ impl Order {
             },
             bank_account: r.virtual_iban.clone().map(|iban| BankAccount { iban }),
             mandate_reference: r.mandate_reference.clone(),
+            captured: r.captured,
+            uncaptured: if matches!(r.state.as_str(), "created" | "partially_shipped") {
+                d.amount.gross - r.captured - r.canceled_amount
+            } else {
+                0
+            },
+            canceled: r.canceled_amount,
             expires_at: r.expires_at.filter(|_| matches!(r.state.as_str(), "authorized" | "pre_waiting")),
             created_at: r.created_at,
             updated_at: r.updated_at,

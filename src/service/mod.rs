@@ -10,6 +10,7 @@ use crate::store::Db;
 
 pub mod checkout;
 pub mod merchants;
+pub mod orders;
 pub mod psps;
 pub mod webhooks;
 

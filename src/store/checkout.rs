@@ -57,21 +57,24 @@ pub async fn upsert_buyer_locked(
     }))
 }
 
-/// Gross of the orders that hold exposure, in `currency`, for a buyer, merchant or PSP.
+/// Exposure in `currency` of a buyer, merchant or PSP: authorized and not yet captured, plus
+/// captured and not yet paid.
 pub async fn exposure(tx: &mut impl AsExec, column: ExposureOf, id: uuid::Uuid, currency: &str) -> StoreResult<i64> {
     let col = match column {
         ExposureOf::Buyer => "buyer_id",
         ExposureOf::Merchant => "merchant_id",
         ExposureOf::Psp => "psp_id",
     };
-    let sum: Option<i64> = with_conn!(tx, c => {
-        sqlx::query_scalar(&format!(
-            "SELECT CAST(SUM(gross) AS BIGINT) FROM orders WHERE {col} = $1 AND currency = $2 \
-             AND state IN ('pre_waiting', 'authorized', 'waiting', 'created')"
+    let (uncaptured, unpaid): (Option<i64>, Option<i64>) = with_conn!(tx, c => {
+        sqlx::query_as(&format!(
+            "SELECT (SELECT CAST(SUM(gross - captured - canceled_amount) AS BIGINT) FROM orders WHERE {col} = $1 \
+                     AND currency = $2 AND state IN ('pre_waiting', 'authorized', 'waiting', 'created', 'partially_shipped')), \
+                    (SELECT CAST(SUM(gross - refunded - paid_direct) AS BIGINT) FROM captures WHERE {col} = $1 \
+                     AND currency = $2 AND state IN ('open', 'late'))"
         ))
         .bind(id).bind(currency).fetch_one(&mut *c).await?
     });
-    Ok(sum.unwrap_or(0))
+    Ok(uncaptured.unwrap_or(0).saturating_add(unpaid.unwrap_or(0)))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -197,6 +200,8 @@ pub struct OrderRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub virtual_iban: Option<String>,
+    pub captured: i64,
+    pub canceled_amount: i64,
 }
 
 impl OrderRow {
@@ -211,7 +216,7 @@ impl OrderRow {
 
 const ORDER_SELECT: &str = "SELECT o.id, o.psp_id, o.merchant_id, o.session_id, o.buyer_id, o.state, o.decline_reason, \
      o.external_order_id, o.order_data, o.payment_method, o.debit_iban, o.mandate_reference, o.expires_at, o.created_at, \
-     o.updated_at, b.virtual_iban FROM orders o LEFT JOIN buyers b ON b.id = o.buyer_id";
+     o.updated_at, b.virtual_iban, o.captured, o.canceled_amount FROM orders o LEFT JOIN buyers b ON b.id = o.buyer_id";
 
 /// What a new order is made of.
 pub struct NewOrder<'a> {

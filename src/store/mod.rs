@@ -15,6 +15,7 @@ pub mod checkout;
 pub mod events;
 pub mod idempotency;
 pub mod merchants;
+pub mod orders;
 pub mod psps;
 pub mod secrets;
 pub mod webhooks;

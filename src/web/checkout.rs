@@ -31,6 +31,7 @@ impl From<CheckoutError> for ApiError {
             CheckoutError::Invalid(v) => ApiError::Validation(v),
             CheckoutError::Mismatch(v) => ApiError::Mismatch(v),
             CheckoutError::Conflict(t) => ApiError::conflict(t),
+            CheckoutError::AlreadyExists(t) => ApiError::already_exists(t),
             CheckoutError::MerchantInactive => {
                 ApiError::Forbidden { code: "merchant_inactive", title: "the merchant is deactivated".into() }
             }

@@ -28,6 +28,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod merchants;
 pub mod ops;
+pub mod orders;
 pub mod pages;
 pub mod webhooks;
 
@@ -95,7 +96,7 @@ impl utoipa::Modify for SecurityAddon {
 /// The API routes with their OpenAPI description, before state and middleware.
 fn api_routes() -> ApiRoutes {
     ApiRoutes {
-        psp: merchants::router().merge(webhooks::router()).merge(checkout::psp_router()),
+        psp: merchants::router().merge(webhooks::router()).merge(checkout::psp_router()).merge(orders::router()),
         public: merchants::public_router(),
         checkout: checkout::checkout_api_router(),
         admin: admin::router().merge(checkout::admin_router()),

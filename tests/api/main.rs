@@ -6,9 +6,10 @@ mod helpers;
 
 mod auth;
 mod browser;
-mod checkout;
+pub mod checkout;
 mod idempotency;
 mod merchants;
 mod ops;
+mod orders;
 mod psps;
 mod webhooks;

@@ -1,0 +1,185 @@
+//! The double-entry ledger's rules: accounts, balanced entries, and the postings each money
+//! movement makes. Debits are positive, credits negative; every entry sums to zero in its one
+//! currency. Entries are never changed: a correction is a reversal.
+
+use serde::Serialize;
+
+use super::ids::{BuyerId, PspId};
+
+/// An account of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Account {
+    /// What a buyer owes (asset).
+    BuyerReceivable(BuyerId),
+    /// What is owed back to a buyer who paid more than it owes after a refund (liability).
+    BuyerCredit(BuyerId),
+    /// What netterms owes a PSP (liability).
+    PspPayable(PspId),
+    /// netterms' fees (income).
+    FeeRevenue,
+    /// Money in netterms' bank account (asset).
+    BankCash,
+}
+
+impl Account {
+    /// The stored name, e.g. `buyer_receivable:<uuid>`.
+    pub fn key(&self) -> String {
+        match self {
+            Account::BuyerReceivable(b) => format!("buyer_receivable:{b}"),
+            Account::BuyerCredit(b) => format!("buyer_credit:{b}"),
+            Account::PspPayable(p) => format!("psp_payable:{p}"),
+            Account::FeeRevenue => "fee_revenue".into(),
+            Account::BankCash => "bank_cash".into(),
+        }
+    }
+}
+
+/// A balanced set of lines in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: &'static str,
+    pub lines: Vec<(Account, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("entry does not balance (sum {0})")]
+    Unbalanced(i128),
+    #[error("amount out of range")]
+    Overflow,
+}
+
+impl Entry {
+    /// Builds an entry, dropping zero lines and merging repeated accounts; refuses one that does
+    /// not sum to zero.
+    pub fn new(kind: &'static str, lines: Vec<(Account, i64)>) -> Result<Entry, LedgerError> {
+        let mut merged: Vec<(Account, i64)> = Vec::new();
+        for (a, x) in lines {
+            match merged.iter_mut().find(|(b, _)| *b == a) {
+                Some((_, y)) => *y = y.checked_add(x).ok_or(LedgerError::Overflow)?,
+                None => merged.push((a, x)),
+            }
+        }
+        merged.retain(|(_, x)| *x != 0);
+        let sum: i128 = merged.iter().map(|(_, x)| i128::from(*x)).sum();
+        if sum != 0 {
+            return Err(LedgerError::Unbalanced(sum));
+        }
+        Ok(Entry { kind, lines: merged })
+    }
+
+    /// The entry that undoes this one.
+    pub fn reversal(&self) -> Entry {
+        Entry { kind: "reversal", lines: self.lines.iter().map(|(a, x)| (a.clone(), -x)).collect() }
+    }
+}
+
+/// A capture of `gross` with netterms' `fee`: the buyer owes the gross, the PSP is owed the rest.
+pub fn capture(buyer: BuyerId, psp: PspId, gross: i64, fee: i64) -> Result<Entry, LedgerError> {
+    let to_psp = gross.checked_sub(fee).ok_or(LedgerError::Overflow)?;
+    Entry::new(
+        "capture",
+        vec![
+            (Account::BuyerReceivable(buyer), gross),
+            (Account::PspPayable(psp), -to_psp),
+            (Account::FeeRevenue, -fee),
+        ],
+    )
+}
+
+/// A refund of `amount`, of which `against_receivable` lowers what the buyer still owes and the
+/// rest is owed back to the buyer; the PSP bears all of it (recovered from its payout).
+pub fn refund(buyer: BuyerId, psp: PspId, amount: i64, against_receivable: i64) -> Result<Entry, LedgerError> {
+    let owed_back = amount.checked_sub(against_receivable).ok_or(LedgerError::Overflow)?;
+    Entry::new(
+        "refund",
+        vec![
+            (Account::PspPayable(psp), amount),
+            (Account::BuyerReceivable(buyer), -against_receivable),
+            (Account::BuyerCredit(buyer), -owed_back),
+        ],
+    )
+}
+
+/// The buyer paid the merchant directly: it owes less, and the PSP is paid that much less.
+pub fn direct_payment(buyer: BuyerId, psp: PspId, amount: i64) -> Result<Entry, LedgerError> {
+    Entry::new("direct_payment", vec![(Account::PspPayable(psp), amount), (Account::BuyerReceivable(buyer), -amount)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn unbalanced_entries_are_refused() {
+        assert!(Entry::new("x", vec![(Account::BankCash, 5), (Account::FeeRevenue, -4)]).is_err());
+        let e = Entry::new("x", vec![(Account::BankCash, 5), (Account::BankCash, -5)]).unwrap();
+        assert!(e.lines.is_empty());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Capture(i64, i64),
+        Refund(i64, i64),
+        Direct(i64),
+        Reverse(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1i64..1_000_000, 0i64..10_000).prop_map(|(g, f)| Op::Capture(g, f.min(g))),
+            (1i64..1_000_000, 0i64..1_000_000).prop_map(|(a, r)| Op::Refund(a, r.min(a))),
+            (1i64..1_000_000).prop_map(Op::Direct),
+            (0usize..50).prop_map(Op::Reverse),
+        ]
+    }
+
+    proptest! {
+        /// Whatever sequence of movements and reversals: every entry balances, so the sum over
+        /// all accounts is zero, and each reversal restores the balances before its entry.
+        #[test]
+        fn ledger_stays_balanced(ops in proptest::collection::vec(op(), 1..60)) {
+            let b = BuyerId::new();
+            let p = PspId::new();
+            let mut entries: Vec<Entry> = Vec::new();
+            for o in ops {
+                let e = match o {
+                    Op::Capture(g, f) => capture(b, p, g, f).unwrap(),
+                    Op::Refund(a, r) => refund(b, p, a, r).unwrap(),
+                    Op::Direct(a) => direct_payment(b, p, a).unwrap(),
+                    Op::Reverse(i) if !entries.is_empty() => entries[i % entries.len()].reversal(),
+                    Op::Reverse(_) => continue,
+                };
+                entries.push(e);
+            }
+            let mut bal: HashMap<Account, i128> = HashMap::new();
+            for e in &entries {
+                let s: i128 = e.lines.iter().map(|(_, x)| i128::from(*x)).sum();
+                prop_assert_eq!(s, 0);
+                for (a, x) in &e.lines {
+                    *bal.entry(a.clone()).or_default() += i128::from(*x);
+                }
+            }
+            prop_assert_eq!(bal.values().sum::<i128>(), 0);
+            // Reversing everything leaves every account at zero.
+            let mut all = bal.clone();
+            for e in &entries {
+                for (a, x) in &e.reversal().lines {
+                    *all.entry(a.clone()).or_default() += i128::from(*x);
+                }
+            }
+            prop_assert!(all.values().all(|x| *x == 0));
+        }
+
+        /// Fees never make the PSP's share exceed the gross, and the capture still balances.
+        #[test]
+        fn capture_splits_gross_exactly(g in 1i64..10_000_000_000, f in 0i64..10_000_000_000) {
+            let f = f.min(g);
+            let e = capture(BuyerId::new(), PspId::new(), g, f).unwrap();
+            let recv: i64 = e.lines.iter().filter(|(a, _)| matches!(a, Account::BuyerReceivable(_))).map(|(_, x)| *x).sum();
+            prop_assert_eq!(recv, g);
+        }
+    }
+}

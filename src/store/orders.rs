@@ -1,0 +1,321 @@
+//! Captures, refunds and direct payments with their ledger entries, each guarded by a
+//! compare-and-set on the row it changes; and the reconciliation of the ledger.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{AsExec, Backend, StoreResult};
+use crate::domain::ids::{BuyerId, CaptureId, EntryId, MerchantId, OrderId, PspId, RefundId};
+use crate::domain::ledger::Entry;
+use crate::with_conn;
+
+/// What reserving a capture on an order returned.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Reserved {
+    pub state: String,
+    pub buyer_id: Option<BuyerId>,
+    pub merchant_id: MerchantId,
+    pub duration: i64,
+}
+
+/// Adds `gross` to the order's captured amount if it still fits under the authorized amount (less
+/// any canceled part) and the order can be captured; `None` otherwise. Atomic on both backends:
+/// the check is in the `UPDATE`.
+pub async fn reserve_capture(
+    tx: &mut impl AsExec,
+    psp_id: PspId,
+    order_id: OrderId,
+    gross: i64,
+    currency: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<Reserved>> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query_as(
+            "UPDATE orders SET captured = captured + $3, updated_at = $5, \
+             state = CASE WHEN captured + $3 + canceled_amount = gross THEN 'shipped' ELSE 'partially_shipped' END \
+             WHERE id = $1 AND psp_id = $2 AND currency = $4 AND state IN ('created', 'partially_shipped') \
+               AND captured + $3 + canceled_amount <= gross \
+             RETURNING state, buyer_id, merchant_id, duration",
+        )
+        .bind(order_id).bind(psp_id).bind(gross).bind(currency).bind(now)
+        .fetch_optional(&mut *c).await?
+    }))
+}
+
+/// A capture row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CaptureRow {
+    pub id: CaptureId,
+    pub order_id: OrderId,
+    pub psp_id: PspId,
+    pub buyer_id: BuyerId,
+    pub external_invoice_number: String,
+    pub invoice_url: Option<String>,
+    pub currency: String,
+    pub gross: i64,
+    pub net: i64,
+    pub tax: i64,
+    pub fee: i64,
+    pub refunded: i64,
+    pub paid_direct: i64,
+    pub state: String,
+    pub duration: i64,
+    pub due_date: String,
+    pub payment_reference: String,
+    pub shipping_info: Option<String>,
+    pub line_items: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub virtual_iban: String,
+}
+
+impl CaptureRow {
+    /// What the buyer still owes on this invoice.
+    pub fn outstanding(&self) -> i64 {
+        (self.gross - self.refunded - self.paid_direct).max(0)
+    }
+}
+
+const CAPTURE_SELECT: &str = "SELECT c.id, c.order_id, c.psp_id, c.buyer_id, c.external_invoice_number, c.invoice_url, \
+     c.currency, c.gross, c.net, c.tax, c.fee, c.refunded, c.paid_direct, c.state, c.duration, c.due_date, c.payment_reference, \
+     c.shipping_info, c.line_items, c.created_at, c.updated_at, b.virtual_iban FROM captures c JOIN buyers b ON b.id = c.buyer_id";
+
+/// A new capture's fields.
+pub struct NewCapture<'a> {
+    pub id: CaptureId,
+    pub order_id: OrderId,
+    pub psp_id: PspId,
+    pub merchant_id: MerchantId,
+    pub buyer_id: BuyerId,
+    pub external_invoice_number: &'a str,
+    pub invoice_url: Option<&'a str>,
+    pub currency: &'a str,
+    pub gross: i64,
+    pub net: i64,
+    pub tax: i64,
+    pub fee: i64,
+    pub duration: i64,
+    pub due_date: NaiveDate,
+    pub payment_reference: &'a str,
+    pub shipping_info: Option<&'a str>,
+    pub line_items: &'a str,
+}
+
+/// Inserts a capture; `false` when the merchant already has this invoice number.
+pub async fn insert_capture(tx: &mut impl AsExec, n: &NewCapture<'_>, now: DateTime<Utc>) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "INSERT INTO captures (id, order_id, psp_id, merchant_id, buyer_id, external_invoice_number, invoice_url, currency, \
+             gross, net, tax, fee, state, duration, due_date, payment_reference, shipping_info, line_items, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14, $15, $16, $17, $18, $18) \
+             ON CONFLICT (merchant_id, external_invoice_number) DO NOTHING",
+        )
+        .bind(n.id).bind(n.order_id).bind(n.psp_id).bind(n.merchant_id).bind(n.buyer_id).bind(n.external_invoice_number)
+        .bind(n.invoice_url).bind(n.currency).bind(n.gross).bind(n.net).bind(n.tax).bind(n.fee).bind(n.duration)
+        .bind(n.due_date.to_string()).bind(n.payment_reference).bind(n.shipping_info).bind(n.line_items).bind(now)
+        .execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// A capture of `psp_id`, optionally locked for the transaction.
+pub async fn get_capture(
+    conn: &mut impl AsExec,
+    psp_id: PspId,
+    id: CaptureId,
+    lock: bool,
+) -> StoreResult<Option<CaptureRow>> {
+    Ok(with_conn!(conn, c, b => {
+        let l = if lock && b == Backend::Postgres { " FOR UPDATE OF c" } else { "" };
+        sqlx::query_as(&format!("{CAPTURE_SELECT} WHERE c.id = $1 AND c.psp_id = $2{l}"))
+            .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
+    }))
+}
+
+pub async fn captures_of_order(conn: &mut impl AsExec, order_id: OrderId) -> StoreResult<Vec<CaptureRow>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(&format!("{CAPTURE_SELECT} WHERE c.order_id = $1 ORDER BY c.id")).bind(order_id).fetch_all(&mut *c).await?
+    }))
+}
+
+/// Sets a capture's refunded and paid_direct amounts and state, if they are still `expected` (its
+/// values when read); `false` if another request changed it meanwhile.
+pub async fn update_capture_amounts(
+    tx: &mut impl AsExec,
+    id: CaptureId,
+    expected: (i64, i64),
+    refunded: i64,
+    paid_direct: i64,
+    state: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE captures SET refunded = $4, paid_direct = $5, state = $6, updated_at = $7 \
+             WHERE id = $1 AND refunded = $2 AND paid_direct = $3",
+        )
+        .bind(id).bind(expected.0).bind(expected.1).bind(refunded).bind(paid_direct).bind(state).bind(now)
+        .execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// Extends an unpaid capture's term; `false` if it is not longer or the capture is settled.
+pub async fn extend_capture(
+    tx: &mut impl AsExec,
+    id: CaptureId,
+    duration: i64,
+    due_date: NaiveDate,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE captures SET duration = $2, due_date = $3, state = 'open', updated_at = $4 \
+             WHERE id = $1 AND duration < $2 AND state IN ('open', 'late')",
+        )
+        .bind(id).bind(duration).bind(due_date.to_string()).bind(now)
+        .execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_refund(
+    tx: &mut impl AsExec,
+    id: RefundId,
+    capture_id: CaptureId,
+    psp_id: PspId,
+    number: Option<&str>,
+    reason: Option<&str>,
+    currency: &str,
+    amounts: (i64, i64, i64),
+    owed_to_buyer: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    with_conn!(tx, c => {
+        sqlx::query(
+            "INSERT INTO refunds (id, capture_id, psp_id, external_credit_note_number, reason, currency, gross, net, tax, \
+             owed_to_buyer, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(id).bind(capture_id).bind(psp_id).bind(number).bind(reason).bind(currency)
+        .bind(amounts.0).bind(amounts.1).bind(amounts.2).bind(owed_to_buyer).bind(now)
+        .execute(&mut *c).await?;
+    });
+    Ok(())
+}
+
+/// Ends an order at what it captured: the rest is released. `None` if it cannot be canceled.
+pub async fn cancel_order(
+    tx: &mut impl AsExec,
+    psp_id: PspId,
+    id: OrderId,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<String>> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query_scalar(
+            "UPDATE orders SET canceled_amount = gross - captured, updated_at = $3, \
+             state = CASE WHEN captured = 0 THEN 'canceled' ELSE 'shipped' END \
+             WHERE id = $1 AND psp_id = $2 AND state IN ('created', 'partially_shipped', 'waiting') \
+             RETURNING state",
+        )
+        .bind(id).bind(psp_id).bind(now)
+        .fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Marks the order complete when it is fully shipped and every capture is settled.
+pub async fn complete_if_settled(tx: &mut impl AsExec, id: OrderId, now: DateTime<Utc>) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE orders SET state = 'complete', updated_at = $2 WHERE id = $1 AND state = 'shipped' \
+             AND NOT EXISTS (SELECT 1 FROM captures WHERE order_id = $1 AND state IN ('open', 'late'))",
+        )
+        .bind(id).bind(now).execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// Appends a balanced entry.
+pub async fn post(
+    tx: &mut impl AsExec,
+    entry: &Entry,
+    currency: &str,
+    ref_id: uuid::Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let id = EntryId::new();
+    with_conn!(tx, c => {
+        sqlx::query("INSERT INTO ledger_entries (id, kind, ref_id, currency, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id).bind(entry.kind).bind(ref_id).bind(currency).bind(now).execute(&mut *c).await?;
+        for (account, amount) in &entry.lines {
+            sqlx::query("INSERT INTO ledger_lines (entry_id, account, amount) VALUES ($1, $2, $3)")
+                .bind(id).bind(account.key()).bind(*amount).execute(&mut *c).await?;
+        }
+    });
+    Ok(())
+}
+
+/// SQL that renders a UUID column as the hyphenated lower-case text ledger account names use.
+fn uuid_text(col: &str, b: Backend) -> String {
+    match b {
+        Backend::Postgres => format!("CAST({col} AS TEXT)"),
+        Backend::Sqlite => format!(
+            "lower(substr(hex({col}), 1, 8) || '-' || substr(hex({col}), 9, 4) || '-' || substr(hex({col}), 13, 4) || '-' \
+             || substr(hex({col}), 17, 4) || '-' || substr(hex({col}), 21))"
+        ),
+    }
+}
+
+/// Rows of a reconciliation query: (what, expected from the business tables, found in the ledger).
+pub type Differences = Vec<(String, i64, i64)>;
+
+/// Recomputes the ledger and compares it with the business tables; every difference is returned.
+pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
+    let mut diffs = Differences::new();
+    let unbalanced: Vec<(EntryId, i64)> = with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT e.id, CAST(SUM(l.amount) AS BIGINT) FROM ledger_entries e JOIN ledger_lines l ON l.entry_id = e.id \
+             GROUP BY e.id HAVING SUM(l.amount) <> 0",
+        )
+        .fetch_all(&mut *c).await?
+    });
+    for (id, sum) in unbalanced {
+        diffs.push((format!("entry {id} does not balance"), 0, sum));
+    }
+    // What each buyer owes: invoices less refunds and direct payments against them.
+    diffs.extend(
+        compare(
+            conn,
+            "buyer_receivable",
+            "buyer_id",
+            "SUM(CASE WHEN gross - refunded - paid_direct > 0 THEN gross - refunded - paid_direct ELSE 0 END)",
+        )
+        .await?,
+    );
+    // What each PSP is owed: captured gross less fees, refunds and direct payments (a credit).
+    diffs.extend(compare(conn, "psp_payable", "psp_id", "-SUM(gross - fee - refunded - paid_direct)").await?);
+    let fees: (i64, i64) = with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT CAST(COALESCE((SELECT -SUM(fee) FROM captures), 0) AS BIGINT), \
+                    CAST(COALESCE((SELECT SUM(amount) FROM ledger_lines WHERE account = 'fee_revenue'), 0) AS BIGINT)",
+        )
+        .fetch_one(&mut *c).await?
+    });
+    if fees.0 != fees.1 {
+        diffs.push(("fee_revenue".into(), fees.0, fees.1));
+    }
+    Ok(diffs)
+}
+
+/// Balances of the `prefix:<id>` accounts against `expected` (an aggregate over captures grouped
+/// by `id_col` and currency), in both directions; the accounts that differ.
+async fn compare(conn: &mut impl AsExec, prefix: &str, id_col: &str, expected: &str) -> StoreResult<Differences> {
+    Ok(with_conn!(conn, c, b => {
+        let key = uuid_text(id_col, b);
+        sqlx::query_as(&format!(
+            "SELECT k, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
+               SELECT '{prefix}:' || {key} AS k, currency, {expected} AS expected, 0 AS found \
+               FROM captures GROUP BY {id_col}, currency \
+               UNION ALL \
+               SELECT l.account, e.currency, 0, SUM(l.amount) FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
+               WHERE l.account LIKE '{prefix}:%' GROUP BY l.account, e.currency \
+             ) x GROUP BY k, currency HAVING SUM(expected) <> SUM(found)"
+        ))
+        .fetch_all(&mut *c).await?
+    }))
+}

@@ -1,0 +1,177 @@
+//! `/v1/orders/{id}/…` and `/v1/captures/{id}/…`: the order's life after checkout.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, AuthedPsp};
+use super::idempotency::{Idem, respond};
+use crate::domain::ids::{CaptureId, OrderId};
+use crate::service::checkout::Order;
+use crate::service::orders::{self, Capture, CaptureInput, ConfirmPaymentInput, ExtendInput, Refund, RefundInput};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_capture, list_captures))
+        .routes(routes!(cancel_order))
+        .routes(routes!(get_capture))
+        .routes(routes!(create_refund))
+        .routes(routes!(confirm_payment))
+        .routes(routes!(extend_duration))
+}
+
+/// Capture against an order (create an invoice).
+///
+/// The sum of captures never exceeds the authorized amount, under any concurrency. The buyer
+/// pays to its virtual IBAN with the `RF` reference by `due_date` = today + the order's duration.
+/// The order moves to `partially_shipped` or `shipped`.
+#[utoipa::path(post, path = "/v1/orders/{order_id}/captures", tag = "Orders",
+    request_body = CaptureInput,
+    params(("order_id" = OrderId, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    responses(
+        (status = 201, description = "The capture (invoice)", body = Capture),
+        (status = 404, description = "No such order for this PSP", body = ErrorBody),
+        (status = 409, description = "Does not fit the uncaptured amount, order not capturable, or duplicate invoice number", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+    ),
+    security(("basic" = [])))]
+async fn create_capture(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    idem: Idem,
+    ApiPath(id): ApiPath<OrderId>,
+    ApiJson(body): ApiJson<CaptureInput>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let capture = orders::capture(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    respond(tx, &idem, StatusCode::CREATED, &capture).await
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CaptureList {
+    pub data: Vec<Capture>,
+}
+
+/// List an order's captures.
+#[utoipa::path(get, path = "/v1/orders/{order_id}/captures", tag = "Orders",
+    params(("order_id" = OrderId, Path)),
+    responses((status = 200, description = "Captures, oldest first", body = CaptureList),
+              (status = 404, description = "No such order for this PSP", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn list_captures(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<OrderId>,
+) -> Result<Json<CaptureList>, ApiError> {
+    Ok(Json(CaptureList { data: orders::captures_of_order(&state.services, psp.psp_id, id).await? }))
+}
+
+/// Cancel the uncaptured rest of an order.
+///
+/// Nothing captured → `canceled`; otherwise the order ends at the captured amount (`shipped`).
+#[utoipa::path(post, path = "/v1/orders/{order_id}/cancel", tag = "Orders",
+    params(("order_id" = OrderId, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    responses((status = 200, description = "The order", body = Order),
+              (status = 404, description = "No such order for this PSP", body = ErrorBody),
+              (status = 409, description = "The order cannot be canceled in its state", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn cancel_order(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    idem: Idem,
+    ApiPath(id): ApiPath<OrderId>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let order = orders::cancel(&state.services, &mut tx, psp.psp_id, id).await?;
+    respond(tx, &idem, StatusCode::OK, &order).await
+}
+
+/// Get a capture.
+#[utoipa::path(get, path = "/v1/captures/{capture_id}", tag = "Orders",
+    params(("capture_id" = CaptureId, Path)),
+    responses((status = 200, description = "The capture", body = Capture),
+              (status = 404, description = "No such capture for this PSP", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn get_capture(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<CaptureId>,
+) -> Result<Json<Capture>, ApiError> {
+    Ok(Json(orders::get_capture(&state.services, psp.psp_id, id).await?))
+}
+
+/// Refund a capture (credit note).
+///
+/// At most what was captured and not yet refunded. Before the buyer paid it lowers what the buyer
+/// owes; after, it is owed back to the buyer and recovered from the PSP's next payout.
+#[utoipa::path(post, path = "/v1/captures/{capture_id}/refunds", tag = "Orders",
+    request_body = RefundInput,
+    params(("capture_id" = CaptureId, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    responses((status = 201, description = "The refund", body = Refund),
+              (status = 404, description = "No such capture for this PSP", body = ErrorBody),
+              (status = 409, description = "Above the refundable amount", body = ErrorBody),
+              (status = 422, description = "Invalid fields", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn create_refund(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    idem: Idem,
+    ApiPath(id): ApiPath<CaptureId>,
+    ApiJson(body): ApiJson<RefundInput>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let refund = orders::refund(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    respond(tx, &idem, StatusCode::CREATED, &refund).await
+}
+
+/// Confirm a payment the buyer made to the merchant directly.
+#[utoipa::path(post, path = "/v1/captures/{capture_id}/confirm-payment", tag = "Orders",
+    request_body = ConfirmPaymentInput,
+    params(("capture_id" = CaptureId, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    responses((status = 200, description = "The capture", body = Capture),
+              (status = 404, description = "No such capture for this PSP", body = ErrorBody),
+              (status = 409, description = "Above the outstanding amount", body = ErrorBody),
+              (status = 422, description = "Invalid fields", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn confirm_payment(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    idem: Idem,
+    ApiPath(id): ApiPath<CaptureId>,
+    ApiJson(body): ApiJson<ConfirmPaymentInput>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let capture = orders::confirm_payment(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    respond(tx, &idem, StatusCode::OK, &capture).await
+}
+
+/// Extend a capture's payment term.
+#[utoipa::path(post, path = "/v1/captures/{capture_id}/extend-duration", tag = "Orders",
+    request_body = ExtendInput,
+    params(("capture_id" = CaptureId, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    responses((status = 200, description = "The capture with its new due date", body = Capture),
+              (status = 404, description = "No such capture for this PSP", body = ErrorBody),
+              (status = 409, description = "Not longer, or the invoice is settled", body = ErrorBody),
+              (status = 422, description = "Invalid fields", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn extend_duration(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    idem: Idem,
+    ApiPath(id): ApiPath<CaptureId>,
+    ApiJson(body): ApiJson<ExtendInput>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let capture = orders::extend_duration(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    respond(tx, &idem, StatusCode::OK, &capture).await
+}

@@ -1,0 +1,253 @@
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::checkout::order_body;
+use crate::helpers::*;
+
+/// A confirmed (`created`) order of 11,900 and its id.
+async fn created_order(app: &TestApp, psp: &TestPsp, mid: &str) -> String {
+    let s = app
+        .send(
+            app.psp(psp, Method::POST, "/v1/widget-sessions")
+                .json(&json!({"merchant_id": mid, "allowed_origins": ["https://shop.example"]})),
+        )
+        .await
+        .json();
+    let sid = s["session_id"].as_str().unwrap();
+    let order = order_body("anna@kunde.example", 11900);
+    let a = app
+        .send(app.client.post(app.url(&format!("/checkout-api/v1/sessions/{sid}/authorize"))).json(&json!({
+            "order": order, "payment_method": "bank_transfer", "terms_accepted": true
+        })))
+        .await
+        .json();
+    assert_eq!(a["state"], "authorized", "{a}");
+    let c = app
+        .send(app.psp(psp, Method::POST, &format!("/v1/widget-sessions/{sid}/confirm-authorization")).json(&order))
+        .await;
+    assert_eq!(c.json()["state"], "created");
+    a["order_id"].as_str().unwrap().to_owned()
+}
+
+fn amount(gross: i64) -> Value {
+    json!({"currency": "EUR", "gross": gross, "net": gross, "tax": 0})
+}
+
+async fn verify_ledger(app: &TestApp) {
+    let mut conn = app.db().conn().await.unwrap();
+    let diffs = netterms::store::orders::verify(&mut conn).await.unwrap();
+    assert!(diffs.is_empty(), "ledger differs: {diffs:?}");
+}
+
+async fn setup() -> (TestApp, TestPsp, String) {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    (app, psp, mid)
+}
+
+#[tokio::test]
+async fn the_whole_life_of_an_order() {
+    let (app, psp, mid) = setup().await;
+    let oid = created_order(&app, &psp, &mid).await;
+    let cap = |gross: i64, number: &str| {
+        app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures")).json(&json!({
+            "amount": amount(gross), "external_invoice_number": number, "invoice_url": "https://shop.example/inv.pdf",
+            "shipping_info": {"carrier": "DHL", "tracking_number": "00340434"}
+        }))
+    };
+    let c1 = app.send(cap(5000, "INV-1")).await;
+    assert_eq!(c1.status, 201, "{}", c1.text());
+    let c1 = c1.json();
+    assert_eq!(c1["state"], "open");
+    assert_eq!(c1["outstanding"], 5000);
+    // 150 bps of 5,000 plus the fixed 25.
+    assert_eq!(c1["fee"], 100);
+    let pi = &c1["payment_instructions"];
+    assert!(netterms::domain::iban::validate(pi["iban"].as_str().unwrap()).is_ok());
+    assert!(pi["reference"].as_str().unwrap().starts_with("RF"));
+    let due = chrono::NaiveDate::parse_from_str(c1["due_date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    assert_eq!(due, (app.services.clock.now() + chrono::Duration::days(30)).date_naive());
+    let order = app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{oid}"))).await.json();
+    assert_eq!(order["state"], "partially_shipped");
+    assert_eq!(order["uncaptured"], 6900);
+
+    // Preconditions: over-capture and a duplicate invoice number change nothing.
+    let before = app.count("captures").await;
+    app.send(cap(6901, "INV-2")).await.assert_error(409, "state_conflict");
+    app.send(cap(100, "INV-1")).await.assert_error(409, "resource_already_exists");
+    assert_eq!(app.count("captures").await, before);
+    assert_eq!(app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{oid}"))).await.json()["captured"], 5000);
+
+    let c2 = app.send(cap(6900, "INV-2")).await.json();
+    assert_eq!(app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{oid}"))).await.json()["state"], "shipped");
+    let (id1, id2) = (c1["capture_id"].as_str().unwrap(), c2["capture_id"].as_str().unwrap());
+
+    // Refund before payment lowers what the buyer owes.
+    let r = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{id1}/refunds"))
+                .json(&json!({"amount": amount(1000), "reason": "damaged"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["owed_to_buyer"], 0);
+    assert_eq!(r.json()["capture"]["outstanding"], 4000);
+    // The buyer pays the merchant directly.
+    let p = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{id1}/confirm-payment")).json(&json!({"amount": 4000})),
+        )
+        .await;
+    assert_eq!(p.json()["state"], "paid");
+    app.send(app.psp(&psp, Method::POST, &format!("/v1/captures/{id1}/confirm-payment")).json(&json!({"amount": 1})))
+        .await
+        .assert_error(409, "state_conflict");
+    // A refund after payment is owed back to the buyer.
+    let r = app
+        .send(app.psp(&psp, Method::POST, &format!("/v1/captures/{id1}/refunds")).json(&json!({"amount": amount(500)})))
+        .await;
+    assert_eq!(r.json()["owed_to_buyer"], 500);
+    app.send(
+        app.psp(&psp, Method::POST, &format!("/v1/captures/{id1}/refunds")).json(&json!({"amount": amount(3501)})),
+    )
+    .await
+    .assert_error(409, "state_conflict");
+
+    // Longer terms only, on unpaid invoices.
+    let e = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{id2}/extend-duration")).json(&json!({"duration": 60})),
+        )
+        .await;
+    assert_eq!(e.status, 200, "{}", e.text());
+    assert_eq!(e.json()["duration"], 60);
+    app.send(
+        app.psp(&psp, Method::POST, &format!("/v1/captures/{id2}/extend-duration")).json(&json!({"duration": 45})),
+    )
+    .await
+    .assert_error(409, "state_conflict");
+    app.send(
+        app.psp(&psp, Method::POST, &format!("/v1/captures/{id1}/extend-duration")).json(&json!({"duration": 90})),
+    )
+    .await
+    .assert_error(409, "state_conflict");
+
+    let p = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{id2}/confirm-payment")).json(&json!({"amount": 6900})),
+        )
+        .await;
+    assert_eq!(p.json()["state"], "paid");
+    assert_eq!(app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{oid}"))).await.json()["state"], "complete");
+    let caps = app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{oid}/captures"))).await.json();
+    assert_eq!(caps["data"].as_array().unwrap().len(), 2);
+    verify_ledger(&app).await;
+
+    // Every step announced itself.
+    let events = app.send(app.psp(&psp, Method::GET, "/v1/events?limit=100")).await.json();
+    let types: Vec<_> =
+        events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
+    for t in [
+        "capture.created",
+        "order.partially_shipped",
+        "order.shipped",
+        "refund.created",
+        "capture.paid",
+        "order.complete",
+    ] {
+        assert!(types.iter().any(|x| x == t), "{t} missing in {types:?}");
+    }
+}
+
+#[tokio::test]
+async fn cancel_releases_the_rest() {
+    let (app, psp, mid) = setup().await;
+    let oid = created_order(&app, &psp, &mid).await;
+    app.send(
+        app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
+            .json(&json!({"amount": amount(4000), "external_invoice_number": "A"})),
+    )
+    .await;
+    let o = app.send(app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/cancel"))).await;
+    assert_eq!(o.status, 200, "{}", o.text());
+    let o = o.json();
+    assert_eq!(o["state"], "shipped");
+    assert_eq!(o["canceled"], 7900);
+    assert_eq!(o["uncaptured"], 0);
+    app.send(
+        app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
+            .json(&json!({"amount": amount(1), "external_invoice_number": "B"})),
+    )
+    .await
+    .assert_error(409, "state_conflict");
+    app.send(app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/cancel")))
+        .await
+        .assert_error(409, "state_conflict");
+
+    let oid2 = created_order(&app, &psp, &mid).await;
+    let o = app.send(app.psp(&psp, Method::POST, &format!("/v1/orders/{oid2}/cancel"))).await.json();
+    assert_eq!(o["state"], "canceled");
+    // Another PSP sees none of it.
+    let other = app.create_psp().await;
+    app.send(app.psp(&other, Method::POST, &format!("/v1/orders/{oid}/cancel")))
+        .await
+        .assert_error(404, "resource_not_found");
+    app.send(app.psp(&other, Method::GET, &format!("/v1/orders/{oid}/captures")))
+        .await
+        .assert_error(404, "resource_not_found");
+    verify_ledger(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_captures_never_exceed_the_authorization() {
+    let (app, psp, mid) = setup().await;
+    let oid = created_order(&app, &psp, &mid).await;
+    let results = futures::future::join_all((0..50).map(|i| {
+        app.send(app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures")).json(&json!({
+            "amount": amount(1000), "external_invoice_number": format!("INV-{i}")
+        })))
+    }))
+    .await;
+    let ok = results.iter().filter(|r| r.status == 201).count();
+    assert!(results.iter().all(|r| r.status == 201 || r.codes() == ["state_conflict"]));
+    assert_eq!(ok, 11, "11 × 1,000 fit into 11,900");
+    let order = app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{oid}"))).await.json();
+    assert_eq!(order["captured"], 11_000);
+    assert_eq!(app.count("captures").await, 11);
+    verify_ledger(&app).await;
+
+    // Concurrent refunds of one capture never exceed it.
+    let cap = results.iter().find(|r| r.status == 201).unwrap().json();
+    let id = cap["capture_id"].as_str().unwrap();
+    let refunds = futures::future::join_all((0..20).map(|_| {
+        app.send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{id}/refunds")).json(&json!({"amount": amount(100)})),
+        )
+    }))
+    .await;
+    let ok = refunds.iter().filter(|r| r.status == 201).count();
+    assert!(refunds.iter().all(|r| r.status == 201 || r.codes() == ["state_conflict"]));
+    let c = app.send(app.psp(&psp, Method::GET, &format!("/v1/captures/{id}"))).await.json();
+    assert_eq!(c["refunded"], i64::try_from(ok).unwrap() * 100);
+    assert!(c["refunded"].as_i64().unwrap() <= 1000);
+    verify_ledger(&app).await;
+}
+
+#[tokio::test]
+async fn ledger_verify_names_a_difference() {
+    let (app, psp, mid) = setup().await;
+    let oid = created_order(&app, &psp, &mid).await;
+    app.send(
+        app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
+            .json(&json!({"amount": amount(4000), "external_invoice_number": "A"})),
+    )
+    .await;
+    verify_ledger(&app).await;
+    // A capture whose amount changes behind the ledger's back is found.
+    app.execute("UPDATE captures SET gross = gross + 1, net = net + 1").await;
+    let mut conn = app.db().conn().await.unwrap();
+    let diffs = netterms::store::orders::verify(&mut conn).await.unwrap();
+    assert!(diffs.iter().any(|(what, _, _)| what.starts_with("buyer_receivable:")), "{diffs:?}");
+    assert!(diffs.iter().any(|(what, _, _)| what.starts_with("psp_payable:")), "{diffs:?}");
+}
