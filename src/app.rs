@@ -83,8 +83,8 @@ impl Application {
     }
 }
 
-/// Periodic work: expire unconfirmed authorizations (every minute) and purge expired
-/// idempotency keys (every hour).
+/// Periodic work: expire unconfirmed authorizations and mark overdue invoices late (every
+/// minute), purge expired idempotency keys (every hour).
 async fn housekeeping(services: Services) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     let mut n: u64 = 0;
@@ -94,6 +94,11 @@ async fn housekeeping(services: Services) {
             Ok(k) if k > 0 => tracing::info!(expired = k, "unconfirmed authorizations expired"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %crate::web::error::error_chain(&e), "authorization expiry failed"),
+        }
+        match crate::service::orders::mark_overdue(&services).await {
+            Ok(k) if k > 0 => tracing::info!(late = k, "overdue invoices marked late"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %crate::web::error::error_chain(&e), "overdue check failed"),
         }
         if n % 60 == 0 {
             match crate::store::idempotency::purge_expired(&services.db, services.clock.now()).await {

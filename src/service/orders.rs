@@ -439,6 +439,116 @@ pub async fn cancel(s: &Services, tx: &mut Tx, psp_id: PspId, order_id: OrderId)
     order_view(tx, psp_id, order_id).await
 }
 
+/// The body of `PATCH /v1/orders/{id}`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct OrderPatch {
+    /// Set once, when the order has none.
+    pub external_order_id: Option<String>,
+    /// A lower amount (never higher, never below what is captured).
+    pub amount: Option<AmountInput>,
+    /// A new payment term, before anything is captured.
+    pub duration: Option<i64>,
+}
+
+/// Updates an order's details: set the external id once, lower the amount, change the term
+/// before the first capture.
+pub async fn update_order(
+    s: &Services,
+    tx: &mut Tx,
+    psp_id: PspId,
+    order_id: OrderId,
+    patch: OrderPatch,
+) -> Result<Order, CheckoutError> {
+    let row =
+        orders_store::get_order(tx, Some(psp_id), order_id, true).await?.ok_or(CheckoutError::NotFound("order"))?;
+    let mut data = row.data()?;
+    let mut v = Violations::new();
+    let external = v.opt_text("external_order_id", patch.external_order_id, 255);
+    let amount = patch.amount.and_then(|a| a.validate(&mut v, "amount", &s.config.currencies, true));
+    if patch.duration.is_some_and(|d| !(7..=120).contains(&d)) {
+        v.add("duration", "duration must be between 7 and 120 days");
+    }
+    v.finish().map_err(CheckoutError::Invalid)?;
+    let state = row.state()?;
+    if !matches!(state.as_str(), "authorized" | "pre_waiting" | "waiting" | "created" | "partially_shipped") {
+        return Err(conflict(format!("the order is {} and can no longer be changed", state.as_str())));
+    }
+    let mut external_order_id = row.external_order_id.clone();
+    if let Some(e) = external {
+        if row.external_order_id.as_deref().is_some_and(|x| x != e) {
+            return Err(conflict("external_order_id is already set"));
+        }
+        external_order_id = Some(e);
+    }
+    if let Some(a) = amount {
+        let cur = data.amount;
+        if a.currency != cur.currency || a.gross > cur.gross || a.net > cur.net || a.tax > cur.tax {
+            return Err(conflict("the amount can only be lowered, in the order's currency"));
+        }
+        if a.gross < row.captured + row.canceled_amount {
+            return Err(conflict(format!("the amount cannot go below what is captured ({})", row.captured)));
+        }
+        data.amount = a;
+    }
+    if let Some(d) = patch.duration {
+        if row.captured > 0 {
+            return Err(conflict("the duration cannot change after a capture; extend the capture instead"));
+        }
+        data.duration = d;
+    }
+    data.external_order_id.clone_from(&external_order_id);
+    let json = serde_json::to_string(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let a = data.amount;
+    let now = s.clock.now();
+    if !orders_store::update_order_details(
+        tx,
+        order_id,
+        row.updated_at,
+        external_order_id.as_deref(),
+        (a.gross, a.net, a.tax),
+        data.duration,
+        &json,
+        now,
+    )
+    .await?
+    {
+        return Err(conflict("the order changed meanwhile; read it and retry"));
+    }
+    order_view(tx, psp_id, order_id).await
+}
+
+/// Marks open invoices past their due date `late`, each with its `capture.late` event.
+pub async fn mark_overdue(s: &Services) -> Result<usize, CheckoutError> {
+    let now = s.clock.now();
+    let mut conn = s.db.conn().await?;
+    let due = store::overdue(&mut conn, now.date_naive(), 500).await?;
+    drop(conn);
+    let mut n = 0;
+    for (id, psp_id) in due {
+        let mut tx = s.db.begin().await?;
+        if store::mark_late(&mut tx, id, now).await? {
+            events::append(&mut tx, psp_id, "capture.late", &json!({ "capture_id": id }), now).await?;
+            tx.commit().await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// A PSP's orders, newest first.
+pub async fn list_orders(
+    s: &Services,
+    psp_id: PspId,
+    merchant_id: Option<crate::domain::ids::MerchantId>,
+    state: Option<&str>,
+    limit: i64,
+    after: Option<OrderId>,
+) -> Result<Vec<Order>, CheckoutError> {
+    let mut conn = s.db.conn().await?;
+    let rows = orders_store::list_orders(&mut conn, psp_id, merchant_id, state, limit, after).await?;
+    rows.iter().map(|r| Order::from_row(r).map_err(CheckoutError::from)).collect()
+}
+
 /// The captures of an order.
 pub async fn captures_of_order(s: &Services, psp_id: PspId, order_id: OrderId) -> Result<Vec<Capture>, CheckoutError> {
     let mut conn = s.db.conn().await?;

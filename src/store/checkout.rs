@@ -350,3 +350,47 @@ pub async fn put_setting(tx: &mut impl AsExec, name: &str, value: &str, now: Dat
     });
     Ok(())
 }
+
+/// A PSP's orders, newest first, optionally of one merchant and one state.
+pub async fn list_orders(
+    conn: &mut impl AsExec,
+    psp_id: PspId,
+    merchant_id: Option<MerchantId>,
+    state: Option<&str>,
+    limit: i64,
+    starting_after: Option<OrderId>,
+) -> StoreResult<Vec<OrderRow>> {
+    let after = starting_after.unwrap_or(OrderId(uuid::Uuid::max()));
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(&format!(
+            "{ORDER_SELECT} WHERE o.psp_id = $1 AND o.id < $2 AND ($3 IS NULL OR o.merchant_id = $3) \
+             AND ($4 IS NULL OR o.state = $4) ORDER BY o.id DESC LIMIT $5"
+        ))
+        .bind(psp_id).bind(after).bind(merchant_id).bind(state).bind(limit)
+        .fetch_all(&mut *c).await?
+    }))
+}
+
+/// Changes an order's details if it is still as `expected_updated_at` says (compare-and-set):
+/// `false` if another request changed it meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub async fn update_order_details(
+    tx: &mut impl AsExec,
+    id: OrderId,
+    expected_updated_at: DateTime<Utc>,
+    external_order_id: Option<&str>,
+    amounts: (i64, i64, i64),
+    duration: i64,
+    order_data: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE orders SET external_order_id = $3, gross = $4, net = $5, tax = $6, duration = $7, order_data = $8, \
+             updated_at = $9 WHERE id = $1 AND updated_at = $2 AND captured + canceled_amount <= $4",
+        )
+        .bind(id).bind(expected_updated_at).bind(external_order_id).bind(amounts.0).bind(amounts.1).bind(amounts.2)
+        .bind(duration).bind(order_data).bind(now)
+        .execute(&mut *c).await?.rows_affected() == 1
+    }))
+}

@@ -319,3 +319,19 @@ async fn compare(conn: &mut impl AsExec, prefix: &str, id_col: &str, expected: &
         .fetch_all(&mut *c).await?
     }))
 }
+
+/// Open captures whose due date has passed (at most `limit`).
+pub async fn overdue(conn: &mut impl AsExec, today: NaiveDate, limit: i64) -> StoreResult<Vec<(CaptureId, PspId)>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as("SELECT id, psp_id FROM captures WHERE state = 'open' AND due_date < $1 LIMIT $2")
+            .bind(today.to_string()).bind(limit).fetch_all(&mut *c).await?
+    }))
+}
+
+/// Marks an open capture late; `false` if it is no longer open.
+pub async fn mark_late(tx: &mut impl AsExec, id: CaptureId, now: DateTime<Utc>) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query("UPDATE captures SET state = 'late', updated_at = $2 WHERE id = $1 AND state = 'open'")
+            .bind(id).bind(now).execute(&mut *c).await?.rows_affected() == 1
+    }))
+}

@@ -45,7 +45,6 @@ pub fn psp_router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_payment_page_session))
         .routes(routes!(create_widget_session))
         .routes(routes!(confirm_authorization))
-        .routes(routes!(get_order))
 }
 
 pub fn checkout_api_router() -> OpenApiRouter<AppState> {
@@ -167,20 +166,6 @@ async fn confirm_authorization(
     let mut tx = state.db.begin().await?;
     let order = checkout::confirm(&state.services, &mut tx, psp.psp_id, id, body).await?;
     respond(tx, &idem, StatusCode::OK, &order).await
-}
-
-/// Get an order.
-#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "Orders",
-    params(("order_id" = OrderId, Path)),
-    responses((status = 200, description = "The order", body = Order),
-              (status = 404, description = "No such order for this PSP", body = ErrorBody)),
-    security(("basic" = [])))]
-async fn get_order(
-    State(state): State<AppState>,
-    psp: AuthedPsp,
-    ApiPath(id): ApiPath<OrderId>,
-) -> Result<Json<Order>, ApiError> {
-    Ok(Json(checkout::get_order(&state.services, psp.psp_id, id).await?))
 }
 
 /// Get a checkout session (checkout API).

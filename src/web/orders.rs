@@ -9,20 +9,99 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiPath, AuthedPsp};
+use super::extract::{ApiJson, ApiPath, ApiQuery, AuthedPsp, ListParams};
 use super::idempotency::{Idem, respond};
-use crate::domain::ids::{CaptureId, OrderId};
-use crate::service::checkout::Order;
-use crate::service::orders::{self, Capture, CaptureInput, ConfirmPaymentInput, ExtendInput, Refund, RefundInput};
+use super::merchants::Page;
+use crate::domain::ids::{CaptureId, MerchantId, OrderId};
+use crate::domain::order::OrderState;
+use crate::service::checkout::{self, Order};
+use crate::service::orders::{
+    self, Capture, CaptureInput, ConfirmPaymentInput, ExtendInput, OrderPatch, Refund, RefundInput,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(list_orders))
+        .routes(routes!(get_order, update_order))
         .routes(routes!(create_capture, list_captures))
         .routes(routes!(cancel_order))
         .routes(routes!(get_capture))
         .routes(routes!(create_refund))
         .routes(routes!(confirm_payment))
         .routes(routes!(extend_duration))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct OrderQuery {
+    /// How many orders to return (1–100, default 20).
+    limit: Option<i64>,
+    /// Return orders older than this id.
+    starting_after: Option<uuid::Uuid>,
+    merchant_id: Option<MerchantId>,
+    state: Option<OrderState>,
+}
+
+/// List orders.
+#[utoipa::path(get, path = "/v1/orders", tag = "Orders", params(OrderQuery),
+    responses((status = 200, description = "Orders, newest first", body = Page<Order>),
+              (status = 400, description = "Unreadable query", body = ErrorBody),
+              (status = 422, description = "Invalid limit", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn list_orders(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiQuery(q): ApiQuery<OrderQuery>,
+) -> Result<Json<Page<Order>>, ApiError> {
+    let limit = ListParams { limit: q.limit, starting_after: None }.limit()?;
+    let rows = orders::list_orders(
+        &state.services,
+        psp.psp_id,
+        q.merchant_id,
+        q.state.map(OrderState::as_str),
+        limit + 1,
+        q.starting_after.map(OrderId),
+    )
+    .await?;
+    Ok(Json(Page::from_rows(rows, limit)))
+}
+
+/// Get an order.
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "Orders",
+    params(("order_id" = OrderId, Path)),
+    responses((status = 200, description = "The order", body = Order),
+              (status = 404, description = "No such order for this PSP", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn get_order(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<OrderId>,
+) -> Result<Json<Order>, ApiError> {
+    Ok(Json(checkout::get_order(&state.services, psp.psp_id, id).await?))
+}
+
+/// Update an order's details.
+///
+/// Set `external_order_id` once, lower the amount (never raise it, never below what is
+/// captured), change `duration` before the first capture.
+#[utoipa::path(patch, path = "/v1/orders/{order_id}", tag = "Orders",
+    request_body = OrderPatch,
+    params(("order_id" = OrderId, Path)),
+    responses((status = 200, description = "The order", body = Order),
+              (status = 404, description = "No such order for this PSP", body = ErrorBody),
+              (status = 409, description = "Not allowed in the order's state", body = ErrorBody),
+              (status = 422, description = "Invalid fields", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn update_order(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<OrderId>,
+    ApiJson(body): ApiJson<OrderPatch>,
+) -> Result<Json<Order>, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let order = orders::update_order(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    tx.commit().await?;
+    Ok(Json(order))
 }
 
 /// Capture against an order (create an invoice).

@@ -251,3 +251,79 @@ async fn ledger_verify_names_a_difference() {
     assert!(diffs.iter().any(|(what, _, _)| what.starts_with("buyer_receivable:")), "{diffs:?}");
     assert!(diffs.iter().any(|(what, _, _)| what.starts_with("psp_payable:")), "{diffs:?}");
 }
+
+#[tokio::test]
+async fn list_and_update_orders() {
+    let (app, psp, mid) = setup().await;
+    let first = created_order(&app, &psp, &mid).await;
+    let second = created_order(&app, &psp, &mid).await;
+    let page = app.send(app.psp(&psp, Method::GET, "/v1/orders?limit=1")).await.json();
+    assert_eq!(page["data"][0]["order_id"], second.as_str());
+    assert_eq!(page["has_more"], true);
+    let page =
+        app.send(app.psp(&psp, Method::GET, &format!("/v1/orders?limit=1&starting_after={second}"))).await.json();
+    assert_eq!(page["data"][0]["order_id"], first.as_str());
+    let filtered =
+        app.send(app.psp(&psp, Method::GET, &format!("/v1/orders?merchant_id={mid}&state=created"))).await.json();
+    assert_eq!(filtered["data"].as_array().unwrap().len(), 2);
+    let none = app.send(app.psp(&psp, Method::GET, "/v1/orders?state=shipped")).await.json();
+    assert_eq!(none["data"], json!([]));
+    app.send(app.psp(&psp, Method::GET, "/v1/orders?state=flying")).await.assert_error(400, "request_invalid");
+    let other = app.create_psp().await;
+    assert_eq!(app.send(app.psp(&other, Method::GET, "/v1/orders")).await.json()["data"], json!([]));
+    app.send(app.psp(&other, Method::PATCH, &format!("/v1/orders/{first}")).json(&json!({"duration": 45})))
+        .await
+        .assert_error(404, "resource_not_found");
+
+    let patch = |body: Value| app.psp(&psp, Method::PATCH, &format!("/v1/orders/{first}")).json(&body);
+    app.send(patch(json!({"external_order_id": "OTHER"}))).await.assert_error(409, "state_conflict");
+    let o = app.send(patch(json!({"amount": {"gross": 10000, "net": 8403, "tax": 1597}, "duration": 45}))).await;
+    assert_eq!(o.status, 200, "{}", o.text());
+    let o = o.json();
+    assert_eq!(o["amount"]["gross"], 10000);
+    assert_eq!(o["duration"], 45);
+    assert_eq!(o["uncaptured"], 10000);
+    app.send(patch(json!({"amount": {"gross": 10001, "net": 8404, "tax": 1597}})))
+        .await
+        .assert_error(409, "state_conflict");
+    app.send(patch(json!({"duration": 3}))).await.assert_error(422, "request_validation_error");
+    app.send(patch(json!({"duration": "long"}))).await.assert_error(400, "request_invalid");
+
+    let c = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/orders/{first}/captures"))
+                .json(&json!({"amount": amount(6000), "external_invoice_number": "I"})),
+        )
+        .await
+        .json();
+    assert_eq!(c["duration"], 45);
+    app.send(patch(json!({"duration": 60}))).await.assert_error(409, "state_conflict");
+    app.send(patch(json!({"amount": {"gross": 5999, "net": 5999, "tax": 0}})))
+        .await
+        .assert_error(409, "state_conflict");
+    verify_ledger(&app).await;
+}
+
+#[tokio::test]
+async fn overdue_invoices_become_late_until_extended() {
+    let (app, psp, mid) = setup().await;
+    let oid = created_order(&app, &psp, &mid).await;
+    let c = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
+                .json(&json!({"amount": amount(6000), "external_invoice_number": "I"})),
+        )
+        .await
+        .json();
+    let id = c["capture_id"].as_str().unwrap();
+    assert_eq!(netterms::service::orders::mark_overdue(&app.services).await.unwrap(), 0);
+    app.services.clock.advance(chrono::Duration::days(32));
+    assert_eq!(netterms::service::orders::mark_overdue(&app.services).await.unwrap(), 1);
+    assert_eq!(app.send(app.psp(&psp, Method::GET, &format!("/v1/captures/{id}"))).await.json()["state"], "late");
+    let events = app.send(app.psp(&psp, Method::GET, "/v1/events?type=capture.late")).await.json();
+    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    let e = app
+        .send(app.psp(&psp, Method::POST, &format!("/v1/captures/{id}/extend-duration")).json(&json!({"duration": 60})))
+        .await;
+    assert_eq!(e.json()["state"], "open");
+}
