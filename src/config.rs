@@ -80,6 +80,9 @@ pub struct Config {
     pub virtual_iban_bank_code: String,
     /// How long an unconfirmed widget authorization stays valid.
     pub authorization_ttl_hours: i64,
+    /// How long a request's `Idempotency-Key` counts as in flight; after a crash, a retry with the
+    /// same key waits this long (409 `idempotency_in_progress`) before it runs again.
+    pub idempotency_lock_secs: u64,
 }
 
 impl Default for Config {
@@ -107,6 +110,7 @@ impl Default for Config {
             credit: crate::domain::decision::Policy::default(),
             virtual_iban_bank_code: "10010010".into(),
             authorization_ttl_hours: 72,
+            idempotency_lock_secs: 60,
         }
     }
 }
@@ -143,6 +147,7 @@ const FIELDS: &[&str] = &[
     "webhook_poll_ms",
     "virtual_iban_bank_code",
     "authorization_ttl_hours",
+    "idempotency_lock_secs",
 ];
 
 impl Config {
@@ -237,6 +242,9 @@ impl Config {
             || c.max_order_amount < c.min_order_amount
         {
             errs.push("credit: limits must be positive and min_order_amount <= max_order_amount".to_owned());
+        }
+        if !(1..=3600).contains(&self.idempotency_lock_secs) {
+            errs.push("idempotency_lock_secs must be between 1 and 3600".to_owned());
         }
         if errs.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errs)) }
     }

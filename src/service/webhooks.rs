@@ -282,10 +282,12 @@ pub struct Dispatcher {
     client: reqwest::Client,
     worker: Arc<str>,
     allow_private: bool,
+    lease: Duration,
 }
 
-/// How long a claimed delivery belongs to its worker (longer than any attempt may take).
-const LEASE: Duration = Duration::seconds(60);
+/// How long a claimed delivery belongs to its worker beyond the attempt's timeout. A worker that
+/// died mid-attempt leaves its claim; another takes it over once the lease ends.
+const LEASE_MARGIN_SECS: i64 = 15;
 /// Deliveries claimed per round.
 const BATCH: i64 = 64;
 
@@ -300,7 +302,9 @@ impl Dispatcher {
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
         }
-        Ok(Dispatcher { services, client: builder.build()?, worker: Arc::from(worker), allow_private })
+        let timeout = i64::try_from(services.config.webhook_timeout_secs).unwrap_or(60);
+        let lease = Duration::seconds(timeout + LEASE_MARGIN_SECS);
+        Ok(Dispatcher { services, client: builder.build()?, worker: Arc::from(worker), allow_private, lease })
     }
 
     /// One round: claims up to a batch of due deliveries, sends them concurrently, stores every
@@ -309,7 +313,7 @@ impl Dispatcher {
         let s = &self.services;
         let now = s.clock.now();
         let mut tx = s.db.begin().await?;
-        let claimed = store::claim_due(&mut tx, &self.worker, now, now + LEASE, BATCH).await?;
+        let claimed = store::claim_due(&mut tx, &self.worker, now, now + self.lease, BATCH).await?;
         tx.commit().await?;
         let n = claimed.len();
         let mut set = tokio::task::JoinSet::new();

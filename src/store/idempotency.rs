@@ -7,8 +7,8 @@ use super::{AsExec, Db, StoreResult};
 use crate::domain::ids::PspId;
 use crate::with_conn;
 
-/// How long a claimed key counts as in flight before another request may take it over
-/// (a process that died mid-request leaves its claim behind).
+/// How long a claimed key counts as in flight before another request may take it over (a
+/// process that died mid-request leaves its claim behind); `idempotency_lock_secs` configures it.
 pub const LOCK_FOR: Duration = Duration::seconds(60);
 /// How long a completed response is replayed.
 pub const RETAIN_FOR: Duration = Duration::hours(24);
@@ -35,10 +35,17 @@ struct Row {
     created_at: DateTime<Utc>,
 }
 
-/// Claims `key` for `psp_id`.
-pub async fn claim(db: &Db, psp_id: PspId, key: &str, fingerprint: &[u8], now: DateTime<Utc>) -> StoreResult<Claim> {
+/// Claims `key` for `psp_id`, holding it for `lock_for`.
+pub async fn claim(
+    db: &Db,
+    psp_id: PspId,
+    key: &str,
+    fingerprint: &[u8],
+    now: DateTime<Utc>,
+    lock_for: Duration,
+) -> StoreResult<Claim> {
     let mut tx = db.begin().await?;
-    let lock = now + LOCK_FOR;
+    let lock = now + lock_for;
     let claim = with_conn!(&mut tx, c => {
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (psp_id, key, fingerprint, locked_until, created_at) \

@@ -75,7 +75,8 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     material.extend_from_slice(&bytes);
     let fingerprint = state.keyring.digest(Purpose::Fingerprint, &material);
 
-    match idempotency::claim(&state.db, psp.psp_id, &key, &fingerprint, state.clock.now()).await? {
+    let lock_for = chrono::Duration::seconds(i64::try_from(state.config.idempotency_lock_secs).unwrap_or(60));
+    match idempotency::claim(&state.db, psp.psp_id, &key, &fingerprint, state.clock.now(), lock_for).await? {
         Claim::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let mut resp = (status, body).into_response();

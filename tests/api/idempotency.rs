@@ -141,11 +141,11 @@ async fn an_abandoned_claim_is_taken_over_after_its_lock() {
     let psp = app.create_psp().await;
     let psp_id = psp.psp_id.parse().unwrap();
     let now = app.services.clock.now();
-    use netterms::store::idempotency::{Claim, claim};
+    use netterms::store::idempotency::{Claim, LOCK_FOR, claim};
     // A request that crashed after claiming: its claim is in flight until the lock runs out.
-    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", now).await.unwrap(), Claim::Run);
-    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", now).await.unwrap(), Claim::InFlight);
+    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", now, LOCK_FOR).await.unwrap(), Claim::Run);
+    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", now, LOCK_FOR).await.unwrap(), Claim::InFlight);
     let later = now + netterms::store::idempotency::LOCK_FOR + chrono::Duration::seconds(1);
-    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", later).await.unwrap(), Claim::Run);
-    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", later).await.unwrap(), Claim::InFlight);
+    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", later, LOCK_FOR).await.unwrap(), Claim::Run);
+    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", later, LOCK_FOR).await.unwrap(), Claim::InFlight);
 }

@@ -1,0 +1,330 @@
+//! Crash safety: the real `netterms serve` is killed with SIGKILL again and again while clients
+//! capture and refund, then restarted. Afterwards every request that got a 2xx is in the
+//! database, no effect happened twice (retries reuse their Idempotency-Key), `netterms ledger
+//! verify` passes, and every event reached the webhook receiver. On SQLite always; on PostgreSQL
+//! too when `NETTERMS_TEST_DATABASE_URL` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netterms");
+
+struct Server {
+    dir: std::path::PathBuf,
+    db_url: String,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(&self.dir)
+            .env_remove("DATABASE_URL")
+            .env("NETTERMS_DATABASE_URL", &self.db_url)
+            .env("NETTERMS_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("NETTERMS_SECRET_KEY", "crash-test-secret-key-0123456789-0123456789")
+            .env("NETTERMS_IDEMPOTENCY_LOCK_SECS", "1")
+            .env("NETTERMS_WEBHOOK_POLL_MS", "50")
+            .env("NETTERMS_WEBHOOK_TIMEOUT_SECS", "2")
+            .env("NETTERMS_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
+    async fn start(&mut self) {
+        self.child = Some(self.cmd().arg("serve").spawn().unwrap());
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client
+                .get(format!("http://127.0.0.1:{}/readyz", self.port))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server did not start");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends a POST until it gets an answer that is not "try again": retries after connection errors
+/// and 409 `idempotency_in_progress`, always with the same key. Returns the final status and body.
+async fn post_until_answered(
+    c: &reqwest::Client,
+    url: &str,
+    auth: (&str, &str),
+    key: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "no answer for {url}");
+        let r = c.post(url).basic_auth(auth.0, Some(auth.1)).header("idempotency-key", key).json(body).send().await;
+        if let Ok(r) = r {
+            let status = r.status().as_u16();
+            if let Ok(v) = r.json::<Value>().await {
+                let in_progress = status == 409 && v["errors"][0]["code"] == "idempotency_in_progress";
+                if !in_progress && status != 503 {
+                    return (status, v);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = std::env::var("NETTERMS_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
+    let (db_url, pg_cleanup) = match &pg {
+        Some(admin) => {
+            use sqlx::Connection;
+            let name = format!("netterms_crash_{}", uuid::Uuid::new_v4().simple());
+            let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut c).await.unwrap();
+            (format!("{}/{name}", admin.rsplit_once('/').unwrap().0), Some((admin.clone(), name)))
+        }
+        None => (format!("sqlite://{}", dir.path().join("crash.db").display()), None),
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Server { dir: dir.path().to_owned(), db_url: db_url.clone(), port, child: None };
+    assert!(server.cmd().arg("migrate").status().unwrap().success());
+    let base = format!("http://127.0.0.1:{port}");
+
+    // A receiver that records every event id it gets.
+    let received: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let r2 = received.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |h: axum::http::HeaderMap| {
+            let r = r2.clone();
+            async move {
+                r.lock().unwrap().insert(h["webhook-id"].to_str().unwrap().to_owned());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    // Provision a PSP, a merchant, an endpoint and a few created orders.
+    let out = server
+        .cmd()
+        .args(["psp", "create", "--name", "Crash", "--fee-rate-bps", "100", "--fee-fixed", "0"])
+        .args(["--iban", "DE89370400440532013000", "--payout-frequency", "daily", "--json"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    server.start().await;
+    let c = reqwest::Client::new();
+    let pw: Value = c
+        .get(created["password_url"].as_str().unwrap())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (user, pass) = (created["username"].as_str().unwrap().to_owned(), pw["password"].as_str().unwrap().to_owned());
+    let auth = (user.as_str(), pass.as_str());
+    // The endpoint first, so that every event of the run is for it.
+    post_until_answered(&c, &format!("{base}/v1/webhook-endpoints"), auth, "ep", &json!({"url": hook_url})).await;
+    let (_, m) = post_until_answered(
+        &c,
+        &format!("{base}/v1/merchants"),
+        auth,
+        "m",
+        &json!({
+        "external_id": "crash", "name": "Crash GmbH", "legal_form": "10001", "registration_number": "HRB 1",
+        "address": {"street": "A", "postal_code": "10115", "city": "Berlin", "country": "DE"},
+        "contact": {"name": "C", "email": "c@example.com"}}),
+    )
+    .await;
+    let mid = m["merchant_id"].as_str().unwrap().to_owned();
+    let mut orders = Vec::new();
+    for i in 0..4 {
+        let (_, s) = post_until_answered(
+            &c,
+            &format!("{base}/v1/widget-sessions"),
+            auth,
+            &format!("s{i}"),
+            &json!({"merchant_id": mid, "allowed_origins": ["https://shop.example"]}),
+        )
+        .await;
+        let sid = s["session_id"].as_str().unwrap().to_owned();
+        let order = json!({"amount": {"gross": 100_000, "net": 100_000, "tax": 0}, "duration": 30,
+            "debtor_company": {"name": format!("Kunde {i} GmbH"), "legal_form": "10001", "registration_number": format!("HRB {i}0"),
+                "registration_court": "AG Köln", "address": {"street": "B", "postal_code": "50667", "city": "Köln", "country": "DE"}},
+            "debtor_person": {"email": "k@kunde.example"}});
+        let a: Value = c
+            .post(format!("{base}/checkout-api/v1/sessions/{sid}/authorize"))
+            .json(&json!({"order": order, "payment_method": "bank_transfer", "terms_accepted": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        post_until_answered(
+            &c,
+            &format!("{base}/v1/widget-sessions/{sid}/confirm-authorization"),
+            auth,
+            &format!("c{i}"),
+            &order,
+        )
+        .await;
+        orders.push(a["order_id"].as_str().unwrap().to_owned());
+    }
+
+    // Clients capture and refund while the server is killed and restarted.
+    let acked_captures: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let acked_refunds: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for (w, order) in orders.iter().enumerate() {
+        let (c, base, user, pass, order) = (c.clone(), base.clone(), user.clone(), pass.clone(), order.clone());
+        let (caps, refs, stop) = (acked_captures.clone(), acked_refunds.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 60 {
+                n += 1;
+                let key = format!("cap-{w}-{n}");
+                let (status, v) = post_until_answered(
+                    &c,
+                    &format!("{base}/v1/orders/{order}/captures"),
+                    (&user, &pass),
+                    &key,
+                    &json!({"amount": {"gross": 1000, "net": 1000, "tax": 0}, "external_invoice_number": key}),
+                )
+                .await;
+                if status == 201 {
+                    let id = v["capture_id"].as_str().unwrap().to_owned();
+                    caps.lock().unwrap().push((id.clone(), 1000));
+                    let (status, _) = post_until_answered(
+                        &c,
+                        &format!("{base}/v1/captures/{id}/refunds"),
+                        (&user, &pass),
+                        &format!("ref-{w}-{n}"),
+                        &json!({"amount": {"gross": 300, "net": 300, "tax": 0}}),
+                    )
+                    .await;
+                    if status == 201 {
+                        refs.lock().unwrap().push((id, 300));
+                    }
+                }
+            }
+        }));
+    }
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        server.kill();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        server.start().await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in clients {
+        t.await.unwrap();
+    }
+
+    // Every acknowledged effect is there, once.
+    let caps = acked_captures.lock().unwrap().clone();
+    let refs = acked_refunds.lock().unwrap().clone();
+    assert!(caps.len() > 10, "too little load: {}", caps.len());
+    let mut db_captures = 0;
+    let mut db_refunded = 0;
+    for order in &orders {
+        let list: Value = c
+            .get(format!("{base}/v1/orders/{order}/captures"))
+            .basic_auth(&user, Some(&pass))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = list["data"].as_array().unwrap();
+        db_captures += data.len();
+        db_refunded += data.iter().map(|x| x["refunded"].as_i64().unwrap()).sum::<i64>();
+        let o: Value = c
+            .get(format!("{base}/v1/orders/{order}"))
+            .basic_auth(&user, Some(&pass))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            o["captured"].as_i64().unwrap(),
+            data.iter().map(|x| x["amount"]["gross"].as_i64().unwrap()).sum::<i64>()
+        );
+    }
+    assert_eq!(db_captures, caps.len(), "captures in the database differ from those acknowledged");
+    assert_eq!(db_refunded, refs.iter().map(|r| r.1).sum::<i64>(), "refunds differ from those acknowledged");
+    for (id, _) in &caps {
+        let r = c.get(format!("{base}/v1/captures/{id}")).basic_auth(&user, Some(&pass)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    // Every event is delivered.
+    let mut events = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let url = match &after {
+            Some(a) => format!("{base}/v1/events?limit=100&starting_after={a}"),
+            None => format!("{base}/v1/events?limit=100"),
+        };
+        let page: Value = c.get(url).basic_auth(&user, Some(&pass)).send().await.unwrap().json().await.unwrap();
+        let data = page["data"].as_array().unwrap();
+        events.extend(data.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+        if page["has_more"] != true {
+            break;
+        }
+        after = events.last().cloned();
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let missing = events.iter().filter(|e| !received.lock().unwrap().contains(*e)).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{missing} of {} events never delivered", events.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    server.kill();
+    let out = server.cmd().args(["ledger", "verify"]).stdout(Stdio::piped()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    if let Some((admin, name)) = pg_cleanup {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut c).await.unwrap();
+    }
+}
