@@ -322,7 +322,6 @@ fn check_origin(s: &Services, v: &mut Violations, path: &str, o: &str) -> Option
 }
 
 async fn active_merchant(
-    s: &Services,
     tx: &mut Tx,
     v: &mut Violations,
     psp_id: PspId,
@@ -336,10 +335,7 @@ async fn active_merchant(
             Ok(None)
         }
         Some(m) if m.status == MerchantStatus::Inactive => Err(CheckoutError::MerchantInactive),
-        Some(m) => {
-            let _ = s;
-            Ok(Some(m))
-        }
+        Some(m) => Ok(Some(m)),
     }
 }
 
@@ -350,7 +346,7 @@ pub async fn create_payment_page_session(
     input: PaymentPageSessionInput,
 ) -> Result<PaymentPageSession, CheckoutError> {
     let mut v = Violations::new();
-    let merchant = active_merchant(s, tx, &mut v, psp_id, input.merchant_id).await?;
+    let merchant = active_merchant(tx, &mut v, psp_id, input.merchant_id).await?;
     let order = match v.required("order", input.order).map(|o| o.validate(&s.config.currencies, "order")) {
         Some(Ok(o)) => Some(o),
         Some(Err(e)) => {
@@ -411,7 +407,7 @@ pub async fn create_widget_session(
     input: WidgetSessionInput,
 ) -> Result<WidgetSession, CheckoutError> {
     let mut v = Violations::new();
-    let merchant = active_merchant(s, tx, &mut v, psp_id, input.merchant_id).await?;
+    let merchant = active_merchant(tx, &mut v, psp_id, input.merchant_id).await?;
     let customer = v.opt_text("merchant_customer_id", input.merchant_customer_id, 255);
     let origins = v.required("allowed_origins", input.allowed_origins).unwrap_or_default();
     if origins.is_empty() || origins.len() > 10 {
@@ -819,9 +815,8 @@ fn mismatches(authorized: &OrderData, confirmed: &OrderData) -> Vec<FieldError> 
     out
 }
 
-async fn load_order(s: &Services, tx: &mut Tx, id: OrderId) -> Result<Order, CheckoutError> {
+async fn load_order(tx: &mut Tx, id: OrderId) -> Result<Order, CheckoutError> {
     let row = store::get_order(tx, None, id, false).await?.ok_or(CheckoutError::NotFound("order"))?;
-    let _ = s;
     Ok(Order::from_row(&row)?)
 }
 
@@ -887,7 +882,7 @@ pub async fn confirm(
     }
     apply(s, tx, &row, OrderEvent::Confirm, confirmed.external_order_id.as_deref(), None).await?;
     store::set_session_status(tx, session_id, "completed", None, now).await?;
-    load_order(s, tx, order_id).await
+    load_order(tx, order_id).await
 }
 
 pub async fn get_order(s: &Services, psp_id: PspId, id: OrderId) -> Result<Order, CheckoutError> {
@@ -920,7 +915,7 @@ pub async fn review(s: &Services, id: OrderId, approve: bool) -> Result<Order, C
         s.clock.now(),
     )
     .await?;
-    let order = load_order(s, &mut tx, id).await?;
+    let order = load_order(&mut tx, id).await?;
     tx.commit().await?;
     Ok(order)
 }

@@ -181,8 +181,9 @@ pub async fn capture(
     input: CaptureInput,
 ) -> Result<Capture, CheckoutError> {
     let now = s.clock.now();
+    // Locked, so concurrent captures of one order run one after another and see each other's state.
     let order =
-        orders_store::get_order(tx, Some(psp_id), order_id, false).await?.ok_or(CheckoutError::NotFound("order"))?;
+        orders_store::get_order(tx, Some(psp_id), order_id, true).await?.ok_or(CheckoutError::NotFound("order"))?;
     let mut v = Violations::new();
     let amount =
         v.required("amount", input.amount).and_then(|a| a.validate(&mut v, "amount", &s.config.currencies, true));
@@ -249,8 +250,11 @@ pub async fn capture(
         now,
     )
     .await?;
-    let order_event = if reserved.state == "shipped" { "order.shipped" } else { "order.partially_shipped" };
-    events::append(tx, psp_id, order_event, &json!({ "order_id": order_id, "state": reserved.state }), now).await?;
+    // The order's event only when its state changed (a second partial capture changes nothing).
+    if reserved.state != order.state {
+        let order_event = if reserved.state == "shipped" { "order.shipped" } else { "order.partially_shipped" };
+        events::append(tx, psp_id, order_event, &json!({ "order_id": order_id, "state": reserved.state }), now).await?;
+    }
     let row = store::get_capture(tx, psp_id, id, false).await?.ok_or(CheckoutError::NotFound("capture"))?;
     Ok(view(&row)?)
 }
