@@ -1,0 +1,442 @@
+//! netterms' benchmark (run it with `bench/run`). For each backend it starts a release
+//! `netterms serve`, drives it from this separate process and prints one JSON line:
+//! - the full flow (widget session → authorize → confirm → capture → refund) at a fixed offered rate,
+//! - money-moving writes (captures with fresh idempotency keys) at a fixed offered rate — open loop:
+//!   each request is scheduled ahead of time, latency counts from its scheduled start (no
+//!   coordinated omission), and a request that would exceed the in-flight cap is dropped and counted,
+//! - the sustained maximum of money-moving writes (closed loop, many workers),
+//! - `pgbench` (TPC-B-like) on the same PostgreSQL in the same run,
+//! - the server's peak resident set,
+//! - a growth run: p99 of `GET /v1/orders/{id}` and of a capture at 10,000 and at 1,000,000 stored orders.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+const ADMIN: &str = "bench-admin-token-0123456789";
+
+struct Server {
+    child: Child,
+    base: String,
+    user: String,
+    pass: String,
+    merchant: String,
+    client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bin() -> String {
+    std::env::var("NETTERMS_BIN").unwrap_or_else(|_| "target/release/netterms".into())
+}
+
+fn netterms(db_url: &str, port: u16) -> Command {
+    let mut c = Command::new(bin());
+    c.env_remove("DATABASE_URL")
+        .env("NETTERMS_DATABASE_URL", db_url)
+        .env("NETTERMS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("NETTERMS_SECRET_KEY", "bench-secret-key-0123456789-0123456789")
+        .env("NETTERMS_ADMIN_TOKEN", ADMIN)
+        .env("NETTERMS_AUTH_FAILURE_LIMIT", "1000000")
+        .env("NETTERMS_LOG_LEVEL", "error")
+        .env("NETTERMS_DB_MAX_CONNECTIONS", "32")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+async fn start(db_url: &str, port: u16) -> Result<Server> {
+    if db_url.starts_with("postgres") {
+        let ok = netterms(db_url, port).arg("migrate").status()?.success();
+        if !ok {
+            bail!("migrate failed");
+        }
+    }
+    let child = netterms(db_url, port).arg("serve").spawn().context("starting netterms")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
+    for _ in 0..200 {
+        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let admin = |m: reqwest::Method, p: &str| client.request(m, format!("{base}{p}")).bearer_auth(ADMIN);
+    let psp: Value = admin(reqwest::Method::POST, "/admin/v1/psps")
+        .json(&json!({"name": "Bench", "fee_rate_bps": 100, "fee_fixed": 0, "iban": "DE89370400440532013000", "payout_frequency": "daily"}))
+        .send().await?.json().await?;
+    let pw: Value = client
+        .get(psp["password_url"].as_str().context("password_url")?)
+        .header("accept", "application/json")
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut policy: Value = admin(reqwest::Method::GET, "/admin/v1/credit-policy").send().await?.json().await?;
+    for k in ["default_buyer_limit", "review_above", "max_order_amount"] {
+        policy[k] = json!(1_000_000_000_000i64);
+    }
+    admin(reqwest::Method::PUT, "/admin/v1/credit-policy").json(&policy).send().await?.error_for_status()?;
+    let user = psp["username"].as_str().context("username")?.to_owned();
+    let pass = pw["password"].as_str().context("password")?.to_owned();
+    let m: Value = client
+        .post(format!("{base}/v1/merchants"))
+        .basic_auth(&user, Some(&pass))
+        .json(
+            &json!({"external_id": "bench", "name": "Bench GmbH", "legal_form": "10001", "registration_number": "HRB 1",
+            "address": {"street": "Ring", "postal_code": "50667", "city": "Köln", "country": "DE"},
+            "contact": {"name": "Bench", "email": "bench@example.com"}}),
+        )
+        .send()
+        .await?
+        .json()
+        .await?;
+    let merchant = m["merchant_id"].as_str().context("merchant_id")?.to_owned();
+    Ok(Server { child, base, user, pass, merchant, client })
+}
+
+fn order(n: u64, gross: i64) -> Value {
+    json!({
+        "external_order_id": format!("B-{n}"),
+        "amount": {"currency": "EUR", "gross": gross, "net": gross, "tax": 0}, "duration": 30,
+        "debtor_company": {"name": format!("Bench Kunde {n} GmbH"), "legal_form": "10001", "registration_number": format!("HRB {n}"),
+            "registration_court": "AG Köln", "address": {"street": "Ring", "postal_code": "50667", "city": "Köln", "country": "DE"}},
+        "debtor_person": {"email": "bench@kunde.example"}
+    })
+}
+
+impl Server {
+    async fn post(&self, path: &str, body: &Value) -> Option<Value> {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .basic_auth(&self.user, Some(&self.pass))
+            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+            .json(body)
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    /// A confirmed order of `gross`: session → authorize → confirm.
+    async fn order(&self, n: u64, gross: i64) -> Option<String> {
+        let s = self
+            .post(
+                "/v1/widget-sessions",
+                &json!({"merchant_id": self.merchant, "allowed_origins": ["https://shop.example"]}),
+            )
+            .await?;
+        let sid = s["session_id"].as_str()?.to_owned();
+        let a: Value = self
+            .client
+            .post(format!("{}/checkout-api/v1/sessions/{sid}/authorize", self.base))
+            .json(&json!({"order": order(n, gross), "payment_method": "bank_transfer", "terms_accepted": true}))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        if a["state"] != "authorized" {
+            return None;
+        }
+        self.post(&format!("/v1/widget-sessions/{sid}/confirm-authorization"), &order(n, gross)).await?;
+        Some(a["order_id"].as_str()?.to_owned())
+    }
+
+    async fn capture(&self, order: &str, gross: i64) -> Option<Value> {
+        self.post(&format!("/v1/orders/{order}/captures"),
+            &json!({"amount": {"currency": "EUR", "gross": gross, "net": gross, "tax": 0}, "external_invoice_number": uuid::Uuid::now_v7().to_string()})).await
+    }
+
+    /// The whole life: checkout, capture, refund.
+    async fn flow(&self, n: u64) -> Option<()> {
+        let order = self.order(n, 11_900).await?;
+        let c = self.capture(&order, 11_900).await?;
+        let id = c["capture_id"].as_str()?;
+        self.post(
+            &format!("/v1/captures/{id}/refunds"),
+            &json!({"amount": {"currency": "EUR", "gross": 1_000, "net": 1_000, "tax": 0}}),
+        )
+        .await?;
+        Some(())
+    }
+
+    fn rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|k| k.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    }
+}
+
+struct Stats {
+    offered: f64,
+    achieved: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    dropped: u64,
+}
+
+/// Open loop: `rate` requests per second for `secs`, each started at its scheduled time unless
+/// `max_inflight` are still running (then it is dropped). Latency counts from the schedule.
+async fn open_loop<F, Fut>(rate: u64, secs: u64, max_inflight: u64, f: F) -> Stats
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let f = Arc::new(f);
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram")));
+    let (errors, dropped, inflight, ok) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let total = rate * secs;
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for i in 0..total {
+        let at = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(at).await;
+        if inflight.load(Ordering::Relaxed) >= max_inflight {
+            dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        inflight.fetch_add(1, Ordering::Relaxed);
+        let (f, hist, errors, inflight, ok) = (f.clone(), hist.clone(), errors.clone(), inflight.clone(), ok.clone());
+        tasks.push(tokio::spawn(async move {
+            let good = f(i).await;
+            let us = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+            inflight.fetch_sub(1, Ordering::Relaxed);
+            if good {
+                ok.fetch_add(1, Ordering::Relaxed);
+                let _ = hist.lock().await.record(us);
+            } else {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let h = hist.lock().await;
+    Stats {
+        offered: rate as f64,
+        achieved: ok.load(Ordering::Relaxed) as f64 / elapsed,
+        p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+        errors: errors.load(Ordering::Relaxed),
+        dropped: dropped.load(Ordering::Relaxed),
+    }
+}
+
+/// Closed loop: `workers` run `f` back to back for `secs`; successes per second.
+async fn closed_loop<F, Fut>(workers: u64, secs: u64, f: F) -> f64
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let f = Arc::new(f);
+    let ok = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (f, ok) = (f.clone(), ok.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while Instant::now() < deadline {
+                    if f(w * 1_000_000 + i).await {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    ok.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Copies an existing order `n` times with new ids (the growth run's filler).
+async fn grow(db_url: &str, template: &str, n: u64) -> Result<()> {
+    let template = uuid::Uuid::parse_str(template)?;
+    if db_url.starts_with("postgres") {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(db_url).await?;
+        sqlx::query(
+            "INSERT INTO orders (id, psp_id, merchant_id, session_id, buyer_id, state, currency, gross, net, tax, duration, \
+             order_data, payment_method, created_at, updated_at) \
+             SELECT gen_random_uuid(), psp_id, merchant_id, session_id, buyer_id, 'canceled', currency, gross, net, tax, duration, \
+             '{}', payment_method, created_at, updated_at FROM orders, generate_series(1, $2) WHERE id = $1",
+        ).bind(template).bind(i64::try_from(n)?).execute(&mut c).await?;
+    } else {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(db_url).await?;
+        sqlx::query(
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $2) \
+             INSERT INTO orders (id, psp_id, merchant_id, session_id, buyer_id, state, currency, gross, net, tax, duration, \
+             order_data, payment_method, created_at, updated_at) \
+             SELECT randomblob(16), psp_id, merchant_id, session_id, buyer_id, 'canceled', currency, gross, net, tax, duration, \
+             '{}', payment_method, created_at, updated_at FROM orders, s WHERE id = $1",
+        ).bind(template).bind(i64::try_from(n)?).execute(&mut c).await?;
+    }
+    Ok(())
+}
+
+/// p99 of reads of one order and of captures at a fixed rate.
+async fn probe(s: &Arc<Server>, orders: &Arc<Vec<String>>) -> (f64, f64) {
+    let (s1, o1) = (s.clone(), orders.clone());
+    let reads = open_loop(200, 10, 256, move |i| {
+        let (s, o) = (s1.clone(), o1.clone());
+        async move {
+            let id = &o[usize::try_from(i).unwrap_or(0) % o.len()];
+            s.client
+                .get(format!("{}/v1/orders/{id}", s.base))
+                .basic_auth(&s.user, Some(&s.pass))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
+    let (s2, o2) = (s.clone(), orders.clone());
+    let caps = open_loop(100, 10, 256, move |i| {
+        let (s, o) = (s2.clone(), o2.clone());
+        async move { s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], 1).await.is_some() }
+    })
+    .await;
+    (reads.p99_ms, caps.p99_ms)
+}
+
+fn pgbench(admin_url: &str) -> Result<f64> {
+    let db = format!("netterms_pgbench_{}", std::process::id());
+    let psql = |sql: &str| Command::new("psql").arg(admin_url).arg("-qc").arg(sql).stdout(Stdio::null()).status();
+    psql(&format!("CREATE DATABASE {db}"))?;
+    let url = format!("{}/{db}", admin_url.rsplit_once('/').map_or(admin_url, |x| x.0));
+    let init = Command::new("pgbench")
+        .args(["-i", "-s", "10", "-q", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !init.success() {
+        bail!("pgbench -i failed");
+    }
+    let out = Command::new("pgbench").args(["-c", "16", "-j", "2", "-T", "15", "-n", &url]).output()?;
+    psql(&format!("DROP DATABASE {db} WITH (FORCE)"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|t| t.parse().ok())
+        .context("pgbench printed no tps")
+}
+
+async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option<f64>) -> Result<Value> {
+    let s = Arc::new(start(db_url, port).await?);
+    // The full flow at a fixed rate.
+    let s1 = s.clone();
+    let counter = Arc::new(AtomicU64::new(0));
+    let c1 = counter.clone();
+    let flow = open_loop(20, 15, 512, move |_| {
+        let (s, c) = (s1.clone(), c1.clone());
+        async move { s.flow(c.fetch_add(1, Ordering::Relaxed)).await.is_some() }
+    })
+    .await;
+    // Orders big enough for many one-cent captures.
+    let mut orders = Vec::new();
+    for i in 0..16 {
+        orders.push(s.order(1_000_000 + i, 1_000_000_000).await.context("preparing orders")?);
+    }
+    let orders = Arc::new(orders);
+    let (s2, o2) = (s.clone(), orders.clone());
+    let writes = open_loop(500, 20, 1024, move |i| {
+        let (s, o) = (s2.clone(), o2.clone());
+        async move { s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], 1).await.is_some() }
+    })
+    .await;
+    let (s3, o3) = (s.clone(), orders.clone());
+    let max_writes = closed_loop(64, 10, move |i| {
+        let (s, o) = (s3.clone(), o3.clone());
+        async move { s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], 1).await.is_some() }
+    })
+    .await;
+    let rss_mb = s.rss_mb();
+    // Growth: 10,000 then 1,000,000 stored orders.
+    let have = 16 + counter.load(Ordering::Relaxed);
+    grow(db_url, &orders[0], 10_000u64.saturating_sub(have)).await?;
+    let (get_10k, cap_10k) = probe(&s, &orders).await;
+    grow(db_url, &orders[0], 990_000).await?;
+    let (get_1m, cap_1m) = probe(&s, &orders).await;
+    Ok(json!({
+        "backend": backend,
+        "flow": {"offered_per_s": flow.offered, "achieved_per_s": flow.achieved, "p50_ms": flow.p50_ms, "p99_ms": flow.p99_ms,
+                 "errors": flow.errors, "dropped": flow.dropped},
+        "offered_rps": writes.offered, "achieved_rps": writes.achieved, "p50_ms": writes.p50_ms, "p99_ms": writes.p99_ms,
+        "errors": writes.errors, "dropped": writes.dropped,
+        "max_writes_per_s": max_writes,
+        "pgbench_tps": pgbench_tps,
+        "ratio_to_pgbench": pgbench_tps.map(|t| max_writes / t),
+        "rss_mb": rss_mb,
+        "growth": {"get_order_p99_ms_10k": get_10k, "get_order_p99_ms_1m": get_1m, "capture_p99_ms_10k": cap_10k, "capture_p99_ms_1m": cap_1m,
+                   "get_ratio": get_1m / get_10k, "capture_ratio": cap_1m / cap_10k},
+    }))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let pg_admin =
+        std::env::var("NETTERMS_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let pg_up =
+        Command::new("pg_isready").args(["-q", "-h", "127.0.0.1", "-p", "5432"]).status().is_ok_and(|s| s.success());
+    let pgbench_tps = if pg_up { Some(pgbench(&pg_admin)?) } else { None };
+    let dir = std::env::temp_dir().join(format!("netterms-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let line =
+        run_backend("sqlite", &format!("sqlite://{}", dir.join("bench.db").display()), 18090, pgbench_tps).await?;
+    println!("{line}");
+    if pg_up {
+        let db = format!("netterms_bench_{}", std::process::id());
+        Command::new("psql")
+            .arg(&pg_admin)
+            .arg("-qc")
+            .arg(format!("CREATE DATABASE {db}"))
+            .stdout(Stdio::null())
+            .status()?;
+        let url = format!("{}/{db}", pg_admin.rsplit_once('/').map_or(pg_admin.as_str(), |x| x.0));
+        let line = run_backend("postgres", &url, 18091, pgbench_tps).await;
+        Command::new("psql")
+            .arg(&pg_admin)
+            .arg("-qc")
+            .arg(format!("DROP DATABASE {db} WITH (FORCE)"))
+            .stdout(Stdio::null())
+            .status()?;
+        println!("{}", line?);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
