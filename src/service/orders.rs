@@ -255,7 +255,31 @@ pub async fn capture(
         let order_event = if reserved.state == "shipped" { "order.shipped" } else { "order.partially_shipped" };
         events::append(tx, psp_id, order_event, &json!({ "order_id": order_id, "state": reserved.state }), now).await?;
     }
-    let row = store::get_capture(tx, psp_id, id, false).await?.ok_or(CheckoutError::NotFound("capture"))?;
+    // The capture as stored, without reading it back.
+    let row = CaptureRow {
+        id,
+        order_id,
+        psp_id,
+        buyer_id: buyer,
+        external_invoice_number: number,
+        invoice_url: url,
+        currency: amount.currency.as_str().to_owned(),
+        gross: amount.gross,
+        net: amount.net,
+        tax: amount.tax,
+        fee,
+        refunded: 0,
+        paid_direct: 0,
+        state: "open".into(),
+        duration: reserved.duration,
+        due_date: due.to_string(),
+        payment_reference: reference,
+        shipping_info: shipping,
+        line_items: items.to_string(),
+        created_at: now,
+        updated_at: now,
+        virtual_iban: order.virtual_iban.clone().unwrap_or_default(),
+    };
     Ok(view(&row)?)
 }
 

@@ -22,7 +22,20 @@ pub async fn append(
     // The body every delivery sends, fixed now so that retries are byte-identical.
     let payload = serde_json::json!({ "id": id, "type": event_type, "created_at": now, "data": data }).to_string();
     let type_pattern = format!("%\"{event_type}\"%");
-    with_conn!(tx, c => {
+    with_conn!(tx, c, b => {
+        if b == super::Backend::Postgres {
+            // One round trip: the event and its deliveries in one statement.
+            sqlx::query(
+                "WITH ev AS (INSERT INTO events (id, psp_id, type, data, created_at, payload) \
+                             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) \
+                 INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
+                 SELECT ev.id, e.id, 'pending', 0, $5, $5, $5 FROM ev, webhook_endpoints e \
+                 WHERE e.psp_id = $2 AND e.status = 'enabled' AND (e.event_types = '[]' OR e.event_types LIKE $7)",
+            )
+            .bind(id).bind(psp_id).bind(event_type).bind(&data_text).bind(now).bind(&payload).bind(&type_pattern)
+            .execute(&mut *c).await?;
+            return Ok(id);
+        }
         sqlx::query("INSERT INTO events (id, psp_id, type, data, created_at, payload) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id).bind(psp_id).bind(event_type).bind(data_text).bind(now).bind(payload)
             .execute(&mut *c).await?;

@@ -44,8 +44,23 @@ pub async fn claim(
     now: DateTime<Utc>,
     lock_for: Duration,
 ) -> StoreResult<Claim> {
-    let mut tx = db.begin().await?;
     let lock = now + lock_for;
+    // The common case, a new key, is one autocommitted statement.
+    let mut conn = db.write_conn().await?;
+    let inserted = with_conn!(&mut conn, c => {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (psp_id, key, fingerprint, locked_until, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (psp_id, key) DO NOTHING",
+        )
+        .bind(psp_id).bind(key).bind(fingerprint).bind(lock).bind(now)
+        .execute(&mut *c).await?
+        .rows_affected()
+    });
+    drop(conn);
+    if inserted == 1 {
+        return Ok(Claim::Run);
+    }
+    let mut tx = db.begin().await?;
     let claim = with_conn!(&mut tx, c => {
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (psp_id, key, fingerprint, locked_until, created_at) \

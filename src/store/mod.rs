@@ -231,6 +231,14 @@ impl Db {
         })
     }
 
+    /// A connection for a single write statement outside a transaction (it commits by itself).
+    pub async fn write_conn(&self) -> StoreResult<Conn> {
+        Ok(match self {
+            Db::Postgres(p) => Conn::Pg(p.acquire().await?),
+            Db::Sqlite { write, .. } => Conn::Lite(write.acquire().await?),
+        })
+    }
+
     /// A connection for reads outside a transaction.
     pub async fn conn(&self) -> StoreResult<Conn> {
         Ok(match self {

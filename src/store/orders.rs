@@ -242,9 +242,16 @@ pub async fn post(
     with_conn!(tx, c => {
         sqlx::query("INSERT INTO ledger_entries (id, kind, ref_id, currency, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(id).bind(entry.kind).bind(ref_id).bind(currency).bind(now).execute(&mut *c).await?;
-        for (account, amount) in &entry.lines {
-            sqlx::query("INSERT INTO ledger_lines (entry_id, account, amount) VALUES ($1, $2, $3)")
-                .bind(id).bind(account.key()).bind(*amount).execute(&mut *c).await?;
+        // All lines in one statement: one round trip however many lines.
+        if !entry.lines.is_empty() {
+            let values: Vec<String> =
+                (0..entry.lines.len()).map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
+            let sql = format!("INSERT INTO ledger_lines (entry_id, account, amount) VALUES {}", values.join(", "));
+            let mut q = sqlx::query(&sql).bind(id);
+            for (account, amount) in &entry.lines {
+                q = q.bind(account.key()).bind(*amount);
+            }
+            q.execute(&mut *c).await?;
         }
     });
     Ok(())

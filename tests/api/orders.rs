@@ -60,6 +60,12 @@ async fn the_whole_life_of_an_order() {
     assert_eq!(c1.status, 201, "{}", c1.text());
     let c1 = c1.json();
     assert_eq!(c1["state"], "open");
+    // What the capture answered is what is stored.
+    let stored = app
+        .send(app.psp(&psp, Method::GET, &format!("/v1/captures/{}", c1["capture_id"].as_str().unwrap())))
+        .await
+        .json();
+    assert_eq!(stored, c1);
     assert_eq!(c1["outstanding"], 5000);
     // 150 bps of 5,000 plus the fixed 25.
     assert_eq!(c1["fee"], 100);
