@@ -69,6 +69,11 @@ impl Drop for Server {
     }
 }
 
+/// GETs a PSP API resource as JSON.
+async fn get_json(c: &reqwest::Client, url: String, auth: (&str, &str)) -> Value {
+    c.get(url).basic_auth(auth.0, Some(auth.1)).send().await.unwrap().json().await.unwrap()
+}
+
 /// Sends a POST until it gets an answer that is not "try again": retries after connection errors
 /// and 409 `idempotency_in_progress`, always with the same key. Returns the final status and body.
 async fn post_until_answered(
@@ -259,27 +264,11 @@ async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
     let mut db_captures = 0;
     let mut db_refunded = 0;
     for order in &orders {
-        let list: Value = c
-            .get(format!("{base}/v1/orders/{order}/captures"))
-            .basic_auth(&user, Some(&pass))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = get_json(&c, format!("{base}/v1/orders/{order}/captures"), (&user, &pass)).await;
         let data = list["data"].as_array().unwrap();
         db_captures += data.len();
         db_refunded += data.iter().map(|x| x["refunded"].as_i64().unwrap()).sum::<i64>();
-        let o: Value = c
-            .get(format!("{base}/v1/orders/{order}"))
-            .basic_auth(&user, Some(&pass))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let o: Value = get_json(&c, format!("{base}/v1/orders/{order}"), (&user, &pass)).await;
         assert_eq!(
             o["captured"].as_i64().unwrap(),
             data.iter().map(|x| x["amount"]["gross"].as_i64().unwrap()).sum::<i64>()
@@ -300,7 +289,7 @@ async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
             Some(a) => format!("{base}/v1/events?limit=100&starting_after={a}"),
             None => format!("{base}/v1/events?limit=100"),
         };
-        let page: Value = c.get(url).basic_auth(&user, Some(&pass)).send().await.unwrap().json().await.unwrap();
+        let page = get_json(&c, url, (&user, &pass)).await;
         let data = page["data"].as_array().unwrap();
         events.extend(data.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
         if page["has_more"] != true {
