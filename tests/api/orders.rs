@@ -333,3 +333,79 @@ async fn overdue_invoices_become_late_until_extended() {
         .await;
     assert_eq!(e.json()["state"], "open");
 }
+
+#[tokio::test]
+async fn bad_input_to_order_endpoints_changes_nothing() {
+    let (app, psp, mid) = setup().await;
+    let other = app.create_psp().await;
+    let oid = created_order(&app, &psp, &mid).await;
+    let c = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
+                .json(&json!({"amount": amount(1000), "external_invoice_number": "I"})),
+        )
+        .await
+        .json();
+    let cid = c["capture_id"].as_str().unwrap().to_owned();
+    let before = (app.count("captures").await, app.count("refunds").await, app.count("ledger_entries").await);
+
+    let r = app.send(app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures")).json(&json!({}))).await;
+    r.assert_error(422, "request_validation_error");
+    assert_eq!(r.sources(), ["amount", "external_invoice_number"]);
+    let r = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
+                .json(&json!({"amount": {"gross": 10, "net": 5, "tax": 1}, "external_invoice_number": "J"})),
+        )
+        .await;
+    assert_eq!(r.sources(), ["amount.gross"]);
+    let r = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
+                .header("content-type", "application/json")
+                .body("{\"amount\":"),
+        )
+        .await;
+    r.assert_error(400, "request_invalid");
+    let r = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{cid}/refunds"))
+                .json(&json!({"amount": {"gross": "ten"}})),
+        )
+        .await;
+    r.assert_error(400, "request_invalid");
+    assert_eq!(r.sources(), ["amount.gross"]);
+    let r =
+        app.send(app.psp(&psp, Method::POST, &format!("/v1/captures/{cid}/confirm-payment")).json(&json!({}))).await;
+    r.assert_error(422, "request_validation_error");
+    assert_eq!(r.sources(), ["amount"]);
+    app.send(app.psp(&psp, Method::POST, &format!("/v1/captures/{cid}/confirm-payment")).json(&json!({"amount": 0})))
+        .await
+        .assert_error(422, "request_validation_error");
+    app.send(
+        app.psp(&psp, Method::POST, &format!("/v1/captures/{cid}/extend-duration")).json(&json!({"duration": 500})),
+    )
+    .await
+    .assert_error(422, "request_validation_error");
+
+    // Another PSP's order and capture are unknown to it, on every route.
+    for (m, path, body) in [
+        (
+            Method::POST,
+            format!("/v1/orders/{oid}/captures"),
+            json!({"amount": amount(1), "external_invoice_number": "X"}),
+        ),
+        (Method::GET, format!("/v1/orders/{oid}"), json!(null)),
+        (Method::GET, format!("/v1/captures/{cid}"), json!(null)),
+        (Method::POST, format!("/v1/captures/{cid}/refunds"), json!({"amount": amount(1)})),
+        (Method::POST, format!("/v1/captures/{cid}/confirm-payment"), json!({"amount": 1})),
+        (Method::POST, format!("/v1/captures/{cid}/extend-duration"), json!({"duration": 60})),
+    ] {
+        let req = app.psp(&other, m, &path);
+        let req = if body.is_null() { req } else { req.json(&body) };
+        app.send(req).await.assert_error(404, "resource_not_found");
+    }
+    let after = (app.count("captures").await, app.count("refunds").await, app.count("ledger_entries").await);
+    assert_eq!(after, before);
+    verify_ledger(&app).await;
+}
