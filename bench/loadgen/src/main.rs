@@ -356,8 +356,80 @@ fn pgbench(admin_url: &str) -> Result<f64> {
         .context("pgbench printed no tps")
 }
 
+/// Webhook delivery rate: 20 endpoints (the most a PSP may have) on one local receiver, then 500
+/// merchant activations, each fanned out to every endpoint: 10,000 deliveries. The rate is
+/// deliveries received per second from the first to the last.
+async fn webhook_rate(s: &Arc<Server>) -> Result<f64> {
+    let hits = Arc::new(AtomicU64::new(0));
+    let stamps = Arc::new(std::sync::Mutex::new((None::<Instant>, None::<Instant>)));
+    let (h, st) = (hits.clone(), stamps.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (h, st) = (h.clone(), st.clone());
+            async move {
+                h.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                if let Ok(mut g) = st.lock() {
+                    g.0.get_or_insert(now);
+                    g.1 = Some(now);
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for i in 0..20 {
+        s.post(
+            "/v1/webhook-endpoints",
+            &json!({"url": url, "event_types": ["merchant.activated"], "description": format!("bench {i}")}),
+        )
+        .await
+        .context("creating endpoint")?;
+    }
+    let s1 = s.clone();
+    let made = Arc::new(AtomicU64::new(0));
+    let m1 = made.clone();
+    let tasks: Vec<_> = (0..8).map(|w| {
+        let (s, m) = (s1.clone(), m1.clone());
+        tokio::spawn(async move {
+            for i in 0..63 {
+                let body = json!({"external_id": format!("wh-{w}-{i}"), "name": "Webhook GmbH", "legal_form": "10001",
+                    "registration_number": "HRB 1", "address": {"street": "Ring", "postal_code": "50667", "city": "Köln", "country": "DE"},
+                    "contact": {"name": "W", "email": "w@example.com"}});
+                if s.post("/v1/merchants", &body).await.is_some() {
+                    m.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    }).collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let expected = made.load(Ordering::Relaxed) * 20;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while hits.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = hits.load(Ordering::Relaxed);
+    let (first, last) = *stamps.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+    let span = match (first, last) {
+        (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
+        _ => bail!("no webhook deliveries arrived"),
+    };
+    if got < expected {
+        bail!("only {got} of {expected} webhook deliveries arrived");
+    }
+    Ok(got as f64 / span)
+}
+
 async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option<f64>) -> Result<Value> {
     let s = Arc::new(start(db_url, port).await?);
+    if std::env::var("NETTERMS_BENCH_ONLY").is_ok_and(|v| v == "webhooks") {
+        return Ok(json!({"backend": backend, "webhook_deliveries_per_s": webhook_rate(&s).await?}));
+    }
     // The full flow at a fixed rate.
     let s1 = s.clone();
     let counter = Arc::new(AtomicU64::new(0));
@@ -385,6 +457,7 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option
         async move { s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], 1).await.is_some() }
     })
     .await;
+    let webhooks_per_s = webhook_rate(&s).await?;
     let rss_mb = s.rss_mb();
     // Growth: 10,000 then 1,000,000 stored orders.
     let have = 16 + counter.load(Ordering::Relaxed);
@@ -402,6 +475,7 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option
         "pgbench_tps": pgbench_tps,
         "ratio_to_pgbench": pgbench_tps.map(|t| max_writes / t),
         "rss_mb": rss_mb,
+        "webhook_deliveries_per_s": webhooks_per_s,
         "growth": {"get_order_p99_ms_10k": get_10k, "get_order_p99_ms_1m": get_1m, "capture_p99_ms_10k": cap_10k, "capture_p99_ms_1m": cap_1m,
                    "get_ratio": get_1m / get_10k, "capture_ratio": cap_1m / cap_10k},
     }))
@@ -413,7 +487,8 @@ async fn main() -> Result<()> {
         std::env::var("NETTERMS_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let pg_up =
         Command::new("pg_isready").args(["-q", "-h", "127.0.0.1", "-p", "5432"]).status().is_ok_and(|s| s.success());
-    let pgbench_tps = if pg_up { Some(pgbench(&pg_admin)?) } else { None };
+    let only_webhooks = std::env::var("NETTERMS_BENCH_ONLY").is_ok_and(|v| v == "webhooks");
+    let pgbench_tps = if pg_up && !only_webhooks { Some(pgbench(&pg_admin)?) } else { None };
     let dir = std::env::temp_dir().join(format!("netterms-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let line =
