@@ -60,6 +60,8 @@ pub enum Purpose {
     Fingerprint,
     /// Derivation of a webhook signing secret from its stored seed.
     WebhookSecret,
+    /// Digests of admin tokens, compared in constant time whatever their lengths.
+    AdminToken,
 }
 
 impl Purpose {
@@ -70,6 +72,7 @@ impl Purpose {
             Purpose::PasswordFromToken => b"netterms/password-from-token/v1",
             Purpose::Fingerprint => b"netterms/fingerprint/v1",
             Purpose::WebhookSecret => b"netterms/webhook-secret/v1",
+            Purpose::AdminToken => b"netterms/admin-token/v1",
         }
     }
 }

@@ -141,8 +141,8 @@ pub async fn admin_auth(State(state): State<AppState>, req: Request, next: Next)
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     // Compare digests so the comparison's time does not depend on the token's length either.
-    let a = state.keyring.digest(Purpose::Fingerprint, given.as_bytes());
-    let b = state.keyring.digest(Purpose::Fingerprint, expected.expose().as_bytes());
+    let a = state.keyring.digest(Purpose::AdminToken, given.as_bytes());
+    let b = state.keyring.digest(Purpose::AdminToken, expected.expose().as_bytes());
     if given.is_empty() || !bool::from(a.ct_eq(&b)) {
         state.throttle.record_failure(ip);
         return Err(ApiError::Unauthorized { challenge: BEARER_CHALLENGE });
