@@ -14,9 +14,10 @@ use crate::domain::ids::{CaptureId, OrderId, PspId, RefundId};
 use crate::domain::ledger;
 use crate::domain::money::{Currency, Money};
 use crate::domain::order::{Amount, AmountInput};
+use crate::domain::psp::FeeBand;
 use crate::domain::validate::{self, Violations};
 use crate::store::orders::{self as store, CaptureRow, NewCapture};
-use crate::store::{StoreError, Tx, checkout as orders_store, events, psps};
+use crate::store::{StoreError, Tx, checkout as orders_store, events};
 
 /// BIC of the account behind the virtual IBANs.
 pub const BIC: &str = "NTRMDEB1XXX";
@@ -152,10 +153,10 @@ pub fn rf_reference(id: CaptureId) -> String {
 }
 
 /// The fee on `gross` for a term of `duration` days: the PSP's rate (or its band's) plus the fixed fee.
-fn fee(psp: &crate::domain::psp::Psp, gross: Money, duration: i64) -> Result<i64, CheckoutError> {
-    let rate = psp.fee_bands.iter().find(|b| duration <= b.max_duration).map_or(psp.fee_rate_bps, |b| b.fee_rate_bps);
+fn fee(rate_bps: i64, fixed: i64, bands: &[FeeBand], gross: Money, duration: i64) -> Result<i64, CheckoutError> {
+    let rate = bands.iter().find(|b| duration <= b.max_duration).map_or(rate_bps, |b| b.fee_rate_bps);
     let variable = gross.basis_points(rate).map_err(|_| invalid("amount", "amount out of range"))?;
-    Ok(variable.minor.saturating_add(psp.fee_fixed).min(gross.minor))
+    Ok(variable.minor.saturating_add(fixed).min(gross.minor))
 }
 
 fn invalid(source: &str, title: &str) -> CheckoutError {
@@ -181,9 +182,6 @@ pub async fn capture(
     input: CaptureInput,
 ) -> Result<Capture, CheckoutError> {
     let now = s.clock.now();
-    // Locked, so concurrent captures of one order run one after another and see each other's state.
-    let order =
-        orders_store::get_order(tx, Some(psp_id), order_id, true).await?.ok_or(CheckoutError::NotFound("order"))?;
     let mut v = Violations::new();
     let amount =
         v.required("amount", input.amount).and_then(|a| a.validate(&mut v, "amount", &s.config.currencies, true));
@@ -191,21 +189,33 @@ pub async fn capture(
     let url = v.opt_text("invoice_url", input.invoice_url, 2048);
     v.finish().map_err(CheckoutError::Invalid)?;
     let (Some(amount), Some(number)) = (amount, number) else { return Err(CheckoutError::Invalid(Vec::new())) };
-    let data = order.data()?;
-    if amount.currency != data.amount.currency {
-        return Err(invalid("amount.currency", "currency must be the order's"));
-    }
+    // One statement checks and reserves the amount, locks the order and returns what the capture
+    // needs; only when it refuses is the order read, to say why.
     let Some(reserved) =
         store::reserve_capture(tx, psp_id, order_id, amount.gross, amount.currency.as_str(), now).await?
     else {
+        let order = orders_store::get_order(tx, Some(psp_id), order_id, false)
+            .await?
+            .ok_or(CheckoutError::NotFound("order"))?;
+        let data = order.data()?;
+        if amount.currency != data.amount.currency {
+            return Err(invalid("amount.currency", "currency must be the order's"));
+        }
         return Err(conflict(format!(
             "the order is {} with {} of {} captured and {} canceled: this capture does not fit",
             order.state, order.captured, data.amount.gross, order.canceled_amount
         )));
     };
     let buyer = reserved.buyer_id.ok_or_else(|| StoreError::Corrupt("captured order without buyer".into()))?;
-    let psp = psps::get(tx, psp_id).await?.ok_or(CheckoutError::NotFound("order"))?;
-    let fee = fee(&psp, Money::new(amount.gross, amount.currency), reserved.duration)?;
+    let bands: Vec<FeeBand> =
+        serde_json::from_str(&reserved.fee_bands).map_err(|e| StoreError::Corrupt(format!("psps.fee_bands: {e}")))?;
+    let fee = fee(
+        reserved.fee_rate_bps,
+        reserved.fee_fixed_minor,
+        &bands,
+        Money::new(amount.gross, amount.currency),
+        reserved.duration,
+    )?;
     let id = CaptureId::new();
     let due = (now + Duration::days(reserved.duration)).date_naive();
     let reference = rf_reference(id);
@@ -213,7 +223,7 @@ pub async fn capture(
     let items = serde_json::Value::Array(
         input.line_items.unwrap_or_default().into_iter().map(serde_json::Value::Object).collect(),
     );
-    let inserted = store::insert_capture(
+    store::insert_capture(
         tx,
         &NewCapture {
             id,
@@ -235,11 +245,7 @@ pub async fn capture(
             line_items: &items.to_string(),
         },
         now,
-    )
-    .await?;
-    if !inserted {
-        return Err(CheckoutError::AlreadyExists(format!("the merchant already has an invoice numbered {number:?}")));
-    }
+    );
     let entry = ledger::capture(buyer, psp_id, amount.gross, fee).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     store::post(tx, &entry, amount.currency.as_str(), id.0, now).await?;
     events::append(
@@ -250,10 +256,20 @@ pub async fn capture(
         now,
     )
     .await?;
-    // The order's event only when its state changed (a second partial capture changes nothing).
-    if reserved.state != order.state {
+    // The order's event only when its state changed: it was `created` before its first capture
+    // (nothing captured yet), and a capture that ships the rest always changes it.
+    if reserved.state == "shipped" || reserved.captured == amount.gross {
         let order_event = if reserved.state == "shipped" { "order.shipped" } else { "order.partially_shipped" };
         events::append(tx, psp_id, order_event, &json!({ "order_id": order_id, "state": reserved.state }), now).await?;
+    }
+    // The capture, its ledger entry and events in one round trip; a duplicate invoice number fails it.
+    if let Err(e) = tx.flush().await {
+        if store::is_duplicate_invoice_number(&e) {
+            return Err(CheckoutError::AlreadyExists(format!(
+                "the merchant already has an invoice numbered {number:?}"
+            )));
+        }
+        return Err(e.into());
     }
     // The capture as stored, without reading it back.
     let row = CaptureRow {
@@ -278,7 +294,7 @@ pub async fn capture(
         line_items: items.to_string(),
         created_at: now,
         updated_at: now,
-        virtual_iban: order.virtual_iban.clone().unwrap_or_default(),
+        virtual_iban: reserved.virtual_iban.unwrap_or_default(),
     };
     Ok(view(&row)?)
 }

@@ -5,48 +5,33 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{AsExec, StoreError, StoreResult};
+use super::{AsExec, StoreError, StoreResult, Tx};
 use crate::domain::ids::{EventId, PspId};
 use crate::with_conn;
 
 /// Appends an event for `psp_id` inside the caller's transaction and schedules its deliveries.
+/// Both writes are deferred: they go to the database with the transaction's other deferred
+/// writes, at the latest when it commits.
 pub async fn append(
-    tx: &mut impl AsExec,
+    tx: &mut Tx,
     psp_id: PspId,
     event_type: &str,
     data: &serde_json::Value,
     now: DateTime<Utc>,
 ) -> StoreResult<EventId> {
     let id = EventId::new();
-    let data_text = data.to_string();
     // The body every delivery sends, fixed now so that retries are byte-identical.
     let payload = serde_json::json!({ "id": id, "type": event_type, "created_at": now, "data": data }).to_string();
-    let type_pattern = format!("%\"{event_type}\"%");
-    with_conn!(tx, c, b => {
-        if b == super::Backend::Postgres {
-            // One round trip: the event and its deliveries in one statement.
-            sqlx::query(
-                "WITH ev AS (INSERT INTO events (id, psp_id, type, data, created_at, payload) \
-                             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) \
-                 INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
-                 SELECT ev.id, e.id, 'pending', 0, $5, $5, $5 FROM ev, webhook_endpoints e \
-                 WHERE e.psp_id = $2 AND e.status = 'enabled' AND (e.event_types = '[]' OR e.event_types LIKE $7)",
-            )
-            .bind(id).bind(psp_id).bind(event_type).bind(&data_text).bind(now).bind(&payload).bind(&type_pattern)
-            .execute(&mut *c).await?;
-            return Ok(id);
-        }
-        sqlx::query("INSERT INTO events (id, psp_id, type, data, created_at, payload) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(id).bind(psp_id).bind(event_type).bind(data_text).bind(now).bind(payload)
-            .execute(&mut *c).await?;
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
-             SELECT $1, e.id, 'pending', 0, $2, $2, $2 FROM webhook_endpoints e \
-             WHERE e.psp_id = $3 AND e.status = 'enabled' AND (e.event_types = '[]' OR e.event_types LIKE $4)",
-        )
-        .bind(id).bind(now).bind(psp_id).bind(type_pattern)
-        .execute(&mut *c).await?;
-    });
+    tx.defer(
+        "INSERT INTO events (id, psp_id, type, data, created_at, payload) VALUES ($1, $2, $3, $4, $5, $6)",
+        vec![id.0.into(), psp_id.0.into(), event_type.into(), data.to_string().into(), now.into(), payload.into()],
+    );
+    tx.defer(
+        "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT $1, e.id, 'pending', 0, $2, $2, $2 FROM webhook_endpoints e \
+         WHERE e.psp_id = $3 AND e.status = 'enabled' AND (e.event_types = '[]' OR e.event_types LIKE $4)",
+        vec![id.0.into(), now.into(), psp_id.0.into(), format!("%\"{event_type}\"%").into()],
+    );
     Ok(id)
 }
 

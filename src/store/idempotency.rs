@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{AsExec, Db, StoreResult};
+use super::{Arg, Db, StoreResult, Tx};
 use crate::domain::ids::PspId;
 use crate::with_conn;
 
@@ -104,15 +104,13 @@ pub async fn claim(
 }
 
 /// Stores the response of a claimed key, in the transaction that makes the request's effect.
-pub async fn complete(tx: &mut impl AsExec, psp_id: PspId, key: &str, status: u16, body: &[u8]) -> StoreResult<()> {
-    with_conn!(tx, c => {
-        sqlx::query(
-            "UPDATE idempotency_keys SET response_status = $3, response_body = $4, locked_until = NULL \
-             WHERE psp_id = $1 AND key = $2",
-        )
-        .bind(psp_id).bind(key).bind(i64::from(status)).bind(body)
-        .execute(&mut *c).await?;
-    });
+pub async fn complete(tx: &mut Tx, psp_id: PspId, key: &str, status: u16, body: &[u8]) -> StoreResult<()> {
+    // Deferred: it goes with the effect's other writes, just before the commit.
+    tx.defer(
+        "UPDATE idempotency_keys SET response_status = $3, response_body = $4, locked_until = NULL \
+         WHERE psp_id = $1 AND key = $2",
+        vec![psp_id.0.into(), key.into(), i64::from(status).into(), Arg::Bytes(body.to_vec())],
+    );
     Ok(())
 }
 

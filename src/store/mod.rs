@@ -77,19 +77,51 @@ pub enum Exec<'a> {
 /// Anything that can lend a connection: a transaction or a pooled connection.
 pub trait AsExec {
     fn exec(&mut self) -> Exec<'_>;
+
+    /// Makes the connection ready for a statement: a transaction first sends its deferred writes,
+    /// so every statement sees them. `with_conn!` calls it before each body.
+    fn ready(&mut self) -> impl std::future::Future<Output = StoreResult<()>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// A database transaction on either backend. Dropped without `commit` it rolls back.
-pub enum Tx {
+///
+/// Writes whose results the transaction does not need can be deferred ([`Tx::defer`]): they are
+/// sent together, in one round trip, by [`Tx::flush`] or at [`Tx::commit`]. Running any other
+/// statement while writes are deferred is a bug (checked in debug builds), so nothing ever reads
+/// around a deferred write.
+pub struct Tx {
+    inner: TxInner,
+    pending: Batch,
+}
+
+enum TxInner {
     Pg(Transaction<'static, Postgres>),
     Lite(Transaction<'static, Sqlite>),
 }
 
 impl Tx {
-    pub async fn commit(self) -> StoreResult<()> {
-        match self {
-            Tx::Pg(t) => t.commit().await?,
-            Tx::Lite(t) => t.commit().await?,
+    /// Queues a write (`$1`… numbered from one) to be sent with the other deferred writes.
+    pub fn defer(&mut self, sql: &str, args: Vec<Arg>) {
+        self.pending.push(sql, args);
+    }
+
+    /// Sends the deferred writes.
+    pub async fn flush(&mut self) -> StoreResult<()> {
+        let batch = std::mem::take(&mut self.pending);
+        match &mut self.inner {
+            TxInner::Pg(t) => batch.run(Exec::Pg(t)).await,
+            TxInner::Lite(t) => batch.run(Exec::Lite(t)).await,
+        }
+    }
+
+    /// Sends the deferred writes, then commits.
+    pub async fn commit(mut self) -> StoreResult<()> {
+        self.flush().await?;
+        match self.inner {
+            TxInner::Pg(t) => t.commit().await?,
+            TxInner::Lite(t) => t.commit().await?,
         }
         Ok(())
     }
@@ -97,11 +129,155 @@ impl Tx {
 
 impl AsExec for Tx {
     fn exec(&mut self) -> Exec<'_> {
-        match self {
-            Tx::Pg(t) => Exec::Pg(t),
-            Tx::Lite(t) => Exec::Lite(t),
+        debug_assert!(self.pending.is_empty(), "a statement ran while writes were deferred; flush first");
+        match &mut self.inner {
+            TxInner::Pg(t) => Exec::Pg(t),
+            TxInner::Lite(t) => Exec::Lite(t),
         }
     }
+
+    async fn ready(&mut self) -> StoreResult<()> {
+        if self.pending.is_empty() { Ok(()) } else { self.flush().await }
+    }
+}
+
+/// A value bound to a deferred write.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    I64(i64),
+    Text(String),
+    OptText(Option<String>),
+    Bytes(Vec<u8>),
+    Uuid(uuid::Uuid),
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::I64(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(v.to_owned())
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(v)
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        Arg::OptText(v.map(str::to_owned))
+    }
+}
+impl From<chrono::DateTime<chrono::Utc>> for Arg {
+    fn from(v: chrono::DateTime<chrono::Utc>) -> Arg {
+        Arg::Time(v)
+    }
+}
+impl From<uuid::Uuid> for Arg {
+    fn from(v: uuid::Uuid) -> Arg {
+        Arg::Uuid(v)
+    }
+}
+
+/// Writes sent in one round trip. Each part is a single `INSERT`/`UPDATE` numbering its
+/// parameters from `$1`; the batch renumbers them. SQLite runs the parts one after another as one
+/// multi-statement query; PostgreSQL runs them as one statement of data-modifying CTEs, which
+/// all see the snapshot taken before it (so parts must not read each other's rows or change the
+/// same row; foreign keys are checked at the end of the statement).
+#[derive(Debug, Default)]
+pub struct Batch {
+    parts: Vec<String>,
+    args: Vec<Arg>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    pub fn push(&mut self, sql: &str, args: Vec<Arg>) {
+        let offset = self.args.len();
+        self.parts.push(renumber(sql, offset));
+        self.args.extend(args);
+    }
+
+    /// The statement text for `backend`.
+    fn sql(&self, backend: Backend) -> String {
+        match (backend, self.parts.as_slice()) {
+            (_, [one]) => one.clone(),
+            (Backend::Sqlite, parts) => parts.join(";\n"),
+            (Backend::Postgres, [init @ .., last]) => {
+                let ctes: Vec<String> = init.iter().enumerate().map(|(i, p)| format!("w{i} AS ({p})")).collect();
+                format!("WITH {} {last}", ctes.join(", "))
+            }
+            (Backend::Postgres, []) => String::new(),
+        }
+    }
+
+    async fn run(self, ex: Exec<'_>) -> StoreResult<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let args = self.args.clone();
+        let mut ex = ex;
+        crate::with_conn!(&mut ex, c, b => {
+            let sql = self.sql(b);
+            let mut q = sqlx::query(&sql);
+            for a in &args {
+                q = match a {
+                    Arg::I64(v) => q.bind(*v),
+                    Arg::Text(v) => q.bind(v.as_str()),
+                    Arg::OptText(v) => q.bind(v.as_deref()),
+                    Arg::Bytes(v) => q.bind(v.as_slice()),
+                    Arg::Uuid(v) => q.bind(*v),
+                    Arg::Time(v) => q.bind(*v),
+                };
+            }
+            q.execute(&mut *c).await?;
+        });
+        Ok(())
+    }
+}
+
+impl AsExec for Exec<'_> {
+    fn exec(&mut self) -> Exec<'_> {
+        match self {
+            Exec::Pg(c) => Exec::Pg(c),
+            Exec::Lite(c) => Exec::Lite(c),
+        }
+    }
+}
+
+/// Adds `offset` to every `$n` placeholder of `sql` (our statements hold no `$` elsewhere).
+fn renumber(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, ch)) = chars.next() {
+        out.push(ch);
+        if ch != '$' {
+            continue;
+        }
+        let mut n = String::new();
+        while let Some(&(_, d)) = chars.peek() {
+            if !d.is_ascii_digit() {
+                break;
+            }
+            n.push(d);
+            chars.next();
+        }
+        match n.parse::<usize>() {
+            Ok(v) => out.push_str(&(v + offset).to_string()),
+            Err(_) => out.push_str(&n),
+        }
+    }
+    out
 }
 
 /// A pooled connection outside any explicit transaction (for reads).
@@ -120,14 +296,17 @@ impl AsExec for Conn {
 }
 
 /// Runs `$body` with `$c` bound to the backend's `&mut Connection`; the body is compiled once
-/// per backend. `$b` is bound to the [`Backend`] for statements whose text must differ.
+/// per backend. `$b` is bound to the [`Backend`] for statements whose text must differ. A
+/// transaction's deferred writes are sent first (so the body sees them); `$ex` is evaluated once.
 #[macro_export]
 macro_rules! with_conn {
     ($ex:expr, $c:ident => $body:expr) => {
         $crate::with_conn!($ex, $c, _backend => $body)
     };
-    ($ex:expr, $c:ident, $b:ident => $body:expr) => {
-        match $crate::store::AsExec::exec($ex) {
+    ($ex:expr, $c:ident, $b:ident => $body:expr) => {{
+        let ex: &mut _ = $ex;
+        $crate::store::AsExec::ready(&mut *ex).await?;
+        match $crate::store::AsExec::exec(ex) {
             $crate::store::Exec::Pg($c) => {
                 #[allow(unused_variables)]
                 let $b = $crate::store::Backend::Postgres;
@@ -139,7 +318,7 @@ macro_rules! with_conn {
                 $body
             }
         }
-    };
+    }};
 }
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -226,8 +405,10 @@ impl Db {
     /// so a transaction never fails later trying to upgrade a read lock.
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
-            Db::Postgres(p) => Tx::Pg(p.begin().await?),
-            Db::Sqlite { write, .. } => Tx::Lite(write.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx { inner: TxInner::Pg(p.begin().await?), pending: Batch::default() },
+            Db::Sqlite { write, .. } => {
+                Tx { inner: TxInner::Lite(write.begin_with("BEGIN IMMEDIATE").await?), pending: Batch::default() }
+            }
         })
     }
 
@@ -279,5 +460,28 @@ impl Db {
                 write.close().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_renumber_parameters() {
+        let mut b = Batch::default();
+        b.push("INSERT INTO a (x, y) VALUES ($1, $2)", vec![Arg::I64(1), Arg::I64(2)]);
+        b.push("UPDATE b SET x = $2 WHERE id = $1 AND y = $10", vec![Arg::I64(3), Arg::I64(4)]);
+        assert_eq!(
+            b.sql(Backend::Sqlite),
+            "INSERT INTO a (x, y) VALUES ($1, $2);\nUPDATE b SET x = $4 WHERE id = $3 AND y = $12"
+        );
+        assert_eq!(
+            b.sql(Backend::Postgres),
+            "WITH w0 AS (INSERT INTO a (x, y) VALUES ($1, $2)) UPDATE b SET x = $4 WHERE id = $3 AND y = $12"
+        );
+        let mut one = Batch::default();
+        one.push("DELETE FROM c WHERE id = $1", vec![Arg::I64(1)]);
+        assert_eq!(one.sql(Backend::Postgres), "DELETE FROM c WHERE id = $1");
     }
 }

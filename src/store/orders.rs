@@ -3,23 +3,29 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{AsExec, Backend, StoreResult};
+use super::{Arg, AsExec, Backend, StoreResult, Tx};
 use crate::domain::ids::{BuyerId, CaptureId, EntryId, MerchantId, OrderId, PspId, RefundId};
 use crate::domain::ledger::Entry;
 use crate::with_conn;
 
-/// What reserving a capture on an order returned.
+/// What reserving a capture on an order returned: the order after the change, with what the
+/// capture needs of its PSP (fees) and buyer (virtual IBAN), so a capture reads nothing else.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Reserved {
     pub state: String,
+    pub captured: i64,
     pub buyer_id: Option<BuyerId>,
     pub merchant_id: MerchantId,
     pub duration: i64,
+    pub fee_rate_bps: i64,
+    pub fee_fixed_minor: i64,
+    pub fee_bands: String,
+    pub virtual_iban: Option<String>,
 }
 
 /// Adds `gross` to the order's captured amount if it still fits under the authorized amount (less
 /// any canceled part) and the order can be captured; `None` otherwise. Atomic on both backends:
-/// the check is in the `UPDATE`.
+/// the check is in the `UPDATE`, which also locks the order row until the transaction ends.
 pub async fn reserve_capture(
     tx: &mut impl AsExec,
     psp_id: PspId,
@@ -34,7 +40,11 @@ pub async fn reserve_capture(
              state = CASE WHEN captured + $3 + canceled_amount = gross THEN 'shipped' ELSE 'partially_shipped' END \
              WHERE id = $1 AND psp_id = $2 AND currency = $4 AND state IN ('created', 'partially_shipped') \
                AND captured + $3 + canceled_amount <= gross \
-             RETURNING state, buyer_id, merchant_id, duration",
+             RETURNING state, captured, buyer_id, merchant_id, duration, \
+               (SELECT p.fee_rate_bps FROM psps p WHERE p.id = orders.psp_id) AS fee_rate_bps, \
+               (SELECT p.fee_fixed_minor FROM psps p WHERE p.id = orders.psp_id) AS fee_fixed_minor, \
+               (SELECT p.fee_bands FROM psps p WHERE p.id = orders.psp_id) AS fee_bands, \
+               (SELECT b.virtual_iban FROM buyers b WHERE b.id = orders.buyer_id) AS virtual_iban",
         )
         .bind(order_id).bind(psp_id).bind(gross).bind(currency).bind(now)
         .fetch_optional(&mut *c).await?
@@ -100,20 +110,46 @@ pub struct NewCapture<'a> {
     pub line_items: &'a str,
 }
 
-/// Inserts a capture; `false` when the merchant already has this invoice number.
-pub async fn insert_capture(tx: &mut impl AsExec, n: &NewCapture<'_>, now: DateTime<Utc>) -> StoreResult<bool> {
-    Ok(with_conn!(tx, c => {
-        sqlx::query(
-            "INSERT INTO captures (id, order_id, psp_id, merchant_id, buyer_id, external_invoice_number, invoice_url, currency, \
-             gross, net, tax, fee, state, duration, due_date, payment_reference, shipping_info, line_items, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14, $15, $16, $17, $18, $18) \
-             ON CONFLICT (merchant_id, external_invoice_number) DO NOTHING",
-        )
-        .bind(n.id).bind(n.order_id).bind(n.psp_id).bind(n.merchant_id).bind(n.buyer_id).bind(n.external_invoice_number)
-        .bind(n.invoice_url).bind(n.currency).bind(n.gross).bind(n.net).bind(n.tax).bind(n.fee).bind(n.duration)
-        .bind(n.due_date.to_string()).bind(n.payment_reference).bind(n.shipping_info).bind(n.line_items).bind(now)
-        .execute(&mut *c).await?.rows_affected() == 1
-    }))
+/// Inserts a capture (deferred). The merchant's invoice numbers are unique: a duplicate fails the
+/// flush with a unique violation on `external_invoice_number`.
+pub fn insert_capture(tx: &mut Tx, n: &NewCapture<'_>, now: DateTime<Utc>) {
+    tx.defer(
+        "INSERT INTO captures (id, order_id, psp_id, merchant_id, buyer_id, external_invoice_number, invoice_url, currency, \
+         gross, net, tax, fee, state, duration, due_date, payment_reference, shipping_info, line_items, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14, $15, $16, $17, $18, $18)",
+        vec![
+            n.id.0.into(),
+            n.order_id.0.into(),
+            n.psp_id.0.into(),
+            n.merchant_id.0.into(),
+            n.buyer_id.0.into(),
+            n.external_invoice_number.into(),
+            n.invoice_url.into(),
+            n.currency.into(),
+            n.gross.into(),
+            n.net.into(),
+            n.tax.into(),
+            n.fee.into(),
+            n.duration.into(),
+            n.due_date.to_string().into(),
+            n.payment_reference.into(),
+            n.shipping_info.into(),
+            n.line_items.into(),
+            now.into(),
+        ],
+    );
+}
+
+/// Whether `e` is the duplicate-invoice-number violation of [`insert_capture`].
+pub fn is_duplicate_invoice_number(e: &super::StoreError) -> bool {
+    match e {
+        super::StoreError::Database(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            // PostgreSQL names the constraint; SQLite names the columns in its message.
+            d.constraint() == Some("captures_merchant_invoice")
+                || d.message().contains("captures.external_invoice_number")
+        }
+        _ => false,
+    }
 }
 
 /// A capture of `psp_id`, optionally locked for the transaction.
@@ -230,30 +266,30 @@ pub async fn complete_if_settled(tx: &mut impl AsExec, id: OrderId, now: DateTim
     }))
 }
 
-/// Appends a balanced entry.
+/// Appends a balanced entry (deferred, like every write whose result the transaction does not need).
 pub async fn post(
-    tx: &mut impl AsExec,
+    tx: &mut Tx,
     entry: &Entry,
     currency: &str,
     ref_id: uuid::Uuid,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let id = EntryId::new();
-    with_conn!(tx, c => {
-        sqlx::query("INSERT INTO ledger_entries (id, kind, ref_id, currency, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id).bind(entry.kind).bind(ref_id).bind(currency).bind(now).execute(&mut *c).await?;
-        // All lines in one statement: one round trip however many lines.
-        if !entry.lines.is_empty() {
-            let values: Vec<String> =
-                (0..entry.lines.len()).map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
-            let sql = format!("INSERT INTO ledger_lines (entry_id, account, amount) VALUES {}", values.join(", "));
-            let mut q = sqlx::query(&sql).bind(id);
-            for (account, amount) in &entry.lines {
-                q = q.bind(account.key()).bind(*amount);
-            }
-            q.execute(&mut *c).await?;
+    tx.defer(
+        "INSERT INTO ledger_entries (id, kind, ref_id, currency, created_at) VALUES ($1, $2, $3, $4, $5)",
+        vec![id.0.into(), entry.kind.into(), ref_id.into(), currency.into(), now.into()],
+    );
+    // All lines in one statement.
+    if !entry.lines.is_empty() {
+        let values: Vec<String> =
+            (0..entry.lines.len()).map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
+        let mut args = vec![Arg::from(id.0)];
+        for (account, amount) in &entry.lines {
+            args.push(account.key().into());
+            args.push((*amount).into());
         }
-    });
+        tx.defer(&format!("INSERT INTO ledger_lines (entry_id, account, amount) VALUES {}", values.join(", ")), args);
+    }
     Ok(())
 }
 

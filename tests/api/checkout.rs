@@ -131,9 +131,13 @@ async fn a_declined_payment_page_session_may_be_retried_and_cancel_redirects() {
     assert!(a["mandate_reference"].as_str().unwrap().starts_with("NT"));
     // The mandate text the buyer agreed to is stored with the order.
     let mut conn = app.db().conn().await.unwrap();
-    let text: Option<String> = netterms::with_conn!(&mut conn, c => {
-        sqlx::query_scalar("SELECT mandate_text FROM orders WHERE mandate_reference IS NOT NULL").fetch_one(&mut *c).await.unwrap()
-    });
+    let text: netterms::store::StoreResult<Option<String>> = async {
+        Ok(netterms::with_conn!(&mut conn, c => {
+            sqlx::query_scalar("SELECT mandate_text FROM orders WHERE mandate_reference IS NOT NULL").fetch_one(&mut *c).await?
+        }))
+    }
+    .await;
+    let text = text.unwrap();
     assert!(text.unwrap().contains("SEPA"));
 
     let s2 = page_session(&app, &psp, &mid, order_body("b@kunde.example", 11900)).await;

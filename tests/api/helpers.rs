@@ -283,9 +283,13 @@ impl TestApp {
     /// Row count of a table, straight from the database.
     pub async fn count(&self, table: &str) -> i64 {
         let mut conn = self.db().conn().await.unwrap();
-        netterms::with_conn!(&mut conn, c => {
-            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut *c).await.unwrap()
-        })
+        let n: netterms::store::StoreResult<i64> = async {
+            Ok(netterms::with_conn!(&mut conn, c => {
+                sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut *c).await?
+            }))
+        }
+        .await;
+        n.unwrap()
     }
 
     /// Row counts of every table that a PSP request may write.
@@ -300,7 +304,12 @@ impl TestApp {
     /// Runs a statement directly (for arranging states such as an expired link).
     pub async fn execute(&self, sql: &str) {
         let mut tx = self.db().begin().await.unwrap();
-        netterms::with_conn!(&mut tx, c => { sqlx::query(sql).execute(&mut *c).await.unwrap(); });
+        let done: netterms::store::StoreResult<()> = async {
+            netterms::with_conn!(&mut tx, c => { sqlx::query(sql).execute(&mut *c).await?; });
+            Ok(())
+        }
+        .await;
+        done.unwrap();
         tx.commit().await.unwrap();
     }
 }

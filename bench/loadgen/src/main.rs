@@ -282,6 +282,32 @@ where
     ok.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// CPU seconds (user + system) so far of the server, of all PostgreSQL processes, and of this
+/// process. SQLite runs inside the server, so its share is the server's.
+fn cpu_seconds(server: u32) -> (f64, f64, f64) {
+    fn of(pid: &str) -> Option<(String, f64)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_owned();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        Some((comm, ticks / 100.0))
+    }
+    let server_s = of(&server.to_string()).map_or(0.0, |x| x.1);
+    let me = of("self").map_or(0.0, |x| x.1);
+    let mut db = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.bytes().all(|b| b.is_ascii_digit())
+            && let Some((comm, s)) = of(&name)
+            && comm.starts_with("postgres")
+        {
+            db += s;
+        }
+    }
+    (server_s, db, me)
+}
+
 /// Copies an existing order `n` times with new ids (the growth run's filler).
 async fn grow(db_url: &str, template: &str, n: u64) -> Result<()> {
     let template = uuid::Uuid::parse_str(template)?;
@@ -427,14 +453,16 @@ async fn webhook_rate(s: &Arc<Server>) -> Result<f64> {
 
 async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option<f64>) -> Result<Value> {
     let s = Arc::new(start(db_url, port).await?);
-    if std::env::var("NETTERMS_BENCH_ONLY").is_ok_and(|v| v == "webhooks") {
+    let only = std::env::var("NETTERMS_BENCH_ONLY").unwrap_or_default();
+    if only == "webhooks" {
         return Ok(json!({"backend": backend, "webhook_deliveries_per_s": webhook_rate(&s).await?}));
     }
     // The full flow at a fixed rate.
     let s1 = s.clone();
     let counter = Arc::new(AtomicU64::new(0));
     let c1 = counter.clone();
-    let flow = open_loop(20, 15, 512, move |_| {
+    let flow_secs = if only == "writes" { 0 } else { 15 };
+    let flow = open_loop(20, flow_secs, 512, move |_| {
         let (s, c) = (s1.clone(), c1.clone());
         async move { s.flow(c.fetch_add(1, Ordering::Relaxed)).await.is_some() }
     })
@@ -452,11 +480,27 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option
     })
     .await;
     let (s3, o3) = (s.clone(), orders.clone());
+    let cpu_before = cpu_seconds(s.child.id());
     let max_writes = closed_loop(64, 10, move |i| {
         let (s, o) = (s3.clone(), o3.clone());
         async move { s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], 1).await.is_some() }
     })
     .await;
+    // Where the two cores went during the closed loop, per write (ms of CPU).
+    let cpu_after = cpu_seconds(s.child.id());
+    let writes_done = max_writes * 10.0;
+    let per_write = |a: f64, b: f64| ((a - b) * 1000.0 / writes_done * 1000.0).round() / 1000.0;
+    let cpu_ms_per_write = json!({
+        "netterms": per_write(cpu_after.0, cpu_before.0),
+        "database": per_write(cpu_after.1, cpu_before.1),
+        "load_generator": per_write(cpu_after.2, cpu_before.2),
+    });
+    if only == "writes" {
+        return Ok(json!({"backend": backend, "offered_rps": writes.offered, "achieved_rps": writes.achieved,
+            "p50_ms": writes.p50_ms, "p99_ms": writes.p99_ms, "errors": writes.errors, "dropped": writes.dropped,
+            "max_writes_per_s": max_writes, "pgbench_tps": pgbench_tps, "ratio_to_pgbench": pgbench_tps.map(|t| max_writes / t),
+            "cpu_ms_per_write": cpu_ms_per_write, "rss_mb": s.rss_mb()}));
+    }
     let webhooks_per_s = webhook_rate(&s).await?;
     let rss_mb = s.rss_mb();
     // Growth: 10,000 then 1,000,000 stored orders.
@@ -475,6 +519,7 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option
         "pgbench_tps": pgbench_tps,
         "ratio_to_pgbench": pgbench_tps.map(|t| max_writes / t),
         "rss_mb": rss_mb,
+        "cpu_ms_per_write": cpu_ms_per_write,
         "webhook_deliveries_per_s": webhooks_per_s,
         "growth": {"get_order_p99_ms_10k": get_10k, "get_order_p99_ms_1m": get_1m, "capture_p99_ms_10k": cap_10k, "capture_p99_ms_1m": cap_1m,
                    "get_ratio": get_1m / get_10k, "capture_ratio": cap_1m / cap_10k},
@@ -491,10 +536,14 @@ async fn main() -> Result<()> {
     let pgbench_tps = if pg_up && !only_webhooks { Some(pgbench(&pg_admin)?) } else { None };
     let dir = std::env::temp_dir().join(format!("netterms-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let line =
-        run_backend("sqlite", &format!("sqlite://{}", dir.join("bench.db").display()), 18090, pgbench_tps).await?;
-    println!("{line}");
-    if pg_up {
+    // NETTERMS_BENCH_BACKENDS=postgres (or sqlite) runs one backend only.
+    let backends = std::env::var("NETTERMS_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    if backends.contains("sqlite") {
+        let line =
+            run_backend("sqlite", &format!("sqlite://{}", dir.join("bench.db").display()), 18090, pgbench_tps).await?;
+        println!("{line}");
+    }
+    if pg_up && backends.contains("postgres") {
         let db = format!("netterms_bench_{}", std::process::id());
         Command::new("psql")
             .arg(&pg_admin)
