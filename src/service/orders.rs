@@ -192,7 +192,7 @@ pub async fn capture(
     // One statement checks and reserves the amount, locks the order and returns what the capture
     // needs; only when it refuses is the order read, to say why.
     let Some(reserved) =
-        store::reserve_capture(tx, psp_id, order_id, amount.gross, amount.currency.as_str(), now).await?
+        store::reserve_capture(tx, psp_id, order_id, amount.gross, amount.currency.as_str(), &number, now).await?
     else {
         let order = orders_store::get_order(tx, Some(psp_id), order_id, false)
             .await?
@@ -200,6 +200,11 @@ pub async fn capture(
         let data = order.data()?;
         if amount.currency != data.amount.currency {
             return Err(invalid("amount.currency", "currency must be the order's"));
+        }
+        if store::invoice_number_taken(tx, order.merchant_id, &number).await? {
+            return Err(CheckoutError::AlreadyExists(format!(
+                "the merchant already has an invoice numbered {number:?}"
+            )));
         }
         return Err(conflict(format!(
             "the order is {} with {} of {} captured and {} canceled: this capture does not fit",
@@ -262,15 +267,8 @@ pub async fn capture(
         let order_event = if reserved.state == "shipped" { "order.shipped" } else { "order.partially_shipped" };
         events::append(tx, psp_id, order_event, &json!({ "order_id": order_id, "state": reserved.state }), now).await?;
     }
-    // The capture, its ledger entry and events in one round trip; a duplicate invoice number fails it.
-    if let Err(e) = tx.flush().await {
-        if store::is_duplicate_invoice_number(&e) {
-            return Err(CheckoutError::AlreadyExists(format!(
-                "the merchant already has an invoice numbered {number:?}"
-            )));
-        }
-        return Err(e.into());
-    }
+    // The capture, its ledger entry and events are deferred: they reach the database in one round
+    // trip with the idempotent response, just before the commit.
     // The capture as stored, without reading it back.
     let row = CaptureRow {
         id,

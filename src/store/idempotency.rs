@@ -45,8 +45,10 @@ pub async fn claim(
     lock_for: Duration,
 ) -> StoreResult<Claim> {
     let lock = now + lock_for;
-    // The common case, a new key, is one autocommitted statement.
-    let mut conn = db.write_conn().await?;
+    // The common case, a new key, is one autocommitted statement. It need not be durable by
+    // itself: the request's effect commits synchronously after it (and so makes it durable),
+    // and a claim lost in a crash had no effect yet, so the client's retry simply claims again.
+    let mut conn = db.relaxed_conn().await?;
     let inserted = with_conn!(&mut conn, c => {
         sqlx::query(
             "INSERT INTO idempotency_keys (psp_id, key, fingerprint, locked_until, created_at) \

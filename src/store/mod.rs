@@ -64,8 +64,15 @@ impl Backend {
 /// in-process instead of failing with SQLITE_BUSY) and a separate pool for reads (WAL mode).
 #[derive(Clone, Debug)]
 pub enum Db {
-    Postgres(sqlx::PgPool),
-    Sqlite { write: sqlx::SqlitePool, read: sqlx::SqlitePool },
+    /// The pool, and a small pool whose commits do not wait for the WAL flush (`relaxed_conn`).
+    Postgres {
+        pool: sqlx::PgPool,
+        relaxed: sqlx::PgPool,
+    },
+    Sqlite {
+        write: sqlx::SqlitePool,
+        read: sqlx::SqlitePool,
+    },
 }
 
 /// A borrowed connection of either backend; what store functions run their SQL on.
@@ -345,9 +352,13 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(opts.acquire_timeout)
-                .connect_with(connect)
+                .connect_with(connect.clone())
                 .await?;
-            Ok(Db::Postgres(pool))
+            let relaxed = PgPoolOptions::new()
+                .max_connections((opts.max_connections / 4).max(2))
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_lazy_with(connect.options([("synchronous_commit", "off")]));
+            Ok(Db::Postgres { pool, relaxed })
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -373,7 +384,7 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         match self {
-            Db::Postgres(_) => Backend::Postgres,
+            Db::Postgres { .. } => Backend::Postgres,
             Db::Sqlite { .. } => Backend::Sqlite,
         }
     }
@@ -381,7 +392,7 @@ impl Db {
     /// Applies pending migrations.
     pub async fn migrate(&self) -> StoreResult<()> {
         match self {
-            Db::Postgres(p) => PG_MIGRATOR.run(p).await?,
+            Db::Postgres { pool, .. } => PG_MIGRATOR.run(pool).await?,
             Db::Sqlite { write, .. } => SQLITE_MIGRATOR.run(write).await?,
         }
         Ok(())
@@ -395,7 +406,7 @@ impl Db {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&mut *c).await.unwrap_or_default()
         });
         let migrator = match self {
-            Db::Postgres(_) => &PG_MIGRATOR,
+            Db::Postgres { .. } => &PG_MIGRATOR,
             Db::Sqlite { .. } => &SQLITE_MIGRATOR,
         };
         Ok(migrator.iter().filter(|m| !applied.contains(&m.version)).count())
@@ -405,17 +416,20 @@ impl Db {
     /// so a transaction never fails later trying to upgrade a read lock.
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
-            Db::Postgres(p) => Tx { inner: TxInner::Pg(p.begin().await?), pending: Batch::default() },
+            Db::Postgres { pool, .. } => Tx { inner: TxInner::Pg(pool.begin().await?), pending: Batch::default() },
             Db::Sqlite { write, .. } => {
                 Tx { inner: TxInner::Lite(write.begin_with("BEGIN IMMEDIATE").await?), pending: Batch::default() }
             }
         })
     }
 
-    /// A connection for a single write statement outside a transaction (it commits by itself).
-    pub async fn write_conn(&self) -> StoreResult<Conn> {
+    /// A connection for a single write statement outside a transaction (it commits by itself)
+    /// that need not be durable on its own: on PostgreSQL its commit does not wait for the WAL
+    /// to reach the disk. Only for writes that matter once a later, synchronous commit exists —
+    /// that commit flushes the WAL up to itself, so it makes every earlier write durable too.
+    pub async fn relaxed_conn(&self) -> StoreResult<Conn> {
         Ok(match self {
-            Db::Postgres(p) => Conn::Pg(p.acquire().await?),
+            Db::Postgres { relaxed, .. } => Conn::Pg(relaxed.acquire().await?),
             Db::Sqlite { write, .. } => Conn::Lite(write.acquire().await?),
         })
     }
@@ -423,7 +437,7 @@ impl Db {
     /// A connection for reads outside a transaction.
     pub async fn conn(&self) -> StoreResult<Conn> {
         Ok(match self {
-            Db::Postgres(p) => Conn::Pg(p.acquire().await?),
+            Db::Postgres { pool, .. } => Conn::Pg(pool.acquire().await?),
             Db::Sqlite { read, .. } => Conn::Lite(read.acquire().await?),
         })
     }
@@ -454,7 +468,10 @@ impl Db {
     /// Closes the pools, waiting for connections to be returned.
     pub async fn close(&self) {
         match self {
-            Db::Postgres(p) => p.close().await,
+            Db::Postgres { pool, relaxed } => {
+                relaxed.close().await;
+                pool.close().await;
+            }
             Db::Sqlite { write, read } => {
                 read.close().await;
                 write.close().await;

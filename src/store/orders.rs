@@ -24,14 +24,17 @@ pub struct Reserved {
 }
 
 /// Adds `gross` to the order's captured amount if it still fits under the authorized amount (less
-/// any canceled part) and the order can be captured; `None` otherwise. Atomic on both backends:
-/// the check is in the `UPDATE`, which also locks the order row until the transaction ends.
+/// any canceled part), the order can be captured and the merchant has no invoice numbered
+/// `number`; `None` otherwise. Atomic on both backends: the check is in the `UPDATE`, which also
+/// locks the order row until the transaction ends. (The invoice number's unique key still decides
+/// a race between two orders of one merchant.)
 pub async fn reserve_capture(
     tx: &mut impl AsExec,
     psp_id: PspId,
     order_id: OrderId,
     gross: i64,
     currency: &str,
+    number: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<Reserved>> {
     Ok(with_conn!(tx, c => {
@@ -40,14 +43,24 @@ pub async fn reserve_capture(
              state = CASE WHEN captured + $3 + canceled_amount = gross THEN 'shipped' ELSE 'partially_shipped' END \
              WHERE id = $1 AND psp_id = $2 AND currency = $4 AND state IN ('created', 'partially_shipped') \
                AND captured + $3 + canceled_amount <= gross \
+               AND NOT EXISTS (SELECT 1 FROM captures c WHERE c.merchant_id = orders.merchant_id \
+                               AND c.external_invoice_number = $6) \
              RETURNING state, captured, buyer_id, merchant_id, duration, \
                (SELECT p.fee_rate_bps FROM psps p WHERE p.id = orders.psp_id) AS fee_rate_bps, \
                (SELECT p.fee_fixed_minor FROM psps p WHERE p.id = orders.psp_id) AS fee_fixed_minor, \
                (SELECT p.fee_bands FROM psps p WHERE p.id = orders.psp_id) AS fee_bands, \
                (SELECT b.virtual_iban FROM buyers b WHERE b.id = orders.buyer_id) AS virtual_iban",
         )
-        .bind(order_id).bind(psp_id).bind(gross).bind(currency).bind(now)
+        .bind(order_id).bind(psp_id).bind(gross).bind(currency).bind(now).bind(number)
         .fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Whether the merchant already has an invoice numbered `number`.
+pub async fn invoice_number_taken(conn: &mut impl AsExec, merchant_id: MerchantId, number: &str) -> StoreResult<bool> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM captures WHERE merchant_id = $1 AND external_invoice_number = $2")
+            .bind(merchant_id).bind(number).fetch_one(&mut *c).await? > 0
     }))
 }
 
@@ -110,8 +123,7 @@ pub struct NewCapture<'a> {
     pub line_items: &'a str,
 }
 
-/// Inserts a capture (deferred). The merchant's invoice numbers are unique: a duplicate fails the
-/// flush with a unique violation on `external_invoice_number`.
+/// Inserts a capture (deferred). The merchant's invoice numbers are unique.
 pub fn insert_capture(tx: &mut Tx, n: &NewCapture<'_>, now: DateTime<Utc>) {
     tx.defer(
         "INSERT INTO captures (id, order_id, psp_id, merchant_id, buyer_id, external_invoice_number, invoice_url, currency, \
@@ -138,18 +150,6 @@ pub fn insert_capture(tx: &mut Tx, n: &NewCapture<'_>, now: DateTime<Utc>) {
             now.into(),
         ],
     );
-}
-
-/// Whether `e` is the duplicate-invoice-number violation of [`insert_capture`].
-pub fn is_duplicate_invoice_number(e: &super::StoreError) -> bool {
-    match e {
-        super::StoreError::Database(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-            // PostgreSQL names the constraint; SQLite names the columns in its message.
-            d.constraint() == Some("captures_merchant_invoice")
-                || d.message().contains("captures.external_invoice_number")
-        }
-        _ => false,
-    }
 }
 
 /// A capture of `psp_id`, optionally locked for the transaction.

@@ -163,6 +163,11 @@ fn field_items(code: &'static str, errs: &[FieldError]) -> Vec<ErrorItem> {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        // A uniqueness check that passed, then lost to a concurrent request at commit, is still
+        // the client's conflict, never a server error.
+        if e.is_unique_violation() {
+            return ApiError::already_exists("a concurrent request created the same thing first; retry to see it");
+        }
         ApiError::internal(e)
     }
 }

@@ -241,6 +241,36 @@ async fn fifty_concurrent_captures_never_exceed_the_authorization() {
 }
 
 #[tokio::test]
+async fn one_invoice_number_raced_over_several_orders_is_captured_once() {
+    let (app, psp, mid) = setup().await;
+    let mut orders = Vec::new();
+    for _ in 0..8 {
+        orders.push(created_order(&app, &psp, &mid).await);
+    }
+    // The same merchant's invoice number on eight orders at once: the number's unique key decides.
+    let results = futures::future::join_all(orders.iter().map(|oid| {
+        app.send(
+            app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
+                .json(&json!({"amount": amount(1000), "external_invoice_number": "SAME-1"})),
+        )
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| r.status == 201).count(), 1);
+    for r in results.iter().filter(|r| r.status != 201) {
+        r.assert_error(409, "resource_already_exists");
+    }
+    assert_eq!(app.count("captures").await, 1);
+    let mut captured = 0;
+    for oid in &orders {
+        captured += app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{oid}"))).await.json()["captured"]
+            .as_i64()
+            .unwrap();
+    }
+    assert_eq!(captured, 1000, "only the winning order's amount is captured");
+    verify_ledger(&app).await;
+}
+
+#[tokio::test]
 async fn ledger_verify_names_a_difference() {
     let (app, psp, mid) = setup().await;
     let oid = created_order(&app, &psp, &mid).await;

@@ -19,6 +19,10 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+/// With NETTERMS_BENCH_TRACE=FILE, every open-loop request's (sequence number, latency µs) is
+/// written to FILE, to see when slow requests happen.
+static TRACE: std::sync::OnceLock<std::sync::Mutex<Vec<(u64, u64)>>> = std::sync::OnceLock::new();
+
 const ADMIN: &str = "bench-admin-token-0123456789";
 
 struct Server {
@@ -228,6 +232,9 @@ where
         tasks.push(tokio::spawn(async move {
             let good = f(i).await;
             let us = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+            if let Some(t) = TRACE.get() {
+                let _ = t.lock().map(|mut v| v.push((i, us)));
+            }
             inflight.fetch_sub(1, Ordering::Relaxed);
             if good {
                 ok.fetch_add(1, Ordering::Relaxed);
@@ -306,6 +313,19 @@ fn cpu_seconds(server: u32) -> (f64, f64, f64) {
         }
     }
     (server_s, db, me)
+}
+
+/// (steal, total) ticks of all CPUs from /proc/stat.
+fn steal_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return (0, 0) };
+    let f: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    (f.get(7).copied().unwrap_or(0), f.iter().take(8).sum())
+}
+
+fn steal_pct(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let total = after.1.saturating_sub(before.1).max(1) as f64;
+    (after.0.saturating_sub(before.0) as f64 * 1000.0 / total).round() / 10.0
 }
 
 /// Copies an existing order `n` times with new ids (the growth run's filler).
@@ -469,18 +489,42 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option
     .await;
     // Orders big enough for many one-cent captures.
     let mut orders = Vec::new();
-    for i in 0..16 {
+    let n_orders: u64 = std::env::var("NETTERMS_BENCH_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    for i in 0..n_orders {
         orders.push(s.order(1_000_000 + i, 1_000_000_000).await.context("preparing orders")?);
     }
     let orders = Arc::new(orders);
     let (s2, o2) = (s.clone(), orders.clone());
+    // Warm-up at the same rate, not measured: the pool opens its connections and each connection
+    // prepares its statements.
+    let (sw, ow) = (s.clone(), orders.clone());
+    open_loop(500, 3, 1024, move |i| {
+        let (s, o) = (sw.clone(), ow.clone());
+        async move { s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], 1).await.is_some() }
+    })
+    .await;
+    let trace = std::env::var("NETTERMS_BENCH_TRACE").ok();
+    if trace.is_some() {
+        let _ = TRACE.set(std::sync::Mutex::new(Vec::new()));
+    }
     let writes = open_loop(500, 20, 1024, move |i| {
         let (s, o) = (s2.clone(), o2.clone());
         async move { s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], 1).await.is_some() }
     })
     .await;
+    if let (Some(path), Some(t)) = (trace, TRACE.get()) {
+        let lines: Vec<String> = t
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+            .iter()
+            .map(|(i, us)| format!("{i} {us}"))
+            .collect();
+        std::fs::write(format!("{path}.{backend}"), lines.join("\n"))?;
+    }
     let (s3, o3) = (s.clone(), orders.clone());
     let cpu_before = cpu_seconds(s.child.id());
+    let steal_before = steal_ticks();
     let max_writes = closed_loop(64, 10, move |i| {
         let (s, o) = (s3.clone(), o3.clone());
         async move { s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], 1).await.is_some() }
@@ -490,10 +534,13 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option
     let cpu_after = cpu_seconds(s.child.id());
     let writes_done = max_writes * 10.0;
     let per_write = |a: f64, b: f64| ((a - b) * 1000.0 / writes_done * 1000.0).round() / 1000.0;
+    let steal_after = steal_ticks();
     let cpu_ms_per_write = json!({
         "netterms": per_write(cpu_after.0, cpu_before.0),
         "database": per_write(cpu_after.1, cpu_before.1),
         "load_generator": per_write(cpu_after.2, cpu_before.2),
+        // Time the hypervisor gave to others while we wanted the CPU (vmstat's `st`).
+        "steal_pct": steal_pct(steal_before, steal_after),
     });
     if only == "writes" {
         return Ok(json!({"backend": backend, "offered_rps": writes.offered, "achieved_rps": writes.achieved,
@@ -504,7 +551,7 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option
     let webhooks_per_s = webhook_rate(&s).await?;
     let rss_mb = s.rss_mb();
     // Growth: 10,000 then 1,000,000 stored orders.
-    let have = 16 + counter.load(Ordering::Relaxed);
+    let have = n_orders + counter.load(Ordering::Relaxed);
     grow(db_url, &orders[0], 10_000u64.saturating_sub(have)).await?;
     let (get_10k, cap_10k) = probe(&s, &orders).await;
     grow(db_url, &orders[0], 990_000).await?;
