@@ -290,15 +290,19 @@ where
 }
 
 /// CPU seconds (user + system) so far of the server, of all PostgreSQL processes, and of this
-/// process. SQLite runs inside the server, so its share is the server's.
+/// process. SQLite runs inside the server, so its share is the server's. PostgreSQL's count
+/// includes its children that have ended (backends of closed connections, autovacuum workers),
+/// which the postmaster has collected.
 fn cpu_seconds(server: u32) -> (f64, f64, f64) {
-    fn of(pid: &str) -> Option<(String, f64)> {
+    /// (name, own seconds, seconds of ended children).
+    fn of(pid: &str) -> Option<(String, f64, f64)> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let (head, rest) = stat.rsplit_once(')')?;
         let comm = head.split_once('(')?.1.to_owned();
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-        Some((comm, ticks / 100.0))
+        let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+        let own = f.get(11)? + f.get(12)?;
+        let children = f.get(13)? + f.get(14)?;
+        Some((comm, own / 100.0, children / 100.0))
     }
     let server_s = of(&server.to_string()).map_or(0.0, |x| x.1);
     let me = of("self").map_or(0.0, |x| x.1);
@@ -306,10 +310,10 @@ fn cpu_seconds(server: u32) -> (f64, f64, f64) {
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.bytes().all(|b| b.is_ascii_digit())
-            && let Some((comm, s)) = of(&name)
+            && let Some((comm, own, children)) = of(&name)
             && comm.starts_with("postgres")
         {
-            db += s;
+            db += own + children;
         }
     }
     (server_s, db, me)
@@ -379,7 +383,8 @@ async fn probe(s: &Arc<Server>, orders: &Arc<Vec<String>>) -> (f64, f64) {
     (reads.p99_ms, caps.p99_ms)
 }
 
-fn pgbench(admin_url: &str) -> Result<f64> {
+/// pgbench's TPS, and the CPU its PostgreSQL processes spent per transaction (ms).
+fn pgbench(admin_url: &str) -> Result<(f64, f64)> {
     let db = format!("netterms_pgbench_{}", std::process::id());
     let psql = |sql: &str| Command::new("psql").arg(admin_url).arg("-qc").arg(sql).stdout(Stdio::null()).status();
     psql(&format!("CREATE DATABASE {db}"))?;
@@ -392,14 +397,20 @@ fn pgbench(admin_url: &str) -> Result<f64> {
     if !init.success() {
         bail!("pgbench -i failed");
     }
+    let before = cpu_seconds(0).1;
     let out = Command::new("pgbench").args(["-c", "16", "-j", "2", "-T", "15", "-n", &url]).output()?;
+    let db_s = cpu_seconds(0).1 - before;
     psql(&format!("DROP DATABASE {db} WITH (FORCE)"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|t| t.parse().ok())
-        .context("pgbench printed no tps")
+    let field = |prefix: &str, nth: usize| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(nth))
+            .and_then(|t| t.parse().ok())
+    };
+    let tps = field("tps = ", 2).context("pgbench printed no tps")?;
+    let txs = field("number of transactions actually processed: ", 5).context("pgbench printed no count")?;
+    Ok((tps, (db_s * 1000.0 / txs * 1000.0).round() / 1000.0))
 }
 
 /// Webhook delivery rate: 20 endpoints (the most a PSP may have) on one local receiver, then 500
@@ -471,7 +482,9 @@ async fn webhook_rate(s: &Arc<Server>) -> Result<f64> {
     Ok(got as f64 / span)
 }
 
-async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option<f64>) -> Result<Value> {
+async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench: Option<(f64, f64)>) -> Result<Value> {
+    let pgbench_tps = pgbench.map(|p| p.0);
+    let pgbench_db_cpu_ms_per_tx = pgbench.map(|p| p.1);
     let s = Arc::new(start(db_url, port).await?);
     let only = std::env::var("NETTERMS_BENCH_ONLY").unwrap_or_default();
     if only == "webhooks" {
@@ -545,7 +558,7 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option
     if only == "writes" {
         return Ok(json!({"backend": backend, "offered_rps": writes.offered, "achieved_rps": writes.achieved,
             "p50_ms": writes.p50_ms, "p99_ms": writes.p99_ms, "errors": writes.errors, "dropped": writes.dropped,
-            "max_writes_per_s": max_writes, "pgbench_tps": pgbench_tps, "ratio_to_pgbench": pgbench_tps.map(|t| max_writes / t),
+            "max_writes_per_s": max_writes, "pgbench_tps": pgbench_tps, "pgbench_db_cpu_ms_per_tx": pgbench_db_cpu_ms_per_tx, "ratio_to_pgbench": pgbench_tps.map(|t| max_writes / t),
             "cpu_ms_per_write": cpu_ms_per_write, "rss_mb": s.rss_mb()}));
     }
     let webhooks_per_s = webhook_rate(&s).await?;
@@ -564,6 +577,7 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench_tps: Option
         "errors": writes.errors, "dropped": writes.dropped,
         "max_writes_per_s": max_writes,
         "pgbench_tps": pgbench_tps,
+        "pgbench_db_cpu_ms_per_tx": pgbench_db_cpu_ms_per_tx,
         "ratio_to_pgbench": pgbench_tps.map(|t| max_writes / t),
         "rss_mb": rss_mb,
         "cpu_ms_per_write": cpu_ms_per_write,
@@ -580,14 +594,15 @@ async fn main() -> Result<()> {
     let pg_up =
         Command::new("pg_isready").args(["-q", "-h", "127.0.0.1", "-p", "5432"]).status().is_ok_and(|s| s.success());
     let only_webhooks = std::env::var("NETTERMS_BENCH_ONLY").is_ok_and(|v| v == "webhooks");
-    let pgbench_tps = if pg_up && !only_webhooks { Some(pgbench(&pg_admin)?) } else { None };
+    let pgbench_result = if pg_up && !only_webhooks { Some(pgbench(&pg_admin)?) } else { None };
     let dir = std::env::temp_dir().join(format!("netterms-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     // NETTERMS_BENCH_BACKENDS=postgres (or sqlite) runs one backend only.
     let backends = std::env::var("NETTERMS_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     if backends.contains("sqlite") {
         let line =
-            run_backend("sqlite", &format!("sqlite://{}", dir.join("bench.db").display()), 18090, pgbench_tps).await?;
+            run_backend("sqlite", &format!("sqlite://{}", dir.join("bench.db").display()), 18090, pgbench_result)
+                .await?;
         println!("{line}");
     }
     if pg_up && backends.contains("postgres") {
@@ -599,7 +614,7 @@ async fn main() -> Result<()> {
             .stdout(Stdio::null())
             .status()?;
         let url = format!("{}/{db}", pg_admin.rsplit_once('/').map_or(pg_admin.as_str(), |x| x.0));
-        let line = run_backend("postgres", &url, 18091, pgbench_tps).await;
+        let line = run_backend("postgres", &url, 18091, pgbench_result).await;
         Command::new("psql")
             .arg(&pg_admin)
             .arg("-qc")
