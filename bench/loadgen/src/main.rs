@@ -332,7 +332,8 @@ fn steal_pct(before: (u64, u64), after: (u64, u64)) -> f64 {
     (after.0.saturating_sub(before.0) as f64 * 1000.0 / total).round() / 10.0
 }
 
-/// Copies an existing order `n` times with new ids (the growth run's filler).
+/// Copies an existing order `n` times with new ids (the growth run's filler), then lets the
+/// database settle.
 async fn grow(db_url: &str, template: &str, n: u64) -> Result<()> {
     let template = uuid::Uuid::parse_str(template)?;
     if db_url.starts_with("postgres") {
@@ -344,6 +345,10 @@ async fn grow(db_url: &str, template: &str, n: u64) -> Result<()> {
              SELECT gen_random_uuid(), psp_id, merchant_id, session_id, buyer_id, 'canceled', currency, gross, net, tax, duration, \
              '{}', payment_method, created_at, updated_at FROM orders, generate_series(1, $2) WHERE id = $1",
         ).bind(template).bind(i64::try_from(n)?).execute(&mut c).await?;
+        // Measure the steady state of a database that holds this many orders, not the minutes
+        // after a bulk load, when autovacuum and the checkpointer catch up on the same cores.
+        sqlx::query("VACUUM (ANALYZE) orders").execute(&mut c).await?;
+        sqlx::query("CHECKPOINT").execute(&mut c).await?;
     } else {
         use sqlx::Connection;
         let mut c = sqlx::SqliteConnection::connect(db_url).await?;
@@ -354,6 +359,7 @@ async fn grow(db_url: &str, template: &str, n: u64) -> Result<()> {
              SELECT randomblob(16), psp_id, merchant_id, session_id, buyer_id, 'canceled', currency, gross, net, tax, duration, \
              '{}', payment_method, created_at, updated_at FROM orders, s WHERE id = $1",
         ).bind(template).bind(i64::try_from(n)?).execute(&mut c).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut c).await?;
     }
     Ok(())
 }
