@@ -290,33 +290,38 @@ where
 }
 
 /// CPU seconds (user + system) so far of the server, of all PostgreSQL processes, and of this
-/// process. SQLite runs inside the server, so its share is the server's. PostgreSQL's count
-/// includes its children that have ended (backends of closed connections, autovacuum workers),
-/// which the postmaster has collected.
+/// process. SQLite runs inside the server, so its share is the server's.
 fn cpu_seconds(server: u32) -> (f64, f64, f64) {
-    /// (name, own seconds, seconds of ended children).
-    fn of(pid: &str) -> Option<(String, f64, f64)> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let (head, rest) = stat.rsplit_once(')')?;
-        let comm = head.split_once('(')?.1.to_owned();
-        let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
-        let own = f.get(11)? + f.get(12)?;
-        let children = f.get(13)? + f.get(14)?;
-        Some((comm, own / 100.0, children / 100.0))
-    }
-    let server_s = of(&server.to_string()).map_or(0.0, |x| x.1);
-    let me = of("self").map_or(0.0, |x| x.1);
+    let server_s = proc_cpu(&server.to_string()).map_or(0.0, |x| x.1);
+    let me = proc_cpu("self").map_or(0.0, |x| x.1);
+    (server_s, postgres_cpu_seconds(), me)
+}
+
+/// CPU seconds so far of all PostgreSQL processes, including their children that have ended
+/// (backends of closed connections, autovacuum workers), which the postmaster has collected.
+fn postgres_cpu_seconds() -> f64 {
     let mut db = 0.0;
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.bytes().all(|b| b.is_ascii_digit())
-            && let Some((comm, own, children)) = of(&name)
+            && let Some((comm, own, children)) = proc_cpu(&name)
             && comm.starts_with("postgres")
         {
             db += own + children;
         }
     }
-    (server_s, db, me)
+    db
+}
+
+/// A process's (name, own CPU seconds, CPU seconds of its ended children), from `/proc`.
+fn proc_cpu(pid: &str) -> Option<(String, f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    let own = f.get(11)? + f.get(12)?;
+    let children = f.get(13)? + f.get(14)?;
+    Some((comm, own / 100.0, children / 100.0))
 }
 
 /// (steal, total) ticks of all CPUs from /proc/stat.
@@ -403,9 +408,9 @@ fn pgbench(admin_url: &str) -> Result<(f64, f64)> {
     if !init.success() {
         bail!("pgbench -i failed");
     }
-    let before = cpu_seconds(0).1;
+    let before = postgres_cpu_seconds();
     let out = Command::new("pgbench").args(["-c", "16", "-j", "2", "-T", "15", "-n", &url]).output()?;
-    let db_s = cpu_seconds(0).1 - before;
+    let db_s = postgres_cpu_seconds() - before;
     psql(&format!("DROP DATABASE {db} WITH (FORCE)"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |prefix: &str, nth: usize| -> Option<f64> {
