@@ -83,6 +83,10 @@ pub struct Config {
     /// How long a request's `Idempotency-Key` counts as in flight; after a crash, a retry with the
     /// same key waits this long (409 `idempotency_in_progress`) before it runs again.
     pub idempotency_lock_secs: u64,
+    /// PostgreSQL: the longest one statement may run or wait for a lock, in milliseconds (`0`:
+    /// unbounded). Default: half of `idempotency_lock_secs`, so a request stuck behind a lock
+    /// fails (409, retry) before its Idempotency-Key could be taken over.
+    pub db_statement_timeout_ms: Option<u64>,
 }
 
 impl Default for Config {
@@ -111,6 +115,7 @@ impl Default for Config {
             virtual_iban_bank_code: "10010010".into(),
             authorization_ttl_hours: 72,
             idempotency_lock_secs: 60,
+            db_statement_timeout_ms: None,
         }
     }
 }
@@ -148,6 +153,7 @@ const FIELDS: &[&str] = &[
     "virtual_iban_bank_code",
     "authorization_ttl_hours",
     "idempotency_lock_secs",
+    "db_statement_timeout_ms",
 ];
 
 impl Config {
@@ -167,6 +173,15 @@ impl Config {
     }
 
     /// Checks the values together; every problem is reported at once.
+    /// The bound on statements and lock waits (PostgreSQL), if any.
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        match self.db_statement_timeout_ms {
+            Some(0) => None,
+            Some(ms) => Some(std::time::Duration::from_millis(ms)),
+            None => Some(std::time::Duration::from_millis(self.idempotency_lock_secs.saturating_mul(500).max(1))),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errs = Vec::new();
         if !(self.database_url.starts_with("sqlite:")
@@ -242,6 +257,9 @@ impl Config {
             || c.max_order_amount < c.min_order_amount
         {
             errs.push("credit: limits must be positive and min_order_amount <= max_order_amount".to_owned());
+        }
+        if self.db_statement_timeout_ms.is_some_and(|t| t > 3_600_000) {
+            errs.push("db_statement_timeout_ms must be at most 3600000 (0: unbounded)".to_owned());
         }
         if !(1..=3600).contains(&self.idempotency_lock_secs) {
             errs.push("idempotency_lock_secs must be between 1 and 3600".to_owned());

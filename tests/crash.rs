@@ -236,7 +236,7 @@ async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
                         &format!("{base}/v1/captures/{id}/refunds"),
                         (&user, &pass),
                         &format!("ref-{w}-{n}"),
-                        &json!({"amount": {"gross": 300, "net": 300, "tax": 0}}),
+                        &json!({"amount": {"gross": 300, "net": 300, "tax": 0}, "external_credit_note_number": format!("CN-{w}-{n}")}),
                     )
                     .await;
                     if status == 201 {

@@ -110,7 +110,8 @@ impl PaymentTermsInput {
         let mut v = Violations::new();
         let min = self.min_duration.unwrap_or(MIN_DURATION);
         let max = self.max_duration.unwrap_or(MAX_DURATION);
-        let default = self.default_duration.unwrap_or_else(|| DEFAULT_DURATION.clamp(min, max));
+        // (`clamp` needs min <= max; a reversed range is reported below.)
+        let default = self.default_duration.unwrap_or_else(|| DEFAULT_DURATION.max(min).min(max.max(min)));
         for (name, d) in [("min_duration", min), ("max_duration", max), ("default_duration", default)] {
             if !(MIN_DURATION..=MAX_DURATION).contains(&d) {
                 v.add(name, format!("{name} must be between {MIN_DURATION} and {MAX_DURATION} days"));

@@ -231,6 +231,56 @@ impl DebtorPersonInput {
     }
 }
 
+/// At most this many line items in one order, capture or refund.
+pub const MAX_LINE_ITEMS: usize = 100;
+
+/// Checks line items (at `path`, e.g. `line_items`): each complete and in range, at most
+/// [`MAX_LINE_ITEMS`], and, when `total` is known and items are given, adding up to it.
+pub fn validate_line_items(
+    v: &mut Violations,
+    path: &str,
+    items: Option<Vec<LineItemInput>>,
+    currencies: &[String],
+    total: Option<Amount>,
+) -> Vec<LineItem> {
+    let items = items.unwrap_or_default();
+    if items.len() > MAX_LINE_ITEMS {
+        v.add(path, format!("at most {MAX_LINE_ITEMS} line items"));
+        return Vec::new();
+    }
+    let mut line_items = Vec::new();
+    for (i, li) in items.into_iter().enumerate() {
+        let lp = format!("{path}[{i}]");
+        let external_id = v.text(&format!("{lp}.external_id"), li.external_id, 255);
+        let title = v.text(&format!("{lp}.title"), li.title, 255);
+        let description = v.opt_text(&format!("{lp}.description"), li.description, 1000);
+        let quantity = v.required(&format!("{lp}.quantity"), li.quantity);
+        if quantity.is_some_and(|q| !(1..=1_000_000).contains(&q)) {
+            v.add(format!("{lp}.quantity"), "quantity must be between 1 and 1000000");
+        }
+        let amount = v
+            .required(&format!("{lp}.amount"), li.amount)
+            .and_then(|a| a.validate(v, &format!("{lp}.amount"), currencies, false));
+        if let (Some(external_id), Some(title), Some(quantity), Some(amount)) = (external_id, title, quantity, amount) {
+            line_items.push(LineItem { external_id, title, description, quantity, amount });
+        }
+    }
+    if let Some(a) = total {
+        if !line_items.is_empty() {
+            let sum = line_items.iter().try_fold((0i64, 0i64, 0i64), |(g, n, t), li| {
+                if li.amount.currency != a.currency {
+                    return None;
+                }
+                Some((g.checked_add(li.amount.gross)?, n.checked_add(li.amount.net)?, t.checked_add(li.amount.tax)?))
+            });
+            if sum != Some((a.gross, a.net, a.tax)) {
+                v.add(path, "line items must add up to the amount (gross, net and tax, same currency)");
+            }
+        }
+    }
+    line_items
+}
+
 impl OrderInput {
     /// Checks order data; `path` prefixes every `source` (e.g. `order`).
     pub fn validate(self, currencies: &[String], path: &str) -> Result<OrderData, Vec<FieldError>> {
@@ -249,42 +299,7 @@ impl OrderInput {
         let debtor_person = self.debtor_person.map(|d| d.validate(&mut v, &p("debtor_person")));
         let delivery_address = address(&mut v, &p("delivery_address"), self.delivery_address, false);
         let billing_address = address(&mut v, &p("billing_address"), self.billing_address, false);
-        let mut line_items = Vec::new();
-        for (i, li) in self.line_items.unwrap_or_default().into_iter().enumerate() {
-            let lp = p(&format!("line_items[{i}]"));
-            let external_id = v.text(&format!("{lp}.external_id"), li.external_id, 255);
-            let title = v.text(&format!("{lp}.title"), li.title, 255);
-            let description = v.opt_text(&format!("{lp}.description"), li.description, 1000);
-            let quantity = v.required(&format!("{lp}.quantity"), li.quantity);
-            if quantity.is_some_and(|q| !(1..=1_000_000).contains(&q)) {
-                v.add(format!("{lp}.quantity"), "quantity must be between 1 and 1000000");
-            }
-            let amount = v
-                .required(&format!("{lp}.amount"), li.amount)
-                .and_then(|a| a.validate(&mut v, &format!("{lp}.amount"), currencies, false));
-            if let (Some(external_id), Some(title), Some(quantity), Some(amount)) =
-                (external_id, title, quantity, amount)
-            {
-                line_items.push(LineItem { external_id, title, description, quantity, amount });
-            }
-        }
-        if let Some(a) = amount {
-            if !line_items.is_empty() {
-                let sum = line_items.iter().try_fold((0i64, 0i64, 0i64), |(g, n, t), li| {
-                    if li.amount.currency != a.currency {
-                        return None;
-                    }
-                    Some((
-                        g.checked_add(li.amount.gross)?,
-                        n.checked_add(li.amount.net)?,
-                        t.checked_add(li.amount.tax)?,
-                    ))
-                });
-                if sum != Some((a.gross, a.net, a.tax)) {
-                    v.add(p("line_items"), "line items must add up to the amount (gross, net and tax, same currency)");
-                }
-            }
-        }
+        let line_items = validate_line_items(&mut v, &p("line_items"), self.line_items, currencies, amount);
         let comment = v.opt_text(&p("comment"), self.comment, 255);
         v.finish()?;
         match (amount, duration, debtor_company, debtor_person) {

@@ -79,6 +79,23 @@ impl Violations {
     }
 }
 
+/// Free-form JSON stored as given (e.g. `shipping_info`): at most 10,000 characters serialized
+/// and nested at most 5 levels deep.
+pub fn json_value(v: &mut Violations, source: &str, value: &serde_json::Value) {
+    fn depth(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+            serde_json::Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    if value.to_string().chars().count() > 10_000 {
+        v.add(source, format!("{source} must be at most 10000 characters as JSON"));
+    } else if depth(value) > 5 {
+        v.add(source, format!("{source} must be nested at most 5 levels deep"));
+    }
+}
+
 /// A plausible e-mail address: one `@`, a local part, and a dotted domain, no spaces.
 pub fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {

@@ -633,12 +633,19 @@ pub async fn authorize(
     let cur = data.amount.currency.as_str().to_owned();
     let policy = &credit_policy(s, &mut tx).await?;
     let buyer_exposure = store::exposure(&mut tx, ExposureOf::Buyer, buyer.id.0, &cur).await?;
+    // Merchant and PSP limits are decided under their rows' locks too (after the buyer's).
     let merchant_exposure = match policy.merchant_limit {
-        Some(_) => store::exposure(&mut tx, ExposureOf::Merchant, merchant.merchant_id.0, &cur).await?,
+        Some(_) => {
+            store::lock_for_exposure(&mut tx, ExposureOf::Merchant, merchant.merchant_id.0).await?;
+            store::exposure(&mut tx, ExposureOf::Merchant, merchant.merchant_id.0, &cur).await?
+        }
         None => 0,
     };
     let psp_exposure = match policy.psp_limit {
-        Some(_) => store::exposure(&mut tx, ExposureOf::Psp, session.psp_id.0, &cur).await?,
+        Some(_) => {
+            store::lock_for_exposure(&mut tx, ExposureOf::Psp, session.psp_id.0).await?;
+            store::exposure(&mut tx, ExposureOf::Psp, session.psp_id.0, &cur).await?
+        }
         None => 0,
     };
     let decision = decision::decide(

@@ -28,14 +28,21 @@ impl Services {
     /// SQLite is migrated automatically; PostgreSQL must have been migrated (`netterms migrate`)
     /// unless `migrate` is set.
     pub async fn open(config: Config, migrate: bool) -> anyhow::Result<Services> {
+        let opts = crate::store::PoolOptions { max_connections: config.db_max_connections, ..Default::default() };
+        if migrate && !config.database_url.starts_with("sqlite:") {
+            // Migrations may run long: on a pool of their own without the statement bound.
+            let unbounded = Db::connect(&config.database_url, &opts).await?;
+            unbounded.migrate().await?;
+            unbounded.close().await;
+        }
         let db = Db::connect(
             &config.database_url,
-            &crate::store::PoolOptions { max_connections: config.db_max_connections, ..Default::default() },
+            &crate::store::PoolOptions { statement_timeout: config.statement_timeout(), ..opts },
         )
         .await?;
-        if migrate || db.backend() == crate::store::Backend::Sqlite {
+        if db.backend() == crate::store::Backend::Sqlite {
             db.migrate().await?;
-        } else {
+        } else if !migrate {
             let pending = db.pending_migrations().await?;
             anyhow::ensure!(pending == 0, "the database lacks {pending} migration(s): run `netterms migrate` first");
         }

@@ -8,16 +8,38 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::Services;
-use super::checkout::{CheckoutError, Order};
+use super::checkout::Order;
 use crate::domain::iban;
 use crate::domain::ids::{CaptureId, OrderId, PspId, RefundId};
 use crate::domain::ledger;
 use crate::domain::money::{Currency, Money};
-use crate::domain::order::{Amount, AmountInput};
+use crate::domain::order::{Amount, AmountInput, LineItem, LineItemInput, validate_line_items};
 use crate::domain::psp::FeeBand;
-use crate::domain::validate::{self, Violations};
-use crate::store::orders::{self as store, CaptureRow, NewCapture};
+use crate::domain::validate::{self, FieldError, Violations};
+use crate::store::orders::{self as store, CaptureRow, NewCapture, RefundRow};
 use crate::store::{StoreError, Tx, checkout as orders_store, events};
+
+/// What an order use case can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("not found")]
+    NotFound(&'static str),
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether a POST made something new (201) or found what an earlier identical request made (200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Existing,
+}
 
 /// BIC of the account behind the virtual IBANs.
 pub const BIC: &str = "NTRMDEB1XXX";
@@ -104,8 +126,8 @@ pub struct CaptureInput {
     pub invoice_url: Option<String>,
     /// Carrier, tracking number, …: stored and shown as given.
     pub shipping_info: Option<serde_json::Map<String, serde_json::Value>>,
-    /// `[{external_id, quantity}]` of the order's line items.
-    pub line_items: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// What this invoice bills (at most 100; line totals adding up to `amount` when given).
+    pub line_items: Option<Vec<LineItemInput>>,
 }
 
 /// The body of `POST /v1/captures/{id}/refunds`.
@@ -113,8 +135,13 @@ pub struct CaptureInput {
 pub struct RefundInput {
     #[schema(required = true)]
     pub amount: Option<AmountInput>,
+    /// The merchant's credit note number, unique per merchant. A retry with the same body answers
+    /// the existing refund (200); another refund under this number is refused (409).
+    #[schema(required = true, example = "CN-2026-0007")]
     pub external_credit_note_number: Option<String>,
     pub reason: Option<String>,
+    /// What this credit note credits (at most 100; line totals adding up to `amount` when given).
+    pub line_items: Option<Vec<LineItemInput>>,
 }
 
 /// A refund = a credit note.
@@ -127,6 +154,8 @@ pub struct Refund {
     pub owed_to_buyer: i64,
     pub external_credit_note_number: Option<String>,
     pub reason: Option<String>,
+    pub line_items: Vec<LineItem>,
+    pub created_at: DateTime<Utc>,
     pub capture: Capture,
 }
 
@@ -136,6 +165,11 @@ pub struct ConfirmPaymentInput {
     /// Gross paid by the buyer to the merchant (minor units).
     #[schema(required = true)]
     pub amount: Option<i64>,
+    /// The PSP's or merchant's id of this payment, unique per capture: a retry with the same id
+    /// and amount answers the capture without recording the payment again. Required unless the
+    /// request carries an `Idempotency-Key`.
+    #[schema(example = "PAY-2026-0815")]
+    pub external_payment_id: Option<String>,
 }
 
 /// The body of `POST /v1/captures/{id}/extend-duration`.
@@ -153,22 +187,22 @@ pub fn rf_reference(id: CaptureId) -> String {
 }
 
 /// The fee on `gross` for a term of `duration` days: the PSP's rate (or its band's) plus the fixed fee.
-fn fee(rate_bps: i64, fixed: i64, bands: &[FeeBand], gross: Money, duration: i64) -> Result<i64, CheckoutError> {
+fn fee(rate_bps: i64, fixed: i64, bands: &[FeeBand], gross: Money, duration: i64) -> Result<i64, OrderError> {
     let rate = bands.iter().find(|b| duration <= b.max_duration).map_or(rate_bps, |b| b.fee_rate_bps);
     let variable = gross.basis_points(rate).map_err(|_| invalid("amount", "amount out of range"))?;
     Ok(variable.minor.saturating_add(fixed).min(gross.minor))
 }
 
-fn invalid(source: &str, title: &str) -> CheckoutError {
-    CheckoutError::Invalid(vec![validate::FieldError { source: source.into(), title: title.into() }])
+fn invalid(source: &str, title: &str) -> OrderError {
+    OrderError::Invalid(vec![validate::FieldError { source: source.into(), title: title.into() }])
 }
 
-fn conflict(msg: impl Into<String>) -> CheckoutError {
-    CheckoutError::Conflict(msg.into())
+fn conflict(msg: impl Into<String>) -> OrderError {
+    OrderError::Conflict(msg.into())
 }
 
-async fn order_view(tx: &mut Tx, psp_id: PspId, id: OrderId) -> Result<Order, CheckoutError> {
-    let row = orders_store::get_order(tx, Some(psp_id), id, false).await?.ok_or(CheckoutError::NotFound("order"))?;
+async fn order_view(tx: &mut Tx, psp_id: PspId, id: OrderId) -> Result<Order, OrderError> {
+    let row = orders_store::get_order(tx, Some(psp_id), id, false).await?.ok_or(OrderError::NotFound("order"))?;
     Ok(Order::from_row(&row)?)
 }
 
@@ -180,31 +214,33 @@ pub async fn capture(
     psp_id: PspId,
     order_id: OrderId,
     input: CaptureInput,
-) -> Result<Capture, CheckoutError> {
+) -> Result<Capture, OrderError> {
     let now = s.clock.now();
     let mut v = Violations::new();
     let amount =
         v.required("amount", input.amount).and_then(|a| a.validate(&mut v, "amount", &s.config.currencies, true));
     let number = v.text("external_invoice_number", input.external_invoice_number, 255);
     let url = v.opt_text("invoice_url", input.invoice_url, 2048);
-    v.finish().map_err(CheckoutError::Invalid)?;
-    let (Some(amount), Some(number)) = (amount, number) else { return Err(CheckoutError::Invalid(Vec::new())) };
+    let items = validate_line_items(&mut v, "line_items", input.line_items, &s.config.currencies, amount);
+    let shipping = input.shipping_info.map(serde_json::Value::Object);
+    if let Some(info) = &shipping {
+        validate::json_value(&mut v, "shipping_info", info);
+    }
+    v.finish().map_err(OrderError::Invalid)?;
+    let (Some(amount), Some(number)) = (amount, number) else { return Err(OrderError::Invalid(Vec::new())) };
     // One statement checks and reserves the amount, locks the order and returns what the capture
     // needs; only when it refuses is the order read, to say why.
     let Some(reserved) =
         store::reserve_capture(tx, psp_id, order_id, amount.gross, amount.currency.as_str(), &number, now).await?
     else {
-        let order = orders_store::get_order(tx, Some(psp_id), order_id, false)
-            .await?
-            .ok_or(CheckoutError::NotFound("order"))?;
+        let order =
+            orders_store::get_order(tx, Some(psp_id), order_id, false).await?.ok_or(OrderError::NotFound("order"))?;
         let data = order.data()?;
         if amount.currency != data.amount.currency {
             return Err(invalid("amount.currency", "currency must be the order's"));
         }
         if store::invoice_number_taken(tx, order.merchant_id, &number).await? {
-            return Err(CheckoutError::AlreadyExists(format!(
-                "the merchant already has an invoice numbered {number:?}"
-            )));
+            return Err(OrderError::AlreadyExists(format!("the merchant already has an invoice numbered {number:?}")));
         }
         return Err(conflict(format!(
             "the order is {} with {} of {} captured and {} canceled: this capture does not fit",
@@ -224,10 +260,8 @@ pub async fn capture(
     let id = CaptureId::new();
     let due = (now + Duration::days(reserved.duration)).date_naive();
     let reference = rf_reference(id);
-    let shipping = input.shipping_info.map(|m| serde_json::Value::Object(m).to_string());
-    let items = serde_json::Value::Array(
-        input.line_items.unwrap_or_default().into_iter().map(serde_json::Value::Object).collect(),
-    );
+    let shipping = shipping.map(|v| v.to_string());
+    let items = serde_json::to_value(&items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     store::insert_capture(
         tx,
         &NewCapture {
@@ -274,6 +308,7 @@ pub async fn capture(
         id,
         order_id,
         psp_id,
+        merchant_id: reserved.merchant_id,
         buyer_id: buyer,
         external_invoice_number: number,
         invoice_url: url,
@@ -297,9 +332,9 @@ pub async fn capture(
     Ok(view(&row)?)
 }
 
-pub async fn get_capture(s: &Services, psp_id: PspId, id: CaptureId) -> Result<Capture, CheckoutError> {
+pub async fn get_capture(s: &Services, psp_id: PspId, id: CaptureId) -> Result<Capture, OrderError> {
     let mut conn = s.db.conn().await?;
-    let row = store::get_capture(&mut conn, psp_id, id, false).await?.ok_or(CheckoutError::NotFound("capture"))?;
+    let row = store::get_capture(&mut conn, psp_id, id, false).await?.ok_or(OrderError::NotFound("capture"))?;
     Ok(view(&row)?)
 }
 
@@ -314,7 +349,11 @@ fn capture_state(gross: i64, refunded: i64, paid_direct: i64, current: &str) -> 
     }
 }
 
-async fn settle_order(s: &Services, tx: &mut Tx, psp_id: PspId, order_id: OrderId) -> Result<(), CheckoutError> {
+/// Completes the order if this transaction settled its last open capture. The order is locked
+/// first, in a statement of its own: two transactions settling two captures of one order then
+/// decide one after the other, and the second sees the first's settlement (no write skew).
+async fn settle_order(s: &Services, tx: &mut Tx, psp_id: PspId, order_id: OrderId) -> Result<(), OrderError> {
+    store::lock_order(tx, order_id).await?;
     if store::complete_if_settled(tx, order_id, s.clock.now()).await? {
         events::append(
             tx,
@@ -328,24 +367,60 @@ async fn settle_order(s: &Services, tx: &mut Tx, psp_id: PspId, order_id: OrderI
     Ok(())
 }
 
+fn refund_view(r: &RefundRow, capture: &CaptureRow) -> Result<Refund, OrderError> {
+    let corrupt = |w: &str| StoreError::Corrupt(format!("refunds.{w}"));
+    Ok(Refund {
+        refund_id: r.id,
+        capture_id: r.capture_id,
+        amount: Amount {
+            currency: Currency::parse(&r.currency).map_err(|_| corrupt("currency"))?,
+            gross: r.gross,
+            net: r.net,
+            tax: r.tax,
+        },
+        owed_to_buyer: r.owed_to_buyer,
+        external_credit_note_number: r.external_credit_note_number.clone(),
+        reason: r.reason.clone(),
+        line_items: serde_json::from_str(&r.line_items).map_err(|_| corrupt("line_items"))?,
+        created_at: r.created_at,
+        capture: view(capture)?,
+    })
+}
+
 /// Refunds part or all of a capture. Before the buyer paid it lowers what the buyer owes; beyond
-/// that it is owed back to the buyer. The PSP bears it (from its next payout).
+/// that it is owed back to the buyer. The PSP bears it (from its next payout). The credit note
+/// number identifies the refund: the same request again answers the refund it made.
 pub async fn refund(
     s: &Services,
     tx: &mut Tx,
     psp_id: PspId,
     capture_id: CaptureId,
     input: RefundInput,
-) -> Result<Refund, CheckoutError> {
+) -> Result<(Refund, Outcome), OrderError> {
     let now = s.clock.now();
-    let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(CheckoutError::NotFound("capture"))?;
+    let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(OrderError::NotFound("capture"))?;
     let mut v = Violations::new();
     let amount =
         v.required("amount", input.amount).and_then(|a| a.validate(&mut v, "amount", &s.config.currencies, true));
-    let number = v.opt_text("external_credit_note_number", input.external_credit_note_number, 255);
+    let number = v.text("external_credit_note_number", input.external_credit_note_number, 255);
     let reason = v.opt_text("reason", input.reason, 1000);
-    v.finish().map_err(CheckoutError::Invalid)?;
-    let Some(amount) = amount else { return Err(CheckoutError::Invalid(Vec::new())) };
+    let items = validate_line_items(&mut v, "line_items", input.line_items, &s.config.currencies, amount);
+    v.finish().map_err(OrderError::Invalid)?;
+    let (Some(amount), Some(number)) = (amount, number) else { return Err(OrderError::Invalid(Vec::new())) };
+    let items_json = serde_json::to_string(&items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some(existing) = store::find_refund(tx, c.merchant_id, &number).await? {
+        let same = existing.capture_id == capture_id
+            && existing.currency == amount.currency.as_str()
+            && (existing.gross, existing.net, existing.tax) == (amount.gross, amount.net, amount.tax)
+            && existing.reason == reason
+            && serde_json::from_str::<Vec<LineItem>>(&existing.line_items).ok().as_ref() == Some(&items);
+        if !same {
+            return Err(OrderError::AlreadyExists(format!(
+                "the merchant already has a credit note numbered {number:?} for another refund"
+            )));
+        }
+        return Ok((refund_view(&existing, &c)?, Outcome::Existing));
+    }
     if amount.currency.as_str() != c.currency {
         return Err(invalid("amount.currency", "currency must be the capture's"));
     }
@@ -362,28 +437,30 @@ pub async fn refund(
     {
         return Err(conflict("the capture changed meanwhile; read it and retry"));
     }
-    let id = RefundId::new();
-    store::insert_refund(
-        tx,
-        id,
+    let row = RefundRow {
+        id: RefundId::new(),
         capture_id,
         psp_id,
-        number.as_deref(),
-        reason.as_deref(),
-        &c.currency,
-        (amount.gross, amount.net, amount.tax),
-        owed,
-        now,
-    )
-    .await?;
+        merchant_id: c.merchant_id,
+        external_credit_note_number: Some(number),
+        reason,
+        currency: c.currency.clone(),
+        gross: amount.gross,
+        net: amount.net,
+        tax: amount.tax,
+        owed_to_buyer: owed,
+        line_items: items_json,
+        created_at: now,
+    };
+    store::insert_refund(tx, &row);
     let entry = ledger::refund(c.buyer_id, psp_id, amount.gross, against_receivable)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    store::post(tx, &entry, &c.currency, id.0, now).await?;
+    store::post(tx, &entry, &c.currency, row.id.0, now).await?;
     events::append(
         tx,
         psp_id,
         "refund.created",
-        &json!({ "refund_id": id, "capture_id": capture_id, "gross": amount.gross }),
+        &json!({ "refund_id": row.id, "capture_id": capture_id, "gross": amount.gross }),
         now,
     )
     .await?;
@@ -391,35 +468,46 @@ pub async fn refund(
         events::append(tx, psp_id, "capture.canceled", &json!({ "capture_id": capture_id }), now).await?;
     }
     settle_order(s, tx, psp_id, c.order_id).await?;
-    let row = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(CheckoutError::NotFound("capture"))?;
-    Ok(Refund {
-        refund_id: id,
-        capture_id,
-        amount,
-        owed_to_buyer: owed,
-        external_credit_note_number: number,
-        reason,
-        capture: view(&row)?,
-    })
+    let after = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
+    Ok((refund_view(&row, &after)?, Outcome::Created))
 }
 
-/// The buyer paid (part of) the invoice to the merchant directly.
+/// The buyer paid (part of) the invoice to the merchant directly. Retry-safe by the request's
+/// Idempotency-Key (`keyed`) or by `external_payment_id`; one of them is required.
 pub async fn confirm_payment(
     s: &Services,
     tx: &mut Tx,
     psp_id: PspId,
     capture_id: CaptureId,
     input: ConfirmPaymentInput,
-) -> Result<Capture, CheckoutError> {
+    keyed: bool,
+) -> Result<(Capture, Outcome), OrderError> {
     let now = s.clock.now();
-    let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(CheckoutError::NotFound("capture"))?;
+    let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(OrderError::NotFound("capture"))?;
     let mut v = Violations::new();
     let amount = v.required("amount", input.amount);
     if amount.is_some_and(|a| a < 1) {
         v.add("amount", "amount must be at least 1");
     }
-    v.finish().map_err(CheckoutError::Invalid)?;
-    let Some(amount) = amount else { return Err(CheckoutError::Invalid(Vec::new())) };
+    let external = v.opt_text("external_payment_id", input.external_payment_id, 255);
+    if external.is_none() && !keyed {
+        v.add(
+            "external_payment_id",
+            "external_payment_id is required without an Idempotency-Key header, so that a retry cannot record the payment twice",
+        );
+    }
+    v.finish().map_err(OrderError::Invalid)?;
+    let Some(amount) = amount else { return Err(OrderError::Invalid(Vec::new())) };
+    if let Some(ext) = &external {
+        if let Some(recorded) = store::find_direct_payment(tx, capture_id, ext).await? {
+            if recorded != amount {
+                return Err(OrderError::AlreadyExists(format!(
+                    "payment {ext:?} was confirmed on this capture with another amount ({recorded})"
+                )));
+            }
+            return Ok((view(&c)?, Outcome::Existing));
+        }
+    }
     if amount > c.outstanding() {
         return Err(conflict(format!("only {} of this capture is outstanding", c.outstanding())));
     }
@@ -429,56 +517,100 @@ pub async fn confirm_payment(
     {
         return Err(conflict("the capture changed meanwhile; read it and retry"));
     }
+    let payment_id = uuid::Uuid::now_v7();
+    store::insert_direct_payment(tx, payment_id, &c, external.as_deref(), amount, now);
     let entry = ledger::direct_payment(c.buyer_id, psp_id, amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    store::post(tx, &entry, &c.currency, capture_id.0, now).await?;
+    store::post(tx, &entry, &c.currency, payment_id, now).await?;
     if state == "paid" {
         events::append(tx, psp_id, "capture.paid", &json!({ "capture_id": capture_id }), now).await?;
     }
     settle_order(s, tx, psp_id, c.order_id).await?;
-    let row = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(CheckoutError::NotFound("capture"))?;
-    Ok(view(&row)?)
+    let row = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
+    Ok((view(&row)?, Outcome::Created))
 }
 
-/// Gives the buyer longer to pay an unpaid invoice.
+/// The merchant's payment terms of an order or capture.
+async fn merchant_terms(
+    tx: &mut Tx,
+    psp_id: PspId,
+    merchant_id: crate::domain::ids::MerchantId,
+) -> Result<crate::domain::merchant::PaymentTerms, OrderError> {
+    let m = crate::store::merchants::get(tx, psp_id, merchant_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("an order's merchant is missing".into()))?;
+    Ok(m.payment_terms)
+}
+
+fn within_terms(v: &mut Violations, source: &str, d: i64, t: crate::domain::merchant::PaymentTerms) {
+    if !(t.min_duration..=t.max_duration).contains(&d) {
+        v.add(
+            source,
+            format!("duration must lie within the merchant's terms ({}–{} days)", t.min_duration, t.max_duration),
+        );
+    }
+}
+
+/// Gives the buyer longer to pay an unpaid invoice, within the merchant's payment terms.
 pub async fn extend_duration(
     s: &Services,
     tx: &mut Tx,
     psp_id: PspId,
     capture_id: CaptureId,
     input: ExtendInput,
-) -> Result<Capture, CheckoutError> {
-    let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(CheckoutError::NotFound("capture"))?;
+) -> Result<Capture, OrderError> {
+    let now = s.clock.now();
+    let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(OrderError::NotFound("capture"))?;
+    let terms = merchant_terms(tx, psp_id, c.merchant_id).await?;
     let mut v = Violations::new();
     let duration = v.required("duration", input.duration);
-    if duration.is_some_and(|d| !(1..=120).contains(&d)) {
-        v.add("duration", "duration must be between 1 and 120 days");
+    if let Some(d) = duration {
+        within_terms(&mut v, "duration", d, terms);
     }
-    v.finish().map_err(CheckoutError::Invalid)?;
-    let Some(duration) = duration else { return Err(CheckoutError::Invalid(Vec::new())) };
+    v.finish().map_err(OrderError::Invalid)?;
+    let Some(duration) = duration else { return Err(OrderError::Invalid(Vec::new())) };
     let due = (c.created_at + Duration::days(duration)).date_naive();
-    if !store::extend_capture(tx, capture_id, duration, due, s.clock.now()).await? {
+    if !store::extend_capture(tx, capture_id, duration, due, now).await? {
         return Err(conflict(format!(
             "the term can only be extended beyond {} days on an unpaid invoice (it is {})",
             c.duration, c.state
         )));
     }
-    let row = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(CheckoutError::NotFound("capture"))?;
+    events::append(
+        tx,
+        psp_id,
+        "capture.updated",
+        &json!({ "capture_id": capture_id, "duration": duration, "due_date": due }),
+        now,
+    )
+    .await?;
+    let row = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
     Ok(view(&row)?)
 }
 
 /// Cancels what is not captured: nothing captured → `canceled`; else the order ends at the
-/// captured amount.
-pub async fn cancel(s: &Services, tx: &mut Tx, psp_id: PspId, order_id: OrderId) -> Result<Order, CheckoutError> {
+/// captured amount (`shipped`, with `order.shipped` after `order.canceled`). Retry-safe by
+/// state: an order whose rest is already canceled answers as it is, with no new event.
+pub async fn cancel(
+    s: &Services,
+    tx: &mut Tx,
+    psp_id: PspId,
+    order_id: OrderId,
+) -> Result<(Order, Outcome), OrderError> {
     let now = s.clock.now();
     let Some(state) = store::cancel_order(tx, psp_id, order_id, now).await? else {
-        let o = orders_store::get_order(tx, Some(psp_id), order_id, false)
-            .await?
-            .ok_or(CheckoutError::NotFound("order"))?;
+        let o =
+            orders_store::get_order(tx, Some(psp_id), order_id, false).await?.ok_or(OrderError::NotFound("order"))?;
+        if o.state == "canceled" || o.canceled_amount > 0 {
+            return Ok((Order::from_row(&o)?, Outcome::Existing));
+        }
         return Err(conflict(format!("the order is {} and cannot be canceled", o.state)));
     };
     events::append(tx, psp_id, "order.canceled", &json!({ "order_id": order_id, "state": state }), now).await?;
+    if state == "shipped" {
+        events::append(tx, psp_id, "order.shipped", &json!({ "order_id": order_id, "state": state }), now).await?;
+    }
     settle_order(s, tx, psp_id, order_id).await?;
-    order_view(tx, psp_id, order_id).await
+    Ok((order_view(tx, psp_id, order_id).await?, Outcome::Created))
 }
 
 /// The body of `PATCH /v1/orders/{id}`.
@@ -500,17 +632,17 @@ pub async fn update_order(
     psp_id: PspId,
     order_id: OrderId,
     patch: OrderPatch,
-) -> Result<Order, CheckoutError> {
-    let row =
-        orders_store::get_order(tx, Some(psp_id), order_id, true).await?.ok_or(CheckoutError::NotFound("order"))?;
+) -> Result<Order, OrderError> {
+    let row = orders_store::get_order(tx, Some(psp_id), order_id, true).await?.ok_or(OrderError::NotFound("order"))?;
     let mut data = row.data()?;
     let mut v = Violations::new();
     let external = v.opt_text("external_order_id", patch.external_order_id, 255);
     let amount = patch.amount.and_then(|a| a.validate(&mut v, "amount", &s.config.currencies, true));
-    if patch.duration.is_some_and(|d| !(7..=120).contains(&d)) {
-        v.add("duration", "duration must be between 7 and 120 days");
+    if let Some(d) = patch.duration {
+        let terms = merchant_terms(tx, psp_id, row.merchant_id).await?;
+        within_terms(&mut v, "duration", d, terms);
     }
-    v.finish().map_err(CheckoutError::Invalid)?;
+    v.finish().map_err(OrderError::Invalid)?;
     let state = row.state()?;
     if !matches!(state.as_str(), "authorized" | "pre_waiting" | "waiting" | "created" | "partially_shipped") {
         return Err(conflict(format!("the order is {} and can no longer be changed", state.as_str())));
@@ -542,6 +674,9 @@ pub async fn update_order(
     let json = serde_json::to_string(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let a = data.amount;
     let now = s.clock.now();
+    // Lowered to exactly what is captured (and canceled): nothing is left to ship.
+    let ships = row.captured > 0 && a.gross == row.captured + row.canceled_amount && state.as_str() != "shipped";
+    let new_state = if ships { "shipped" } else { state.as_str() };
     if !orders_store::update_order_details(
         tx,
         order_id,
@@ -550,17 +685,22 @@ pub async fn update_order(
         (a.gross, a.net, a.tax),
         data.duration,
         &json,
+        new_state,
         now,
     )
     .await?
     {
         return Err(conflict("the order changed meanwhile; read it and retry"));
     }
+    if ships {
+        events::append(tx, psp_id, "order.shipped", &json!({ "order_id": order_id, "state": "shipped" }), now).await?;
+        settle_order(s, tx, psp_id, order_id).await?;
+    }
     order_view(tx, psp_id, order_id).await
 }
 
 /// Marks open invoices past their due date `late`, each with its `capture.late` event.
-pub async fn mark_overdue(s: &Services) -> Result<usize, CheckoutError> {
+pub async fn mark_overdue(s: &Services) -> Result<usize, OrderError> {
     let now = s.clock.now();
     let mut conn = s.db.conn().await?;
     let due = store::overdue(&mut conn, now.date_naive(), 500).await?;
@@ -585,18 +725,18 @@ pub async fn list_orders(
     state: Option<&str>,
     limit: i64,
     after: Option<OrderId>,
-) -> Result<Vec<Order>, CheckoutError> {
+) -> Result<Vec<Order>, OrderError> {
     let mut conn = s.db.conn().await?;
     let rows = orders_store::list_orders(&mut conn, psp_id, merchant_id, state, limit, after).await?;
-    rows.iter().map(|r| Order::from_row(r).map_err(CheckoutError::from)).collect()
+    rows.iter().map(|r| Order::from_row(r).map_err(OrderError::from)).collect()
 }
 
 /// The captures of an order.
-pub async fn captures_of_order(s: &Services, psp_id: PspId, order_id: OrderId) -> Result<Vec<Capture>, CheckoutError> {
+pub async fn captures_of_order(s: &Services, psp_id: PspId, order_id: OrderId) -> Result<Vec<Capture>, OrderError> {
     let mut conn = s.db.conn().await?;
-    orders_store::get_order(&mut conn, Some(psp_id), order_id, false).await?.ok_or(CheckoutError::NotFound("order"))?;
+    orders_store::get_order(&mut conn, Some(psp_id), order_id, false).await?.ok_or(OrderError::NotFound("order"))?;
     let rows = store::captures_of_order(&mut conn, order_id).await?;
-    rows.iter().map(|r| view(r).map_err(CheckoutError::from)).collect()
+    rows.iter().map(|r| view(r).map_err(OrderError::from)).collect()
 }
 
 #[cfg(test)]

@@ -77,6 +77,23 @@ pub async fn exposure(tx: &mut impl AsExec, column: ExposureOf, id: uuid::Uuid, 
     Ok(uncaptured.unwrap_or(0).saturating_add(unpaid.unwrap_or(0)))
 }
 
+/// Locks the merchant or PSP row until the transaction ends (PostgreSQL; SQLite transactions are
+/// serial), so that decisions against its limit are made one at a time, like a buyer's.
+/// Decisions lock buyer, then merchant, then PSP: always in that order, so they cannot deadlock.
+pub async fn lock_for_exposure(tx: &mut impl AsExec, of: ExposureOf, id: uuid::Uuid) -> StoreResult<()> {
+    let table = match of {
+        ExposureOf::Buyer => "buyers",
+        ExposureOf::Merchant => "merchants",
+        ExposureOf::Psp => "psps",
+    };
+    with_conn!(tx, c, b => {
+        if b == Backend::Postgres {
+            sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1 FOR UPDATE")).bind(id).execute(&mut *c).await?;
+        }
+    });
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum ExposureOf {
     Buyer,
@@ -382,15 +399,16 @@ pub async fn update_order_details(
     amounts: (i64, i64, i64),
     duration: i64,
     order_data: &str,
+    state: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
     Ok(with_conn!(tx, c => {
         sqlx::query(
             "UPDATE orders SET external_order_id = $3, gross = $4, net = $5, tax = $6, duration = $7, order_data = $8, \
-             updated_at = $9 WHERE id = $1 AND updated_at = $2 AND captured + canceled_amount <= $4",
+             updated_at = $9, state = $10 WHERE id = $1 AND updated_at = $2 AND captured + canceled_amount <= $4",
         )
         .bind(id).bind(expected_updated_at).bind(external_order_id).bind(amounts.0).bind(amounts.1).bind(amounts.2)
-        .bind(duration).bind(order_data).bind(now)
+        .bind(duration).bind(order_data).bind(now).bind(state)
         .execute(&mut *c).await?.rows_affected() == 1
     }))
 }

@@ -16,8 +16,9 @@ pub const RETAIN_FOR: Duration = Duration::hours(24);
 /// What a request with an `Idempotency-Key` should do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// First use (or a takeover of an abandoned or expired claim): run the request.
-    Run,
+    /// First use (or a takeover of an abandoned or expired claim): run the request. The token
+    /// fences the claim: only a transaction that still holds it can store the response.
+    Run { token: uuid::Uuid },
     /// Completed before: answer with the stored response.
     Replay { status: u16, body: Vec<u8> },
     /// Another request with this key is running.
@@ -45,34 +46,35 @@ pub async fn claim(
     lock_for: Duration,
 ) -> StoreResult<Claim> {
     let lock = now + lock_for;
+    let token = uuid::Uuid::new_v4();
     // The common case, a new key, is one autocommitted statement. It need not be durable by
     // itself: the request's effect commits synchronously after it (and so makes it durable),
     // and a claim lost in a crash had no effect yet, so the client's retry simply claims again.
     let mut conn = db.relaxed_conn().await?;
     let inserted = with_conn!(&mut conn, c => {
         sqlx::query(
-            "INSERT INTO idempotency_keys (psp_id, key, fingerprint, locked_until, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (psp_id, key) DO NOTHING",
+            "INSERT INTO idempotency_keys (psp_id, key, fingerprint, locked_until, created_at, token) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (psp_id, key) DO NOTHING",
         )
-        .bind(psp_id).bind(key).bind(fingerprint).bind(lock).bind(now)
+        .bind(psp_id).bind(key).bind(fingerprint).bind(lock).bind(now).bind(token)
         .execute(&mut *c).await?
         .rows_affected()
     });
     drop(conn);
     if inserted == 1 {
-        return Ok(Claim::Run);
+        return Ok(Claim::Run { token });
     }
     let mut tx = db.begin().await?;
     let claim = with_conn!(&mut tx, c => {
         let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (psp_id, key, fingerprint, locked_until, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (psp_id, key) DO NOTHING",
+            "INSERT INTO idempotency_keys (psp_id, key, fingerprint, locked_until, created_at, token) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (psp_id, key) DO NOTHING",
         )
-        .bind(psp_id).bind(key).bind(fingerprint).bind(lock).bind(now)
+        .bind(psp_id).bind(key).bind(fingerprint).bind(lock).bind(now).bind(token)
         .execute(&mut *c).await?
         .rows_affected();
         if inserted == 1 {
-            Claim::Run
+            Claim::Run { token }
         } else {
             let row: Option<Row> = sqlx::query_as(
                 "SELECT fingerprint, locked_until, response_status, response_body, created_at \
@@ -83,15 +85,20 @@ pub async fn claim(
                 // Deleted between our insert and select (a failed first attempt released it): retry later.
                 None => Claim::InFlight,
                 Some(r) if r.created_at + RETAIN_FOR <= now || (r.response_status.is_none() && r.locked_until.is_none_or(|l| l <= now)) => {
-                    // Expired, or abandoned by a crashed request: take it over if nobody else did.
+                    // Expired, or abandoned by a request that crashed or took too long: take it over
+                    // if nobody else did. A new token fences the old holder out: its transaction can
+                    // no longer store a response (see `complete`). An unexpired key is taken only
+                    // while it still has no response (re-checked under the row lock).
+                    let expired = r.created_at + RETAIN_FOR <= now;
                     let taken = sqlx::query(
                         "UPDATE idempotency_keys SET fingerprint = $3, locked_until = $4, response_status = NULL, \
-                         response_body = NULL, created_at = $5 WHERE psp_id = $1 AND key = $2 AND created_at = $6",
+                         response_body = NULL, created_at = $5, token = $7 \
+                         WHERE psp_id = $1 AND key = $2 AND created_at = $6 AND (response_status IS NULL OR $8)",
                     )
-                    .bind(psp_id).bind(key).bind(fingerprint).bind(lock).bind(now).bind(r.created_at)
+                    .bind(psp_id).bind(key).bind(fingerprint).bind(lock).bind(now).bind(r.created_at).bind(token).bind(expired)
                     .execute(&mut *c).await?
                     .rows_affected();
-                    if taken == 1 { Claim::Run } else { Claim::InFlight }
+                    if taken == 1 { Claim::Run { token } } else { Claim::InFlight }
                 }
                 Some(r) if r.fingerprint != fingerprint => Claim::Mismatch,
                 Some(Row { response_status: Some(status), response_body: Some(body), .. }) => {
@@ -105,23 +112,33 @@ pub async fn claim(
     Ok(claim)
 }
 
-/// Stores the response of a claimed key, in the transaction that makes the request's effect.
-pub async fn complete(tx: &mut Tx, psp_id: PspId, key: &str, status: u16, body: &[u8]) -> StoreResult<()> {
-    // Deferred: it goes with the effect's other writes, just before the commit.
-    tx.defer(
+/// Stores the response of a claimed key and commits the transaction that makes the request's
+/// effect — only while the claim is still this request's (`token`). `false`: the claim was taken
+/// over meanwhile, so nothing was committed (the transaction rolled back).
+pub async fn complete_and_commit(
+    tx: Tx,
+    psp_id: PspId,
+    key: &str,
+    token: uuid::Uuid,
+    status: u16,
+    body: &[u8],
+) -> StoreResult<bool> {
+    // The fence goes with the effect's other deferred writes, in the same round trip.
+    tx.commit_guarded(
         "UPDATE idempotency_keys SET response_status = $3, response_body = $4, locked_until = NULL \
-         WHERE psp_id = $1 AND key = $2",
-        vec![psp_id.0.into(), key.into(), i64::from(status).into(), Arg::Bytes(body.to_vec())],
-    );
-    Ok(())
+         WHERE psp_id = $1 AND key = $2 AND token = $5 AND response_status IS NULL RETURNING key",
+        vec![psp_id.0.into(), key.into(), i64::from(status).into(), Arg::Bytes(body.to_vec()), token.into()],
+    )
+    .await
 }
 
-/// Gives up a claim whose request made no effect (it failed), so the key can be used again.
-pub async fn release(db: &Db, psp_id: PspId, key: &str) -> StoreResult<()> {
+/// Gives up a claim whose request made no effect (it failed), so the key can be used again; a
+/// claim taken over meanwhile is the other request's and stays.
+pub async fn release(db: &Db, psp_id: PspId, key: &str, token: uuid::Uuid) -> StoreResult<()> {
     let mut tx = db.begin().await?;
     with_conn!(&mut tx, c => {
-        sqlx::query("DELETE FROM idempotency_keys WHERE psp_id = $1 AND key = $2 AND response_status IS NULL")
-            .bind(psp_id).bind(key).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE psp_id = $1 AND key = $2 AND token = $3 AND response_status IS NULL")
+            .bind(psp_id).bind(key).bind(token).execute(&mut *c).await?;
     });
     tx.commit().await?;
     Ok(())

@@ -38,6 +38,18 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
+
+    /// True when the statement gave up waiting for a lock or ran past its time bound
+    /// (PostgreSQL `lock_timeout` / `statement_timeout`, SQLite busy): the resource is busy.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("55P03" | "57014" | "5" | "261" | "517"))
+            }
+            StoreError::Database(sqlx::Error::PoolTimedOut) => true,
+            _ => false,
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -121,6 +133,27 @@ impl Tx {
             TxInner::Pg(t) => batch.run(Exec::Pg(t)).await,
             TxInner::Lite(t) => batch.run(Exec::Lite(t)).await,
         }
+    }
+
+    /// Sends the deferred writes with `guard` last, in the same round trip, and commits only if
+    /// the guard (a write with `RETURNING`) returned a row; otherwise rolls back and answers
+    /// `false`. For fences: a write that must still find the row as the transaction expects it.
+    pub async fn commit_guarded(mut self, guard: &str, args: Vec<Arg>) -> StoreResult<bool> {
+        self.pending.push(guard, args);
+        let batch = std::mem::take(&mut self.pending);
+        let rows = match &mut self.inner {
+            TxInner::Pg(t) => batch.run_returning(Exec::Pg(t)).await?,
+            TxInner::Lite(t) => batch.run_returning(Exec::Lite(t)).await?,
+        };
+        if rows == 0 {
+            match self.inner {
+                TxInner::Pg(t) => t.rollback().await?,
+                TxInner::Lite(t) => t.rollback().await?,
+            }
+            return Ok(false);
+        }
+        self.commit().await?;
+        Ok(true)
     }
 
     /// Sends the deferred writes, then commits.
@@ -226,8 +259,14 @@ impl Batch {
     }
 
     async fn run(self, ex: Exec<'_>) -> StoreResult<()> {
+        self.run_returning(ex).await.map(|_| ())
+    }
+
+    /// Runs the batch; how many rows its statements returned (only a last part with `RETURNING`
+    /// returns any: on PostgreSQL it is the main statement, on SQLite the last one).
+    async fn run_returning(self, ex: Exec<'_>) -> StoreResult<usize> {
         if self.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let args = self.args.clone();
         let mut ex = ex;
@@ -244,9 +283,8 @@ impl Batch {
                     Arg::Time(v) => q.bind(*v),
                 };
             }
-            q.execute(&mut *c).await?;
-        });
-        Ok(())
+            Ok(q.fetch_all(&mut *c).await?.len())
+        })
     }
 }
 
@@ -336,11 +374,15 @@ static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/s
 pub struct PoolOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL: the longest a statement may run or wait for a lock on the main pool (`None`:
+    /// unbounded, for the CLI's bulk work). The server bounds them below the idempotency claim,
+    /// so a request that waits on a lock fails before a retry could take its key over.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { max_connections: 16, acquire_timeout: Duration::from_secs(5) }
+        PoolOptions { max_connections: 16, acquire_timeout: Duration::from_secs(5), statement_timeout: None }
     }
 }
 
@@ -349,10 +391,17 @@ impl Db {
     pub async fn connect(url: &str, opts: &PoolOptions) -> StoreResult<Db> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)?;
+            let main = match opts.statement_timeout {
+                Some(t) => {
+                    let ms = t.as_millis().max(1).to_string();
+                    connect.clone().options([("statement_timeout", ms.as_str()), ("lock_timeout", ms.as_str())])
+                }
+                None => connect.clone(),
+            };
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(opts.acquire_timeout)
-                .connect_with(connect.clone())
+                .connect_with(main)
                 .await?;
             let relaxed = PgPoolOptions::new()
                 .max_connections((opts.max_connections / 4).max(2))

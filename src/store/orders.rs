@@ -70,6 +70,7 @@ pub struct CaptureRow {
     pub id: CaptureId,
     pub order_id: OrderId,
     pub psp_id: PspId,
+    pub merchant_id: MerchantId,
     pub buyer_id: BuyerId,
     pub external_invoice_number: String,
     pub invoice_url: Option<String>,
@@ -98,7 +99,7 @@ impl CaptureRow {
     }
 }
 
-const CAPTURE_SELECT: &str = "SELECT c.id, c.order_id, c.psp_id, c.buyer_id, c.external_invoice_number, c.invoice_url, \
+const CAPTURE_SELECT: &str = "SELECT c.id, c.order_id, c.psp_id, c.merchant_id, c.buyer_id, c.external_invoice_number, c.invoice_url, \
      c.currency, c.gross, c.net, c.tax, c.fee, c.refunded, c.paid_direct, c.state, c.duration, c.due_date, c.payment_reference, \
      c.shipping_info, c.line_items, c.created_at, c.updated_at, b.virtual_iban FROM captures c JOIN buyers b ON b.id = c.buyer_id";
 
@@ -211,27 +212,108 @@ pub async fn extend_capture(
     }))
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn insert_refund(
-    tx: &mut impl AsExec,
-    id: RefundId,
-    capture_id: CaptureId,
-    psp_id: PspId,
-    number: Option<&str>,
-    reason: Option<&str>,
-    currency: &str,
-    amounts: (i64, i64, i64),
-    owed_to_buyer: i64,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    with_conn!(tx, c => {
-        sqlx::query(
-            "INSERT INTO refunds (id, capture_id, psp_id, external_credit_note_number, reason, currency, gross, net, tax, \
-             owed_to_buyer, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+/// A refund row (a credit note).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefundRow {
+    pub id: RefundId,
+    pub capture_id: CaptureId,
+    pub psp_id: PspId,
+    pub merchant_id: MerchantId,
+    pub external_credit_note_number: Option<String>,
+    pub reason: Option<String>,
+    pub currency: String,
+    pub gross: i64,
+    pub net: i64,
+    pub tax: i64,
+    pub owed_to_buyer: i64,
+    pub line_items: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The merchant's credit note numbered `number`, if any.
+pub async fn find_refund(
+    conn: &mut impl AsExec,
+    merchant_id: MerchantId,
+    number: &str,
+) -> StoreResult<Option<RefundRow>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT id, capture_id, psp_id, merchant_id, external_credit_note_number, reason, currency, gross, net, tax, \
+             owed_to_buyer, line_items, created_at FROM refunds WHERE merchant_id = $1 AND external_credit_note_number = $2",
         )
-        .bind(id).bind(capture_id).bind(psp_id).bind(number).bind(reason).bind(currency)
-        .bind(amounts.0).bind(amounts.1).bind(amounts.2).bind(owed_to_buyer).bind(now)
-        .execute(&mut *c).await?;
+        .bind(merchant_id).bind(number).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Inserts a refund (deferred). Credit note numbers are unique per merchant: a concurrent
+/// duplicate fails at commit.
+pub fn insert_refund(tx: &mut Tx, r: &RefundRow) {
+    tx.defer(
+        "INSERT INTO refunds (id, capture_id, psp_id, merchant_id, external_credit_note_number, reason, currency, gross, \
+         net, tax, owed_to_buyer, line_items, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        vec![
+            r.id.0.into(),
+            r.capture_id.0.into(),
+            r.psp_id.0.into(),
+            r.merchant_id.0.into(),
+            r.external_credit_note_number.as_deref().into(),
+            r.reason.as_deref().into(),
+            r.currency.as_str().into(),
+            r.gross.into(),
+            r.net.into(),
+            r.tax.into(),
+            r.owed_to_buyer.into(),
+            r.line_items.as_str().into(),
+            r.created_at.into(),
+        ],
+    );
+}
+
+/// The amount of the direct payment `external_payment_id` confirmed on a capture, if any.
+pub async fn find_direct_payment(
+    conn: &mut impl AsExec,
+    capture_id: CaptureId,
+    external_payment_id: &str,
+) -> StoreResult<Option<i64>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_scalar("SELECT amount FROM direct_payments WHERE capture_id = $1 AND external_payment_id = $2")
+            .bind(capture_id).bind(external_payment_id).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Records a payment made to the merchant directly (deferred; `(capture, external_payment_id)`
+/// is unique, so a concurrent duplicate fails at commit).
+pub fn insert_direct_payment(
+    tx: &mut Tx,
+    id: uuid::Uuid,
+    capture: &CaptureRow,
+    external_payment_id: Option<&str>,
+    amount: i64,
+    now: DateTime<Utc>,
+) {
+    tx.defer(
+        "INSERT INTO direct_payments (id, capture_id, psp_id, external_payment_id, currency, amount, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        vec![
+            id.into(),
+            capture.id.0.into(),
+            capture.psp_id.0.into(),
+            external_payment_id.into(),
+            capture.currency.as_str().into(),
+            amount.into(),
+            now.into(),
+        ],
+    );
+}
+
+/// Locks an order row until the transaction ends (PostgreSQL; SQLite transactions are serial).
+/// Decisions that read the order's captures take it first, so two of them never decide on the
+/// same snapshot (write skew).
+pub async fn lock_order(tx: &mut impl AsExec, id: OrderId) -> StoreResult<()> {
+    with_conn!(tx, c, b => {
+        if b == Backend::Postgres {
+            sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE").bind(id).execute(&mut *c).await?;
+        }
     });
     Ok(())
 }
@@ -255,7 +337,9 @@ pub async fn cancel_order(
     }))
 }
 
-/// Marks the order complete when it is fully shipped and every capture is settled.
+/// Marks the order complete when it is fully shipped and every capture is settled. The caller
+/// holds the order's lock ([`lock_order`]) taken in an earlier statement, so this statement's
+/// snapshot includes every settlement committed before it.
 pub async fn complete_if_settled(tx: &mut impl AsExec, id: OrderId, now: DateTime<Utc>) -> StoreResult<bool> {
     Ok(with_conn!(tx, c => {
         sqlx::query(

@@ -168,6 +168,9 @@ impl From<StoreError> for ApiError {
         if e.is_unique_violation() {
             return ApiError::already_exists("a concurrent request created the same thing first; retry to see it");
         }
+        if e.is_busy() {
+            return ApiError::conflict("the resource is busy with another request; retry shortly");
+        }
         ApiError::internal(e)
     }
 }

@@ -23,23 +23,60 @@ fn is_json(ct: Option<&axum::http::HeaderValue>) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-/// Parses JSON bytes into `T`, mapping serde's error to a 400 whose `source` is the field path.
+/// Parses JSON bytes into `T`: exactly one JSON object with nothing after it (else 400), no
+/// control characters in any string (else 422 naming the field), and serde's type errors as a
+/// 400 whose `source` is the field path.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("request body is empty; a JSON object was expected", None));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_json::Value::deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}"), None))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("request body must be a JSON object", None));
+    }
+    let mut bad = Violations::new();
+    check_text(&value, "", &mut bad);
+    bad.finish().map_err(ApiError::Validation)?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let title = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                format!("request body is not valid JSON: {inner}")
-            }
-            _ => format!("request body has a wrong type: {inner}"),
-        };
-        ApiError::bad_request(title, (path != ".").then_some(path))
+        ApiError::bad_request(format!("request body has a wrong type: {inner}"), (path != ".").then_some(path))
     })
+}
+
+/// Whether `s` holds a control character other than tab, line feed and carriage return (C0,
+/// DEL, C1): text fields never accept them (SPEC §4), on either backend.
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
+/// Reports every string (key or value) of `v` that holds a control character, by its path.
+fn check_text(v: &serde_json::Value, path: &str, bad: &mut Violations) {
+    let field = |p: &str| if p.is_empty() { "body".to_owned() } else { p.to_owned() };
+    match v {
+        serde_json::Value::String(s) if has_control(s) => {
+            bad.add(field(path), "text must not contain control characters");
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_text(item, &format!("{path}[{i}]"), bad);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, item) in map {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                if has_control(k) {
+                    bad.add(field(path), "field names must not contain control characters");
+                } else {
+                    check_text(item, &p, bad);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -93,9 +130,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri)
-            .map(|q| ApiQuery(q.0))
-            .map_err(|e| ApiError::bad_request(format!("query string could not be read: {}", e.body_text()), None))
+        let unreadable = |e: axum::extract::rejection::QueryRejection| {
+            ApiError::bad_request(format!("query string could not be read: {}", e.body_text()), None)
+        };
+        let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(unreadable)?;
+        if let Some((name, _)) = pairs.0.iter().find(|(k, v)| has_control(k) || has_control(v)) {
+            let name = if has_control(name) { None } else { Some(name.clone()) };
+            return Err(ApiError::bad_request("query parameters must not contain control characters", name));
+        }
+        axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|q| ApiQuery(q.0)).map_err(unreadable)
     }
 }
 

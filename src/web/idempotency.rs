@@ -24,6 +24,8 @@ pub const HEADER: &str = "idempotency-key";
 pub struct IdemKey {
     pub psp_id: PspId,
     pub key: String,
+    /// The claim's fence token.
+    pub token: uuid::Uuid,
 }
 
 /// Extracts the claimed key (absent when the request had no `Idempotency-Key`).
@@ -86,17 +88,17 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         }
         Claim::InFlight => Err(ApiError::IdempotencyInProgress),
         Claim::Mismatch => Err(ApiError::IdempotencyKeyReused),
-        Claim::Run => {
+        Claim::Run { token } => {
             let mut req = Request::from_parts(parts, Body::from(bytes));
-            req.extensions_mut().insert(IdemKey { psp_id: psp.psp_id, key: key.clone() });
-            let resp = run_to_completion(next, req).await?;
-            if !resp.status().is_success() {
-                // Nothing was stored with the failed request: free the key for a retry.
-                if let Err(e) = idempotency::release(&state.db, psp.psp_id, &key).await {
+            req.extensions_mut().insert(IdemKey { psp_id: psp.psp_id, key: key.clone(), token });
+            let result = run_to_completion(next, req).await;
+            if !result.as_ref().is_ok_and(|r| r.status().is_success()) {
+                // Nothing was stored with the failed (or panicked) request: free the key for a retry.
+                if let Err(e) = idempotency::release(&state.db, psp.psp_id, &key, token).await {
                     tracing::warn!(error = %super::error::error_chain(&e), "could not release idempotency key");
                 }
             }
-            Ok(resp)
+            result
         }
     }
 }
@@ -114,13 +116,19 @@ async fn run_to_completion(next: Next, req: Request) -> Result<Response, ApiErro
 }
 
 /// Finishes a POST: stores the response under the request's idempotency key (if any) in `tx`,
-/// commits, and answers with exactly the stored bytes.
-pub async fn respond(mut tx: Tx, idem: &Idem, status: StatusCode, body: &impl Serialize) -> Result<Response, ApiError> {
+/// commits, and answers with exactly the stored bytes. If the key's claim was taken over by a
+/// retry meanwhile (this request took longer than the claim lasts), nothing commits: the retry
+/// makes the effect, and this request answers 409 `idempotency_in_progress`.
+pub async fn respond(tx: Tx, idem: &Idem, status: StatusCode, body: &impl Serialize) -> Result<Response, ApiError> {
     let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
-    if let Some(k) = &idem.0 {
-        idempotency::complete(&mut tx, k.psp_id, &k.key, status.as_u16(), &bytes).await?;
+    match &idem.0 {
+        Some(k) => {
+            if !idempotency::complete_and_commit(tx, k.psp_id, &k.key, k.token, status.as_u16(), &bytes).await? {
+                return Err(ApiError::IdempotencyInProgress);
+            }
+        }
+        None => tx.commit().await?,
     }
-    tx.commit().await?;
     let mut resp = (status, bytes).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)

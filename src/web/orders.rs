@@ -16,8 +16,28 @@ use crate::domain::ids::{CaptureId, MerchantId, OrderId};
 use crate::domain::order::OrderState;
 use crate::service::checkout::{self, Order};
 use crate::service::orders::{
-    self, Capture, CaptureInput, ConfirmPaymentInput, ExtendInput, OrderPatch, Refund, RefundInput,
+    self, Capture, CaptureInput, ConfirmPaymentInput, ExtendInput, OrderError, OrderPatch, Outcome, Refund, RefundInput,
 };
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> ApiError {
+        match e {
+            OrderError::NotFound(what) => ApiError::not_found(what),
+            OrderError::Invalid(v) => ApiError::Validation(v),
+            OrderError::Conflict(t) => ApiError::conflict(t),
+            OrderError::AlreadyExists(t) => ApiError::already_exists(t),
+            OrderError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// 201 for what a POST created, 200 for what an identical earlier request had created.
+fn created_or_ok(o: Outcome) -> StatusCode {
+    match o {
+        Outcome::Created => StatusCode::CREATED,
+        Outcome::Existing => StatusCode::OK,
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -153,7 +173,9 @@ async fn list_captures(
 
 /// Cancel the uncaptured rest of an order.
 ///
-/// Nothing captured → `canceled`; otherwise the order ends at the captured amount (`shipped`).
+/// Nothing captured → `canceled`; otherwise the order ends at the captured amount (`shipped`,
+/// with `order.canceled` then `order.shipped`). Safe to retry: an order whose rest is already
+/// canceled answers 200 as it is.
 #[utoipa::path(post, path = "/v1/orders/{order_id}/cancel", tag = "Orders",
     params(("order_id" = OrderId, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
@@ -168,7 +190,7 @@ async fn cancel_order(
     ApiPath(id): ApiPath<OrderId>,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db.begin().await?;
-    let order = orders::cancel(&state.services, &mut tx, psp.psp_id, id).await?;
+    let (order, _) = orders::cancel(&state.services, &mut tx, psp.psp_id, id).await?;
     respond(tx, &idem, StatusCode::OK, &order).await
 }
 
@@ -190,11 +212,14 @@ async fn get_capture(
 ///
 /// At most what was captured and not yet refunded. Before the buyer paid it lowers what the buyer
 /// owes; after, it is owed back to the buyer and recovered from the PSP's next payout.
+/// `external_credit_note_number` identifies the refund: the same request again answers the
+/// existing refund with 200; another refund under that number gets 409.
 #[utoipa::path(post, path = "/v1/captures/{capture_id}/refunds", tag = "Orders",
     request_body = RefundInput,
     params(("capture_id" = CaptureId, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
     responses((status = 201, description = "The refund", body = Refund),
+              (status = 200, description = "The refund an identical earlier request made", body = Refund),
               (status = 404, description = "No such capture for this PSP", body = ErrorBody),
               (status = 409, description = "Above the refundable amount", body = ErrorBody),
               (status = 422, description = "Invalid fields", body = ErrorBody)),
@@ -207,11 +232,14 @@ async fn create_refund(
     ApiJson(body): ApiJson<RefundInput>,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db.begin().await?;
-    let refund = orders::refund(&state.services, &mut tx, psp.psp_id, id, body).await?;
-    respond(tx, &idem, StatusCode::CREATED, &refund).await
+    let (refund, outcome) = orders::refund(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    respond(tx, &idem, created_or_ok(outcome), &refund).await
 }
 
 /// Confirm a payment the buyer made to the merchant directly.
+///
+/// Needs an `Idempotency-Key` or an `external_payment_id` (unique per capture; the same id and
+/// amount again answers the capture without recording the payment twice, another amount 409).
 #[utoipa::path(post, path = "/v1/captures/{capture_id}/confirm-payment", tag = "Orders",
     request_body = ConfirmPaymentInput,
     params(("capture_id" = CaptureId, Path),
@@ -229,7 +257,8 @@ async fn confirm_payment(
     ApiJson(body): ApiJson<ConfirmPaymentInput>,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db.begin().await?;
-    let capture = orders::confirm_payment(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    let (capture, _) =
+        orders::confirm_payment(&state.services, &mut tx, psp.psp_id, id, body, idem.0.is_some()).await?;
     respond(tx, &idem, StatusCode::OK, &capture).await
 }
 

@@ -143,9 +143,14 @@ async fn an_abandoned_claim_is_taken_over_after_its_lock() {
     let now = app.services.clock.now();
     use netterms::store::idempotency::{Claim, LOCK_FOR, claim};
     // A request that crashed after claiming: its claim is in flight until the lock runs out.
-    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", now, LOCK_FOR).await.unwrap(), Claim::Run);
+    let Claim::Run { token: first } = claim(app.db(), psp_id, "crashed", b"fp", now, LOCK_FOR).await.unwrap() else {
+        panic!("a new key runs")
+    };
     assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", now, LOCK_FOR).await.unwrap(), Claim::InFlight);
     let later = now + netterms::store::idempotency::LOCK_FOR + chrono::Duration::seconds(1);
-    assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", later, LOCK_FOR).await.unwrap(), Claim::Run);
+    let Claim::Run { token: second } = claim(app.db(), psp_id, "crashed", b"fp", later, LOCK_FOR).await.unwrap() else {
+        panic!("an abandoned claim is taken over")
+    };
+    assert_ne!(first, second, "a takeover fences the first holder out with a new token");
     assert_eq!(claim(app.db(), psp_id, "crashed", b"fp", later, LOCK_FOR).await.unwrap(), Claim::InFlight);
 }

@@ -10,6 +10,7 @@ pub mod checkout;
 mod idempotency;
 mod merchants;
 mod ops;
-mod orders;
+pub mod orders;
 mod psps;
+mod retry_safety;
 mod webhooks;

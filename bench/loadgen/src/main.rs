@@ -175,7 +175,8 @@ impl Server {
         let id = c["capture_id"].as_str()?;
         self.post(
             &format!("/v1/captures/{id}/refunds"),
-            &json!({"amount": {"currency": "EUR", "gross": 1_000, "net": 1_000, "tax": 0}}),
+            &json!({"amount": {"currency": "EUR", "gross": 1_000, "net": 1_000, "tax": 0},
+                    "external_credit_note_number": uuid::Uuid::now_v7().to_string()}),
         )
         .await?;
         Some(())
