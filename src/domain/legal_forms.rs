@@ -68,6 +68,10 @@ pub fn is_register_number(s: &str) -> bool {
 /// A VAT identification number: German `DE` + 9 digits; other EU countries by general shape.
 pub fn is_vat_id(s: &str) -> bool {
     let s = s.trim();
+    // Only ASCII can be valid, and checking it first keeps the byte slicing below on char boundaries.
+    if !s.is_ascii() {
+        return false;
+    }
     if let Some(rest) = s.strip_prefix("DE") {
         return rest.len() == 9 && rest.chars().all(|c| c.is_ascii_digit());
     }
@@ -93,6 +97,8 @@ mod tests {
         assert!(!is_vat_id("DE12345678"));
         assert!(is_vat_id("ATU12345678"));
         assert!(!is_vat_id("12"));
+        assert!(!is_vat_id("Xé1"), "non-ASCII is refused, not sliced inside a character");
+        assert!(!is_vat_id("é"));
     }
 
     #[test]

@@ -120,7 +120,8 @@ impl PaymentTermsInput {
         if min > max {
             v.add("min_duration", "min_duration must not exceed max_duration");
         }
-        if default < min || default > max {
+        // A derived default is only wrong because the range is; that is reported already.
+        if (default < min || default > max) && (min <= max || self.default_duration.is_some()) {
             v.add("default_duration", "default_duration must lie between min_duration and max_duration");
         }
         v.finish()?;

@@ -197,6 +197,9 @@ impl DebtorCompanyInput {
         let registration_court = v.opt_text(&format!("{path}.registration_court"), self.registration_court, 255);
         let tax_id =
             v.opt_text(&format!("{path}.tax_id"), self.tax_id, 20).map(|t| t.to_ascii_uppercase().replace(' ', ""));
+        if tax_id.as_deref().is_some_and(|t| !t.chars().all(|c| c.is_ascii_alphanumeric())) {
+            v.add(format!("{path}.tax_id"), "tax_id must consist of letters and digits, like DE123456789");
+        }
         let address = address(v, &format!("{path}.address"), self.address, true);
         let merchant_customer_id = v.opt_text(&format!("{path}.merchant_customer_id"), self.merchant_customer_id, 255);
         Some(DebtorCompany {

@@ -595,6 +595,9 @@ pub async fn authorize(
         }
     };
     let method = v.required("payment_method", input.payment_method);
+    if input.locale.as_deref().is_some_and(|l| l != "de" && l != "en") {
+        v.add("locale", "locale must be de or en");
+    }
     let debit_iban = match method {
         Some(PaymentMethod::DirectDebit) => match v.text("iban", input.iban, 64).map(|i| iban::validate(&i)) {
             Some(Ok(i)) => Some(i),

@@ -133,3 +133,57 @@ pub async fn respond(tx: Tx, idem: &Idem, status: StatusCode, body: &impl Serial
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use axum::Router;
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::domain::ids::CredentialId;
+    use crate::service::Services;
+
+    async fn boom() -> StatusCode {
+        panic!("a bug")
+    }
+
+    #[tokio::test]
+    async fn a_request_that_panics_releases_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            database_url: format!("sqlite://{}", dir.path().join("t.db").display()),
+            secret_key: Some(crate::secrets::Secret::new("a-test-secret-key-that-is-long-enough-0123")),
+            ..Config::default()
+        };
+        let services = Services::open(config, true).await.unwrap();
+        let db = services.db.clone();
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
+        let state = AppState::new(services, metrics);
+        let psp = AuthedPsp { psp_id: PspId(uuid::Uuid::now_v7()), credential_id: CredentialId(uuid::Uuid::now_v7()) };
+        let app = Router::new()
+            .route("/boom", post(boom))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency))
+            .layer(axum::middleware::map_request(move |mut req: Request| async move {
+                req.extensions_mut().insert(psp);
+                req
+            }))
+            .with_state(state);
+        let req = || Request::post("/boom").header(HEADER, "k-1").body(Body::from("{}")).unwrap();
+        let resp = app.clone().oneshot(req()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let mut conn = db.conn().await.unwrap();
+        let left: i64 = async {
+            Ok::<_, crate::store::StoreError>(crate::with_conn!(&mut conn, c => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys").fetch_one(&mut *c).await?
+            }))
+        }
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "the key was released, so a retry runs at once instead of 409 for the lock's length");
+        // A retry runs again (and panics again) rather than answering 409 idempotency_in_progress.
+        assert_eq!(app.oneshot(req()).await.unwrap().status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -129,20 +129,25 @@ pub fn openapi_pretty() -> String {
     s
 }
 
+impl AppState {
+    pub fn new(services: Services, metrics: PrometheusHandle) -> AppState {
+        let spec_value = serde_json::to_value(openapi()).unwrap_or_default();
+        AppState(Arc::new(AppInner {
+            throttle: auth::AuthThrottle::new(
+                services.config.auth_failure_limit,
+                Duration::from_secs(services.config.auth_failure_window_secs),
+            ),
+            metrics,
+            openapi_json: openapi_pretty(),
+            docs_html: docs::render(&spec_value).into_string(),
+            services,
+        }))
+    }
+}
+
 /// Builds the whole application: every route with its middleware.
 pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
-    let spec = openapi();
-    let spec_value = serde_json::to_value(&spec).unwrap_or_default();
-    let state = AppState(Arc::new(AppInner {
-        throttle: auth::AuthThrottle::new(
-            services.config.auth_failure_limit,
-            Duration::from_secs(services.config.auth_failure_window_secs),
-        ),
-        metrics,
-        openapi_json: openapi_pretty(),
-        docs_html: docs::render(&spec_value).into_string(),
-        services,
-    }));
+    let state = AppState::new(services, metrics);
     let ApiRoutes { psp, public, checkout, admin } = api_routes();
     let max_body = state.config.max_body_bytes;
 
