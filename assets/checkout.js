@@ -1,4 +1,4 @@
-/* netterms checkout SDK: NettermsCheckout.mount({session_id, merchant_name, order_data, options}) → Promise.
+/* netterms checkout SDK: NettermsCheckout.mount({client_secret, merchant_name, order_data, options}) → Promise.
    Opens the netterms widget in an iframe and talks to it only by postMessage, checking origins both ways. */
 (function () {
   "use strict";
@@ -7,8 +7,8 @@
 
   function mount(opts) {
     return new Promise(function (resolve, reject) {
-      if (!opts || typeof opts.session_id !== "string" || !opts.order_data) {
-        reject({ state: "validation_error", errors: [{ source: "session_id", title: "session_id and order_data are required" }] });
+      if (!opts || typeof opts.client_secret !== "string" || !opts.order_data) {
+        reject({ state: "validation_error", errors: [{ source: "client_secret", title: "client_secret (from the widget session) and order_data are required" }] });
         return;
       }
       var overlay = document.createElement("div");
@@ -17,7 +17,7 @@
         "justify-content:center;z-index:2147483647;padding:1rem";
       var frame = document.createElement("iframe");
       frame.title = "netterms checkout";
-      frame.src = base + "/widget/" + encodeURIComponent(opts.session_id) + "?origin=" + encodeURIComponent(window.location.origin);
+      frame.src = base + "/widget/" + encodeURIComponent(opts.client_secret) + "?origin=" + encodeURIComponent(window.location.origin);
       frame.style.cssText = "width:100%;max-width:34rem;height:min(46rem,100%);border:0;border-radius:12px;background:#fff";
       function cleanup() {
         window.removeEventListener("message", onMessage);

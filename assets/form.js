@@ -45,7 +45,7 @@
     var q = val("company_name");
     if (!q || q.length < 2) return;
     timer = setTimeout(function () {
-      fetch("/checkout-api/v1/companies?session_id=" + encodeURIComponent(sessionId) + "&q=" + encodeURIComponent(q))
+      fetch("/checkout-api/v1/companies?client_secret=" + encodeURIComponent(sessionId) + "&q=" + encodeURIComponent(q))
         .then(function (r) { return r.ok ? r.json() : { data: [] }; })
         .then(function (j) {
           var list = document.getElementById("nt-companies");

@@ -93,8 +93,9 @@ async fn main() {
                         .await
                         .ok()?;
                     let sid = s["session_id"].as_str()?.to_owned();
+                    let cs = s["client_secret"].as_str()?.to_owned();
                     let a: Value = client
-                        .post(format!("{base}/checkout-api/v1/sessions/{sid}/authorize"))
+                        .post(format!("{base}/checkout-api/v1/sessions/{cs}/authorize"))
                         .json(&json!({"order": order(n), "payment_method": "bank_transfer", "terms_accepted": true}))
                         .send()
                         .await

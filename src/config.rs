@@ -48,6 +48,8 @@ pub struct Config {
     pub db_max_connections: u32,
     /// Bearer token for `/admin/v1`; without one the admin API is disabled.
     pub admin_token: Option<Secret>,
+    /// Bearer token that `/metrics` requires; without one it is open (bind it to a private network).
+    pub metrics_token: Option<Secret>,
     /// Key for keyed digests of secrets. Required in production; a sandbox without one generates
     /// one and keeps it in its database.
     pub secret_key: Option<Secret>,
@@ -61,6 +63,12 @@ pub struct Config {
     /// Failed authentications per client address within the window before 429.
     pub auth_failure_limit: u32,
     pub auth_failure_window_secs: u64,
+    /// Checkout API calls (unauthenticated) per client address and minute before 429.
+    pub checkout_requests_per_minute_per_address: u32,
+    /// Checkout API calls per checkout session and minute before 429.
+    pub checkout_requests_per_minute_per_session: u32,
+    /// How many times a buyer may submit one checkout session (a declined one may be retried).
+    pub checkout_max_attempts: u32,
     /// ISO 4217 currencies accepted for amounts.
     pub currencies: Vec<String>,
     /// How long a graceful shutdown waits for in-flight requests.
@@ -98,6 +106,7 @@ impl Default for Config {
             database_url: "sqlite://netterms.db".into(),
             db_max_connections: 16,
             admin_token: None,
+            metrics_token: None,
             secret_key: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -105,6 +114,9 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             auth_failure_limit: 10,
             auth_failure_window_secs: 60,
+            checkout_requests_per_minute_per_address: 600,
+            checkout_requests_per_minute_per_session: 60,
+            checkout_max_attempts: 5,
             currencies: vec!["EUR".into()],
             shutdown_grace_secs: 30,
             webhook_allow_private: None,
@@ -137,6 +149,7 @@ const FIELDS: &[&str] = &[
     "database_url",
     "db_max_connections",
     "admin_token",
+    "metrics_token",
     "secret_key",
     "log_format",
     "log_level",
@@ -144,6 +157,9 @@ const FIELDS: &[&str] = &[
     "max_body_bytes",
     "auth_failure_limit",
     "auth_failure_window_secs",
+    "checkout_requests_per_minute_per_address",
+    "checkout_requests_per_minute_per_session",
+    "checkout_max_attempts",
     "currencies",
     "shutdown_grace_secs",
     "webhook_allow_private",
@@ -200,6 +216,9 @@ impl Config {
                 errs.push("admin_token must be at least 16 characters".to_owned());
             }
         }
+        if self.metrics_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            errs.push("metrics_token must be at least 16 characters".to_owned());
+        }
         if let Some(k) = &self.secret_key {
             if k.expose().len() < 32 {
                 errs.push("secret_key must be at least 32 characters".to_owned());
@@ -220,6 +239,16 @@ impl Config {
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
             errs.push("max_body_bytes must be between 1024 and 67108864".to_owned());
+        }
+        if self.checkout_requests_per_minute_per_address == 0
+            || self.checkout_requests_per_minute_per_session == 0
+            || !(1..=100).contains(&self.checkout_max_attempts)
+        {
+            errs.push(
+                "checkout_requests_per_minute_per_address and …_per_session must be positive, \
+                 checkout_max_attempts between 1 and 100"
+                    .to_owned(),
+            );
         }
         if self.auth_failure_limit == 0 || self.auth_failure_window_secs == 0 {
             errs.push("auth_failure_limit and auth_failure_window_secs must be positive".to_owned());

@@ -104,7 +104,7 @@ async fn widget_session(State(shop): State<Shop>, Query(q): Query<EmailQuery>) -
     match r {
         Ok(r) => {
             let v: Value = r.json().await.unwrap_or_default();
-            Json(json!({"session_id": v["session_id"], "order_data": demo_order(q.email.as_deref().unwrap_or("anna@kunde.example"))}))
+            Json(json!({"session_id": v["session_id"], "client_secret": v["client_secret"], "order_data": demo_order(q.email.as_deref().unwrap_or("anna@kunde.example"))}))
                 .into_response()
         }
         Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
@@ -238,7 +238,7 @@ document.getElementById("widget-button").addEventListener("click", async functio
   const email = document.getElementById("email").value;
   const s = await (await fetch("/api/widget-session?email=" + encodeURIComponent(email), {method: "POST"})).json();
   try {
-    const result = await NettermsCheckout.mount({session_id: s.session_id, merchant_name: "Werkzeug & Co.",
+    const result = await NettermsCheckout.mount({client_secret: s.client_secret, merchant_name: "Werkzeug & Co.",
       order_data: s.order_data, options: {payment_method: "bank_transfer"}});
     out.textContent = "Authorized (" + result.state + "), confirming …";
     const c = await (await fetch("/api/confirm", {method: "POST", headers: {"content-type": "application/json"},

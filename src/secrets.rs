@@ -35,6 +35,9 @@ pub fn random_alphanumeric(n: usize) -> String {
     rand::rngs::OsRng.sample_iter(&Alphanumeric).take(n).map(char::from).collect()
 }
 
+/// `[A-Za-z0-9]`, the alphabet of generated secrets.
+pub const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
 /// The server's key for keyed digests. Derived sub-keys separate the purposes it serves.
 #[derive(Clone)]
 pub struct Keyring {
@@ -62,6 +65,10 @@ pub enum Purpose {
     WebhookSecret,
     /// Digests of admin tokens, compared in constant time whatever their lengths.
     AdminToken,
+    /// The secret part of a checkout session's client secret, derived from the session id.
+    SessionSecret,
+    /// A SEPA mandate reference, derived from its checkout session (and unlinkable to it).
+    MandateReference,
 }
 
 impl Purpose {
@@ -73,6 +80,8 @@ impl Purpose {
             Purpose::Fingerprint => b"netterms/fingerprint/v1",
             Purpose::WebhookSecret => b"netterms/webhook-secret/v1",
             Purpose::AdminToken => b"netterms/admin-token/v1",
+            Purpose::SessionSecret => b"netterms/session-secret/v1",
+            Purpose::MandateReference => b"netterms/mandate-reference/v1",
         }
     }
 }
@@ -106,22 +115,29 @@ impl Keyring {
     /// The PSP password that belongs to a link token: 40 characters of `[A-Za-z0-9]`, derived with
     /// the server key, so neither the password nor anything that yields it without the key is stored.
     pub fn password_for_token(&self, token: &str) -> Secret {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let mut out = String::with_capacity(40);
+        Secret(self.derive(Purpose::PasswordFromToken, token.as_bytes(), ALPHANUMERIC, 40))
+    }
+
+    /// `len` characters of `alphabet` (at most 128 letters) derived from `input` under the
+    /// purpose's key: unpredictable without the key, the same every time with it.
+    pub fn derive(&self, purpose: Purpose, input: &[u8], alphabet: &[u8], len: usize) -> String {
+        let n = alphabet.len().clamp(1, 128);
+        // Rejection sampling keeps the characters uniform: only bytes below a multiple of n count.
+        let limit = 256 - 256 % n;
+        let mut out = String::with_capacity(len);
         let mut counter: u8 = 0;
-        while out.len() < 40 {
-            let mut m = self.mac(Purpose::PasswordFromToken);
-            m.update(token.as_bytes());
+        while out.len() < len {
+            let mut m = self.mac(purpose);
+            m.update(input);
             m.update(&[counter]);
             for b in m.finalize().into_bytes() {
-                // Rejection sampling keeps the characters uniform (248 = 4 * 62).
-                if b < 248 && out.len() < 40 {
-                    out.push(char::from(ALPHABET[usize::from(b % 62)]));
+                if usize::from(b) < limit && out.len() < len {
+                    out.push(char::from(alphabet[usize::from(b) % n]));
                 }
             }
             counter = counter.wrapping_add(1);
         }
-        Secret(out)
+        out
     }
 }
 

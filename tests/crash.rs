@@ -183,12 +183,13 @@ async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
         )
         .await;
         let sid = s["session_id"].as_str().unwrap().to_owned();
+        let cs = s["client_secret"].as_str().unwrap().to_owned();
         let order = json!({"amount": {"gross": 100_000, "net": 100_000, "tax": 0}, "duration": 30,
             "debtor_company": {"name": format!("Kunde {i} GmbH"), "legal_form": "10001", "registration_number": format!("HRB {i}0"),
                 "registration_court": "AG Köln", "address": {"street": "B", "postal_code": "50667", "city": "Köln", "country": "DE"}},
             "debtor_person": {"email": "k@kunde.example"}});
         let a: Value = c
-            .post(format!("{base}/checkout-api/v1/sessions/{sid}/authorize"))
+            .post(format!("{base}/checkout-api/v1/sessions/{cs}/authorize"))
             .json(&json!({"order": order, "payment_method": "bank_transfer", "terms_accepted": true}))
             .send()
             .await

@@ -151,6 +151,45 @@ pub fn is_postal_code(country: &str, code: &str) -> bool {
     }
 }
 
+/// Whether `host` is this machine (what sandbox allows over plain http).
+fn is_local(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
+/// A URL the buyer's browser may be sent to: absolute https (or http to this machine when
+/// `allow_local_http`), a host, no user or password (`http://127.0.0.1:80@evil.example/` is
+/// evil.example's), at most 2048 characters. Returns its normalized form, the one that is used.
+pub fn redirect_url(s: &str, allow_local_http: bool) -> Option<String> {
+    let u = url::Url::parse(s).ok()?;
+    let host = u.host()?;
+    let scheme_ok = u.scheme() == "https" || (u.scheme() == "http" && allow_local_http && is_local(&host));
+    (scheme_ok && u.username().is_empty() && u.password().is_none() && u.as_str().len() <= 2048)
+        .then(|| u.as_str().to_owned())
+}
+
+/// A web origin: scheme, host and port only (`https://shop.example`, `http://localhost:3000`
+/// when `allow_local_http`); no path, query, fragment or user. Returns it serialized as browsers
+/// send it in `Origin`.
+pub fn web_origin(s: &str, allow_local_http: bool) -> Option<String> {
+    let trimmed = s.strip_suffix('/').unwrap_or(s);
+    let u = url::Url::parse(trimmed).ok()?;
+    let host = u.host()?;
+    let scheme_ok = u.scheme() == "https" || (u.scheme() == "http" && allow_local_http && is_local(&host));
+    let bare = u.path() == "/"
+        && u.query().is_none()
+        && u.fragment().is_none()
+        && u.username().is_empty()
+        && u.password().is_none()
+        && !trimmed.ends_with('/');
+    let origin = u.origin().ascii_serialization();
+    // What was given must already be the origin (not something the parser rewrote into one).
+    (scheme_ok && bare && origin.eq_ignore_ascii_case(trimmed)).then_some(origin)
+}
+
 /// An absolute http(s) URL with a host, without spaces.
 pub fn is_http_url(s: &str) -> bool {
     let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
@@ -192,5 +231,30 @@ mod tests {
         assert!(is_http_url("https://shop.example/x"));
         assert!(!is_http_url("ftp://x"));
         assert!(!is_http_url("https://"));
+    }
+
+    #[test]
+    fn redirect_urls_and_origins_are_what_they_look_like() {
+        assert_eq!(
+            redirect_url("https://shop.example/ok?x=1#top", false).as_deref(),
+            Some("https://shop.example/ok?x=1#top")
+        );
+        assert!(redirect_url("http://localhost:3000/back", true).is_some());
+        assert!(redirect_url("http://localhost:3000/back", false).is_none());
+        assert!(redirect_url("http://127.0.0.1:80@evil.example/", true).is_none(), "userinfo hides the real host");
+        assert!(redirect_url("https://user:pw@shop.example/", false).is_none());
+        assert!(redirect_url("http://localhost.evil.example/", true).is_none());
+        assert!(redirect_url("javascript:alert(1)", true).is_none());
+        assert!(redirect_url("//shop.example/x", true).is_none());
+        assert_eq!(web_origin("https://shop.example", false).as_deref(), Some("https://shop.example"));
+        assert_eq!(web_origin("https://Shop.Example/", false).as_deref(), Some("https://shop.example"));
+        assert_eq!(web_origin("http://localhost:3000", true).as_deref(), Some("http://localhost:3000"));
+        assert!(web_origin("http://localhost.evil.example", true).is_none());
+        assert!(web_origin("http://localhost@evil.example", true).is_none());
+        assert!(web_origin("https://shop.example/path", false).is_none());
+        assert!(web_origin("https://shop.example?x", false).is_none());
+        assert!(web_origin("https://shop.example\u{1}", false).is_none());
+        assert!(web_origin("https://shop.example\r\nX: y", false).is_none());
+        assert!(web_origin("http://shop.example", true).is_none());
     }
 }

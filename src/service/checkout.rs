@@ -16,6 +16,7 @@ use crate::domain::order::{
 };
 use crate::domain::validate::{self, FieldError, Violations};
 use crate::domain::{iban, legal_forms};
+use crate::secrets::{ALPHANUMERIC, Purpose};
 use crate::store::checkout::{self as store, ExposureOf, NewOrder, OrderRow, SessionRow};
 use crate::store::{StoreError, Tx, events, merchants};
 
@@ -71,6 +72,9 @@ pub struct PaymentPageSessionInput {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PaymentPageSession {
     pub session_id: SessionId,
+    /// The buyer's credential for this session (in `payment_page_url`); keep it out of logs.
+    #[schema(example = "cs_0192f0c4d2a87c3e9b1f6a2d4e8c0b7a_Xq3LmN8pR2sT5vW9yZ1bC4dF6gH8jK0m")]
+    pub client_secret: String,
     /// Send the buyer here.
     pub payment_page_url: String,
     pub expires_at: DateTime<Utc>,
@@ -91,6 +95,9 @@ pub struct WidgetSessionInput {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WidgetSession {
     pub session_id: SessionId,
+    /// The buyer's credential for this session: pass it to `NettermsCheckout.mount`.
+    #[schema(example = "cs_0192f0c4d2a87c3e9b1f6a2d4e8c0b7a_Xq3LmN8pR2sT5vW9yZ1bC4dF6gH8jK0m")]
+    pub client_secret: String,
     pub expires_at: DateTime<Utc>,
     pub status: String,
 }
@@ -105,7 +112,8 @@ pub struct SessionView {
     pub merchant_name: String,
     pub locale: String,
     pub expires_at: DateTime<Utc>,
-    /// The order of a payment-page session.
+    /// The order of a payment-page session, while it is open (or declined and retryable); a
+    /// completed, expired or canceled session no longer shows it.
     pub order: Option<OrderData>,
     pub payment_terms: crate::domain::merchant::PaymentTerms,
 }
@@ -295,30 +303,20 @@ fn sandbox(s: &Services) -> bool {
 /// A redirect target: absolute https, or http to localhost in sandbox.
 fn check_redirect(s: &Services, v: &mut Violations, path: &str, url: Option<String>) -> Option<String> {
     let url = v.text(path, url, 2048)?;
-    let local = ["http://localhost", "http://127.0.0.1"]
-        .iter()
-        .any(|p| url.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/', '?'])));
-    if !(validate::is_http_url(&url) && (url.starts_with("https://") || (local && sandbox(s)))) {
-        v.add(path, "must be an absolute https URL (http only for localhost in sandbox)");
-        return None;
+    let checked = validate::redirect_url(&url, sandbox(s));
+    if checked.is_none() {
+        v.add(path, "must be an absolute https URL without user or password (http only for localhost in sandbox)");
     }
-    Some(url)
+    checked
 }
 
 /// An origin: scheme and host (and port), no path; https, or http://localhost in sandbox.
 fn check_origin(s: &Services, v: &mut Violations, path: &str, o: &str) -> Option<String> {
-    let o = o.trim().trim_end_matches('/').to_owned();
-    let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")).unwrap_or("");
-    let local = o.starts_with("http://localhost") || o.starts_with("http://127.0.0.1");
-    let ok = !rest.is_empty()
-        && !rest.contains(['/', '?', '#', ' '])
-        && (o.starts_with("https://") || (local && sandbox(s)));
-    if ok {
-        Some(o)
-    } else {
+    let checked = validate::web_origin(o.trim(), sandbox(s));
+    if checked.is_none() {
         v.add(path, "must be an origin such as https://shop.example (http only for localhost in sandbox)");
-        None
     }
+    checked
 }
 
 async fn active_merchant(
@@ -392,9 +390,11 @@ pub async fn create_payment_page_session(
         now,
     )
     .await?;
+    let secret = client_secret(s, row.id);
     Ok(PaymentPageSession {
         session_id: row.id,
-        payment_page_url: format!("{}/pay/{}", s.config.public_url(), row.id),
+        payment_page_url: format!("{}/pay/{secret}", s.config.public_url()),
+        client_secret: secret,
         expires_at: row.expires_at,
         status: row.status,
     })
@@ -436,7 +436,12 @@ pub async fn create_widget_session(
         now,
     )
     .await?;
-    Ok(WidgetSession { session_id: row.id, expires_at: row.expires_at, status: row.status })
+    Ok(WidgetSession {
+        session_id: row.id,
+        client_secret: client_secret(s, row.id),
+        expires_at: row.expires_at,
+        status: row.status,
+    })
 }
 
 /// The origins that may host a widget session (empty for payment-page sessions).
@@ -458,14 +463,18 @@ pub async fn session_view(s: &Services, id: SessionId) -> Result<(SessionView, V
     let row = store::get_session(&mut conn, id, false).await?.ok_or(CheckoutError::NotFound("session"))?;
     let merchant =
         merchants::get(&mut conn, row.psp_id, row.merchant_id).await?.ok_or(CheckoutError::NotFound("session"))?;
+    let status = effective_status(&row, s.clock.now());
+    // The order (with the buyer's data) only while the buyer can still act on it.
     let order = match &row.order_data {
-        Some(d) => Some(serde_json::from_str(d).map_err(|e| StoreError::Corrupt(e.to_string()))?),
-        None => None,
+        Some(d) if matches!(status.as_str(), "open" | "declined") => {
+            Some(serde_json::from_str(d).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        }
+        _ => None,
     };
     let view = SessionView {
         session_id: row.id,
         kind: row.kind.clone(),
-        status: effective_status(&row, s.clock.now()),
+        status,
         merchant_name: merchant.name,
         locale: row.locale.clone(),
         expires_at: row.expires_at,
@@ -519,21 +528,54 @@ pub fn virtual_iban(bank_code: &str, key: &str) -> String {
     iban::with_check_digits("DE", &format!("{bank_code}{account:010}")).unwrap_or_default()
 }
 
+/// `url` with `params` added to its query, before any `#fragment`.
 fn redirect_with(url: &str, params: &[(&str, String)]) -> String {
-    let mut out = url.to_owned();
+    let (base, fragment) = match url.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (url, None),
+    };
+    let mut out = base.to_owned();
     for (k, v) in params {
         out.push(if out.contains('?') { '&' } else { '?' });
         out.push_str(k);
         out.push('=');
         out.push_str(&v.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect::<String>());
     }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
     out
 }
 
 /// The SEPA B2B mandate reference of a session (shown on the page before the buyer agrees,
-/// stored with the order): `NT` and the session id's 32 hex digits, within SEPA's 35 characters.
-pub fn mandate_reference(session_id: SessionId) -> String {
-    format!("NT{}", session_id.0.simple().to_string().to_ascii_uppercase())
+/// stored with the order): `NT` and 24 letters and digits derived from the session with the
+/// server key — its own value, which says nothing of the session — within SEPA's 35 characters.
+pub fn mandate_reference(s: &Services, session_id: SessionId) -> String {
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    format!("NT{}", s.keyring.derive(Purpose::MandateReference, session_id.0.as_bytes(), UPPER, 24))
+}
+
+/// Length of the secret part of a client secret: 32 of 62 characters, about 190 bits.
+const CLIENT_SECRET_LEN: usize = 32;
+
+/// The buyer's credential for a checkout session, used in the page and widget URLs and by the
+/// checkout API: `cs_<session id>_<secret>`, the secret derived from the id with the server key
+/// (so it is never stored, and cannot be guessed from the id, which PSPs and redirects see).
+pub fn client_secret(s: &Services, id: SessionId) -> String {
+    let secret = s.keyring.derive(Purpose::SessionSecret, id.0.as_bytes(), ALPHANUMERIC, CLIENT_SECRET_LEN);
+    format!("cs_{}_{secret}", id.0.simple())
+}
+
+/// The session a client secret opens, if it is one (checked in constant time).
+pub fn session_of_secret(s: &Services, client_secret: &str) -> Option<SessionId> {
+    let (id, secret) = client_secret.strip_prefix("cs_")?.split_once('_')?;
+    if id.len() != 32 || secret.len() != CLIENT_SECRET_LEN {
+        return None;
+    }
+    let id = SessionId(uuid::Uuid::try_parse(id).ok()?);
+    let expected = s.keyring.derive(Purpose::SessionSecret, id.0.as_bytes(), ALPHANUMERIC, CLIENT_SECRET_LEN);
+    bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), secret.as_bytes())).then_some(id)
 }
 
 /// The buyer authorizes: checks, decides, and records the order and its decision.
@@ -549,6 +591,14 @@ pub async fn authorize(
         "open" | "declined" => {}
         "expired" => return Err(conflict("this session has expired")),
         other => return Err(conflict(format!("this session is {other} and cannot be authorized again"))),
+    }
+    // Each submission writes an order, a decision and events: a declined session may be retried,
+    // but not without bound.
+    if session.attempts >= i64::from(s.config.checkout_max_attempts) {
+        return Err(conflict(format!(
+            "this session was submitted {} times, the most allowed; start a new checkout",
+            session.attempts
+        )));
     }
 
     let mut v = Violations::new();
@@ -673,8 +723,8 @@ pub async fn authorize(
         (Outcome::Review, false) => OrderState::PreWaiting,
         (Outcome::Declined, _) => OrderState::Declined,
     };
-    let mandate =
-        (method == PaymentMethod::DirectDebit && state != OrderState::Declined).then(|| mandate_reference(session_id));
+    let mandate = (method == PaymentMethod::DirectDebit && state != OrderState::Declined)
+        .then(|| mandate_reference(s, session_id));
     let lang = input.locale.as_deref().filter(|l| *l == "de" || *l == "en").unwrap_or(&session.locale);
     let stored_mandate_text = mandate.as_ref().map(|_| mandate_text(lang));
     let expires_at = (!page && matches!(state, OrderState::Authorized | OrderState::PreWaiting))
@@ -711,7 +761,7 @@ pub async fn authorize(
         (_, true) => "completed",
         (_, false) => "authorized",
     };
-    store::set_session_status(&mut tx, session_id, session_status, Some(order_id), now).await?;
+    store::set_session_status(&mut tx, session_id, session_status, Some(order_id), 1, now).await?;
     let success = state != OrderState::Declined;
     events::append(
         &mut tx,
@@ -735,7 +785,7 @@ pub async fn authorize(
         .await?;
     }
     tx.commit().await?;
-    tracing::info!(%order_id, %session_id, state = state.as_str(), decline_reason = reason, "checkout decided");
+    tracing::info!(%order_id, state = state.as_str(), decline_reason = reason, "checkout decided");
 
     let redirect_url = if page {
         let urls: RedirectUrls =
@@ -774,16 +824,21 @@ pub async fn cancel_session(s: &Services, session_id: SessionId) -> Result<Strin
     if !matches!(effective_status(&session, now).as_str(), "open" | "declined") {
         return Err(conflict("this session can no longer be canceled"));
     }
-    store::set_session_status(&mut tx, session_id, "canceled", None, now).await?;
+    store::set_session_status(&mut tx, session_id, "canceled", None, 0, now).await?;
     tx.commit().await?;
     let urls: RedirectUrls = serde_json::from_str(session.redirect_urls.as_deref().unwrap_or("{}")).unwrap_or_default();
     Ok(urls.cancel_url.map(|u| redirect_with(&u, &[("session_id", session_id.to_string())])).unwrap_or_default())
 }
 
 pub async fn search_companies(s: &Services, session_id: SessionId, q: &str) -> Result<Vec<CompanyHit>, CheckoutError> {
+    // Wildcards are not searched for; what remains must still be 2 characters long.
+    let term: String = q.to_lowercase().chars().filter(|c| !matches!(c, '%' | '_' | '\\')).collect();
+    let term = term.trim();
     let mut v = Violations::new();
-    if q.trim().chars().count() < 2 {
-        v.add("q", "q must have at least 2 characters");
+    if term.chars().count() < 2 {
+        v.add("q", "q must have at least 2 characters (wildcards do not count)");
+    } else if term.chars().count() > 100 {
+        v.add("q", "q must have at most 100 characters");
     }
     v.finish().map_err(CheckoutError::Invalid)?;
     let mut conn = s.db.conn().await?;
@@ -791,7 +846,8 @@ pub async fn search_companies(s: &Services, session_id: SessionId, q: &str) -> R
     if effective_status(&session, s.clock.now()) != "open" && session.status != "declined" {
         return Err(conflict("this session is no longer open"));
     }
-    let rows = store::search_buyers(&mut conn, q.trim(), 10).await?;
+    // Only companies that bought through the session's PSP: one PSP never learns of another's buyers.
+    let rows = store::search_buyers(&mut conn, session.psp_id, term, 10).await?;
     Ok(rows
         .into_iter()
         .filter_map(|(name, legal_form, address)| {
@@ -891,7 +947,7 @@ pub async fn confirm(
         return Err(CheckoutError::Mismatch(diff));
     }
     apply(s, tx, &row, OrderEvent::Confirm, confirmed.external_order_id.as_deref(), None).await?;
-    store::set_session_status(tx, session_id, "completed", None, now).await?;
+    store::set_session_status(tx, session_id, "completed", None, 0, now).await?;
     load_order(tx, order_id).await
 }
 
@@ -944,7 +1000,7 @@ pub async fn expire_due(s: &Services) -> Result<usize, CheckoutError> {
         }
         match apply(s, &mut tx, &row, OrderEvent::Expire, None, None).await {
             Ok(_) => {
-                store::set_session_status(&mut tx, row.session_id, "expired", None, s.clock.now()).await?;
+                store::set_session_status(&mut tx, row.session_id, "expired", None, 0, s.clock.now()).await?;
                 tx.commit().await?;
                 n += 1;
             }
@@ -990,5 +1046,9 @@ mod tests {
             "https://s.example/a?x=1&y=bc"
         );
         assert_eq!(redirect_with("https://s.example/a?t=1", &[("x", "1".into())]), "https://s.example/a?t=1&x=1");
+        assert_eq!(
+            redirect_with("https://s.example/a?t=1#step-3", &[("x", "1".into())]),
+            "https://s.example/a?t=1&x=1#step-3"
+        );
     }
 }

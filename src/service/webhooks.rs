@@ -180,14 +180,17 @@ pub async fn delete_endpoint(s: &Services, psp_id: PspId, id: EndpointId) -> Res
     Ok(())
 }
 
-pub async fn rotate_secret(s: &Services, psp_id: PspId, id: EndpointId) -> Result<RotatedSecret, WebhookError> {
+pub async fn rotate_secret(
+    s: &Services,
+    tx: &mut Tx,
+    psp_id: PspId,
+    id: EndpointId,
+) -> Result<RotatedSecret, WebhookError> {
     let now = s.clock.now();
-    let mut tx = s.db.begin().await?;
-    store::get_endpoint(&mut tx, psp_id, id).await?.ok_or(WebhookError::NotFound("webhook endpoint"))?;
+    store::get_endpoint(tx, psp_id, id).await?.ok_or(WebhookError::NotFound("webhook endpoint"))?;
     let seed = crate::secrets::random_alphanumeric(32);
     let previous_expires_at = now + ROTATION_OVERLAP;
-    store::add_secret(&mut tx, id, &seed, now, previous_expires_at).await?;
-    tx.commit().await?;
+    store::add_secret(tx, id, &seed, now, previous_expires_at).await?;
     Ok(RotatedSecret { secret: secret_for_seed(s, &seed), previous_expires_at })
 }
 
@@ -217,36 +220,60 @@ pub async fn redeliver(s: &Services, tx: &mut Tx, psp_id: PspId, id: EventId) ->
     Ok(EventDetail { event, deliveries })
 }
 
-/// Whether an address is one webhooks may reach when private addresses are refused.
+/// Whether an address is one webhooks may reach when private addresses are refused: not in any
+/// block of the IANA special-purpose registries that is not globally reachable. IPv6 forms that
+/// carry an IPv4 address (mapped, compatible, NAT64, 6to4) are judged by that address.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
-                || o[0] >= 240)
-        }
+        IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
             let seg = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00
-                || (seg[0] & 0xffc0) == 0xfe80
-                || seg[0] == 0x2001 && seg[1] == 0x0db8)
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                std::net::Ipv4Addr::new(a, b, c, d)
+            };
+            // ::/96 (IPv4-compatible, also :: and ::1), ::ffff:0:0/96 (mapped), 64:ff9b::/96 (NAT64).
+            if seg[..6] == [0, 0, 0, 0, 0, 0]
+                || seg[..6] == [0, 0, 0, 0, 0, 0xffff]
+                || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+            {
+                return is_public_v4(embedded(seg[6], seg[7]));
+            }
+            // 2002::/16 (6to4): the IPv4 address follows the prefix.
+            if seg[0] == 0x2002 {
+                return is_public_v4(embedded(seg[1], seg[2]));
+            }
+            !((seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) // 64:ff9b:1::/48 local-use NAT64
+                || (seg[0] == 0x100 && seg[1..4] == [0, 0, 0]) // 100::/64 discard-only
+                || (seg[0] == 0x2001 && seg[1] < 0x200) // 2001::/23 IETF protocol assignments (Teredo, …)
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // 2001:db8::/32 documentation
+                || (seg[0] & 0xfff0) == 0x3ff0 // 3fff::/20 documentation
+                || seg[0] == 0x5f00 // 5f00::/16 segment routing
+                || (seg[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local
+                || (seg[0] & 0xffc0) == 0xfe80 // fe80::/10 link-local
+                || (seg[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
+                || (seg[0] & 0xff00) == 0xff00) // ff00::/8 multicast
         }
     }
+}
+
+fn is_public_v4(v4: std::net::Ipv4Addr) -> bool {
+    let o = v4.octets();
+    !(o[0] == 0 // 0.0.0.0/8 "this network"
+        || o[0] == 10 // private
+        || (o[0] == 100 && (64..128).contains(&o[1])) // 100.64.0.0/10 shared (CGNAT)
+        || o[0] == 127 // loopback
+        || (o[0] == 169 && o[1] == 254) // link-local
+        || (o[0] == 172 && (16..32).contains(&o[1])) // private
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24 IETF protocol assignments
+        || (o[0] == 192 && o[1] == 0 && o[2] == 2) // TEST-NET-1
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 6to4 relay anycast (deprecated)
+        || (o[0] == 192 && o[1] == 168) // private
+        || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
+        || (o[0] == 198 && o[1] == 51 && o[2] == 100) // TEST-NET-2
+        || (o[0] == 203 && o[1] == 0 && o[2] == 113) // TEST-NET-3
+        || o[0] >= 224) // multicast, reserved, broadcast
 }
 
 /// DNS resolution for webhook requests that drops non-public addresses, so a hostname cannot
@@ -298,6 +325,9 @@ impl Dispatcher {
             .timeout(StdDuration::from_secs(services.config.webhook_timeout_secs))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("netterms-webhooks/", env!("CARGO_PKG_VERSION")))
+            // Never through a proxy from the environment: it would resolve hostnames itself,
+            // past the address checks below.
+            .no_proxy()
             .pool_max_idle_per_host(32);
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
@@ -438,6 +468,55 @@ impl Dispatcher {
                     _ = stop.changed() => {}
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn special_purpose_addresses_are_not_public() {
+        for a in [
+            "10.1.2.3",
+            "127.0.0.1",
+            "169.254.169.254",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.18.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
+            "2001::1",
+            "2001:db8::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+            "100::1",
+            "3fff::1",
+        ] {
+            assert!(!is_public(a.parse().unwrap()), "{a} must be refused");
+        }
+        for a in
+            ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "64:ff9b::808:808", "::ffff:8.8.8.8", "2002:808:808::1"]
+        {
+            assert!(is_public(a.parse().unwrap()), "{a} is public");
         }
     }
 }

@@ -102,11 +102,21 @@ pub enum ExposureOf {
 }
 
 /// Companies among known buyers whose name contains `q` (case-insensitive), at most `limit`.
-pub async fn search_buyers(conn: &mut impl AsExec, q: &str, limit: i64) -> StoreResult<Vec<(String, String, String)>> {
-    let pattern = format!("%{}%", q.to_lowercase().replace(['%', '_', '\\'], ""));
+/// Buyers with an order of `psp_id` whose name contains `term` (lower case, without LIKE
+/// wildcards), at most `limit`.
+pub async fn search_buyers(
+    conn: &mut impl AsExec,
+    psp_id: PspId,
+    term: &str,
+    limit: i64,
+) -> StoreResult<Vec<(String, String, String)>> {
+    let pattern = format!("%{}%", term.to_lowercase().replace(['%', '_', '\\'], ""));
     Ok(with_conn!(conn, c => {
-        sqlx::query_as("SELECT name, legal_form, address FROM buyers WHERE search_name LIKE $1 ORDER BY name LIMIT $2")
-            .bind(pattern).bind(limit).fetch_all(&mut *c).await?
+        sqlx::query_as(
+            "SELECT b.name, b.legal_form, b.address FROM buyers b WHERE b.search_name LIKE $1 \
+             AND EXISTS (SELECT 1 FROM orders o WHERE o.buyer_id = b.id AND o.psp_id = $2) ORDER BY b.name LIMIT $3",
+        )
+        .bind(pattern).bind(psp_id).bind(limit).fetch_all(&mut *c).await?
     }))
 }
 
@@ -144,10 +154,12 @@ pub struct SessionRow {
     pub order_id: Option<OrderId>,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// How many times the buyer submitted it.
+    pub attempts: i64,
 }
 
 const SESSION_COLUMNS: &str = "id, kind, psp_id, merchant_id, status, order_data, merchant_customer_id, allowed_origins, \
-     redirect_urls, locale, order_id, expires_at, created_at";
+     redirect_urls, locale, order_id, expires_at, created_at, CAST(attempts AS BIGINT) AS attempts";
 
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_session(
@@ -175,7 +187,7 @@ pub async fn insert_session(
     }))
 }
 
-/// A session by id (the checkout API's credential), optionally locked for the transaction.
+/// A session by id, optionally locked for the transaction.
 pub async fn get_session(conn: &mut impl AsExec, id: SessionId, lock: bool) -> StoreResult<Option<SessionRow>> {
     Ok(with_conn!(conn, c, b => {
         let l = if lock && b == Backend::Postgres { " FOR UPDATE" } else { "" };
@@ -184,16 +196,21 @@ pub async fn get_session(conn: &mut impl AsExec, id: SessionId, lock: bool) -> S
     }))
 }
 
+/// Sets a session's status (and order), counting `attempts` more submissions.
 pub async fn set_session_status(
     tx: &mut impl AsExec,
     id: SessionId,
     status: &str,
     order_id: Option<OrderId>,
+    attempts: i64,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     with_conn!(tx, c => {
-        sqlx::query("UPDATE checkout_sessions SET status = $2, order_id = COALESCE($3, order_id), updated_at = $4 WHERE id = $1")
-            .bind(id).bind(status).bind(order_id).bind(now).execute(&mut *c).await?;
+        sqlx::query(
+            "UPDATE checkout_sessions SET status = $2, order_id = COALESCE($3, order_id), updated_at = $4, \
+             attempts = attempts + $5 WHERE id = $1",
+        )
+        .bind(id).bind(status).bind(order_id).bind(now).bind(attempts).execute(&mut *c).await?;
     });
     Ok(())
 }

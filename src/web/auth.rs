@@ -1,12 +1,7 @@
 //! Authentication: HTTP Basic for PSPs, a bearer token for operators, and throttling of clients
 //! that keep failing.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -16,53 +11,12 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::AuthedPsp;
+use super::throttle::client_ip;
 use crate::secrets::Purpose;
 use crate::store::psps;
 
 pub const BASIC_CHALLENGE: &str = "Basic realm=\"netterms\", charset=\"UTF-8\"";
 pub const BEARER_CHALLENGE: &str = "Bearer realm=\"netterms-admin\"";
-
-/// Counts failed authentications per client address in fixed windows.
-#[derive(Debug)]
-pub struct AuthThrottle {
-    limit: u32,
-    window: Duration,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
-}
-
-impl AuthThrottle {
-    pub fn new(limit: u32, window: Duration) -> AuthThrottle {
-        AuthThrottle { limit, window, failures: Mutex::new(HashMap::new()) }
-    }
-
-    /// `Err(seconds)` while `ip` has used up its failures for the current window.
-    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(&ip) {
-            Some((n, start)) if *n >= self.limit && start.elapsed() < self.window => {
-                Err(self.window.saturating_sub(start.elapsed()).as_secs().max(1))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub fn record_failure(&self, ip: IpAddr) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            let window = self.window;
-            map.retain(|_, (_, start)| start.elapsed() < window);
-        }
-        let entry = map.entry(ip).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= self.window {
-            *entry = (0, Instant::now());
-        }
-        entry.0 = entry.0.saturating_add(1);
-    }
-}
-
-fn client_ip(req: &Request) -> IpAddr {
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-}
 
 /// `(username, password)` from an `Authorization: Basic …` header.
 fn basic_credentials(req: &Request) -> Option<(String, String)> {
@@ -78,15 +32,21 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 }
 
 /// Checks HTTP Basic credentials against the stored keyed digest. Unknown user, wrong password
-/// and revoked credential all answer the same 401 (a revoked one is logged as such).
+/// and revoked credential all answer the same 401 (a revoked one is logged as such). Failures
+/// are throttled per client address and username, so one client guessing at one username does
+/// not lock out other credentials used from the same address (or the operator).
 pub async fn psp_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let ip = client_ip(&req);
-    state.throttle.check(ip).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     let unauthorized = ApiError::Unauthorized { challenge: BASIC_CHALLENGE };
     let Some((username, password)) = basic_credentials(&req) else {
-        state.throttle.record_failure(ip);
+        let key = (ip, String::new());
+        state.psp_auth_failures.check(&key).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+        state.psp_auth_failures.record(key);
         return Err(unauthorized);
     };
+    // Keys are bounded: a username longer than any real one counts as one key per address.
+    let key = (ip, username.chars().take(64).collect::<String>());
+    state.psp_auth_failures.check(&key).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     let mut conn = state.db.conn().await?;
     let record = psps::auth_record(&mut conn, &username).await?;
     drop(conn);
@@ -108,9 +68,10 @@ pub async fn psp_auth(State(state): State<AppState>, mut req: Request, next: Nex
         }
     };
     let Some(r) = authed else {
-        state.throttle.record_failure(ip);
+        state.psp_auth_failures.record(key);
         return Err(unauthorized);
     };
+    state.psp_auth_failures.clear(&key);
     // Record use at most once a minute, so reads stay reads.
     if r.last_used_at.is_none_or(|t| now - t > chrono::Duration::minutes(1)) {
         let mut tx = state.db.begin().await?;
@@ -133,7 +94,7 @@ pub async fn admin_auth(State(state): State<AppState>, req: Request, next: Next)
         });
     };
     let ip = client_ip(&req);
-    state.throttle.check(ip).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+    state.admin_auth_failures.check(&ip).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     let given = req
         .headers()
         .get(AUTHORIZATION)
@@ -144,25 +105,8 @@ pub async fn admin_auth(State(state): State<AppState>, req: Request, next: Next)
     let a = state.keyring.digest(Purpose::AdminToken, given.as_bytes());
     let b = state.keyring.digest(Purpose::AdminToken, expected.expose().as_bytes());
     if given.is_empty() || !bool::from(a.ct_eq(&b)) {
-        state.throttle.record_failure(ip);
+        state.admin_auth_failures.record(ip);
         return Err(ApiError::Unauthorized { challenge: BEARER_CHALLENGE });
     }
     Ok(next.run(req).await)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn throttle_blocks_after_limit_within_window() {
-        let t = AuthThrottle::new(3, Duration::from_secs(60));
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        for _ in 0..3 {
-            assert!(t.check(ip).is_ok());
-            t.record_failure(ip);
-        }
-        assert!(t.check(ip).is_err());
-        assert!(t.check(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))).is_ok());
-    }
 }

@@ -1,9 +1,10 @@
 //! Checkout over HTTP: the PSP's session and confirmation calls, and the public checkout API the
-//! payment page and the widget use (authenticated by the session id, CORS-limited to the
-//! session's allowed origins).
+//! payment page and the widget use (authenticated by the session's client secret, CORS-limited
+//! to the session's allowed origins).
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -116,7 +117,7 @@ async fn create_payment_page_session(
 
 /// Create a widget session.
 ///
-/// The merchant's page passes `session_id` to `NettermsCheckout.mount`. Only pages of
+/// The merchant's page passes the session's `client_secret` to `NettermsCheckout.mount`. Only pages of
 /// `allowed_origins` may host the widget.
 #[utoipa::path(post, path = "/v1/widget-sessions", tag = "Checkout",
     request_body = WidgetSessionInput,
@@ -168,16 +169,32 @@ async fn confirm_authorization(
     respond(tx, &idem, StatusCode::OK, &order).await
 }
 
+/// The checkout session a request's client secret opens (path `{client_secret}`); anything else
+/// is 404, like an unknown session.
+pub struct ClientSecret(pub SessionId);
+
+impl FromRequestParts<AppState> for ClientSecret {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ApiPath(secret) = ApiPath::<String>::from_request_parts(parts, state).await?;
+        checkout::session_of_secret(&state.services, &secret)
+            .map(ClientSecret)
+            .ok_or_else(|| ApiError::not_found("session"))
+    }
+}
+
 /// Get a checkout session (checkout API).
 ///
-/// What the payment page or widget needs to render. The session id is the credential.
-#[utoipa::path(get, path = "/checkout-api/v1/sessions/{session_id}", tag = "Checkout API",
-    params(("session_id" = SessionId, Path)),
+/// What the payment page or widget needs to render. The session's `client_secret` is the
+/// credential.
+#[utoipa::path(get, path = "/checkout-api/v1/sessions/{client_secret}", tag = "Checkout API",
+    params(("client_secret" = String, Path, description = "The session's client secret")),
     responses((status = 200, description = "The session", body = SessionView),
               (status = 404, description = "No such session", body = ErrorBody)))]
 async fn get_session(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<SessionId>,
+    ClientSecret(id): ClientSecret,
 ) -> Result<Json<SessionView>, ApiError> {
     Ok(Json(checkout::session_view(&state.services, id).await?.0))
 }
@@ -186,9 +203,9 @@ async fn get_session(
 ///
 /// The buyer's submission: netterms decides at once. A decline is a 200 with `state: declined`
 /// and a `decline_reason`; a declined session may be retried while it is open.
-#[utoipa::path(post, path = "/checkout-api/v1/sessions/{session_id}/authorize", tag = "Checkout API",
+#[utoipa::path(post, path = "/checkout-api/v1/sessions/{client_secret}/authorize", tag = "Checkout API",
     request_body = AuthorizeInput,
-    params(("session_id" = SessionId, Path)),
+    params(("client_secret" = String, Path, description = "The session's client secret")),
     responses((status = 200, description = "The decision", body = AuthorizeResult),
               (status = 400, description = "Unreadable body", body = ErrorBody),
               (status = 403, description = "Merchant inactive", body = ErrorBody),
@@ -197,7 +214,7 @@ async fn get_session(
               (status = 422, description = "Invalid fields (terms not accepted, bad IBAN, …)", body = ErrorBody)))]
 async fn authorize(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<SessionId>,
+    ClientSecret(id): ClientSecret,
     ApiJson(body): ApiJson<AuthorizeInput>,
 ) -> Result<Json<AuthorizeResult>, ApiError> {
     Ok(Json(checkout::authorize(&state.services, id, body).await?))
@@ -210,20 +227,20 @@ pub struct Canceled {
 }
 
 /// Cancel (checkout API): the buyer leaves without authorizing.
-#[utoipa::path(post, path = "/checkout-api/v1/sessions/{session_id}/cancel", tag = "Checkout API",
-    params(("session_id" = SessionId, Path)),
+#[utoipa::path(post, path = "/checkout-api/v1/sessions/{client_secret}/cancel", tag = "Checkout API",
+    params(("client_secret" = String, Path, description = "The session's client secret")),
     responses((status = 200, description = "Canceled", body = Canceled),
               (status = 404, description = "No such session", body = ErrorBody),
               (status = 409, description = "Session no longer open", body = ErrorBody)))]
-async fn cancel(State(state): State<AppState>, ApiPath(id): ApiPath<SessionId>) -> Result<Json<Canceled>, ApiError> {
+async fn cancel(State(state): State<AppState>, ClientSecret(id): ClientSecret) -> Result<Json<Canceled>, ApiError> {
     Ok(Json(Canceled { redirect_url: checkout::cancel_session(&state.services, id).await? }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct CompanyQuery {
-    /// An open session (the credential of this call).
-    session_id: SessionId,
+    /// The client secret of an open session (the credential of this call).
+    client_secret: String,
     /// At least 2 characters of the company name.
     q: String,
 }
@@ -244,7 +261,37 @@ async fn companies(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<CompanyQuery>,
 ) -> Result<Json<CompanyList>, ApiError> {
-    Ok(Json(CompanyList { data: checkout::search_companies(&state.services, q.session_id, &q.q).await? }))
+    let id =
+        checkout::session_of_secret(&state.services, &q.client_secret).ok_or_else(|| ApiError::not_found("session"))?;
+    Ok(Json(CompanyList { data: checkout::search_companies(&state.services, id, &q.q).await? }))
+}
+
+/// The session a checkout API request names by its client secret (in the path, or the
+/// `client_secret` query parameter), if the secret is valid.
+fn session_in(state: &AppState, req: &Request) -> Option<SessionId> {
+    let secret = req
+        .uri()
+        .path()
+        .strip_prefix("/checkout-api/v1/sessions/")
+        .and_then(|rest| rest.split('/').next())
+        .map(str::to_owned)
+        .or_else(|| {
+            req.uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("client_secret=")).map(str::to_owned))
+        })?;
+    checkout::session_of_secret(&state.services, &secret)
+}
+
+/// Rate limits of the (unauthenticated) checkout API: per client address and per session, each
+/// call counted; over either → 429 with `Retry-After`.
+pub async fn limits(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let limited = |s| ApiError::RateLimited { retry_after_secs: s };
+    state.checkout_per_address.hit(super::throttle::client_ip(&req)).map_err(limited)?;
+    if let Some(id) = session_in(&state, &req) {
+        state.checkout_per_session.hit(id).map_err(limited)?;
+    }
+    Ok(next.run(req).await)
 }
 
 /// CORS for the checkout API: an `Origin` among the session's allowed origins may call it; a
@@ -256,18 +303,7 @@ pub async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Re
     let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned) else {
         return Ok(next.run(req).await);
     };
-    let session = req
-        .uri()
-        .path()
-        .strip_prefix("/checkout-api/v1/sessions/")
-        .and_then(|rest| rest.split('/').next())
-        .map(str::to_owned)
-        .or_else(|| {
-            req.uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("session_id=")).map(str::to_owned))
-        })
-        .and_then(|id| id.parse::<SessionId>().ok());
+    let session = session_in(&state, &req);
     let own = state.config.public_url();
     let allowed = match session {
         _ if origin == own => true,
@@ -291,6 +327,11 @@ pub async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Re
         }
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
         return Ok(resp);
+    }
+    // A browser on another site may not change a session: simple cross-site POSTs (a form, or a
+    // fetch without a preflight) carry an Origin that is not the session's.
+    if req.method() == Method::POST && !allowed {
+        return Err(ApiError::Forbidden { code: "forbidden", title: "origin not allowed for this session".into() });
     }
     let mut resp = next.run(req).await;
     resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Origin"));

@@ -300,8 +300,16 @@ fn with_headers(status: StatusCode, markup: Markup, frame_ancestors: &str) -> Re
         "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; \
          form-action 'self'; base-uri 'none'; frame-ancestors {frame_ancestors}"
     );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    match HeaderValue::from_str(&csp) {
+        Ok(v) => {
+            h.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+        // Never serve a page without its policy: without one it could be framed by anyone.
+        Err(_) => return StatusCode::FORBIDDEN.into_response(),
+    }
+    // Browsers without CSP level 2: a page not meant to be framed says so the old way too.
+    if frame_ancestors == "'none'" {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     resp
 }
@@ -326,12 +334,15 @@ async fn load(state: &AppState, id: SessionId) -> Option<(SessionView, Vec<Strin
     }
 }
 
-/// `GET /pay/{session_id}`: the hosted payment page.
+/// `GET /pay/{client_secret}`: the hosted payment page.
 pub async fn payment_page(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<SessionId>,
+    ApiPath(secret): ApiPath<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
+    let Some(id) = checkout::session_of_secret(&state.services, &secret) else {
+        return gone(&DE, StatusCode::NOT_FOUND);
+    };
     let Some((view, _)) = load(&state, id).await else { return gone(&DE, StatusCode::NOT_FOUND) };
     let t = texts(q.lang.as_deref().unwrap_or(&view.locale));
     let (Some(order), "payment_page") = (view.order.as_ref(), view.kind.as_str()) else {
@@ -348,9 +359,9 @@ pub async fn payment_page(
             (order_summary(t, order))
             p.hint { a href=(format!("?lang={}", other.0)) lang=(other.0) { (other.1) } }
         }
-        form.card id="nt-form" data-mode="page" data-session=(view.session_id) novalidate {
+        form.card id="nt-form" data-mode="page" data-session=(secret) novalidate {
             (buyer_fields(t, Some(&order.debtor_company), order.debtor_person.as_ref().map(|p| p.email.as_str()),
-                &checkout::mandate_reference(view.session_id)))
+                &checkout::mandate_reference(&state.services, view.session_id)))
             (form_actions(t))
         }
         (form_script(t))
@@ -364,14 +375,17 @@ pub struct WidgetQuery {
     lang: Option<String>,
 }
 
-/// `GET /widget/{session_id}?origin=…`: the widget's frame. Only the session's allowed origins
+/// `GET /widget/{client_secret}?origin=…`: the widget's frame. Only the session's allowed origins
 /// may embed it (CSP `frame-ancestors`), and it talks only to that origin.
 pub async fn widget_frame(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<SessionId>,
+    ApiPath(secret): ApiPath<String>,
     Query(q): Query<WidgetQuery>,
 ) -> Response {
     let t = texts(q.lang.as_deref().unwrap_or("de"));
+    let Some(id) = checkout::session_of_secret(&state.services, &secret) else {
+        return gone(t, StatusCode::NOT_FOUND);
+    };
     let Some((view, origins)) = load(&state, id).await else { return gone(t, StatusCode::NOT_FOUND) };
     let origin = q.origin.unwrap_or_default();
     if view.kind != "widget" || !origins.contains(&origin) {
@@ -385,9 +399,9 @@ pub async fn widget_frame(
             p.merchant id="nt-summary" { (t.wait_order) }
             h1 { (t.pay_by_invoice) }
         }
-        form.card id="nt-form" data-mode="widget" data-session=(view.session_id) data-parent-origin=(origin) novalidate {
+        form.card id="nt-form" data-mode="widget" data-session=(secret) data-parent-origin=(origin) novalidate {
             div id="nt-ready" hidden {}
-            (buyer_fields(t, None, None, &checkout::mandate_reference(view.session_id)))
+            (buyer_fields(t, None, None, &checkout::mandate_reference(&state.services, view.session_id)))
             (form_actions(t))
         }
         (form_script(t))

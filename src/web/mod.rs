@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -30,6 +30,7 @@ pub mod merchants;
 pub mod ops;
 pub mod orders;
 pub mod pages;
+pub mod throttle;
 pub mod webhooks;
 
 use error::{ApiError, REQUEST_ID};
@@ -41,7 +42,13 @@ pub struct AppState(Arc<AppInner>);
 
 pub struct AppInner {
     pub services: Services,
-    pub throttle: auth::AuthThrottle,
+    /// Failed PSP authentications per (client address, username).
+    pub psp_auth_failures: throttle::Throttle<(std::net::IpAddr, String)>,
+    /// Failed admin authentications per client address (counted apart from the PSPs').
+    pub admin_auth_failures: throttle::Throttle<std::net::IpAddr>,
+    /// Checkout API calls per client address and per session (unauthenticated writes).
+    pub checkout_per_address: throttle::Throttle<std::net::IpAddr>,
+    pub checkout_per_session: throttle::Throttle<crate::domain::ids::SessionId>,
     pub metrics: PrometheusHandle,
     pub openapi_json: String,
     pub docs_html: String,
@@ -132,11 +139,14 @@ pub fn openapi_pretty() -> String {
 impl AppState {
     pub fn new(services: Services, metrics: PrometheusHandle) -> AppState {
         let spec_value = serde_json::to_value(openapi()).unwrap_or_default();
+        let c = &services.config;
+        let auth_window = Duration::from_secs(c.auth_failure_window_secs);
+        let minute = Duration::from_secs(60);
         AppState(Arc::new(AppInner {
-            throttle: auth::AuthThrottle::new(
-                services.config.auth_failure_limit,
-                Duration::from_secs(services.config.auth_failure_window_secs),
-            ),
+            psp_auth_failures: throttle::Throttle::new(c.auth_failure_limit, auth_window),
+            admin_auth_failures: throttle::Throttle::new(c.auth_failure_limit, auth_window),
+            checkout_per_address: throttle::Throttle::new(c.checkout_requests_per_minute_per_address, minute),
+            checkout_per_session: throttle::Throttle::new(c.checkout_requests_per_minute_per_session, minute),
             metrics,
             openapi_json: openapi_pretty(),
             docs_html: docs::render(&spec_value).into_string(),
@@ -159,12 +169,12 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
 
     Router::new()
         .merge(psp_api)
-        .merge(Router::from(checkout))
+        .merge(Router::from(checkout).layer(middleware::from_fn_with_state(state.clone(), checkout::limits)))
         .merge(admin_api)
         .merge(Router::from(public))
         .route("/credentials/{token}", get(pages::password_link).post(pages::reveal_password_form))
-        .route("/pay/{session_id}", get(checkout_pages::payment_page))
-        .route("/widget/{session_id}", get(checkout_pages::widget_frame))
+        .route("/pay/{client_secret}", get(checkout_pages::payment_page))
+        .route("/widget/{client_secret}", get(checkout_pages::widget_frame))
         .route("/sdk/v1/checkout.js", get(checkout_pages::sdk))
         .route("/assets/form.js", get(checkout_pages::form_js))
         .route("/healthz", get(ops::healthz))
@@ -209,9 +219,15 @@ fn request_id(req: &Request) -> String {
 
 /// Outermost middleware: request id, one log line per request, metrics. Logs the route
 /// template, never the raw path (it may hold a one-time token) or any header.
-async fn observe(State(_state): State<AppState>, req: Request, next: Next) -> Response {
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = request_id(&req);
-    let method = req.method().clone();
+    // Labels are bounded: any method a client invents is one label, never a new series each.
+    let method = match *req.method() {
+        Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD | Method::OPTIONS => {
+            req.method().as_str().to_owned()
+        }
+        _ => "OTHER".to_owned(),
+    };
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
@@ -228,11 +244,16 @@ async fn observe(State(_state): State<AppState>, req: Request, next: Next) -> Re
             tracing::info!(status = status.as_u16(), latency_ms = ms, psp_id = psp_id.as_deref(), "request");
         }
     });
-    let labels = [("method", method.to_string()), ("route", route), ("status", status.as_u16().to_string())];
+    let labels = [("method", method), ("route", route), ("status", status.as_u16().to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
+        h.insert("x-request-id", v);
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if state.config.environment == crate::config::Environment::Production {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         metrics::counter!("http_server_errors_total").increment(1);

@@ -22,8 +22,21 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text exposition.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus text exposition; behind `metrics_token` (bearer) when one is configured.
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let a = state.keyring.digest(crate::secrets::Purpose::AdminToken, given.as_bytes());
+        let b = state.keyring.digest(crate::secrets::Purpose::AdminToken, token.expose().as_bytes());
+        if given.is_empty() || !bool::from(subtle::ConstantTimeEq::ct_eq(&a[..], &b[..])) {
+            return super::error::ApiError::Unauthorized { challenge: "Bearer realm=\"netterms-metrics\"" }
+                .into_response();
+        }
+    }
     let mut resp = state.metrics.render().into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     resp

@@ -114,17 +114,22 @@ async fn delete_endpoint(
 /// Rotate an endpoint's secret.
 ///
 /// The new secret signs every delivery from now on; the old one adds a second signature for 24 h.
+/// With an `Idempotency-Key`, a retry answers the same new secret instead of rotating again.
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{endpoint_id}/rotate-secret", tag = "Webhooks",
-    params(("endpoint_id" = EndpointId, Path)),
+    params(("endpoint_id" = EndpointId, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
     responses((status = 200, description = "The new secret, shown only here", body = RotatedSecret),
               (status = 404, description = "No such endpoint", body = ErrorBody)),
     security(("basic" = [])))]
 async fn rotate_secret(
     State(state): State<AppState>,
     psp: AuthedPsp,
+    idem: Idem,
     ApiPath(id): ApiPath<EndpointId>,
-) -> Result<Json<RotatedSecret>, ApiError> {
-    Ok(Json(webhooks::rotate_secret(&state.services, psp.psp_id, id).await?))
+) -> Result<Response, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let rotated = webhooks::rotate_secret(&state.services, &mut tx, psp.psp_id, id).await?;
+    respond(tx, &idem, StatusCode::OK, &rotated).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -80,6 +80,16 @@ async fn repeated_failures_are_throttled_with_retry_after() {
     assert!((1..=60).contains(&retry));
     // The throttled client is refused even with good credentials until the window ends.
     app.send(app.psp(&psp, Method::GET, "/v1/merchants")).await.assert_error(429, "rate_limited");
+    // Throttling is per address and username: another PSP at the same address, and the operator
+    // (counted apart), still get in.
+    let other = app.create_psp().await;
+    assert_eq!(app.send(app.psp(&other, Method::GET, "/v1/merchants")).await.status, 200);
+    assert_eq!(app.send(app.admin(Method::GET, "/admin/v1/psps")).await.status, 200);
+    for _ in 0..3 {
+        app.send(app.client.get(app.url("/admin/v1/psps")).bearer_auth("wrong-token-0123456789")).await;
+    }
+    app.send(app.admin(Method::GET, "/admin/v1/psps")).await.assert_error(429, "rate_limited");
+    assert_eq!(app.send(app.psp(&other, Method::GET, "/v1/merchants")).await.status, 200);
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@ async fn reversed_payment_terms_and_non_ascii_tax_ids_are_422_not_a_crash() {
         )
         .await
         .json();
-    let sid = s["session_id"].as_str().unwrap();
+    let sid = s["client_secret"].as_str().unwrap();
     let mut order = order_body("anna@kunde.example", 11900);
     order["debtor_company"]["tax_id"] = json!("Xé1");
     let orders = app.count("orders").await;

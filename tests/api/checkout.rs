@@ -41,7 +41,7 @@ async fn widget_session(app: &TestApp, psp: &TestPsp, merchant_id: &str) -> Stri
         })))
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["session_id"].as_str().unwrap().to_owned()
+    r.json()["client_secret"].as_str().unwrap().to_owned()
 }
 
 async fn authorize(app: &TestApp, session_id: &str, body: Value) -> Resp {
@@ -58,15 +58,22 @@ async fn payment_page_flow_approves_redirects_and_sends_a_verifiable_authorizati
     let mid = m["merchant_id"].as_str().unwrap();
     let s = page_session(&app, &psp, mid, order_body("anna@kunde.example", 11900)).await;
     let sid = s["session_id"].as_str().unwrap();
+    let cs = s["client_secret"].as_str().unwrap();
     assert_eq!(s["status"], "open");
-    assert_eq!(s["payment_page_url"], format!("{}/pay/{sid}", app.base));
+    assert_eq!(s["payment_page_url"], format!("{}/pay/{cs}", app.base));
+    app.secret(cs);
 
-    let view = app.send(app.client.get(app.url(&format!("/checkout-api/v1/sessions/{sid}")))).await.json();
+    let view = app.send(app.client.get(app.url(&format!("/checkout-api/v1/sessions/{cs}")))).await.json();
     assert_eq!(view["merchant_name"], "Beispiel Handels GmbH");
     assert_eq!(view["order"]["amount"]["gross"], 11900);
     assert_eq!(view["locale"], "en");
+    // The session id is an identifier, not a credential: it opens nothing.
+    app.send(app.client.get(app.url(&format!("/checkout-api/v1/sessions/{sid}"))))
+        .await
+        .assert_error(404, "resource_not_found");
+    assert_eq!(app.send(app.client.get(app.url(&format!("/pay/{sid}")))).await.status, 404);
 
-    let r = authorize(&app, sid, json!({"payment_method": "bank_transfer", "terms_accepted": true})).await;
+    let r = authorize(&app, cs, json!({"payment_method": "bank_transfer", "terms_accepted": true})).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let a = r.json();
     assert_eq!(a["state"], "created");
@@ -78,8 +85,11 @@ async fn payment_page_flow_approves_redirects_and_sends_a_verifiable_authorizati
     let viban = order["bank_account"]["iban"].as_str().unwrap();
     assert!(netterms::domain::iban::validate(viban).is_ok());
 
-    // A completed session cannot be authorized again.
-    authorize(&app, sid, json!({"payment_method": "bank_transfer", "terms_accepted": true}))
+    // A completed session cannot be authorized again, and no longer shows the buyer's data.
+    let view = app.send(app.client.get(app.url(&format!("/checkout-api/v1/sessions/{cs}")))).await.json();
+    assert_eq!(view["status"], "completed");
+    assert!(view["order"].is_null(), "{view}");
+    authorize(&app, cs, json!({"payment_method": "bank_transfer", "terms_accepted": true}))
         .await
         .assert_error(409, "state_conflict");
 
@@ -110,7 +120,7 @@ async fn a_declined_payment_page_session_may_be_retried_and_cancel_redirects() {
     let psp = app.create_psp().await;
     let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
     let s = page_session(&app, &psp, &mid, order_body("anna+decline@kunde.example", 11900)).await;
-    let sid = s["session_id"].as_str().unwrap();
+    let sid = s["client_secret"].as_str().unwrap();
     let a = authorize(&app, sid, json!({"payment_method": "bank_transfer", "terms_accepted": true})).await.json();
     assert_eq!(a["state"], "declined");
     assert_eq!(a["decline_reason"], "risk_policy");
@@ -128,7 +138,11 @@ async fn a_declined_payment_page_session_may_be_retried_and_cancel_redirects() {
     .await
     .json();
     assert_eq!(a["state"], "created");
-    assert!(a["mandate_reference"].as_str().unwrap().starts_with("NT"));
+    let mandate = a["mandate_reference"].as_str().unwrap();
+    assert!(mandate.starts_with("NT") && mandate.len() == 26, "{mandate}");
+    // Its own value: nothing of the session id in it.
+    let session_hex = s["session_id"].as_str().unwrap().replace('-', "").to_ascii_uppercase();
+    assert!(!mandate.contains(&session_hex[..12]) && !mandate.contains(&session_hex[20..]));
     // The mandate text the buyer agreed to is stored with the order.
     let mut conn = app.db().conn().await.unwrap();
     let text: netterms::store::StoreResult<Option<String>> = async {
@@ -142,9 +156,10 @@ async fn a_declined_payment_page_session_may_be_retried_and_cancel_redirects() {
 
     let s2 = page_session(&app, &psp, &mid, order_body("b@kunde.example", 11900)).await;
     let sid2 = s2["session_id"].as_str().unwrap();
-    let c = app.send(app.client.post(app.url(&format!("/checkout-api/v1/sessions/{sid2}/cancel")))).await;
+    let cs2 = s2["client_secret"].as_str().unwrap();
+    let c = app.send(app.client.post(app.url(&format!("/checkout-api/v1/sessions/{cs2}/cancel")))).await;
     assert_eq!(c.json()["redirect_url"], format!("http://localhost:3000/cancel?session_id={sid2}"));
-    authorize(&app, sid2, json!({"payment_method": "bank_transfer", "terms_accepted": true}))
+    authorize(&app, cs2, json!({"payment_method": "bank_transfer", "terms_accepted": true}))
         .await
         .assert_error(409, "state_conflict");
 }
@@ -230,7 +245,8 @@ async fn widget_flow_confirm_compares_field_by_field() {
     let oid = a["order_id"].as_str().unwrap().to_owned();
 
     let confirm = |body: Value, who: &TestPsp| {
-        app.psp(who, Method::POST, &format!("/v1/widget-sessions/{sid}/confirm-authorization")).json(&body)
+        app.psp(who, Method::POST, &format!("/v1/widget-sessions/{}/confirm-authorization", session_id_of(&sid)))
+            .json(&body)
     };
     let mut changed = order.clone();
     changed["amount"] = json!({"currency": "EUR", "gross": 11901, "net": 10001, "tax": 1900});
@@ -271,7 +287,10 @@ async fn manual_review_and_expiry() {
     assert_eq!(a["state"], "pre_waiting");
     let oid = a["order_id"].as_str().unwrap().to_owned();
     let c = app
-        .send(app.psp(&psp, Method::POST, &format!("/v1/widget-sessions/{sid}/confirm-authorization")).json(&order))
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/widget-sessions/{}/confirm-authorization", session_id_of(&sid)))
+                .json(&order),
+        )
         .await;
     assert_eq!(c.json()["state"], "waiting");
     let approved = app.send(app.admin(Method::POST, &format!("/admin/v1/orders/{oid}/approve"))).await;
@@ -296,7 +315,10 @@ async fn manual_review_and_expiry() {
     assert_eq!(netterms::service::checkout::expire_due(&app.services).await.unwrap(), 1);
     assert_eq!(app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{oid}"))).await.json()["state"], "expired");
     let c = app
-        .send(app.psp(&psp, Method::POST, &format!("/v1/widget-sessions/{sid}/confirm-authorization")).json(&order))
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/widget-sessions/{}/confirm-authorization", session_id_of(&sid)))
+                .json(&order),
+        )
         .await;
     c.assert_error(409, "state_conflict");
 }
@@ -368,14 +390,15 @@ async fn checkout_api_cors_and_company_search() {
 
     authorize(&app, &sid, json!({"order": order_body("anna@kunde.example", 11900), "payment_method": "bank_transfer", "terms_accepted": true})).await;
     let sid2 = widget_session(&app, &psp, &mid).await;
-    let r =
-        app.send(app.client.get(app.url(&format!("/checkout-api/v1/companies?session_id={sid2}&q=maschinen")))).await;
+    let r = app
+        .send(app.client.get(app.url(&format!("/checkout-api/v1/companies?client_secret={sid2}&q=maschinen"))))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let hits = r.json()["data"].as_array().unwrap().clone();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0]["name"], "Kunde Maschinenbau GmbH");
     assert!(hits[0].get("registration_number").is_none());
-    let r = app.send(app.client.get(app.url(&format!("/checkout-api/v1/companies?session_id={sid2}&q=m")))).await;
+    let r = app.send(app.client.get(app.url(&format!("/checkout-api/v1/companies?client_secret={sid2}&q=m")))).await;
     r.assert_error(422, "request_validation_error");
 }
 
@@ -430,6 +453,12 @@ async fn pages_and_sdk_are_served_with_their_guards() {
     let de = app.send(app.client.get(format!("{}?lang=de", s["payment_page_url"].as_str().unwrap()))).await;
     assert!(de.text().contains("Zahlbar in 30 Tagen") && de.text().contains("119,00 €"));
     let unknown = app.send(app.client.get(app.url(&format!("/pay/{}", uuid::Uuid::now_v7())))).await;
+    // A forged secret for a real session opens nothing either.
+    let forged = format!("{}{}", &sid[..sid.len() - 4], "AAAA");
+    assert_eq!(
+        app.send(app.client.get(app.url(&format!("/widget/{forged}?origin=https://shop.example")))).await.status,
+        404
+    );
     assert_eq!(unknown.status, 404);
 }
 

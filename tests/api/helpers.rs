@@ -141,6 +141,12 @@ impl Resp {
     }
 }
 
+/// The session id inside a checkout session's client secret (`cs_<32 hex>_<secret>`).
+pub fn session_id_of(client_secret: &str) -> String {
+    let hex = client_secret.strip_prefix("cs_").and_then(|r| r.split('_').next()).unwrap();
+    uuid::Uuid::try_parse(hex).unwrap().to_string()
+}
+
 pub fn merchant_body(external_id: &str) -> Value {
     json!({
         "external_id": external_id,

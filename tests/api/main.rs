@@ -14,4 +14,5 @@ mod ops;
 pub mod orders;
 mod psps;
 mod retry_safety;
+mod security;
 mod webhooks;

@@ -13,7 +13,7 @@ pub async fn created_order(app: &TestApp, psp: &TestPsp, mid: &str) -> String {
         )
         .await
         .json();
-    let sid = s["session_id"].as_str().unwrap();
+    let sid = s["client_secret"].as_str().unwrap();
     let order = order_body("anna@kunde.example", 11900);
     let a = app
         .send(app.client.post(app.url(&format!("/checkout-api/v1/sessions/{sid}/authorize"))).json(&json!({
@@ -23,7 +23,10 @@ pub async fn created_order(app: &TestApp, psp: &TestPsp, mid: &str) -> String {
         .json();
     assert_eq!(a["state"], "authorized", "{a}");
     let c = app
-        .send(app.psp(psp, Method::POST, &format!("/v1/widget-sessions/{sid}/confirm-authorization")).json(&order))
+        .send(
+            app.psp(psp, Method::POST, &format!("/v1/widget-sessions/{}/confirm-authorization", session_id_of(sid)))
+                .json(&order),
+        )
         .await;
     assert_eq!(c.json()["state"], "created");
     a["order_id"].as_str().unwrap().to_owned()

@@ -276,7 +276,7 @@ async fn merchant_and_psp_limits_hold_under_concurrent_checkouts() {
                         .json(&json!({"merchant_id": mid, "allowed_origins": ["https://shop.example"]})),
                 )
                 .await;
-            sessions.push(r.json()["session_id"].as_str().unwrap().to_owned());
+            sessions.push(r.json()["client_secret"].as_str().unwrap().to_owned());
         }
         // Twelve different buyers at once.
         let results = futures::future::join_all(sessions.iter().enumerate().map(|(i, sid)| {

@@ -146,9 +146,10 @@ impl Server {
             )
             .await?;
         let sid = s["session_id"].as_str()?.to_owned();
+        let cs = s["client_secret"].as_str()?.to_owned();
         let a: Value = self
             .client
-            .post(format!("{}/checkout-api/v1/sessions/{sid}/authorize", self.base))
+            .post(format!("{}/checkout-api/v1/sessions/{cs}/authorize", self.base))
             .json(&json!({"order": order(n, gross), "payment_method": "bank_transfer", "terms_accepted": true}))
             .send()
             .await
