@@ -417,22 +417,6 @@ impl OrderState {
         }
     }
 
-    /// The webhook event type announcing that an order entered this state. An unconfirmed widget
-    /// authorization (`authorized`, `pre_waiting`) is announced by the `authorization` event alone.
-    pub fn event_type(self) -> Option<&'static str> {
-        match self {
-            OrderState::PreWaiting | OrderState::Authorized => None,
-            OrderState::Waiting => Some("order.waiting"),
-            OrderState::Created => Some("order.created"),
-            OrderState::Declined => Some("order.declined"),
-            OrderState::PartiallyShipped => Some("order.partially_shipped"),
-            OrderState::Shipped => Some("order.shipped"),
-            OrderState::Complete => Some("order.complete"),
-            OrderState::Canceled => Some("order.canceled"),
-            OrderState::Expired => Some("order.expired"),
-        }
-    }
-
     /// Whether the order's amount counts against the buyer's limit (authorized, not yet captured).
     pub fn holds_exposure(self) -> bool {
         matches!(self, OrderState::PreWaiting | OrderState::Authorized | OrderState::Waiting | OrderState::Created)

@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::Services;
 use crate::config::Environment;
 use crate::domain::decision::{self, Facts, Outcome};
+use crate::domain::events::{AuthorizationEvent, Event, OrderEventData, OrderEventKind};
 use crate::domain::ids::{BuyerId, MerchantId, OrderId, PspId, SessionId};
 use crate::domain::merchant::{Address, MerchantStatus};
 use crate::domain::order::{
@@ -763,26 +763,23 @@ pub async fn authorize(
     };
     store::set_session_status(&mut tx, session_id, session_status, Some(order_id), 1, now).await?;
     let success = state != OrderState::Declined;
-    events::append(
-        &mut tx,
-        session.psp_id,
-        "authorization",
-        &json!({
-            "order_id": order_id, "success": success, "session_id": session_id, "merchant_id": session.merchant_id,
-            "state": state, "decline_reason": reason,
-        }),
-        now,
-    )
-    .await?;
-    if let Some(event_type) = state.event_type() {
-        events::append(
-            &mut tx,
-            session.psp_id,
-            event_type,
-            &json!({ "order_id": order_id, "merchant_id": session.merchant_id, "state": state, "decline_reason": reason }),
-            now,
-        )
-        .await?;
+    let event = Event::Authorization(AuthorizationEvent {
+        order_id,
+        success,
+        session_id,
+        merchant_id: session.merchant_id,
+        state,
+        decline_reason: decision.decline_reason,
+    });
+    events::append(&mut tx, session.psp_id, &event, now).await?;
+    if let Some(kind) = OrderEventKind::for_state(state) {
+        let data = OrderEventData {
+            order_id,
+            merchant_id: session.merchant_id,
+            state,
+            decline_reason: decision.decline_reason,
+        };
+        events::append(&mut tx, session.psp_id, &Event::Order(kind, data), now).await?;
     }
     tx.commit().await?;
     tracing::info!(%order_id, state = state.as_str(), decline_reason = reason, "checkout decided");
@@ -893,7 +890,7 @@ async fn apply(
     row: &OrderRow,
     event: OrderEvent,
     external_order_id: Option<&str>,
-    event_type: Option<&str>,
+    event_kind: Option<OrderEventKind>,
 ) -> Result<OrderState, CheckoutError> {
     let now = s.clock.now();
     let from = row.state()?;
@@ -903,15 +900,9 @@ async fn apply(
     if !store::transition_order(tx, row.id, from, to, external_order_id, now).await? {
         return Err(conflict("the order changed meanwhile; read it and retry"));
     }
-    if let Some(event_type) = event_type.or(to.event_type()) {
-        events::append(
-            tx,
-            row.psp_id,
-            event_type,
-            &json!({ "order_id": row.id, "merchant_id": row.merchant_id, "state": to }),
-            now,
-        )
-        .await?;
+    if let Some(kind) = event_kind.or(OrderEventKind::for_state(to)) {
+        let data = OrderEventData { order_id: row.id, merchant_id: row.merchant_id, state: to, decline_reason: None };
+        events::append(tx, row.psp_id, &Event::Order(kind, data), now).await?;
     }
     Ok(to)
 }
@@ -966,9 +957,9 @@ pub async fn review(s: &Services, id: OrderId, approve: bool) -> Result<Order, C
         return Err(conflict(format!("the order is {} and not in review", state.as_str())));
     }
     if approve {
-        apply(s, &mut tx, &row, OrderEvent::Approve, None, Some("order.approved")).await?;
+        apply(s, &mut tx, &row, OrderEvent::Approve, None, Some(OrderEventKind::Approved)).await?;
     } else {
-        apply(s, &mut tx, &row, OrderEvent::Decline, None, Some("order.declined")).await?;
+        apply(s, &mut tx, &row, OrderEvent::Decline, None, Some(OrderEventKind::Declined)).await?;
         store::set_decline_reason(&mut tx, id, DeclineReason::RiskPolicy.as_str()).await?;
     }
     store::insert_decision(

@@ -1,8 +1,7 @@
 //! PSP use cases for merchants: activate, read, deactivate, reactivate.
 
-use serde_json::json;
-
 use super::Services;
+use crate::domain::events::{Event, MerchantEventData};
 use crate::domain::ids::{MerchantId, PspId};
 use crate::domain::merchant::{Merchant, MerchantStatus, NewMerchant};
 use crate::store::{StoreError, Tx, events, merchants};
@@ -23,7 +22,8 @@ pub async fn activate(s: &Services, tx: &mut Tx, psp_id: PspId, m: &NewMerchant)
     let merchant = merchants::insert(tx, psp_id, m, now)
         .await?
         .ok_or_else(|| MerchantError::DuplicateExternalId(m.external_id.clone()))?;
-    events::append(tx, psp_id, "merchant.activated", &json!({ "merchant_id": merchant.merchant_id }), now).await?;
+    let event = Event::MerchantActivated(MerchantEventData { merchant_id: merchant.merchant_id });
+    events::append(tx, psp_id, &event, now).await?;
     Ok(merchant)
 }
 
@@ -59,11 +59,12 @@ pub async fn set_status(
     let (merchant, changed) =
         merchants::transition(tx, psp_id, id, from, to, now).await?.ok_or(MerchantError::NotFound)?;
     if changed {
+        let data = MerchantEventData { merchant_id: id };
         let event = match to {
-            MerchantStatus::Active => "merchant.activated",
-            MerchantStatus::Inactive => "merchant.deactivated",
+            MerchantStatus::Active => Event::MerchantActivated(data),
+            MerchantStatus::Inactive => Event::MerchantDeactivated(data),
         };
-        events::append(tx, psp_id, event, &json!({ "merchant_id": id }), now).await?;
+        events::append(tx, psp_id, &event, now).await?;
     }
     Ok(merchant)
 }

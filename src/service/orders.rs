@@ -9,10 +9,16 @@ use utoipa::ToSchema;
 
 use super::Services;
 use super::checkout::Order;
+use crate::domain::events::{
+    CaptureCreatedEvent, CaptureEventData, CaptureEventKind, CaptureUpdatedEvent, Event, OrderEventData,
+    OrderEventKind, RefundCreatedEvent,
+};
 use crate::domain::iban;
+use crate::domain::ids::MerchantId;
 use crate::domain::ids::{CaptureId, OrderId, PspId, RefundId};
 use crate::domain::ledger;
 use crate::domain::money::{Currency, Money};
+use crate::domain::order::OrderState;
 use crate::domain::order::{Amount, AmountInput, LineItem, LineItemInput, validate_line_items};
 use crate::domain::psp::FeeBand;
 use crate::domain::validate::{self, FieldError, Violations};
@@ -290,16 +296,18 @@ pub async fn capture(
     events::append(
         tx,
         psp_id,
-        "capture.created",
-        &json!({ "capture_id": id, "order_id": order_id, "gross": amount.gross }),
+        &Event::CaptureCreated(CaptureCreatedEvent { capture_id: id, order_id, gross: amount.gross }),
         now,
     )
     .await?;
     // The order's event only when its state changed: it was `created` before its first capture
     // (nothing captured yet), and a capture that ships the rest always changes it.
     if reserved.state == "shipped" || reserved.captured == amount.gross {
-        let order_event = if reserved.state == "shipped" { "order.shipped" } else { "order.partially_shipped" };
-        events::append(tx, psp_id, order_event, &json!({ "order_id": order_id, "state": reserved.state }), now).await?;
+        let state = OrderState::parse(&reserved.state)
+            .ok_or_else(|| StoreError::Corrupt(format!("orders.state {:?}", reserved.state)))?;
+        let kind =
+            if state == OrderState::Shipped { OrderEventKind::Shipped } else { OrderEventKind::PartiallyShipped };
+        order_event(tx, psp_id, kind, order_id, reserved.merchant_id, state, now).await?;
     }
     // The capture, its ledger entry and events are deferred: they reach the database in one round
     // trip with the idempotent response, just before the commit.
@@ -354,16 +362,37 @@ fn capture_state(gross: i64, refunded: i64, paid_direct: i64, current: &str) -> 
 /// decide one after the other, and the second sees the first's settlement (no write skew).
 async fn settle_order(s: &Services, tx: &mut Tx, psp_id: PspId, order_id: OrderId) -> Result<(), OrderError> {
     store::lock_order(tx, order_id).await?;
-    if store::complete_if_settled(tx, order_id, s.clock.now()).await? {
-        events::append(
-            tx,
-            psp_id,
-            "order.complete",
-            &json!({ "order_id": order_id, "state": "complete" }),
-            s.clock.now(),
-        )
-        .await?;
+    let now = s.clock.now();
+    if let Some(merchant_id) = store::complete_if_settled(tx, order_id, now).await? {
+        order_event(tx, psp_id, OrderEventKind::Complete, order_id, merchant_id, OrderState::Complete, now).await?;
     }
+    Ok(())
+}
+
+/// Writes an `order.*` event.
+async fn order_event(
+    tx: &mut Tx,
+    psp_id: PspId,
+    kind: OrderEventKind,
+    order_id: OrderId,
+    merchant_id: MerchantId,
+    state: OrderState,
+    now: DateTime<Utc>,
+) -> Result<(), OrderError> {
+    let data = OrderEventData { order_id, merchant_id, state, decline_reason: None };
+    events::append(tx, psp_id, &Event::Order(kind, data), now).await?;
+    Ok(())
+}
+
+/// Writes a `capture.canceled`, `capture.late` or `capture.paid` event.
+async fn capture_event(
+    tx: &mut Tx,
+    psp_id: PspId,
+    kind: CaptureEventKind,
+    capture_id: CaptureId,
+    now: DateTime<Utc>,
+) -> Result<(), OrderError> {
+    events::append(tx, psp_id, &Event::Capture(kind, CaptureEventData { capture_id }), now).await?;
     Ok(())
 }
 
@@ -456,16 +485,10 @@ pub async fn refund(
     let entry = ledger::refund(c.buyer_id, psp_id, amount.gross, against_receivable)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     store::post(tx, &entry, &c.currency, row.id.0, now).await?;
-    events::append(
-        tx,
-        psp_id,
-        "refund.created",
-        &json!({ "refund_id": row.id, "capture_id": capture_id, "gross": amount.gross }),
-        now,
-    )
-    .await?;
+    let created = RefundCreatedEvent { refund_id: row.id, capture_id, gross: amount.gross };
+    events::append(tx, psp_id, &Event::RefundCreated(created), now).await?;
     if state == "canceled" {
-        events::append(tx, psp_id, "capture.canceled", &json!({ "capture_id": capture_id }), now).await?;
+        capture_event(tx, psp_id, CaptureEventKind::Canceled, capture_id, now).await?;
     }
     settle_order(s, tx, psp_id, c.order_id).await?;
     let after = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
@@ -522,7 +545,7 @@ pub async fn confirm_payment(
     let entry = ledger::direct_payment(c.buyer_id, psp_id, amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     store::post(tx, &entry, &c.currency, payment_id, now).await?;
     if state == "paid" {
-        events::append(tx, psp_id, "capture.paid", &json!({ "capture_id": capture_id }), now).await?;
+        capture_event(tx, psp_id, CaptureEventKind::Paid, capture_id, now).await?;
     }
     settle_order(s, tx, psp_id, c.order_id).await?;
     let row = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
@@ -575,14 +598,8 @@ pub async fn extend_duration(
             c.duration, c.state
         )));
     }
-    events::append(
-        tx,
-        psp_id,
-        "capture.updated",
-        &json!({ "capture_id": capture_id, "duration": duration, "due_date": due }),
-        now,
-    )
-    .await?;
+    let updated = CaptureUpdatedEvent { capture_id, duration, due_date: due };
+    events::append(tx, psp_id, &Event::CaptureUpdated(updated), now).await?;
     let row = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
     Ok(view(&row)?)
 }
@@ -597,7 +614,7 @@ pub async fn cancel(
     order_id: OrderId,
 ) -> Result<(Order, Outcome), OrderError> {
     let now = s.clock.now();
-    let Some(state) = store::cancel_order(tx, psp_id, order_id, now).await? else {
+    let Some((state, merchant_id)) = store::cancel_order(tx, psp_id, order_id, now).await? else {
         let o =
             orders_store::get_order(tx, Some(psp_id), order_id, false).await?.ok_or(OrderError::NotFound("order"))?;
         if o.state == "canceled" || o.canceled_amount > 0 {
@@ -605,9 +622,10 @@ pub async fn cancel(
         }
         return Err(conflict(format!("the order is {} and cannot be canceled", o.state)));
     };
-    events::append(tx, psp_id, "order.canceled", &json!({ "order_id": order_id, "state": state }), now).await?;
-    if state == "shipped" {
-        events::append(tx, psp_id, "order.shipped", &json!({ "order_id": order_id, "state": state }), now).await?;
+    let state = OrderState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("orders.state {state:?}")))?;
+    order_event(tx, psp_id, OrderEventKind::Canceled, order_id, merchant_id, state, now).await?;
+    if state == OrderState::Shipped {
+        order_event(tx, psp_id, OrderEventKind::Shipped, order_id, merchant_id, state, now).await?;
     }
     settle_order(s, tx, psp_id, order_id).await?;
     Ok((order_view(tx, psp_id, order_id).await?, Outcome::Created))
@@ -693,7 +711,8 @@ pub async fn update_order(
         return Err(conflict("the order changed meanwhile; read it and retry"));
     }
     if ships {
-        events::append(tx, psp_id, "order.shipped", &json!({ "order_id": order_id, "state": "shipped" }), now).await?;
+        let (merchant_id, shipped) = (row.merchant_id, OrderState::Shipped);
+        order_event(tx, psp_id, OrderEventKind::Shipped, order_id, merchant_id, shipped, now).await?;
         settle_order(s, tx, psp_id, order_id).await?;
     }
     order_view(tx, psp_id, order_id).await
@@ -709,7 +728,7 @@ pub async fn mark_overdue(s: &Services) -> Result<usize, OrderError> {
     for (id, psp_id) in due {
         let mut tx = s.db.begin().await?;
         if store::mark_late(&mut tx, id, now).await? {
-            events::append(&mut tx, psp_id, "capture.late", &json!({ "capture_id": id }), now).await?;
+            capture_event(&mut tx, psp_id, CaptureEventKind::Late, id, now).await?;
             tx.commit().await?;
             n += 1;
         }

@@ -19,36 +19,6 @@ use crate::store::events::{self, Event};
 use crate::store::webhooks::{self as store, AttemptRecord, Claimed, Delivery, Endpoint};
 use crate::store::{StoreError, StoreResult, Tx};
 
-/// Every event type netterms emits.
-pub const EVENT_TYPES: &[&str] = &[
-    "authorization",
-    "order.created",
-    "order.declined",
-    "order.waiting",
-    "order.approved",
-    "order.shipped",
-    "order.partially_shipped",
-    "order.canceled",
-    "order.complete",
-    "order.expired",
-    "capture.created",
-    "capture.canceled",
-    "capture.late",
-    "capture.paid",
-    "refund.created",
-    "payment.received",
-    "payment.returned",
-    "dunning.level_changed",
-    "dunning.paused",
-    "dunning.collection",
-    "payout.created",
-    "payout.paid",
-    "dispute.opened",
-    "dispute.closed",
-    "merchant.activated",
-    "merchant.deactivated",
-];
-
 /// At most this many endpoints per PSP.
 pub const MAX_ENDPOINTS: i64 = 20;
 /// How long a rotated-out secret still signs deliveries.
@@ -127,7 +97,7 @@ fn validate_input(
     let description = v.opt_text("description", input.description, 255);
     let mut types = input.event_types.unwrap_or_default();
     for (i, t) in types.iter().enumerate() {
-        if !EVENT_TYPES.contains(&t.as_str()) {
+        if !crate::domain::events::catalogue().iter().any(|d| d.event_type == t.as_str()) {
             v.add(format!("event_types[{i}]"), format!("unknown event type {t:?}"));
         }
     }

@@ -15,11 +15,12 @@ use crate::with_conn;
 pub async fn append(
     tx: &mut Tx,
     psp_id: PspId,
-    event_type: &str,
-    data: &serde_json::Value,
+    event: &crate::domain::events::Event,
     now: DateTime<Utc>,
 ) -> StoreResult<EventId> {
     let id = EventId::new();
+    let event_type = event.event_type();
+    let data = &event.data();
     // The body every delivery sends, fixed now so that retries are byte-identical.
     let payload = serde_json::json!({ "id": id, "type": event_type, "created_at": now, "data": data }).to_string();
     tx.defer(

@@ -318,19 +318,20 @@ pub async fn lock_order(tx: &mut impl AsExec, id: OrderId) -> StoreResult<()> {
     Ok(())
 }
 
-/// Ends an order at what it captured: the rest is released. `None` if it cannot be canceled.
+/// Ends an order at what it captured: the rest is released. Its new state and merchant, or
+/// `None` if it cannot be canceled.
 pub async fn cancel_order(
     tx: &mut impl AsExec,
     psp_id: PspId,
     id: OrderId,
     now: DateTime<Utc>,
-) -> StoreResult<Option<String>> {
+) -> StoreResult<Option<(String, MerchantId)>> {
     Ok(with_conn!(tx, c => {
-        sqlx::query_scalar(
+        sqlx::query_as(
             "UPDATE orders SET canceled_amount = gross - captured, updated_at = $3, \
              state = CASE WHEN captured = 0 THEN 'canceled' ELSE 'shipped' END \
              WHERE id = $1 AND psp_id = $2 AND state IN ('created', 'partially_shipped', 'waiting') \
-             RETURNING state",
+             RETURNING state, merchant_id",
         )
         .bind(id).bind(psp_id).bind(now)
         .fetch_optional(&mut *c).await?
@@ -340,13 +341,19 @@ pub async fn cancel_order(
 /// Marks the order complete when it is fully shipped and every capture is settled. The caller
 /// holds the order's lock ([`lock_order`]) taken in an earlier statement, so this statement's
 /// snapshot includes every settlement committed before it.
-pub async fn complete_if_settled(tx: &mut impl AsExec, id: OrderId, now: DateTime<Utc>) -> StoreResult<bool> {
+/// Its merchant if the order was completed, `None` if it is not settled yet.
+pub async fn complete_if_settled(
+    tx: &mut impl AsExec,
+    id: OrderId,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<MerchantId>> {
     Ok(with_conn!(tx, c => {
-        sqlx::query(
+        sqlx::query_scalar(
             "UPDATE orders SET state = 'complete', updated_at = $2 WHERE id = $1 AND state = 'shipped' \
-             AND NOT EXISTS (SELECT 1 FROM captures WHERE order_id = $1 AND state IN ('open', 'late'))",
+             AND NOT EXISTS (SELECT 1 FROM captures WHERE order_id = $1 AND state IN ('open', 'late')) \
+             RETURNING merchant_id",
         )
-        .bind(id).bind(now).execute(&mut *c).await?.rows_affected() == 1
+        .bind(id).bind(now).fetch_optional(&mut *c).await?
     }))
 }
 

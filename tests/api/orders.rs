@@ -163,8 +163,19 @@ async fn the_whole_life_of_an_order() {
     assert_eq!(caps["data"].as_array().unwrap().len(), 2);
     verify_ledger(&app).await;
 
-    // Every step announced itself.
+    // Every step announced itself, with a type and payload the OpenAPI document's webhooks describe.
     let events = app.send(app.psp(&psp, Method::GET, "/v1/events?limit=100")).await.json();
+    let spec = app.send(app.client.get(app.url("/openapi.json"))).await.json();
+    for e in events["data"].as_array().unwrap() {
+        let t = e["type"].as_str().unwrap();
+        let body = &spec["webhooks"][t]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(body["properties"]["type"]["const"], t, "{t} is not in the webhook catalogue");
+        let name = body["properties"]["data"]["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+        let schema = &spec["components"]["schemas"][name];
+        for field in schema["required"].as_array().unwrap() {
+            assert!(e["data"].get(field.as_str().unwrap()).is_some(), "{t} lacks {field}: {}", e["data"]);
+        }
+    }
     let types: Vec<_> =
         events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
     for t in [

@@ -1,0 +1,317 @@
+//! The events netterms announces to PSPs (webhooks), typed: each type's payload is a struct, so
+//! the catalogue in the OpenAPI document and what the code can emit are one list.
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::ids::{CaptureId, MerchantId, OrderId, RefundId, SessionId};
+use super::order::{DeclineReason, OrderState};
+
+/// `authorization`: the buyer submitted a checkout; approved (`success`) or declined.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuthorizationEvent {
+    pub order_id: OrderId,
+    pub success: bool,
+    pub session_id: SessionId,
+    pub merchant_id: MerchantId,
+    pub state: OrderState,
+    pub decline_reason: Option<DeclineReason>,
+}
+
+/// `order.*`: an order changed state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrderEventData {
+    pub order_id: OrderId,
+    pub merchant_id: MerchantId,
+    /// The order's state after the change.
+    pub state: OrderState,
+    /// Set on `order.declined`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decline_reason: Option<DeclineReason>,
+}
+
+/// `capture.created`: an invoice was issued.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CaptureCreatedEvent {
+    pub capture_id: CaptureId,
+    pub order_id: OrderId,
+    /// The invoice's gross amount (minor units).
+    pub gross: i64,
+}
+
+/// `capture.updated`: the invoice's payment term was extended.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CaptureUpdatedEvent {
+    pub capture_id: CaptureId,
+    pub duration: i64,
+    pub due_date: NaiveDate,
+}
+
+/// `capture.canceled`, `capture.late`, `capture.paid`: an invoice changed state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CaptureEventData {
+    pub capture_id: CaptureId,
+}
+
+/// `refund.created`: a credit note was issued.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RefundCreatedEvent {
+    pub refund_id: RefundId,
+    pub capture_id: CaptureId,
+    pub gross: i64,
+}
+
+/// `merchant.activated`, `merchant.deactivated`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MerchantEventData {
+    pub merchant_id: MerchantId,
+}
+
+/// Which `order.*` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderEventKind {
+    Created,
+    Declined,
+    Waiting,
+    Approved,
+    PartiallyShipped,
+    Shipped,
+    Canceled,
+    Complete,
+    Expired,
+}
+
+impl OrderEventKind {
+    pub const ALL: [OrderEventKind; 9] = [
+        Self::Created,
+        Self::Declined,
+        Self::Waiting,
+        Self::Approved,
+        Self::PartiallyShipped,
+        Self::Shipped,
+        Self::Canceled,
+        Self::Complete,
+        Self::Expired,
+    ];
+
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Self::Created => "order.created",
+            Self::Declined => "order.declined",
+            Self::Waiting => "order.waiting",
+            Self::Approved => "order.approved",
+            Self::PartiallyShipped => "order.partially_shipped",
+            Self::Shipped => "order.shipped",
+            Self::Canceled => "order.canceled",
+            Self::Complete => "order.complete",
+            Self::Expired => "order.expired",
+        }
+    }
+
+    fn summary(self) -> &'static str {
+        match self {
+            Self::Created => "The order is created: approved on the payment page, or a widget authorization confirmed",
+            Self::Declined => "The order is declined (by the credit decision or an operator)",
+            Self::Waiting => "The order waits for an operator's review",
+            Self::Approved => "An operator approved an order in review",
+            Self::PartiallyShipped => "Part of the order is captured",
+            Self::Shipped => "Nothing is left to capture (captured in full, or the rest canceled)",
+            Self::Canceled => "The order, or its uncaptured rest, is canceled",
+            Self::Complete => "Every invoice of the order is paid or settled",
+            Self::Expired => "An unconfirmed widget authorization ran out",
+        }
+    }
+
+    /// The event announcing that an order reached `state`, if any does.
+    pub fn for_state(state: OrderState) -> Option<OrderEventKind> {
+        match state {
+            OrderState::PreWaiting | OrderState::Authorized => None,
+            OrderState::Waiting => Some(Self::Waiting),
+            OrderState::Created => Some(Self::Created),
+            OrderState::Declined => Some(Self::Declined),
+            OrderState::PartiallyShipped => Some(Self::PartiallyShipped),
+            OrderState::Shipped => Some(Self::Shipped),
+            OrderState::Complete => Some(Self::Complete),
+            OrderState::Canceled => Some(Self::Canceled),
+            OrderState::Expired => Some(Self::Expired),
+        }
+    }
+}
+
+/// Which state change of an invoice `CaptureEventData` announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureEventKind {
+    Canceled,
+    Late,
+    Paid,
+}
+
+impl CaptureEventKind {
+    pub const ALL: [CaptureEventKind; 3] = [Self::Canceled, Self::Late, Self::Paid];
+
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Self::Canceled => "capture.canceled",
+            Self::Late => "capture.late",
+            Self::Paid => "capture.paid",
+        }
+    }
+
+    fn summary(self) -> &'static str {
+        match self {
+            Self::Canceled => "The invoice is refunded in full",
+            Self::Late => "The invoice is past its due date",
+            Self::Paid => "The invoice is paid",
+        }
+    }
+}
+
+/// Every event netterms emits. An event can only be written as one of these.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Authorization(AuthorizationEvent),
+    Order(OrderEventKind, OrderEventData),
+    CaptureCreated(CaptureCreatedEvent),
+    CaptureUpdated(CaptureUpdatedEvent),
+    Capture(CaptureEventKind, CaptureEventData),
+    RefundCreated(RefundCreatedEvent),
+    MerchantActivated(MerchantEventData),
+    MerchantDeactivated(MerchantEventData),
+}
+
+impl Event {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::Authorization(_) => "authorization",
+            Event::Order(k, _) => k.event_type(),
+            Event::CaptureCreated(_) => "capture.created",
+            Event::CaptureUpdated(_) => "capture.updated",
+            Event::Capture(k, _) => k.event_type(),
+            Event::RefundCreated(_) => "refund.created",
+            Event::MerchantActivated(_) => "merchant.activated",
+            Event::MerchantDeactivated(_) => "merchant.deactivated",
+        }
+    }
+
+    /// The payload, as the `data` of the delivered body.
+    pub fn data(&self) -> serde_json::Value {
+        let v = match self {
+            Event::Authorization(d) => serde_json::to_value(d),
+            Event::Order(_, d) => serde_json::to_value(d),
+            Event::CaptureCreated(d) => serde_json::to_value(d),
+            Event::CaptureUpdated(d) => serde_json::to_value(d),
+            Event::Capture(_, d) => serde_json::to_value(d),
+            Event::RefundCreated(d) => serde_json::to_value(d),
+            Event::MerchantActivated(d) | Event::MerchantDeactivated(d) => serde_json::to_value(d),
+        };
+        // Plain structs of ids, numbers and strings always serialize.
+        v.unwrap_or_default()
+    }
+}
+
+/// One entry of the event catalogue.
+#[derive(Debug, Clone)]
+pub struct EventDoc {
+    pub event_type: &'static str,
+    pub summary: &'static str,
+    /// The name of the payload's schema among the OpenAPI components.
+    pub schema: String,
+}
+
+fn doc<T: ToSchema>(event_type: &'static str, summary: &'static str) -> EventDoc {
+    EventDoc { event_type, summary, schema: T::name().into_owned() }
+}
+
+/// Every event type with its payload schema, in the order a reader meets them.
+pub fn catalogue() -> Vec<EventDoc> {
+    let mut out = vec![doc::<AuthorizationEvent>(
+        "authorization",
+        "The buyer submitted a checkout: approved (`success: true`) or declined, with the reason",
+    )];
+    out.extend(OrderEventKind::ALL.iter().map(|k| doc::<OrderEventData>(k.event_type(), k.summary())));
+    out.push(doc::<CaptureCreatedEvent>("capture.created", "An invoice was issued (a capture)"));
+    out.push(doc::<CaptureUpdatedEvent>("capture.updated", "The invoice's payment term was extended"));
+    out.extend(CaptureEventKind::ALL.iter().map(|k| doc::<CaptureEventData>(k.event_type(), k.summary())));
+    out.push(doc::<RefundCreatedEvent>("refund.created", "A credit note was issued (a refund)"));
+    out.push(doc::<MerchantEventData>("merchant.activated", "A merchant was activated or reactivated"));
+    out.push(doc::<MerchantEventData>("merchant.deactivated", "A merchant was deactivated"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// One event of every variant and kind. The match makes a new variant fail to compile here
+    /// until it is given an example, and the test below then requires it in the catalogue.
+    fn examples() -> Vec<Event> {
+        let order = OrderEventData {
+            order_id: OrderId::new(),
+            merchant_id: MerchantId::new(),
+            state: OrderState::Created,
+            decline_reason: None,
+        };
+        let capture = CaptureEventData { capture_id: CaptureId::new() };
+        let merchant = MerchantEventData { merchant_id: MerchantId::new() };
+        let mut all = vec![
+            Event::Authorization(AuthorizationEvent {
+                order_id: OrderId::new(),
+                success: true,
+                session_id: SessionId::new(),
+                merchant_id: MerchantId::new(),
+                state: OrderState::Created,
+                decline_reason: None,
+            }),
+            Event::CaptureCreated(CaptureCreatedEvent {
+                capture_id: CaptureId::new(),
+                order_id: OrderId::new(),
+                gross: 1,
+            }),
+            Event::CaptureUpdated(CaptureUpdatedEvent {
+                capture_id: CaptureId::new(),
+                duration: 60,
+                due_date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            }),
+            Event::RefundCreated(RefundCreatedEvent {
+                refund_id: RefundId::new(),
+                capture_id: CaptureId::new(),
+                gross: 1,
+            }),
+            Event::MerchantActivated(merchant.clone()),
+            Event::MerchantDeactivated(merchant),
+        ];
+        all.extend(OrderEventKind::ALL.iter().map(|k| Event::Order(*k, order.clone())));
+        all.extend(CaptureEventKind::ALL.iter().map(|k| Event::Capture(*k, capture.clone())));
+        for e in &all {
+            match e {
+                Event::Authorization(_)
+                | Event::Order(..)
+                | Event::CaptureCreated(_)
+                | Event::CaptureUpdated(_)
+                | Event::Capture(..)
+                | Event::RefundCreated(_)
+                | Event::MerchantActivated(_)
+                | Event::MerchantDeactivated(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_event_the_code_can_emit_is_in_the_catalogue_once() {
+        let catalogue = catalogue();
+        let types: Vec<&str> = catalogue.iter().map(|d| d.event_type).collect();
+        let mut unique = types.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), types.len(), "no type twice");
+        let examples = examples();
+        for e in &examples {
+            assert!(types.contains(&e.event_type()), "{} is not documented", e.event_type());
+            assert!(e.data().is_object());
+        }
+        assert_eq!(examples.len(), types.len(), "every documented type can be emitted");
+    }
+}
