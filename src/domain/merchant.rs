@@ -8,7 +8,8 @@ use super::ids::{MerchantId, PspId};
 use super::legal_forms::{self, RequiredInput};
 use super::validate::{self, FieldError, Violations};
 
-/// A postal address as sent by a client; checked by [`AddressInput::validate`].
+/// A postal address: street, house number, postal code (valid for the country), city and an
+/// ISO 3166-1 alpha-2 country of the EEA, Switzerland or the United Kingdom.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct AddressInput {
     #[schema(required = true, example = "Friedrichstraße")]

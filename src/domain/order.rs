@@ -322,7 +322,9 @@ impl OrderInput {
     }
 }
 
-/// Order states (Billie's v2 set).
+/// An order's state: `pre_waiting`/`authorized` (not yet confirmed), `waiting` (in review),
+/// `created`, `partially_shipped`, `shipped`, `complete`, or the ends `declined`, `canceled`,
+/// `expired`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {

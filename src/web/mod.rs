@@ -22,7 +22,6 @@ pub mod admin;
 pub mod auth;
 pub mod checkout;
 pub mod checkout_pages;
-pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -51,7 +50,6 @@ pub struct AppInner {
     pub checkout_per_session: throttle::Throttle<crate::domain::ids::SessionId>,
     pub metrics: PrometheusHandle,
     pub openapi_json: String,
-    pub docs_html: String,
 }
 
 impl std::ops::Deref for AppState {
@@ -88,12 +86,12 @@ impl std::ops::Deref for AppInner {
         crate::domain::events::MerchantEventData,
     )),
     tags(
-        (name = "Merchants", description = "Merchant activation by PSPs"),
-        (name = "Webhooks", description = "Signed event deliveries (Standard Webhooks) and the event log"),
-        (name = "Checkout", description = "Payment-page and widget sessions, confirmation"),
-        (name = "Checkout API", description = "Called by the hosted payment page and the widget; the session id is the credential"),
-        (name = "Orders", description = "Orders after checkout"),
+        (name = "Merchants", description = "Activate and manage the merchants a PSP serves"),
+        (name = "Checkout", description = "Payment-page and widget sessions, and confirming a widget authorization"),
+        (name = "Orders", description = "Orders after checkout: captures (invoices), refunds (credit notes), direct payments, cancellation"),
+        (name = "Webhooks", description = "Signed event deliveries (Standard Webhooks) and the event log; every event type is listed under Webhooks at the end"),
         (name = "Reference data", description = "Lists clients need to build requests"),
+        (name = "Checkout API", description = "Called by the hosted payment page and the widget in the buyer's browser; the session's client secret is the credential"),
         (name = "Operator", description = "The operator's admin API (bearer token)"),
     )
 )]
@@ -180,7 +178,42 @@ pub fn openapi_value() -> serde_json::Value {
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("webhooks".into(), serde_json::Value::Object(hooks));
     }
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(|v| v.as_object_mut()) {
+        schemas.values_mut().for_each(required_means_not_null);
+    }
     doc
+}
+
+/// Input fields are `Option`s so that a missing one is reported as a 422 naming it, not a serde
+/// error; utoipa then documents required fields as nullable. A required field is never null
+/// (null is refused like absence), so the document says so.
+fn required_means_not_null(schema: &mut serde_json::Value) {
+    let required: Vec<String> = schema
+        .get("required")
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else { return };
+    for name in required {
+        let Some(p) = props.get_mut(&name).and_then(|p| p.as_object_mut()) else { continue };
+        if let Some(types) = p.get_mut("type").and_then(|t| t.as_array_mut()) {
+            types.retain(|t| t != "null");
+            if let [only] = types.as_slice() {
+                let only = only.clone();
+                p.insert("type".into(), only);
+            }
+        }
+        let inner = p.get("oneOf").and_then(|o| o.as_array()).and_then(|alts| {
+            let rest: Vec<&serde_json::Value> = alts.iter().filter(|a| a.get("type") != Some(&"null".into())).collect();
+            (rest.len() == 1 && rest.len() < alts.len()).then(|| rest[0].clone())
+        });
+        if let Some(serde_json::Value::Object(inner)) = inner {
+            p.remove("oneOf");
+            for (k, v) in inner {
+                p.entry(k).or_insert(v);
+            }
+        }
+    }
 }
 
 /// The OpenAPI document as committed to the repository (pretty JSON with a final newline).
@@ -192,7 +225,6 @@ pub fn openapi_pretty() -> String {
 
 impl AppState {
     pub fn new(services: Services, metrics: PrometheusHandle) -> AppState {
-        let spec_value = openapi_value();
         let c = &services.config;
         let auth_window = Duration::from_secs(c.auth_failure_window_secs);
         let minute = Duration::from_secs(60);
@@ -203,7 +235,6 @@ impl AppState {
             checkout_per_session: throttle::Throttle::new(c.checkout_requests_per_minute_per_session, minute),
             metrics,
             openapi_json: openapi_pretty(),
-            docs_html: docs::render(&spec_value).into_string(),
             services,
         }))
     }
@@ -235,7 +266,8 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi_json))
-        .route("/docs", get(ops::docs))
+        .route("/", get(ops::home))
+        .merge(reference_page())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // After the 405 fallback is set, so that preflights (OPTIONS) reach it too.
@@ -244,6 +276,33 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// `/docs`: the API reference, Swagger UI (shipped inside the binary) over `/openapi.json`, with
+/// a console to try requests against this server.
+fn reference_page() -> Router<AppState> {
+    use utoipa_swagger_ui::{Config, SwaggerUi};
+    let config = Config::new(["/openapi.json"])
+        .try_it_out_enabled(false)
+        .doc_expansion("list")
+        .default_models_expand_depth(0)
+        .display_request_duration(true)
+        .filter(true)
+        .persist_authorization(false)
+        .deep_linking(true);
+    Router::from(SwaggerUi::new("/docs").config(config)).layer(middleware::map_response(docs_headers))
+}
+
+/// The reference page loads nothing from elsewhere; say so.
+async fn docs_headers(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+             connect-src 'self'; font-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    resp
 }
 
 async fn not_found() -> ApiError {

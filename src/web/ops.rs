@@ -48,6 +48,29 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
     resp
 }
 
-pub async fn docs(State(state): State<AppState>) -> Response {
-    axum::response::Html(state.docs_html.clone()).into_response()
+/// `/`: what this server is and where its reference is.
+pub async fn home(State(state): State<AppState>) -> Response {
+    let env = state.config.environment.as_str();
+    let page = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "netterms" }
+                style { "body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#0f172a}\
+                    a{color:#1d4ed8}code{background:#f1f5f9;padding:.1rem .3rem;border-radius:4px}" }
+            }
+            body {
+                h1 { "netterms" }
+                p { "B2B buy now, pay later for payment service providers — " (env) "." }
+                ul {
+                    li { a href="/docs/" { "API reference" } " — every operation and webhook, with examples and a console" }
+                    li { a href="/openapi.json" { "OpenAPI document" } " (" code { "openapi.json" } ")" }
+                    li { a href="/healthz" { "Health" } }
+                }
+            }
+        }
+    };
+    page.into_response()
 }

@@ -168,3 +168,45 @@ async fn payment_page_and_widget_in_a_real_browser() {
     assert_eq!(events["data"].as_array().unwrap().len(), 3);
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_page_renders_in_a_real_browser() {
+    let profile = tempfile::tempdir().unwrap();
+    let Some((_driver, c)) = browser(profile.path()).await else { return };
+    let app = TestApp::spawn().await;
+    // The front page points to the reference.
+    c.goto(&app.base).await.unwrap();
+    c.find(Locator::Css("a[href='/docs/']")).await.unwrap().click().await.unwrap();
+    wait_url(&c, &format!("{}/docs/", app.base)).await;
+    c.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css(".opblock-tag-section")).await.unwrap();
+    // Navigation by tag, the PSP API first and the operator's last.
+    let tags = c
+        .find_all(Locator::Css(".opblock-tag-section h3 .nostyle span, .opblock-tag-section h3 a span"))
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    for t in tags {
+        names.push(t.text().await.unwrap());
+    }
+    assert_eq!(names.first().map(String::as_str), Some("Merchants"), "{names:?}");
+    assert!(names.iter().position(|n| n == "Operator") > names.iter().position(|n| n == "Orders"), "{names:?}");
+    // Descriptions are rendered Markdown (no literal backticks), operations open with examples
+    // and a console.
+    c.find(Locator::Css("#operations-Orders-create_capture .opblock-summary")).await.unwrap().click().await.unwrap();
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(".try-out__btn")).await.unwrap();
+    let description = text(&c, "#operations-Orders-create_capture .opblock-description-wrapper").await;
+    assert!(!description.contains('`'), "Markdown is rendered: {description}");
+    assert!(c.source().await.unwrap().contains("<code>due_date</code>"), "inline code is rendered as code");
+    let example = text(
+        &c,
+        "#operations-Orders-create_capture .body-param__example, #operations-Orders-create_capture .highlight-code",
+    )
+    .await;
+    assert!(example.contains("external_invoice_number"), "{example}");
+    shot(&c, "docs.png").await;
+    // The webhooks of OpenAPI 3.1 are listed too.
+    assert!(c.source().await.unwrap().contains("order.created"));
+    c.set_window_size(390, 900).await.unwrap();
+    shot(&c, "docs-phone.png").await;
+    c.close().await.unwrap();
+}

@@ -52,9 +52,18 @@ async fn openapi_is_served_and_matches_the_committed_file() {
     for path in ["/v1/merchants", "/v1/merchants/{merchant_id}", "/v1/legal-forms", "/admin/v1/psps"] {
         assert!(spec["paths"].get(path).is_some(), "{path} missing");
     }
-    let docs = app.send(app.client.get(app.url("/docs"))).await;
+    // The reference page (Swagger UI) is served from the binary, nothing from elsewhere.
+    assert_eq!(app.send(app.client.get(app.url("/docs"))).await.status, 303);
+    let docs = app.send(app.client.get(app.url("/docs/"))).await;
     assert_eq!(docs.status, 200);
     let html = docs.text();
-    assert!(html.contains("POST /v1/merchants") && html.contains("MerchantActivation"));
-    assert!(!html.contains("<script src") && !html.contains("https://cdn"));
+    assert!(html.contains("swagger-ui") && !html.contains("https://") && !html.contains("//cdn"));
+    assert!(docs.headers["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    let init = app.send(app.client.get(app.url("/docs/swagger-initializer.js"))).await.text();
+    assert!(init.contains("/openapi.json"), "{init}");
+    for asset in ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"] {
+        assert_eq!(app.send(app.client.get(app.url(asset))).await.status, 200, "{asset}");
+    }
+    // The front page points to it.
+    assert!(app.send(app.client.get(app.url("/"))).await.text().contains("href=\"/docs/\""));
 }
