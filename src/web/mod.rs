@@ -23,6 +23,7 @@ pub mod auth;
 pub mod checkout;
 pub mod checkout_pages;
 pub mod error;
+pub mod examples;
 pub mod extract;
 pub mod idempotency;
 pub mod merchants;
@@ -180,6 +181,21 @@ pub fn openapi_value() -> serde_json::Value {
     }
     if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(|v| v.as_object_mut()) {
         schemas.values_mut().for_each(required_means_not_null);
+    }
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for (path, ops) in paths.iter_mut() {
+            let Some(ops) = ops.as_object_mut() else { continue };
+            for (method, op) in ops.iter_mut() {
+                let Some(media) =
+                    op.pointer_mut("/requestBody/content/application~1json").and_then(|m| m.as_object_mut())
+                else {
+                    continue;
+                };
+                if let Some(example) = examples::request_body(method, path) {
+                    media.insert("example".into(), example);
+                }
+            }
+        }
     }
     doc
 }

@@ -1,4 +1,5 @@
 use reqwest::Method;
+use serde_json::Value;
 
 use crate::helpers::*;
 
@@ -66,4 +67,85 @@ async fn openapi_is_served_and_matches_the_committed_file() {
     }
     // The front page points to it.
     assert!(app.send(app.client.get(app.url("/"))).await.text().contains("href=\"/docs/\""));
+}
+
+/// Sends every request body example of the OpenAPI document, in an order that gives each the
+/// objects it needs, with the placeholder ids replaced by real ones: each must be accepted.
+#[tokio::test]
+async fn every_documented_example_is_accepted() {
+    let app = TestApp::spawn().await;
+    let spec = app.send(app.client.get(app.url("/openapi.json"))).await.json();
+    let example = |method: &str, path: &str| -> Value {
+        spec["paths"][path][method]["requestBody"]["content"]["application/json"]["example"].clone()
+    };
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            if op.get("requestBody").is_some() {
+                assert!(!example(method, path).is_null(), "{method} {path} has no example");
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+    }
+    let mut sent = std::collections::BTreeSet::new();
+    let mut send =
+        async |method: &str, path: &str, concrete: &str, auth: Option<&TestPsp>, replace: &[(&str, &str)]| {
+            let mut body = example(method, path).to_string();
+            for (from, to) in replace {
+                body = body.replace(from, to);
+            }
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let req = match auth {
+                Some(psp) => app.psp(psp, m, concrete),
+                None if path.starts_with("/admin") => app.admin(m, concrete),
+                None => app.client.request(m, app.url(concrete)),
+            };
+            let r = app.send(req.header("content-type", "application/json").body(body)).await;
+            assert!(r.status.is_success(), "{method} {path}: {} {}", r.status, r.text());
+            sent.insert((method.to_owned(), path.to_owned()));
+            r.json()
+        };
+    let psp = send("post", "/admin/v1/psps", "/admin/v1/psps", None, &[]).await;
+    let psp_id = psp["psp_id"].as_str().unwrap().to_owned();
+    send("patch", "/admin/v1/psps/{psp_id}", &format!("/admin/v1/psps/{psp_id}"), None, &[]).await;
+    send("put", "/admin/v1/credit-policy", "/admin/v1/credit-policy", None, &[]).await;
+    let password = app.reveal(psp["password_url"].as_str().unwrap()).await;
+    let p = TestPsp {
+        psp_id: psp_id.clone(),
+        username: psp["username"].as_str().unwrap().to_owned(),
+        password,
+        credential_id: String::new(),
+    };
+    let m = send("post", "/v1/merchants", "/v1/merchants", Some(&p), &[]).await;
+    let mid = m["merchant_id"].as_str().unwrap().to_owned();
+    let ids: &[(&str, &str)] = &[(netterms::web::examples::EXAMPLE_MERCHANT_ID, &mid)];
+    send("post", "/v1/webhook-endpoints", "/v1/webhook-endpoints", Some(&p), &[]).await;
+    send("post", "/v1/payment-page-sessions", "/v1/payment-page-sessions", Some(&p), ids).await;
+    let w = send("post", "/v1/widget-sessions", "/v1/widget-sessions", Some(&p), ids).await;
+    let (sid, cs) = (w["session_id"].as_str().unwrap().to_owned(), w["client_secret"].as_str().unwrap().to_owned());
+    let path = "/checkout-api/v1/sessions/{client_secret}/authorize";
+    let a = send("post", path, &format!("/checkout-api/v1/sessions/{cs}/authorize"), None, &[]).await;
+    assert_eq!(a["state"], "authorized", "{a}");
+    let path = "/v1/widget-sessions/{session_id}/confirm-authorization";
+    let o = send("post", path, &format!("/v1/widget-sessions/{sid}/confirm-authorization"), Some(&p), &[]).await;
+    let oid = o["order_id"].as_str().unwrap().to_owned();
+    send("patch", "/v1/orders/{order_id}", &format!("/v1/orders/{oid}"), Some(&p), &[]).await;
+    let c = send("post", "/v1/orders/{order_id}/captures", &format!("/v1/orders/{oid}/captures"), Some(&p), &[]).await;
+    let cid = c["capture_id"].as_str().unwrap().to_owned();
+    for op in ["extend-duration", "refunds", "confirm-payment"] {
+        let path = format!("/v1/captures/{{capture_id}}/{op}");
+        send("post", &path, &format!("/v1/captures/{cid}/{op}"), Some(&p), &[]).await;
+    }
+    let mut conn = app.db().conn().await.unwrap();
+    let buyer: netterms::store::StoreResult<uuid::Uuid> = async {
+        Ok(netterms::with_conn!(&mut conn, c => {
+            sqlx::query_scalar("SELECT buyer_id FROM orders WHERE id = $1").bind(uuid::Uuid::parse_str(&oid).unwrap())
+                .fetch_one(&mut *c).await?
+        }))
+    }
+    .await;
+    let buyer = buyer.unwrap();
+    drop(conn);
+    send("patch", "/admin/v1/buyers/{buyer_id}", &format!("/admin/v1/buyers/{buyer}"), None, &[]).await;
+    assert_eq!(sent, documented, "every documented example was sent");
 }
