@@ -834,7 +834,7 @@ pub async fn search_companies(s: &Services, session_id: SessionId, q: &str) -> R
     let mut v = Violations::new();
     if term.chars().count() < 2 {
         v.add("q", "q must have at least 2 characters (wildcards do not count)");
-    } else if term.chars().count() > 100 {
+    } else if q.chars().count() > 100 {
         v.add("q", "q must have at most 100 characters");
     }
     v.finish().map_err(CheckoutError::Invalid)?;

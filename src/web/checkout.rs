@@ -241,7 +241,12 @@ async fn cancel(State(state): State<AppState>, ClientSecret(id): ClientSecret) -
 struct CompanyQuery {
     /// The client secret of an open session (the credential of this call).
     client_secret: String,
-    /// At least 2 characters of the company name.
+    /// 2 to 100 characters of the company name (`%`, `_` and `\\` are not searched for and do not count).
+    #[param(
+        min_length = 2,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^%_\\\\\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*[^%_\\\\\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     q: String,
 }
 
@@ -256,6 +261,7 @@ pub struct CompanyList {
 #[utoipa::path(get, path = "/checkout-api/v1/companies", tag = "Checkout API", params(CompanyQuery),
     responses((status = 200, description = "Matching companies", body = CompanyList),
               (status = 404, description = "No such session", body = ErrorBody),
+              (status = 409, description = "The session is no longer open", body = ErrorBody),
               (status = 422, description = "q too short", body = ErrorBody)))]
 async fn companies(
     State(state): State<AppState>,

@@ -23,9 +23,10 @@ fn is_json(ct: Option<&axum::http::HeaderValue>) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-/// Parses JSON bytes into `T`: exactly one JSON object with nothing after it (else 400), no
-/// control characters in any string (else 422 naming the field), and serde's type errors as a
-/// 400 whose `source` is the field path.
+/// Parses JSON bytes into `T`: exactly one JSON object with nothing after it (else 400), serde's
+/// type errors as a 400 whose `source` is the field path, and no control characters in any
+/// string the server reads (else 422 naming the field). Fields it does not know are ignored,
+/// whatever they hold.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("request body is empty; a JSON object was expected", None));
@@ -37,14 +38,35 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if !value.is_object() {
         return Err(ApiError::bad_request("request body must be a JSON object", None));
     }
+    let mut ignored = std::collections::HashSet::new();
+    let mut note = |path: serde_ignored::Path<'_>| {
+        ignored.insert(field_path(&path));
+    };
+    let typed =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value.clone(), &mut note)).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ApiError::bad_request(format!("request body has a wrong type: {inner}"), (path != ".").then_some(path))
+        })?;
     let mut bad = Violations::new();
-    check_text(&value, "", &mut bad);
+    check_text(&value, "", &ignored, &mut bad);
     bad.finish().map_err(ApiError::Validation)?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        ApiError::bad_request(format!("request body has a wrong type: {inner}"), (path != ".").then_some(path))
-    })
+    Ok(typed)
+}
+
+/// A path of serde_ignored's as error sources spell it (`a.b[0].c`), without `Option` levels.
+fn field_path(p: &serde_ignored::Path<'_>) -> String {
+    match p {
+        serde_ignored::Path::Root => String::new(),
+        serde_ignored::Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        serde_ignored::Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() { key.clone() } else { format!("{parent}.{key}") }
+        }
+        serde_ignored::Path::Some { parent }
+        | serde_ignored::Path::NewtypeStruct { parent }
+        | serde_ignored::Path::NewtypeVariant { parent } => field_path(parent),
+    }
 }
 
 /// Whether `s` holds a control character other than tab, line feed and carriage return (C0,
@@ -53,8 +75,12 @@ pub fn has_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
 }
 
-/// Reports every string (key or value) of `v` that holds a control character, by its path.
-fn check_text(v: &serde_json::Value, path: &str, bad: &mut Violations) {
+/// Reports every string (key or value) of `v` that holds a control character, by its path;
+/// fields the server ignored are skipped.
+fn check_text(v: &serde_json::Value, path: &str, ignored: &std::collections::HashSet<String>, bad: &mut Violations) {
+    if ignored.contains(path) {
+        return;
+    }
     let field = |p: &str| if p.is_empty() { "body".to_owned() } else { p.to_owned() };
     match v {
         serde_json::Value::String(s) if has_control(s) => {
@@ -62,16 +88,19 @@ fn check_text(v: &serde_json::Value, path: &str, bad: &mut Violations) {
         }
         serde_json::Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                check_text(item, &format!("{path}[{i}]"), bad);
+                check_text(item, &format!("{path}[{i}]"), ignored, bad);
             }
         }
         serde_json::Value::Object(map) => {
             for (k, item) in map {
                 let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                if ignored.contains(&p) {
+                    continue;
+                }
                 if has_control(k) {
                     bad.add(field(path), "field names must not contain control characters");
                 } else {
-                    check_text(item, &p, bad);
+                    check_text(item, &p, ignored, bad);
                 }
             }
         }
@@ -147,6 +176,7 @@ where
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// How many objects to return (1–100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Return objects older than this id (the last id of the previous page).
     pub starting_after: Option<uuid::Uuid>,

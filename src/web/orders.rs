@@ -55,6 +55,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 struct OrderQuery {
     /// How many orders to return (1–100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// Return orders older than this id.
     starting_after: Option<uuid::Uuid>,

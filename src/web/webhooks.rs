@@ -136,6 +136,7 @@ async fn rotate_secret(
 #[into_params(parameter_in = Query)]
 struct EventQuery {
     /// How many events to return (1–100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// Return events older than this id.
     starting_after: Option<uuid::Uuid>,

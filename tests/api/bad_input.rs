@@ -79,6 +79,12 @@ async fn control_characters_are_refused_in_every_text_and_query() {
     m["address"]["city"] = json!("Ber\u{0}lin");
     let r = app.send(app.psp(&psp, Method::POST, "/v1/merchants").json(&m)).await;
     assert_eq!(r.sources(), ["address.city"]);
+    // Fields the server does not know are ignored, whatever they hold.
+    let mut m = merchant_body("unknown-fields");
+    m["x_unknown"] = json!("any\u{0}thing");
+    m["address"]["x_note"] = json!({"deep": ["\u{1}"]});
+    let r = app.send(app.psp(&psp, Method::POST, "/v1/merchants").json(&m)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
     // Tabs and new lines are text.
     let mut m = merchant_body("ok-lines");
     m["industry_sector"] = json!("G");
