@@ -18,8 +18,16 @@
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body || {})
     }).then(function (r) { return r.json().then(function (j) { return { status: r.status, body: j }; }); });
   }
-  // Minor units as a decimal string, in integer arithmetic.
-  function minor(n) { var s = String(Math.abs(n) % 100); return (n < 0 ? "-" : "") + Math.floor(Math.abs(n) / 100) + "." + (s.length < 2 ? "0" + s : s); }
+  // Minor units for people in the page's language, in integer arithmetic (as the server formats
+  // them): "1.234,56 €" in German, "€1,234.56" in English.
+  function money(n, currency) {
+    var en = document.documentElement.lang === "en";
+    var abs = Math.abs(n), cents = String(abs % 100), units = String(Math.floor(abs / 100));
+    var grouped = units.replace(/\B(?=(\d{3})+(?!\d))/g, en ? "," : ".");
+    var symbol = currency === "EUR" ? "€" : currency;
+    var amount = grouped + (en ? "." : ",") + (cents.length < 2 ? "0" + cents : cents);
+    return (n < 0 ? "-" : "") + (en ? symbol + amount : amount + " " + symbol);
+  }
   function toParent(m) { if (mode === "widget") window.parent.postMessage(m, parentOrigin); }
 
   function updateMethod() {
@@ -154,7 +162,7 @@
       var sum = document.getElementById("nt-summary");
       var a = orderData.amount || {};
       sum.textContent = (m.merchant_name ? m.merchant_name + " · " : "") + msg.total + " " +
-        (a.gross != null ? minor(a.gross) + " " + (a.currency || "EUR") : "") + " · " +
+        (a.gross != null ? money(a.gross, a.currency || "EUR") : "") + " · " +
         msg.terms_days.replace("{days}", orderData.duration);
       document.getElementById("nt-ready").hidden = false;
     });

@@ -77,7 +77,7 @@ pub fn demo_order(email: &str) -> Value {
             "registration_court": "Amtsgericht München",
             "address": {"street": "Leopoldstraße", "house_number": "10", "postal_code": "80802", "city": "München", "country": "DE"}
         },
-        "debtor_person": {"first_name": "Anna", "last_name": "Einkauf", "email": email},
+        "debtor_person": {"salutation": "f", "first_name": "Anna", "last_name": "Einkauf", "email": email},
         "delivery_address": {"street": "Leopoldstraße", "house_number": "10", "postal_code": "80802", "city": "München", "country": "DE"},
         "line_items": [{"external_id": "drill-01", "title": "Akku-Bohrschrauber Profi", "quantity": 2,
                         "amount": {"currency": "EUR", "gross": 59500, "net": 50000, "tax": 9500}}]

@@ -18,35 +18,55 @@ pub struct LegalForm {
     /// The code to send as `legal_form`.
     pub code: &'static str,
     pub name: &'static str,
+    /// The name for English readers.
+    pub name_en: &'static str,
     pub required_input: RequiredInput,
     /// Whether the identifier must be given (false: asked for, but optional).
     pub required: bool,
 }
 
-const fn lf(code: &'static str, name: &'static str, required_input: RequiredInput, required: bool) -> LegalForm {
-    LegalForm { code, name, required_input, required }
+const fn lf(
+    code: &'static str,
+    name: &'static str,
+    name_en: &'static str,
+    required_input: RequiredInput,
+    required: bool,
+) -> LegalForm {
+    LegalForm { code, name, name_en, required_input, required }
 }
 
 use RequiredInput::{RegistrationNumber as HR, TaxId as UST};
 
 pub const LEGAL_FORMS: &[LegalForm] = &[
-    lf("10001", "GmbH (Gesellschaft mit beschränkter Haftung)", HR, true),
-    lf("90001", "GmbH & Co. KG", HR, true),
-    lf("6022", "Einzelunternehmer (ohne HR-Eintrag)", UST, true),
-    lf("6001", "Einzelfirma (im Handelsregister eingetragen)", HR, true),
-    lf("3001", "Gewerbebetrieb", UST, true),
-    lf("4001", "GbR (Gesellschaft bürgerlichen Rechts)", UST, false),
-    lf("10201", "UG (Unternehmergesellschaft haftungsbeschränkt)", HR, true),
-    lf("11001", "AG (Aktiengesellschaft)", HR, true),
-    lf("90101", "AG & Co. KG", HR, true),
-    lf("8001", "KG (Kommanditgesellschaft)", HR, true),
-    lf("7001", "OHG (Offene Handelsgesellschaft)", HR, true),
-    lf("18001", "Stiftung", UST, true),
-    lf("13001", "e.V. (eingetragener Verein)", HR, false),
-    lf("12001", "e.G. (eingetragene Genossenschaft)", HR, true),
-    lf("10101", "Ltd. (Limited)", HR, true),
-    lf("99998", "Öffentliche Einrichtung", HR, false),
-    lf("99999", "Sonstige", HR, false),
+    lf("10001", "GmbH (Gesellschaft mit beschränkter Haftung)", "GmbH (private limited company)", HR, true),
+    lf("90001", "GmbH & Co. KG", "GmbH & Co. KG (limited partnership with a GmbH as general partner)", HR, true),
+    lf("6022", "Einzelunternehmer (ohne HR-Eintrag)", "Sole proprietor (not in the commercial register)", UST, true),
+    lf(
+        "6001",
+        "Einzelfirma (im Handelsregister eingetragen)",
+        "Sole proprietor (in the commercial register)",
+        HR,
+        true,
+    ),
+    lf("3001", "Gewerbebetrieb", "Trade business", UST, true),
+    lf("4001", "GbR (Gesellschaft bürgerlichen Rechts)", "GbR (civil-law partnership)", UST, false),
+    lf(
+        "10201",
+        "UG (Unternehmergesellschaft haftungsbeschränkt)",
+        "UG (entrepreneurial company, limited liability)",
+        HR,
+        true,
+    ),
+    lf("11001", "AG (Aktiengesellschaft)", "AG (stock corporation)", HR, true),
+    lf("90101", "AG & Co. KG", "AG & Co. KG", HR, true),
+    lf("8001", "KG (Kommanditgesellschaft)", "KG (limited partnership)", HR, true),
+    lf("7001", "OHG (Offene Handelsgesellschaft)", "OHG (general partnership)", HR, true),
+    lf("18001", "Stiftung", "Foundation", UST, true),
+    lf("13001", "e.V. (eingetragener Verein)", "e.V. (registered association)", HR, false),
+    lf("12001", "e.G. (eingetragene Genossenschaft)", "eG (registered cooperative)", HR, true),
+    lf("10101", "Ltd. (Limited)", "Ltd. (private limited company)", HR, true),
+    lf("99998", "Öffentliche Einrichtung", "Public body", HR, false),
+    lf("99999", "Sonstige", "Other", HR, false),
 ];
 
 pub fn find(code: &str) -> Option<&'static LegalForm> {

@@ -628,7 +628,15 @@ pub async fn authorize(
                 base.debtor_company = c;
             }
         }
-        if let Some(p) = corrections.debtor_person {
+        if let Some(mut p) = corrections.debtor_person {
+            // The page sends what the buyer typed; what the PSP sent and the page does not ask for
+            // (salutation, names, phone) stays.
+            if let Some(known) = &base.debtor_person {
+                p.salutation = p.salutation.or_else(|| known.salutation.clone());
+                p.first_name = p.first_name.or_else(|| known.first_name.clone());
+                p.last_name = p.last_name.or_else(|| known.last_name.clone());
+                p.phone = p.phone.or_else(|| known.phone.clone());
+            }
             base.debtor_person = p.validate(&mut v, "order.debtor_person");
         }
         Some(base)

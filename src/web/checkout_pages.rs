@@ -13,7 +13,6 @@ use super::extract::ApiPath;
 use crate::domain::ids::SessionId;
 use crate::domain::legal_forms::{LEGAL_FORMS, RequiredInput};
 use crate::domain::order::{DebtorCompany, OrderData};
-use crate::domain::validate::COUNTRIES;
 use crate::service::checkout::{self, CheckoutError, SessionView};
 
 const FORM_JS: &str = include_str!("../../assets/form.js");
@@ -46,7 +45,8 @@ struct Texts {
     direct_debit: &'static str,
     iban: &'static str,
     mandate_reference: &'static str,
-    accept_terms: &'static str,
+    /// "I accept the ", "payment terms", " and the ", "privacy notice", "." (the two links between).
+    accept_terms: (&'static str, &'static str, &'static str, &'static str, &'static str),
     submit: &'static str,
     cancel: &'static str,
     back: &'static str,
@@ -81,7 +81,7 @@ const DE: Texts = Texts {
     direct_debit: "SEPA-Firmenlastschrift",
     iban: "IBAN",
     mandate_reference: "Mandatsreferenz",
-    accept_terms: "Ich akzeptiere die Zahlungsbedingungen und die Datenschutzhinweise von netterms.",
+    accept_terms: ("Ich akzeptiere die ", "Zahlungsbedingungen", " und die ", "Datenschutzhinweise", " von netterms."),
     submit: "Kostenpflichtig bestellen",
     cancel: "Abbrechen",
     back: "Zurück zum Shop",
@@ -116,7 +116,7 @@ const EN: Texts = Texts {
     direct_debit: "SEPA B2B direct debit",
     iban: "IBAN",
     mandate_reference: "Mandate reference",
-    accept_terms: "I accept netterms' payment terms and privacy notice.",
+    accept_terms: ("I accept netterms' ", "payment terms", " and ", "privacy notice", "."),
     submit: "Place order",
     cancel: "Cancel",
     back: "Back to the shop",
@@ -129,11 +129,11 @@ fn texts(lang: &str) -> &'static Texts {
     if lang == "en" { &EN } else { &DE }
 }
 
-const STYLE: &str = "*{box-sizing:border-box}body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;\
+const STYLE: &str = "[hidden]{display:none!important}*{box-sizing:border-box}body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;\
 background:#f4f6f8;color:#1b1f24;line-height:1.45}main{max-width:40rem;margin:0 auto;padding:1rem}\
 .card{background:#fff;border-radius:12px;padding:1.25rem;box-shadow:0 1px 3px rgba(0,0,0,.08);margin-bottom:1rem}\
 h1{font-size:1.4rem;margin:.2rem 0 1rem}.merchant{color:#555;margin:0}table{width:100%;border-collapse:collapse}\
-td,th{padding:.35rem 0;text-align:left}td.num,th.num{text-align:right}tfoot td{font-weight:600;border-top:1px solid #ddd}\
+td,th{padding:.35rem 0;text-align:left}td.num,th.num{text-align:right;white-space:nowrap;padding-left:.75rem}tfoot td{font-weight:600;border-top:1px solid #ddd}\
 fieldset{border:0;padding:0;margin:0 0 1rem}legend{font-weight:600;margin-bottom:.5rem}\
 label{display:block;font-size:.9rem;margin:.5rem 0 .2rem}input,select{width:100%;font-size:1rem;padding:.55rem;\
 border:1px solid #b8c0c8;border-radius:6px;background:#fff}input[type=radio],input[type=checkbox]{width:auto;margin-right:.5rem}\
@@ -178,6 +178,7 @@ fn shell(t: &Texts, title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="robots" content="noindex";
                 title { (title) " · netterms" }
+                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
                 style { (PreEscaped(STYLE)) }
             }
             body { main { (body) } }
@@ -186,7 +187,13 @@ fn shell(t: &Texts, title: &str, body: Markup) -> Markup {
 }
 
 /// The company, contact, payment-method and terms fields, prefilled from `company`.
-fn buyer_fields(t: &Texts, company: Option<&DebtorCompany>, email: Option<&str>, mandate_reference: &str) -> Markup {
+fn buyer_fields(
+    t: &Texts,
+    company: Option<&DebtorCompany>,
+    email: Option<&str>,
+    mandate_reference: &str,
+    countries: &[String],
+) -> Markup {
     let c = company;
     let a = c.map(|c| &c.address);
     html! {
@@ -201,7 +208,7 @@ fn buyer_fields(t: &Texts, company: Option<&DebtorCompany>, email: Option<&str>,
                 @for f in LEGAL_FORMS {
                     option value=(f.code) selected[c.is_some_and(|c| c.legal_form == f.code)]
                         data-requires=(match f.required_input { RequiredInput::RegistrationNumber => "registration_number", RequiredInput::TaxId => "tax_id" }) {
-                        (f.name)
+                        (if t.lang == "en" { f.name_en } else { f.name })
                     }
                 }
             }
@@ -228,8 +235,8 @@ fn buyer_fields(t: &Texts, company: Option<&DebtorCompany>, email: Option<&str>,
             }
             label for="country" { (t.country) }
             select id="country" name="country" autocomplete="country" {
-                @for cc in COUNTRIES {
-                    option value=(cc) selected[a.map_or(*cc == "DE", |a| a.country == *cc)] { (cc) }
+                @for cc in countries {
+                    option value=(cc) selected[a.map_or(cc == "DE", |a| &a.country == cc)] { (country_name(cc, t.lang)) }
                 }
             }
         }
@@ -248,7 +255,14 @@ fn buyer_fields(t: &Texts, company: Option<&DebtorCompany>, email: Option<&str>,
                 p.mandate { (checkout::mandate_text(t.lang)) br; (t.mandate_reference) ": " strong { (mandate_reference) } }
             }
         }
-        div.choice { input id="terms" type="checkbox" name="terms" required; label for="terms" { (t.accept_terms) } }
+        div.choice {
+            input id="terms" type="checkbox" name="terms" required;
+            label for="terms" {
+                (t.accept_terms.0) a href=(format!("/legal/terms?lang={}", t.lang)) target="_blank" rel="noopener" { (t.accept_terms.1) }
+                (t.accept_terms.2) a href=(format!("/legal/privacy?lang={}", t.lang)) target="_blank" rel="noopener" { (t.accept_terms.3) }
+                (t.accept_terms.4)
+            }
+        }
     }
 }
 
@@ -351,6 +365,7 @@ pub async fn payment_page(
     if !matches!(view.status.as_str(), "open" | "declined") {
         return gone(t, StatusCode::GONE);
     }
+    let countries = served_countries(&state).await;
     let other = if t.lang == "de" { ("en", "English") } else { ("de", "Deutsch") };
     let body = html! {
         div.card {
@@ -361,7 +376,7 @@ pub async fn payment_page(
         }
         form.card id="nt-form" data-mode="page" data-session=(secret) novalidate {
             (buyer_fields(t, Some(&order.debtor_company), order.debtor_person.as_ref().map(|p| p.email.as_str()),
-                &checkout::mandate_reference(&state.services, view.session_id)))
+                &checkout::mandate_reference(&state.services, view.session_id), &countries))
             (form_actions(t))
         }
         (form_script(t))
@@ -394,6 +409,7 @@ pub async fn widget_frame(
     if !matches!(view.status.as_str(), "open" | "declined") {
         return gone(t, StatusCode::GONE);
     }
+    let countries = served_countries(&state).await;
     let body = html! {
         div.card {
             p.merchant id="nt-summary" { (t.wait_order) }
@@ -401,13 +417,144 @@ pub async fn widget_frame(
         }
         form.card id="nt-form" data-mode="widget" data-session=(secret) data-parent-origin=(origin) novalidate {
             div id="nt-ready" hidden {}
-            (buyer_fields(t, None, None, &checkout::mandate_reference(&state.services, view.session_id)))
+            (buyer_fields(t, None, None, &checkout::mandate_reference(&state.services, view.session_id), &countries))
             (form_actions(t))
         }
         (form_script(t))
     };
     with_headers(StatusCode::OK, shell(t, t.title, body), &origins.join(" "))
 }
+
+/// The countries the credit policy serves (what the buyer can choose; others would be declined).
+async fn served_countries(state: &AppState) -> Vec<String> {
+    let policy = match state.db.conn().await {
+        Ok(mut conn) => checkout::credit_policy(&state.services, &mut conn).await.ok(),
+        Err(_) => None,
+    };
+    policy.map_or_else(|| state.config.credit.countries.clone(), |p| p.countries)
+}
+
+/// A country's name for people, by ISO code.
+fn country_name(code: &str, lang: &str) -> &'static str {
+    const NAMES: &[(&str, &str, &str)] = &[
+        ("AT", "Österreich", "Austria"),
+        ("BE", "Belgien", "Belgium"),
+        ("BG", "Bulgarien", "Bulgaria"),
+        ("CH", "Schweiz", "Switzerland"),
+        ("CY", "Zypern", "Cyprus"),
+        ("CZ", "Tschechien", "Czechia"),
+        ("DE", "Deutschland", "Germany"),
+        ("DK", "Dänemark", "Denmark"),
+        ("EE", "Estland", "Estonia"),
+        ("ES", "Spanien", "Spain"),
+        ("FI", "Finnland", "Finland"),
+        ("FR", "Frankreich", "France"),
+        ("GB", "Vereinigtes Königreich", "United Kingdom"),
+        ("GR", "Griechenland", "Greece"),
+        ("HR", "Kroatien", "Croatia"),
+        ("HU", "Ungarn", "Hungary"),
+        ("IE", "Irland", "Ireland"),
+        ("IS", "Island", "Iceland"),
+        ("IT", "Italien", "Italy"),
+        ("LI", "Liechtenstein", "Liechtenstein"),
+        ("LT", "Litauen", "Lithuania"),
+        ("LU", "Luxemburg", "Luxembourg"),
+        ("LV", "Lettland", "Latvia"),
+        ("MT", "Malta", "Malta"),
+        ("NL", "Niederlande", "Netherlands"),
+        ("NO", "Norwegen", "Norway"),
+        ("PL", "Polen", "Poland"),
+        ("PT", "Portugal", "Portugal"),
+        ("RO", "Rumänien", "Romania"),
+        ("SE", "Schweden", "Sweden"),
+        ("SI", "Slowenien", "Slovenia"),
+        ("SK", "Slowakei", "Slovakia"),
+    ];
+    NAMES.iter().find(|(c, _, _)| *c == code).map_or("", |(_, de, en)| if lang == "en" { en } else { de })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LegalQuery {
+    lang: Option<String>,
+}
+
+/// `GET /legal/terms` and `/legal/privacy`: what the buyer agrees to on the page, in its language.
+pub async fn legal(axum::extract::Path(which): axum::extract::Path<String>, Query(q): Query<LegalQuery>) -> Response {
+    let t = texts(q.lang.as_deref().unwrap_or("de"));
+    let en = t.lang == "en";
+    let (title, paragraphs): (&str, &[&str]) = match (which.as_str(), en) {
+        ("terms", false) => (
+            "Zahlungsbedingungen",
+            &[
+                "Mit dem Kauf auf Rechnung tritt der Händler seine Forderung an netterms ab. Sie zahlen den Rechnungsbetrag \
+             bis zum Fälligkeitsdatum an netterms – auf die IBAN und mit der Referenz aus der Zahlungsinformation.",
+                "Das Zahlungsziel nennt Ihnen der Shop; es beginnt mit dem Versand. Bei SEPA-Firmenlastschrift ziehen wir \
+             den Betrag zum Fälligkeitsdatum ein und kündigen das vorher an.",
+                "Zahlen Sie nicht rechtzeitig, erinnern und mahnen wir. Im Verzug fallen Verzugszinsen von 9 Prozentpunkten \
+             über dem Basiszinssatz (§ 288 Abs. 2 BGB) und die Pauschale von 40 € (§ 288 Abs. 5 BGB) an; danach kann \
+             die Forderung an ein Inkasso übergeben werden.",
+                "Reklamationen zur Ware klären Sie mit dem Händler; eine Gutschrift des Händlers mindert Ihre Rechnung.",
+            ],
+        ),
+        ("terms", true) => (
+            "Payment terms",
+            &[
+                "When you buy on invoice, the merchant assigns its claim to netterms. You pay the invoice amount to netterms \
+             by the due date — to the IBAN and with the reference in the payment information.",
+                "The shop tells you the payment term; it starts with shipping. With SEPA B2B direct debit we collect the \
+             amount on the due date and notify you beforehand.",
+                "If you do not pay on time we remind you and send dunning letters. Once in default, interest of 9 percentage \
+             points above the base rate (§ 288(2) BGB) and the flat fee of €40 (§ 288(5) BGB) are due; the claim may \
+             then be handed to a collection agency.",
+                "Complaints about the goods are settled with the merchant; a credit note from the merchant lowers your invoice.",
+            ],
+        ),
+        ("privacy", false) => (
+            "Datenschutzhinweise",
+            &[
+                "netterms verarbeitet die Angaben zu Ihrem Unternehmen, Ihre Kontaktdaten und die Bestelldaten, um über den \
+             Kauf auf Rechnung zu entscheiden, die Forderung zu verwalten und Zahlungen zuzuordnen (Art. 6 Abs. 1 lit. b \
+             und f DSGVO).",
+                "Wir geben Daten nur an den Händler, seinen Zahlungsdienstleister und – im Verzug – an ein Inkasso weiter. \
+             Buchungsrelevante Daten bewahren wir so lange auf, wie es das Handels- und Steuerrecht verlangt.",
+                "Sie haben das Recht auf Auskunft, Berichtigung, Löschung, Einschränkung und Widerspruch. Wenden Sie sich \
+             dazu an den Betreiber dieser netterms-Installation.",
+            ],
+        ),
+        ("privacy", true) => (
+            "Privacy notice",
+            &[
+                "netterms processes your company's details, your contact data and the order to decide on the purchase on \
+             invoice, to manage the claim and to match payments (Art. 6(1)(b) and (f) GDPR).",
+                "We share data only with the merchant, its payment service provider and — in default — a collection agency. \
+             Bookkeeping records are kept as long as commercial and tax law require.",
+                "You have the right to access, rectification, erasure, restriction and objection. Contact the operator of \
+             this netterms installation.",
+            ],
+        ),
+        _ => return gone(t, StatusCode::NOT_FOUND),
+    };
+    let body = html! {
+        div.card {
+            h1 { (title) }
+            @for p in paragraphs { p { (p) } }
+        }
+    };
+    with_headers(StatusCode::OK, shell(t, title, body), "'none'")
+}
+
+/// `GET /assets/favicon.svg`.
+pub async fn favicon() -> Response {
+    let mut resp = FAVICON.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    resp
+}
+
+const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\">\
+<rect width=\"32\" height=\"32\" rx=\"7\" fill=\"#0b5cad\"/>\
+<path d=\"M9 23V9h3l8 9.5V9h3v14h-3l-8-9.5V23z\" fill=\"#fff\"/></svg>";
 
 fn script(body: &'static str) -> Response {
     let mut resp = body.into_response();

@@ -476,6 +476,8 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
         .route("/widget/{client_secret}", get(checkout_pages::widget_frame))
         .route("/sdk/v1/checkout.js", get(checkout_pages::sdk))
         .route("/assets/form.js", get(checkout_pages::form_js))
+        .route("/assets/favicon.svg", get(checkout_pages::favicon))
+        .route("/legal/{which}", get(checkout_pages::legal))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::Method;
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -80,6 +81,16 @@ async fn text(c: &Client, css: &str) -> String {
     c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
 }
 
+/// A screenshot of the whole page at `width`: the window grows to the page's height first.
+async fn full_shot(c: &Client, name: &str, width: u32) {
+    c.set_window_size(width, 900).await.unwrap();
+    let h = c.execute("return document.documentElement.scrollHeight", vec![]).await.unwrap();
+    let h = u32::try_from(h.as_u64().unwrap_or(900)).unwrap().clamp(600, 6000);
+    c.set_window_size(width, h + 120).await.unwrap();
+    shot(c, name).await;
+    c.set_window_size(1200, 1400).await.unwrap();
+}
+
 async fn shot(c: &Client, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
@@ -103,7 +114,26 @@ async fn payment_page_and_widget_in_a_real_browser() {
     c.goto(&format!("{shop_url}/pay?email=anna@kunde.example")).await.unwrap();
     wait_url(&c, &format!("{}/pay/", app.base)).await;
     c.wait().for_element(Locator::Css("#nt-form")).await.unwrap();
-    assert!(c.source().await.unwrap().contains("Zahlbar in 30 Tagen"));
+    let page = c.source().await.unwrap();
+    assert!(page.contains("Zahlbar in 30 Tagen"));
+    // Nothing to go back to before the buyer submits; the terms and privacy notice are linked.
+    assert!(!c.find(Locator::Css("#nt-back")).await.unwrap().is_displayed().await.unwrap());
+    assert!(page.contains("href=\"/legal/terms?lang=de\"") && page.contains("href=\"/legal/privacy?lang=de\""));
+    assert!(page.contains("/assets/favicon.svg"));
+    // Only the countries the credit policy serves, by name.
+    let countries = c.find_all(Locator::Css("#country option")).await.unwrap();
+    assert_eq!(countries.len(), netterms::domain::decision::Policy::default().countries.len());
+    assert_eq!(text(&c, "#country option[value=DE]").await, "Deutschland");
+    full_shot(&c, "payment-page-de.png", 1200).await;
+    full_shot(&c, "payment-page-phone.png", 390).await;
+    let german = c.current_url().await.unwrap();
+    c.goto(&format!("{german}?lang=en")).await.unwrap();
+    c.wait().for_element(Locator::Css("#nt-form")).await.unwrap();
+    assert_eq!(text(&c, "#legal_form option[value='10001']").await, "GmbH (private limited company)");
+    assert!(!c.find(Locator::Css("#nt-back")).await.unwrap().is_displayed().await.unwrap());
+    full_shot(&c, "payment-page-en.png", 1200).await;
+    c.goto(german.as_str()).await.unwrap();
+    c.wait().for_element(Locator::Css("#nt-form")).await.unwrap();
     c.find(Locator::Css("#terms")).await.unwrap().click().await.unwrap();
     shot(&c, "payment-page.png").await;
     c.find(Locator::Css("#nt-form button[type=submit]")).await.unwrap().click().await.unwrap();
@@ -113,6 +143,13 @@ async fn payment_page_and_widget_in_a_real_browser() {
     assert!(q.contains_key("session_id") && !q.contains_key("decline_reason"));
     let order = app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{}", q["order_id"]))).await.json();
     assert_eq!(order["state"], "created");
+    // What the PSP sent of the buyer and the page did not ask for stays on the order.
+    let person = &order["debtor_person"];
+    assert_eq!(
+        (&person["salutation"], &person["first_name"], &person["last_name"]),
+        (&json!("f"), &json!("Anna"), &json!("Einkauf")),
+        "{order}"
+    );
 
     // Payment page → decline: a clear message, then back to decline_url.
     c.goto(&format!("{shop_url}/pay?email=anna%2Bdecline@kunde.example")).await.unwrap();
@@ -147,7 +184,7 @@ async fn payment_page_and_widget_in_a_real_browser() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(text(&c, "#nt-summary").await.contains("595.00 EUR"));
+    assert!(text(&c, "#nt-summary").await.contains("595,00 €"), "the amount in the page's language");
     c.find(Locator::Css("#terms")).await.unwrap().click().await.unwrap();
     c.enter_parent_frame().await.unwrap();
     shot(&c, "widget.png").await;
