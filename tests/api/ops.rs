@@ -149,3 +149,25 @@ async fn every_documented_example_is_accepted() {
     send("patch", "/admin/v1/buyers/{buyer_id}", &format!("/admin/v1/buyers/{buyer}"), None, &[]).await;
     assert_eq!(sent, documented, "every documented example was sent");
 }
+
+/// The README's webhook table lists every event type the code can emit, and nothing else.
+#[test]
+fn the_readme_lists_every_event_type() {
+    let readme = include_str!("../../README.md");
+    // The rows of the table under the header `| type | when | ...`.
+    let listed: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| type | when |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .collect();
+    assert!(!listed.is_empty(), "the README has its webhook table");
+    let catalogue: Vec<&str> = netterms::domain::events::catalogue().iter().map(|d| d.event_type).collect();
+    for t in &catalogue {
+        assert!(listed.contains(t), "README does not list {t}");
+    }
+    for t in &listed {
+        assert!(catalogue.contains(t), "README lists {t}, which netterms does not emit");
+    }
+}
