@@ -90,12 +90,12 @@ async fn housekeeping(services: Services) {
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
-        match crate::service::checkout::expire_due(&services).await {
+        match crate::service::authorizations::expire_due(&services).await {
             Ok(k) if k > 0 => tracing::info!(expired = k, "unconfirmed authorizations expired"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %crate::web::error::error_chain(&e), "authorization expiry failed"),
         }
-        match crate::service::orders::mark_overdue(&services).await {
+        match crate::service::captures::mark_overdue(&services).await {
             Ok(k) if k > 0 => tracing::info!(late = k, "overdue invoices marked late"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %crate::web::error::error_chain(&e), "overdue check failed"),

@@ -62,7 +62,7 @@ pub async fn run_ledger(config: Config, cmd: LedgerCommand) -> anyhow::Result<()
     let LedgerCommand::Verify = cmd;
     let s = Services::open(config, false).await?;
     let mut conn = s.db.conn().await?;
-    let diffs = crate::store::orders::verify(&mut conn).await?;
+    let diffs = crate::store::ledger::verify(&mut conn).await?;
     drop(conn);
     s.db.close().await;
     if diffs.is_empty() {

@@ -8,10 +8,13 @@ use crate::config::Config;
 use crate::secrets::Keyring;
 use crate::store::Db;
 
+pub mod authorizations;
+pub mod captures;
 pub mod checkout;
 pub mod merchants;
 pub mod orders;
 pub mod psps;
+pub mod sessions;
 pub mod webhooks;
 
 /// What every use case may need: the database, the server key, the clock and the configuration.

@@ -1,29 +1,17 @@
-//! Orders after checkout: captures (invoices), refunds (credit notes), direct payments, longer
-//! terms and cancellation. Each use case changes its row with a compare-and-set and posts its
-//! ledger entry in the same transaction, with its event.
+//! Orders after checkout: cancellation, changes to their details, listing; completion once every
+//! invoice is settled; and the errors of the order and invoice use cases.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::Services;
-use super::checkout::Order;
-use crate::domain::events::{
-    CaptureCreatedEvent, CaptureEventData, CaptureEventKind, CaptureUpdatedEvent, Event, OrderEventData,
-    OrderEventKind, RefundCreatedEvent,
-};
-use crate::domain::iban;
-use crate::domain::ids::MerchantId;
-use crate::domain::ids::{CaptureId, OrderId, PspId, RefundId};
-use crate::domain::ledger;
-use crate::domain::money::{Currency, Money};
-use crate::domain::order::OrderState;
-use crate::domain::order::{Amount, AmountInput, LineItem, LineItemInput, validate_line_items};
-use crate::domain::psp::FeeBand;
+use super::authorizations::Order;
+use crate::domain::events::{Event, OrderEventData, OrderEventKind};
+use crate::domain::ids::{MerchantId, OrderId, PspId};
+use crate::domain::order::{AmountInput, OrderState};
 use crate::domain::validate::{self, FieldError, Violations};
-use crate::store::orders::{self as store, CaptureRow, NewCapture, RefundRow};
-use crate::store::{StoreError, Tx, checkout as orders_store, events};
+use crate::store::{StoreError, Tx, events, orders as orders_store};
 
 /// What an order use case can answer besides success.
 #[derive(Debug, thiserror::Error)]
@@ -47,163 +35,11 @@ pub enum Outcome {
     Existing,
 }
 
-/// BIC of the account behind the virtual IBANs.
-pub const BIC: &str = "NTRMDEB1XXX";
-
-/// Where and how the buyer pays an invoice.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PaymentInstructions {
-    /// The buyer's virtual IBAN.
-    pub iban: String,
-    pub bic: String,
-    /// Structured creditor reference (ISO 11649, `RF…`) to quote with the transfer.
-    pub reference: String,
-    pub due_date: NaiveDate,
-    /// What the buyer still owes (minor units).
-    pub amount: i64,
-    pub currency: String,
-}
-
-/// A capture = an invoice to the buyer.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Capture {
-    pub capture_id: CaptureId,
-    pub order_id: OrderId,
-    /// `open`, `late`, `paid` or `canceled`.
-    pub state: String,
-    pub external_invoice_number: String,
-    pub invoice_url: Option<String>,
-    pub amount: Amount,
-    /// netterms' fee on this capture (minor units).
-    pub fee: i64,
-    pub refunded: i64,
-    /// Paid by the buyer directly to the merchant (confirm-payment).
-    pub paid_to_merchant: i64,
-    pub outstanding: i64,
-    pub duration: i64,
-    pub due_date: NaiveDate,
-    pub payment_instructions: PaymentInstructions,
-    pub shipping_info: Option<serde_json::Value>,
-    pub line_items: serde_json::Value,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-fn view(r: &CaptureRow) -> Result<Capture, StoreError> {
-    let corrupt = |w: &str| StoreError::Corrupt(format!("captures.{w}"));
-    let due_date: NaiveDate = r.due_date.parse().map_err(|_| corrupt("due_date"))?;
-    let currency = Currency::parse(&r.currency).map_err(|_| corrupt("currency"))?;
-    Ok(Capture {
-        capture_id: r.id,
-        order_id: r.order_id,
-        state: r.state.clone(),
-        external_invoice_number: r.external_invoice_number.clone(),
-        invoice_url: r.invoice_url.clone(),
-        amount: Amount { currency, gross: r.gross, net: r.net, tax: r.tax },
-        fee: r.fee,
-        refunded: r.refunded,
-        paid_to_merchant: r.paid_direct,
-        outstanding: r.outstanding(),
-        duration: r.duration,
-        due_date,
-        payment_instructions: PaymentInstructions {
-            iban: r.virtual_iban.clone(),
-            bic: BIC.into(),
-            reference: r.payment_reference.clone(),
-            due_date,
-            amount: r.outstanding(),
-            currency: r.currency.clone(),
-        },
-        shipping_info: r.shipping_info.as_deref().and_then(|s| serde_json::from_str(s).ok()),
-        line_items: serde_json::from_str(&r.line_items).unwrap_or(json!([])),
-        created_at: r.created_at,
-        updated_at: r.updated_at,
-    })
-}
-
-/// The body of `POST /v1/orders/{id}/captures`.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-pub struct CaptureInput {
-    #[schema(required = true)]
-    pub amount: Option<AmountInput>,
-    /// The merchant's invoice number, unique per merchant.
-    #[schema(required = true, example = "INV-2026-0042")]
-    pub external_invoice_number: Option<String>,
-    pub invoice_url: Option<String>,
-    /// Carrier, tracking number, …: stored and shown as given.
-    pub shipping_info: Option<serde_json::Map<String, serde_json::Value>>,
-    /// What this invoice bills (at most 100; line totals adding up to `amount` when given).
-    pub line_items: Option<Vec<LineItemInput>>,
-}
-
-/// The body of `POST /v1/captures/{id}/refunds`.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-pub struct RefundInput {
-    #[schema(required = true)]
-    pub amount: Option<AmountInput>,
-    /// The merchant's credit note number, unique per merchant. A retry with the same body answers
-    /// the existing refund (200); another refund under this number is refused (409).
-    #[schema(required = true, example = "CN-2026-0007")]
-    pub external_credit_note_number: Option<String>,
-    pub reason: Option<String>,
-    /// What this credit note credits (at most 100; line totals adding up to `amount` when given).
-    pub line_items: Option<Vec<LineItemInput>>,
-}
-
-/// A refund = a credit note.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Refund {
-    pub refund_id: RefundId,
-    pub capture_id: CaptureId,
-    pub amount: Amount,
-    /// The part the buyer had already paid, owed back to it and recovered from the PSP's payout.
-    pub owed_to_buyer: i64,
-    pub external_credit_note_number: Option<String>,
-    pub reason: Option<String>,
-    pub line_items: Vec<LineItem>,
-    pub created_at: DateTime<Utc>,
-    pub capture: Capture,
-}
-
-/// The body of `POST /v1/captures/{id}/confirm-payment`.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-pub struct ConfirmPaymentInput {
-    /// Gross paid by the buyer to the merchant (minor units).
-    #[schema(required = true)]
-    pub amount: Option<i64>,
-    /// The PSP's or merchant's id of this payment, unique per capture: a retry with the same id
-    /// and amount answers the capture without recording the payment again. Required unless the
-    /// request carries an `Idempotency-Key`.
-    #[schema(example = "PAY-2026-0815")]
-    pub external_payment_id: Option<String>,
-}
-
-/// The body of `POST /v1/captures/{id}/extend-duration`.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-pub struct ExtendInput {
-    /// The new payment term in days, longer than the current one (at most 120).
-    #[schema(required = true)]
-    pub duration: Option<i64>,
-}
-
-/// An ISO 11649 creditor reference for a capture.
-pub fn rf_reference(id: CaptureId) -> String {
-    let body = id.0.simple().to_string().to_ascii_uppercase();
-    iban::with_check_digits("RF", &body[..21]).unwrap_or_default()
-}
-
-/// The fee on `gross` for a term of `duration` days: the PSP's rate (or its band's) plus the fixed fee.
-fn fee(rate_bps: i64, fixed: i64, bands: &[FeeBand], gross: Money, duration: i64) -> Result<i64, OrderError> {
-    let rate = bands.iter().find(|b| duration <= b.max_duration).map_or(rate_bps, |b| b.fee_rate_bps);
-    let variable = gross.basis_points(rate).map_err(|_| invalid("amount", "amount out of range"))?;
-    Ok(variable.minor.saturating_add(fixed).min(gross.minor))
-}
-
-fn invalid(source: &str, title: &str) -> OrderError {
+pub(crate) fn invalid(source: &str, title: &str) -> OrderError {
     OrderError::Invalid(vec![validate::FieldError { source: source.into(), title: title.into() }])
 }
 
-fn conflict(msg: impl Into<String>) -> OrderError {
+pub(crate) fn conflict(msg: impl Into<String>) -> OrderError {
     OrderError::Conflict(msg.into())
 }
 
@@ -212,165 +48,25 @@ async fn order_view(tx: &mut Tx, psp_id: PspId, id: OrderId) -> Result<Order, Or
     Ok(Order::from_row(&row)?)
 }
 
-/// Captures part or all of an order. The sum of captures never exceeds the authorized amount:
-/// the order row's `UPDATE` checks it atomically.
-pub async fn capture(
+/// Completes the order if this transaction settled its last open capture. The order is locked
+/// first, in a statement of its own: two transactions settling two captures of one order then
+/// decide one after the other, and the second sees the first's settlement (no write skew).
+pub(crate) async fn settle_order(
     s: &Services,
     tx: &mut Tx,
     psp_id: PspId,
     order_id: OrderId,
-    input: CaptureInput,
-) -> Result<Capture, OrderError> {
+) -> Result<(), OrderError> {
+    orders_store::lock_order(tx, order_id).await?;
     let now = s.clock.now();
-    let mut v = Violations::new();
-    let amount =
-        v.required("amount", input.amount).and_then(|a| a.validate(&mut v, "amount", &s.config.currencies, true));
-    let number = v.text("external_invoice_number", input.external_invoice_number, 255);
-    let url = v.opt_text("invoice_url", input.invoice_url, 2048);
-    let items = validate_line_items(&mut v, "line_items", input.line_items, &s.config.currencies, amount);
-    let shipping = input.shipping_info.map(serde_json::Value::Object);
-    if let Some(info) = &shipping {
-        validate::json_value(&mut v, "shipping_info", info);
-    }
-    v.finish().map_err(OrderError::Invalid)?;
-    let (Some(amount), Some(number)) = (amount, number) else { return Err(OrderError::Invalid(Vec::new())) };
-    // One statement checks and reserves the amount, locks the order and returns what the capture
-    // needs; only when it refuses is the order read, to say why.
-    let Some(reserved) =
-        store::reserve_capture(tx, psp_id, order_id, amount.gross, amount.currency.as_str(), &number, now).await?
-    else {
-        let order =
-            orders_store::get_order(tx, Some(psp_id), order_id, false).await?.ok_or(OrderError::NotFound("order"))?;
-        let data = order.data()?;
-        if amount.currency != data.amount.currency {
-            return Err(invalid("amount.currency", "currency must be the order's"));
-        }
-        if store::invoice_number_taken(tx, order.merchant_id, &number).await? {
-            return Err(OrderError::AlreadyExists(format!("the merchant already has an invoice numbered {number:?}")));
-        }
-        return Err(conflict(format!(
-            "the order is {} with {} of {} captured and {} canceled: this capture does not fit",
-            order.state, order.captured, data.amount.gross, order.canceled_amount
-        )));
-    };
-    let buyer = reserved.buyer_id.ok_or_else(|| StoreError::Corrupt("captured order without buyer".into()))?;
-    let bands: Vec<FeeBand> =
-        serde_json::from_str(&reserved.fee_bands).map_err(|e| StoreError::Corrupt(format!("psps.fee_bands: {e}")))?;
-    let fee = fee(
-        reserved.fee_rate_bps,
-        reserved.fee_fixed_minor,
-        &bands,
-        Money::new(amount.gross, amount.currency),
-        reserved.duration,
-    )?;
-    let id = CaptureId::new();
-    let due = (now + Duration::days(reserved.duration)).date_naive();
-    let reference = rf_reference(id);
-    let shipping = shipping.map(|v| v.to_string());
-    let items = serde_json::to_value(&items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    store::insert_capture(
-        tx,
-        &NewCapture {
-            id,
-            order_id,
-            psp_id,
-            merchant_id: reserved.merchant_id,
-            buyer_id: buyer,
-            external_invoice_number: &number,
-            invoice_url: url.as_deref(),
-            currency: amount.currency.as_str(),
-            gross: amount.gross,
-            net: amount.net,
-            tax: amount.tax,
-            fee,
-            duration: reserved.duration,
-            due_date: due,
-            payment_reference: &reference,
-            shipping_info: shipping.as_deref(),
-            line_items: &items.to_string(),
-        },
-        now,
-    );
-    let entry = ledger::capture(buyer, psp_id, amount.gross, fee).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    store::post(tx, &entry, amount.currency.as_str(), id.0, now).await?;
-    events::append(
-        tx,
-        psp_id,
-        &Event::CaptureCreated(CaptureCreatedEvent { capture_id: id, order_id, gross: amount.gross }),
-        now,
-    )
-    .await?;
-    // The order's event only when its state changed: it was `created` before its first capture
-    // (nothing captured yet), and a capture that ships the rest always changes it.
-    if reserved.state == "shipped" || reserved.captured == amount.gross {
-        let state = OrderState::parse(&reserved.state)
-            .ok_or_else(|| StoreError::Corrupt(format!("orders.state {:?}", reserved.state)))?;
-        let kind =
-            if state == OrderState::Shipped { OrderEventKind::Shipped } else { OrderEventKind::PartiallyShipped };
-        order_event(tx, psp_id, kind, order_id, reserved.merchant_id, state, now).await?;
-    }
-    // The capture, its ledger entry and events are deferred: they reach the database in one round
-    // trip with the idempotent response, just before the commit.
-    // The capture as stored, without reading it back.
-    let row = CaptureRow {
-        id,
-        order_id,
-        psp_id,
-        merchant_id: reserved.merchant_id,
-        buyer_id: buyer,
-        external_invoice_number: number,
-        invoice_url: url,
-        currency: amount.currency.as_str().to_owned(),
-        gross: amount.gross,
-        net: amount.net,
-        tax: amount.tax,
-        fee,
-        refunded: 0,
-        paid_direct: 0,
-        state: "open".into(),
-        duration: reserved.duration,
-        due_date: due.to_string(),
-        payment_reference: reference,
-        shipping_info: shipping,
-        line_items: items.to_string(),
-        created_at: now,
-        updated_at: now,
-        virtual_iban: reserved.virtual_iban.unwrap_or_default(),
-    };
-    Ok(view(&row)?)
-}
-
-pub async fn get_capture(s: &Services, psp_id: PspId, id: CaptureId) -> Result<Capture, OrderError> {
-    let mut conn = s.db.conn().await?;
-    let row = store::get_capture(&mut conn, psp_id, id, false).await?.ok_or(OrderError::NotFound("capture"))?;
-    Ok(view(&row)?)
-}
-
-/// The state a capture has with these amounts.
-fn capture_state(gross: i64, refunded: i64, paid_direct: i64, current: &str) -> &'static str {
-    if gross - refunded - paid_direct > 0 {
-        if current == "late" { "late" } else { "open" }
-    } else if paid_direct > 0 {
-        "paid"
-    } else {
-        "canceled"
-    }
-}
-
-/// Completes the order if this transaction settled its last open capture. The order is locked
-/// first, in a statement of its own: two transactions settling two captures of one order then
-/// decide one after the other, and the second sees the first's settlement (no write skew).
-async fn settle_order(s: &Services, tx: &mut Tx, psp_id: PspId, order_id: OrderId) -> Result<(), OrderError> {
-    store::lock_order(tx, order_id).await?;
-    let now = s.clock.now();
-    if let Some(merchant_id) = store::complete_if_settled(tx, order_id, now).await? {
+    if let Some(merchant_id) = orders_store::complete_if_settled(tx, order_id, now).await? {
         order_event(tx, psp_id, OrderEventKind::Complete, order_id, merchant_id, OrderState::Complete, now).await?;
     }
     Ok(())
 }
 
 /// Writes an `order.*` event.
-async fn order_event(
+pub(crate) async fn order_event(
     tx: &mut Tx,
     psp_id: PspId,
     kind: OrderEventKind,
@@ -384,176 +80,8 @@ async fn order_event(
     Ok(())
 }
 
-/// Writes a `capture.canceled`, `capture.late` or `capture.paid` event.
-async fn capture_event(
-    tx: &mut Tx,
-    psp_id: PspId,
-    kind: CaptureEventKind,
-    capture_id: CaptureId,
-    now: DateTime<Utc>,
-) -> Result<(), OrderError> {
-    events::append(tx, psp_id, &Event::Capture(kind, CaptureEventData { capture_id }), now).await?;
-    Ok(())
-}
-
-fn refund_view(r: &RefundRow, capture: &CaptureRow) -> Result<Refund, OrderError> {
-    let corrupt = |w: &str| StoreError::Corrupt(format!("refunds.{w}"));
-    Ok(Refund {
-        refund_id: r.id,
-        capture_id: r.capture_id,
-        amount: Amount {
-            currency: Currency::parse(&r.currency).map_err(|_| corrupt("currency"))?,
-            gross: r.gross,
-            net: r.net,
-            tax: r.tax,
-        },
-        owed_to_buyer: r.owed_to_buyer,
-        external_credit_note_number: r.external_credit_note_number.clone(),
-        reason: r.reason.clone(),
-        line_items: serde_json::from_str(&r.line_items).map_err(|_| corrupt("line_items"))?,
-        created_at: r.created_at,
-        capture: view(capture)?,
-    })
-}
-
-/// Refunds part or all of a capture. Before the buyer paid it lowers what the buyer owes; beyond
-/// that it is owed back to the buyer. The PSP bears it (from its next payout). The credit note
-/// number identifies the refund: the same request again answers the refund it made.
-pub async fn refund(
-    s: &Services,
-    tx: &mut Tx,
-    psp_id: PspId,
-    capture_id: CaptureId,
-    input: RefundInput,
-) -> Result<(Refund, Outcome), OrderError> {
-    let now = s.clock.now();
-    let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(OrderError::NotFound("capture"))?;
-    let mut v = Violations::new();
-    let amount =
-        v.required("amount", input.amount).and_then(|a| a.validate(&mut v, "amount", &s.config.currencies, true));
-    let number = v.text("external_credit_note_number", input.external_credit_note_number, 255);
-    let reason = v.opt_text("reason", input.reason, 1000);
-    let items = validate_line_items(&mut v, "line_items", input.line_items, &s.config.currencies, amount);
-    v.finish().map_err(OrderError::Invalid)?;
-    let (Some(amount), Some(number)) = (amount, number) else { return Err(OrderError::Invalid(Vec::new())) };
-    let items_json = serde_json::to_string(&items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    if let Some(existing) = store::find_refund(tx, c.merchant_id, &number).await? {
-        let same = existing.capture_id == capture_id
-            && existing.currency == amount.currency.as_str()
-            && (existing.gross, existing.net, existing.tax) == (amount.gross, amount.net, amount.tax)
-            && existing.reason == reason
-            && serde_json::from_str::<Vec<LineItem>>(&existing.line_items).ok().as_ref() == Some(&items);
-        if !same {
-            return Err(OrderError::AlreadyExists(format!(
-                "the merchant already has a credit note numbered {number:?} for another refund"
-            )));
-        }
-        return Ok((refund_view(&existing, &c)?, Outcome::Existing));
-    }
-    if amount.currency.as_str() != c.currency {
-        return Err(invalid("amount.currency", "currency must be the capture's"));
-    }
-    let refundable = c.gross - c.refunded;
-    if amount.gross > refundable {
-        return Err(conflict(format!("only {refundable} of this capture can still be refunded")));
-    }
-    let against_receivable = amount.gross.min(c.outstanding());
-    let owed = amount.gross - against_receivable;
-    let refunded = c.refunded + amount.gross;
-    let state = capture_state(c.gross, refunded, c.paid_direct, &c.state);
-    if !store::update_capture_amounts(tx, capture_id, (c.refunded, c.paid_direct), refunded, c.paid_direct, state, now)
-        .await?
-    {
-        return Err(conflict("the capture changed meanwhile; read it and retry"));
-    }
-    let row = RefundRow {
-        id: RefundId::new(),
-        capture_id,
-        psp_id,
-        merchant_id: c.merchant_id,
-        external_credit_note_number: Some(number),
-        reason,
-        currency: c.currency.clone(),
-        gross: amount.gross,
-        net: amount.net,
-        tax: amount.tax,
-        owed_to_buyer: owed,
-        line_items: items_json,
-        created_at: now,
-    };
-    store::insert_refund(tx, &row);
-    let entry = ledger::refund(c.buyer_id, psp_id, amount.gross, against_receivable)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    store::post(tx, &entry, &c.currency, row.id.0, now).await?;
-    let created = RefundCreatedEvent { refund_id: row.id, capture_id, gross: amount.gross };
-    events::append(tx, psp_id, &Event::RefundCreated(created), now).await?;
-    if state == "canceled" {
-        capture_event(tx, psp_id, CaptureEventKind::Canceled, capture_id, now).await?;
-    }
-    settle_order(s, tx, psp_id, c.order_id).await?;
-    let after = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
-    Ok((refund_view(&row, &after)?, Outcome::Created))
-}
-
-/// The buyer paid (part of) the invoice to the merchant directly. Retry-safe by the request's
-/// Idempotency-Key (`keyed`) or by `external_payment_id`; one of them is required.
-pub async fn confirm_payment(
-    s: &Services,
-    tx: &mut Tx,
-    psp_id: PspId,
-    capture_id: CaptureId,
-    input: ConfirmPaymentInput,
-    keyed: bool,
-) -> Result<(Capture, Outcome), OrderError> {
-    let now = s.clock.now();
-    let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(OrderError::NotFound("capture"))?;
-    let mut v = Violations::new();
-    let amount = v.required("amount", input.amount);
-    if amount.is_some_and(|a| a < 1) {
-        v.add("amount", "amount must be at least 1");
-    }
-    let external = v.opt_text("external_payment_id", input.external_payment_id, 255);
-    if external.is_none() && !keyed {
-        v.add(
-            "external_payment_id",
-            "external_payment_id is required without an Idempotency-Key header, so that a retry cannot record the payment twice",
-        );
-    }
-    v.finish().map_err(OrderError::Invalid)?;
-    let Some(amount) = amount else { return Err(OrderError::Invalid(Vec::new())) };
-    if let Some(ext) = &external {
-        if let Some(recorded) = store::find_direct_payment(tx, capture_id, ext).await? {
-            if recorded != amount {
-                return Err(OrderError::AlreadyExists(format!(
-                    "payment {ext:?} was confirmed on this capture with another amount ({recorded})"
-                )));
-            }
-            return Ok((view(&c)?, Outcome::Existing));
-        }
-    }
-    if amount > c.outstanding() {
-        return Err(conflict(format!("only {} of this capture is outstanding", c.outstanding())));
-    }
-    let paid = c.paid_direct + amount;
-    let state = capture_state(c.gross, c.refunded, paid, &c.state);
-    if !store::update_capture_amounts(tx, capture_id, (c.refunded, c.paid_direct), c.refunded, paid, state, now).await?
-    {
-        return Err(conflict("the capture changed meanwhile; read it and retry"));
-    }
-    let payment_id = uuid::Uuid::now_v7();
-    store::insert_direct_payment(tx, payment_id, &c, external.as_deref(), amount, now);
-    let entry = ledger::direct_payment(c.buyer_id, psp_id, amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    store::post(tx, &entry, &c.currency, payment_id, now).await?;
-    if state == "paid" {
-        capture_event(tx, psp_id, CaptureEventKind::Paid, capture_id, now).await?;
-    }
-    settle_order(s, tx, psp_id, c.order_id).await?;
-    let row = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
-    Ok((view(&row)?, Outcome::Created))
-}
-
 /// The merchant's payment terms of an order or capture.
-async fn merchant_terms(
+pub(crate) async fn merchant_terms(
     tx: &mut Tx,
     psp_id: PspId,
     merchant_id: crate::domain::ids::MerchantId,
@@ -564,44 +92,13 @@ async fn merchant_terms(
     Ok(m.payment_terms)
 }
 
-fn within_terms(v: &mut Violations, source: &str, d: i64, t: crate::domain::merchant::PaymentTerms) {
+pub(crate) fn within_terms(v: &mut Violations, source: &str, d: i64, t: crate::domain::merchant::PaymentTerms) {
     if !(t.min_duration..=t.max_duration).contains(&d) {
         v.add(
             source,
             format!("duration must lie within the merchant's terms ({}–{} days)", t.min_duration, t.max_duration),
         );
     }
-}
-
-/// Gives the buyer longer to pay an unpaid invoice, within the merchant's payment terms.
-pub async fn extend_duration(
-    s: &Services,
-    tx: &mut Tx,
-    psp_id: PspId,
-    capture_id: CaptureId,
-    input: ExtendInput,
-) -> Result<Capture, OrderError> {
-    let now = s.clock.now();
-    let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(OrderError::NotFound("capture"))?;
-    let terms = merchant_terms(tx, psp_id, c.merchant_id).await?;
-    let mut v = Violations::new();
-    let duration = v.required("duration", input.duration);
-    if let Some(d) = duration {
-        within_terms(&mut v, "duration", d, terms);
-    }
-    v.finish().map_err(OrderError::Invalid)?;
-    let Some(duration) = duration else { return Err(OrderError::Invalid(Vec::new())) };
-    let due = (c.created_at + Duration::days(duration)).date_naive();
-    if !store::extend_capture(tx, capture_id, duration, due, now).await? {
-        return Err(conflict(format!(
-            "the term can only be extended beyond {} days on an unpaid invoice (it is {})",
-            c.duration, c.state
-        )));
-    }
-    let updated = CaptureUpdatedEvent { capture_id, duration, due_date: due };
-    events::append(tx, psp_id, &Event::CaptureUpdated(updated), now).await?;
-    let row = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
-    Ok(view(&row)?)
 }
 
 /// Cancels what is not captured: nothing captured → `canceled`; else the order ends at the
@@ -614,7 +111,7 @@ pub async fn cancel(
     order_id: OrderId,
 ) -> Result<(Order, Outcome), OrderError> {
     let now = s.clock.now();
-    let Some((state, merchant_id)) = store::cancel_order(tx, psp_id, order_id, now).await? else {
+    let Some((state, merchant_id)) = orders_store::cancel_order(tx, psp_id, order_id, now).await? else {
         let o =
             orders_store::get_order(tx, Some(psp_id), order_id, false).await?.ok_or(OrderError::NotFound("order"))?;
         if o.state == "canceled" || o.canceled_amount > 0 {
@@ -718,24 +215,6 @@ pub async fn update_order(
     order_view(tx, psp_id, order_id).await
 }
 
-/// Marks open invoices past their due date `late`, each with its `capture.late` event.
-pub async fn mark_overdue(s: &Services) -> Result<usize, OrderError> {
-    let now = s.clock.now();
-    let mut conn = s.db.conn().await?;
-    let due = store::overdue(&mut conn, now.date_naive(), 500).await?;
-    drop(conn);
-    let mut n = 0;
-    for (id, psp_id) in due {
-        let mut tx = s.db.begin().await?;
-        if store::mark_late(&mut tx, id, now).await? {
-            capture_event(&mut tx, psp_id, CaptureEventKind::Late, id, now).await?;
-            tx.commit().await?;
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
 /// A PSP's orders, newest first.
 pub async fn list_orders(
     s: &Services,
@@ -748,30 +227,4 @@ pub async fn list_orders(
     let mut conn = s.db.conn().await?;
     let rows = orders_store::list_orders(&mut conn, psp_id, merchant_id, state, limit, after).await?;
     rows.iter().map(|r| Order::from_row(r).map_err(OrderError::from)).collect()
-}
-
-/// The captures of an order.
-pub async fn captures_of_order(s: &Services, psp_id: PspId, order_id: OrderId) -> Result<Vec<Capture>, OrderError> {
-    let mut conn = s.db.conn().await?;
-    orders_store::get_order(&mut conn, Some(psp_id), order_id, false).await?.ok_or(OrderError::NotFound("order"))?;
-    let rows = store::captures_of_order(&mut conn, order_id).await?;
-    rows.iter().map(|r| view(r).map_err(OrderError::from)).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rf_references_validate() {
-        let r = rf_reference(CaptureId::new());
-        assert!(r.starts_with("RF") && r.len() == 25, "{r}");
-        // ISO 11649 uses the IBAN check: moving the first four characters to the end gives 1 mod 97.
-        let moved = format!("{}{}", &r[4..], &r[..4]);
-        let rem = moved.chars().fold(0u32, |acc, c| {
-            let v = c.to_digit(36).unwrap();
-            if v < 10 { (acc * 10 + v) % 97 } else { (acc * 100 + v) % 97 }
-        });
-        assert_eq!(rem, 1);
-    }
 }

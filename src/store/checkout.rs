@@ -2,18 +2,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{AsExec, Backend, StoreError, StoreResult};
+use super::to_json;
+use super::{AsExec, Backend, StoreResult};
 use crate::domain::ids::{BuyerId, DecisionId, MerchantId, OrderId, PspId, SessionId};
-use crate::domain::order::{DebtorCompany, OrderData, OrderState};
+use crate::domain::order::DebtorCompany;
 use crate::with_conn;
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
-    serde_json::to_string(v).map_err(|e| corrupt("json", e))
-}
 
 /// A buyer as the decision needs it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -215,128 +208,6 @@ pub async fn set_session_status(
     Ok(())
 }
 
-/// An order row.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OrderRow {
-    pub id: OrderId,
-    pub psp_id: PspId,
-    pub merchant_id: MerchantId,
-    pub session_id: SessionId,
-    pub buyer_id: Option<BuyerId>,
-    pub state: String,
-    pub decline_reason: Option<String>,
-    pub external_order_id: Option<String>,
-    pub order_data: String,
-    pub payment_method: String,
-    pub debit_iban: Option<String>,
-    pub mandate_reference: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub virtual_iban: Option<String>,
-    pub captured: i64,
-    pub canceled_amount: i64,
-}
-
-impl OrderRow {
-    pub fn state(&self) -> StoreResult<OrderState> {
-        OrderState::parse(&self.state).ok_or_else(|| corrupt("orders.state", &self.state))
-    }
-
-    pub fn data(&self) -> StoreResult<OrderData> {
-        serde_json::from_str(&self.order_data).map_err(|e| corrupt("orders.order_data", e))
-    }
-}
-
-const ORDER_SELECT: &str = "SELECT o.id, o.psp_id, o.merchant_id, o.session_id, o.buyer_id, o.state, o.decline_reason, \
-     o.external_order_id, o.order_data, o.payment_method, o.debit_iban, o.mandate_reference, o.expires_at, o.created_at, \
-     o.updated_at, b.virtual_iban, o.captured, o.canceled_amount FROM orders o LEFT JOIN buyers b ON b.id = o.buyer_id";
-
-/// What a new order is made of.
-pub struct NewOrder<'a> {
-    pub psp_id: PspId,
-    pub merchant_id: MerchantId,
-    pub session_id: SessionId,
-    pub buyer_id: Option<BuyerId>,
-    pub state: OrderState,
-    pub decline_reason: Option<&'a str>,
-    pub data: &'a OrderData,
-    pub payment_method: &'a str,
-    pub debit_iban: Option<&'a str>,
-    pub mandate_reference: Option<&'a str>,
-    pub mandate_text: Option<&'a str>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-pub async fn insert_order(tx: &mut impl AsExec, o: &NewOrder<'_>, now: DateTime<Utc>) -> StoreResult<OrderId> {
-    let id = OrderId::new();
-    let data = to_json(o.data)?;
-    let a = o.data.amount;
-    with_conn!(tx, c => {
-        sqlx::query(
-            "INSERT INTO orders (id, psp_id, merchant_id, session_id, buyer_id, state, decline_reason, external_order_id, \
-             currency, gross, net, tax, duration, order_data, payment_method, debit_iban, mandate_reference, expires_at, \
-             created_at, updated_at, mandate_text) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20)",
-        )
-        .bind(id).bind(o.psp_id).bind(o.merchant_id).bind(o.session_id).bind(o.buyer_id).bind(o.state.as_str())
-        .bind(o.decline_reason).bind(&o.data.external_order_id).bind(a.currency.as_str()).bind(a.gross).bind(a.net).bind(a.tax)
-        .bind(o.data.duration).bind(data).bind(o.payment_method).bind(o.debit_iban).bind(o.mandate_reference)
-        .bind(o.expires_at).bind(now).bind(o.mandate_text)
-        .execute(&mut *c).await?;
-    });
-    Ok(id)
-}
-
-/// An order of `psp_id` (any PSP if `None`), optionally locked.
-pub async fn get_order(
-    conn: &mut impl AsExec,
-    psp_id: Option<PspId>,
-    id: OrderId,
-    lock: bool,
-) -> StoreResult<Option<OrderRow>> {
-    Ok(with_conn!(conn, c, b => {
-        let l = if lock && b == Backend::Postgres { " FOR UPDATE OF o" } else { "" };
-        sqlx::query_as(&format!("{ORDER_SELECT} WHERE o.id = $1 AND ($2 IS NULL OR o.psp_id = $2){l}"))
-            .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
-    }))
-}
-
-/// Moves an order from `from` to `to` if it is still in `from`; `false` otherwise.
-pub async fn transition_order(
-    tx: &mut impl AsExec,
-    id: OrderId,
-    from: OrderState,
-    to: OrderState,
-    external_order_id: Option<&str>,
-    now: DateTime<Utc>,
-) -> StoreResult<bool> {
-    Ok(with_conn!(tx, c => {
-        sqlx::query(
-            "UPDATE orders SET state = $3, external_order_id = COALESCE($4, external_order_id), updated_at = $5 \
-             WHERE id = $1 AND state = $2",
-        )
-        .bind(id).bind(from.as_str()).bind(to.as_str()).bind(external_order_id).bind(now)
-        .execute(&mut *c).await?.rows_affected() == 1
-    }))
-}
-
-/// Sets the decline reason of an order declined in review.
-pub async fn set_decline_reason(tx: &mut impl AsExec, id: OrderId, reason: &str) -> StoreResult<()> {
-    with_conn!(tx, c => {
-        sqlx::query("UPDATE orders SET decline_reason = $2 WHERE id = $1").bind(id).bind(reason).execute(&mut *c).await?;
-    });
-    Ok(())
-}
-
-/// Ids of unconfirmed authorizations whose time has run out.
-pub async fn due_expiries(conn: &mut impl AsExec, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<OrderId>> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_scalar("SELECT id FROM orders WHERE state IN ('authorized', 'pre_waiting') AND expires_at <= $1 LIMIT $2")
-            .bind(now).bind(limit).fetch_all(&mut *c).await?
-    }))
-}
-
 pub async fn insert_decision(
     tx: &mut impl AsExec,
     order_id: OrderId,
@@ -383,49 +254,4 @@ pub async fn put_setting(tx: &mut impl AsExec, name: &str, value: &str, now: Dat
         .bind(name).bind(value).bind(now).execute(&mut *c).await?;
     });
     Ok(())
-}
-
-/// A PSP's orders, newest first, optionally of one merchant and one state.
-pub async fn list_orders(
-    conn: &mut impl AsExec,
-    psp_id: PspId,
-    merchant_id: Option<MerchantId>,
-    state: Option<&str>,
-    limit: i64,
-    starting_after: Option<OrderId>,
-) -> StoreResult<Vec<OrderRow>> {
-    let after = starting_after.unwrap_or(OrderId(uuid::Uuid::max()));
-    Ok(with_conn!(conn, c => {
-        sqlx::query_as(&format!(
-            "{ORDER_SELECT} WHERE o.psp_id = $1 AND o.id < $2 AND ($3 IS NULL OR o.merchant_id = $3) \
-             AND ($4 IS NULL OR o.state = $4) ORDER BY o.id DESC LIMIT $5"
-        ))
-        .bind(psp_id).bind(after).bind(merchant_id).bind(state).bind(limit)
-        .fetch_all(&mut *c).await?
-    }))
-}
-
-/// Changes an order's details if it is still as `expected_updated_at` says (compare-and-set):
-/// `false` if another request changed it meanwhile.
-#[allow(clippy::too_many_arguments)]
-pub async fn update_order_details(
-    tx: &mut impl AsExec,
-    id: OrderId,
-    expected_updated_at: DateTime<Utc>,
-    external_order_id: Option<&str>,
-    amounts: (i64, i64, i64),
-    duration: i64,
-    order_data: &str,
-    state: &str,
-    now: DateTime<Utc>,
-) -> StoreResult<bool> {
-    Ok(with_conn!(tx, c => {
-        sqlx::query(
-            "UPDATE orders SET external_order_id = $3, gross = $4, net = $5, tax = $6, duration = $7, order_data = $8, \
-             updated_at = $9, state = $10 WHERE id = $1 AND updated_at = $2 AND captured + canceled_amount <= $4",
-        )
-        .bind(id).bind(expected_updated_at).bind(external_order_id).bind(amounts.0).bind(amounts.1).bind(amounts.2)
-        .bind(duration).bind(order_data).bind(now).bind(state)
-        .execute(&mut *c).await?.rows_affected() == 1
-    }))
 }

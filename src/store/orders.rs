@@ -1,11 +1,12 @@
-//! Captures, refunds and direct payments with their ledger entries, each guarded by a
-//! compare-and-set on the row it changes; and the reconciliation of the ledger.
+//! Orders: the rows checkout creates and the use cases after it change, each change a
+//! compare-and-set or a guarded `UPDATE` on the order's row.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
-use super::{Arg, AsExec, Backend, StoreResult, Tx};
-use crate::domain::ids::{BuyerId, CaptureId, EntryId, MerchantId, OrderId, PspId, RefundId};
-use crate::domain::ledger::Entry;
+use super::{AsExec, Backend, StoreResult};
+use super::{corrupt, to_json};
+use crate::domain::ids::{BuyerId, MerchantId, OrderId, PspId, SessionId};
+use crate::domain::order::{OrderData, OrderState};
 use crate::with_conn;
 
 /// What reserving a capture on an order returned: the order after the change, with what the
@@ -54,256 +55,6 @@ pub async fn reserve_capture(
         .bind(order_id).bind(psp_id).bind(gross).bind(currency).bind(now).bind(number)
         .fetch_optional(&mut *c).await?
     }))
-}
-
-/// Whether the merchant already has an invoice numbered `number`.
-pub async fn invoice_number_taken(conn: &mut impl AsExec, merchant_id: MerchantId, number: &str) -> StoreResult<bool> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM captures WHERE merchant_id = $1 AND external_invoice_number = $2")
-            .bind(merchant_id).bind(number).fetch_one(&mut *c).await? > 0
-    }))
-}
-
-/// A capture row.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CaptureRow {
-    pub id: CaptureId,
-    pub order_id: OrderId,
-    pub psp_id: PspId,
-    pub merchant_id: MerchantId,
-    pub buyer_id: BuyerId,
-    pub external_invoice_number: String,
-    pub invoice_url: Option<String>,
-    pub currency: String,
-    pub gross: i64,
-    pub net: i64,
-    pub tax: i64,
-    pub fee: i64,
-    pub refunded: i64,
-    pub paid_direct: i64,
-    pub state: String,
-    pub duration: i64,
-    pub due_date: String,
-    pub payment_reference: String,
-    pub shipping_info: Option<String>,
-    pub line_items: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub virtual_iban: String,
-}
-
-impl CaptureRow {
-    /// What the buyer still owes on this invoice.
-    pub fn outstanding(&self) -> i64 {
-        (self.gross - self.refunded - self.paid_direct).max(0)
-    }
-}
-
-const CAPTURE_SELECT: &str = "SELECT c.id, c.order_id, c.psp_id, c.merchant_id, c.buyer_id, c.external_invoice_number, c.invoice_url, \
-     c.currency, c.gross, c.net, c.tax, c.fee, c.refunded, c.paid_direct, c.state, c.duration, c.due_date, c.payment_reference, \
-     c.shipping_info, c.line_items, c.created_at, c.updated_at, b.virtual_iban FROM captures c JOIN buyers b ON b.id = c.buyer_id";
-
-/// A new capture's fields.
-pub struct NewCapture<'a> {
-    pub id: CaptureId,
-    pub order_id: OrderId,
-    pub psp_id: PspId,
-    pub merchant_id: MerchantId,
-    pub buyer_id: BuyerId,
-    pub external_invoice_number: &'a str,
-    pub invoice_url: Option<&'a str>,
-    pub currency: &'a str,
-    pub gross: i64,
-    pub net: i64,
-    pub tax: i64,
-    pub fee: i64,
-    pub duration: i64,
-    pub due_date: NaiveDate,
-    pub payment_reference: &'a str,
-    pub shipping_info: Option<&'a str>,
-    pub line_items: &'a str,
-}
-
-/// Inserts a capture (deferred). The merchant's invoice numbers are unique.
-pub fn insert_capture(tx: &mut Tx, n: &NewCapture<'_>, now: DateTime<Utc>) {
-    tx.defer(
-        "INSERT INTO captures (id, order_id, psp_id, merchant_id, buyer_id, external_invoice_number, invoice_url, currency, \
-         gross, net, tax, fee, state, duration, due_date, payment_reference, shipping_info, line_items, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14, $15, $16, $17, $18, $18)",
-        vec![
-            n.id.0.into(),
-            n.order_id.0.into(),
-            n.psp_id.0.into(),
-            n.merchant_id.0.into(),
-            n.buyer_id.0.into(),
-            n.external_invoice_number.into(),
-            n.invoice_url.into(),
-            n.currency.into(),
-            n.gross.into(),
-            n.net.into(),
-            n.tax.into(),
-            n.fee.into(),
-            n.duration.into(),
-            n.due_date.to_string().into(),
-            n.payment_reference.into(),
-            n.shipping_info.into(),
-            n.line_items.into(),
-            now.into(),
-        ],
-    );
-}
-
-/// A capture of `psp_id`, optionally locked for the transaction.
-pub async fn get_capture(
-    conn: &mut impl AsExec,
-    psp_id: PspId,
-    id: CaptureId,
-    lock: bool,
-) -> StoreResult<Option<CaptureRow>> {
-    Ok(with_conn!(conn, c, b => {
-        let l = if lock && b == Backend::Postgres { " FOR UPDATE OF c" } else { "" };
-        sqlx::query_as(&format!("{CAPTURE_SELECT} WHERE c.id = $1 AND c.psp_id = $2{l}"))
-            .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
-    }))
-}
-
-pub async fn captures_of_order(conn: &mut impl AsExec, order_id: OrderId) -> StoreResult<Vec<CaptureRow>> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_as(&format!("{CAPTURE_SELECT} WHERE c.order_id = $1 ORDER BY c.id")).bind(order_id).fetch_all(&mut *c).await?
-    }))
-}
-
-/// Sets a capture's refunded and paid_direct amounts and state, if they are still `expected` (its
-/// values when read); `false` if another request changed it meanwhile.
-pub async fn update_capture_amounts(
-    tx: &mut impl AsExec,
-    id: CaptureId,
-    expected: (i64, i64),
-    refunded: i64,
-    paid_direct: i64,
-    state: &str,
-    now: DateTime<Utc>,
-) -> StoreResult<bool> {
-    Ok(with_conn!(tx, c => {
-        sqlx::query(
-            "UPDATE captures SET refunded = $4, paid_direct = $5, state = $6, updated_at = $7 \
-             WHERE id = $1 AND refunded = $2 AND paid_direct = $3",
-        )
-        .bind(id).bind(expected.0).bind(expected.1).bind(refunded).bind(paid_direct).bind(state).bind(now)
-        .execute(&mut *c).await?.rows_affected() == 1
-    }))
-}
-
-/// Extends an unpaid capture's term; `false` if it is not longer or the capture is settled.
-pub async fn extend_capture(
-    tx: &mut impl AsExec,
-    id: CaptureId,
-    duration: i64,
-    due_date: NaiveDate,
-    now: DateTime<Utc>,
-) -> StoreResult<bool> {
-    Ok(with_conn!(tx, c => {
-        sqlx::query(
-            "UPDATE captures SET duration = $2, due_date = $3, state = 'open', updated_at = $4 \
-             WHERE id = $1 AND duration < $2 AND state IN ('open', 'late')",
-        )
-        .bind(id).bind(duration).bind(due_date.to_string()).bind(now)
-        .execute(&mut *c).await?.rows_affected() == 1
-    }))
-}
-
-/// A refund row (a credit note).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RefundRow {
-    pub id: RefundId,
-    pub capture_id: CaptureId,
-    pub psp_id: PspId,
-    pub merchant_id: MerchantId,
-    pub external_credit_note_number: Option<String>,
-    pub reason: Option<String>,
-    pub currency: String,
-    pub gross: i64,
-    pub net: i64,
-    pub tax: i64,
-    pub owed_to_buyer: i64,
-    pub line_items: String,
-    pub created_at: DateTime<Utc>,
-}
-
-/// The merchant's credit note numbered `number`, if any.
-pub async fn find_refund(
-    conn: &mut impl AsExec,
-    merchant_id: MerchantId,
-    number: &str,
-) -> StoreResult<Option<RefundRow>> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_as(
-            "SELECT id, capture_id, psp_id, merchant_id, external_credit_note_number, reason, currency, gross, net, tax, \
-             owed_to_buyer, line_items, created_at FROM refunds WHERE merchant_id = $1 AND external_credit_note_number = $2",
-        )
-        .bind(merchant_id).bind(number).fetch_optional(&mut *c).await?
-    }))
-}
-
-/// Inserts a refund (deferred). Credit note numbers are unique per merchant: a concurrent
-/// duplicate fails at commit.
-pub fn insert_refund(tx: &mut Tx, r: &RefundRow) {
-    tx.defer(
-        "INSERT INTO refunds (id, capture_id, psp_id, merchant_id, external_credit_note_number, reason, currency, gross, \
-         net, tax, owed_to_buyer, line_items, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        vec![
-            r.id.0.into(),
-            r.capture_id.0.into(),
-            r.psp_id.0.into(),
-            r.merchant_id.0.into(),
-            r.external_credit_note_number.as_deref().into(),
-            r.reason.as_deref().into(),
-            r.currency.as_str().into(),
-            r.gross.into(),
-            r.net.into(),
-            r.tax.into(),
-            r.owed_to_buyer.into(),
-            r.line_items.as_str().into(),
-            r.created_at.into(),
-        ],
-    );
-}
-
-/// The amount of the direct payment `external_payment_id` confirmed on a capture, if any.
-pub async fn find_direct_payment(
-    conn: &mut impl AsExec,
-    capture_id: CaptureId,
-    external_payment_id: &str,
-) -> StoreResult<Option<i64>> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_scalar("SELECT amount FROM direct_payments WHERE capture_id = $1 AND external_payment_id = $2")
-            .bind(capture_id).bind(external_payment_id).fetch_optional(&mut *c).await?
-    }))
-}
-
-/// Records a payment made to the merchant directly (deferred; `(capture, external_payment_id)`
-/// is unique, so a concurrent duplicate fails at commit).
-pub fn insert_direct_payment(
-    tx: &mut Tx,
-    id: uuid::Uuid,
-    capture: &CaptureRow,
-    external_payment_id: Option<&str>,
-    amount: i64,
-    now: DateTime<Utc>,
-) {
-    tx.defer(
-        "INSERT INTO direct_payments (id, capture_id, psp_id, external_payment_id, currency, amount, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        vec![
-            id.into(),
-            capture.id.0.into(),
-            capture.psp_id.0.into(),
-            external_payment_id.into(),
-            capture.currency.as_str().into(),
-            amount.into(),
-            now.into(),
-        ],
-    );
 }
 
 /// Locks an order row until the transaction ends (PostgreSQL; SQLite transactions are serial).
@@ -357,115 +108,169 @@ pub async fn complete_if_settled(
     }))
 }
 
-/// Appends a balanced entry (deferred, like every write whose result the transaction does not need).
-pub async fn post(
-    tx: &mut Tx,
-    entry: &Entry,
-    currency: &str,
-    ref_id: uuid::Uuid,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let id = EntryId::new();
-    tx.defer(
-        "INSERT INTO ledger_entries (id, kind, ref_id, currency, created_at) VALUES ($1, $2, $3, $4, $5)",
-        vec![id.0.into(), entry.kind.into(), ref_id.into(), currency.into(), now.into()],
-    );
-    // All lines in one statement.
-    if !entry.lines.is_empty() {
-        let values: Vec<String> =
-            (0..entry.lines.len()).map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
-        let mut args = vec![Arg::from(id.0)];
-        for (account, amount) in &entry.lines {
-            args.push(account.key().into());
-            args.push((*amount).into());
-        }
-        tx.defer(&format!("INSERT INTO ledger_lines (entry_id, account, amount) VALUES {}", values.join(", ")), args);
+/// An order row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: OrderId,
+    pub psp_id: PspId,
+    pub merchant_id: MerchantId,
+    pub session_id: SessionId,
+    pub buyer_id: Option<BuyerId>,
+    pub state: String,
+    pub decline_reason: Option<String>,
+    pub external_order_id: Option<String>,
+    pub order_data: String,
+    pub payment_method: String,
+    pub debit_iban: Option<String>,
+    pub mandate_reference: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub virtual_iban: Option<String>,
+    pub captured: i64,
+    pub canceled_amount: i64,
+}
+
+impl OrderRow {
+    pub fn state(&self) -> StoreResult<OrderState> {
+        OrderState::parse(&self.state).ok_or_else(|| corrupt("orders.state", &self.state))
     }
+
+    pub fn data(&self) -> StoreResult<OrderData> {
+        serde_json::from_str(&self.order_data).map_err(|e| corrupt("orders.order_data", e))
+    }
+}
+
+const ORDER_SELECT: &str = "SELECT o.id, o.psp_id, o.merchant_id, o.session_id, o.buyer_id, o.state, o.decline_reason, \
+     o.external_order_id, o.order_data, o.payment_method, o.debit_iban, o.mandate_reference, o.expires_at, o.created_at, \
+     o.updated_at, b.virtual_iban, o.captured, o.canceled_amount FROM orders o LEFT JOIN buyers b ON b.id = o.buyer_id";
+
+/// What a new order is made of.
+pub struct NewOrder<'a> {
+    pub psp_id: PspId,
+    pub merchant_id: MerchantId,
+    pub session_id: SessionId,
+    pub buyer_id: Option<BuyerId>,
+    pub state: OrderState,
+    pub decline_reason: Option<&'a str>,
+    pub data: &'a OrderData,
+    pub payment_method: &'a str,
+    pub debit_iban: Option<&'a str>,
+    pub mandate_reference: Option<&'a str>,
+    pub mandate_text: Option<&'a str>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+pub async fn insert_order(tx: &mut impl AsExec, o: &NewOrder<'_>, now: DateTime<Utc>) -> StoreResult<OrderId> {
+    let id = OrderId::new();
+    let data = to_json(o.data)?;
+    let a = o.data.amount;
+    with_conn!(tx, c => {
+        sqlx::query(
+            "INSERT INTO orders (id, psp_id, merchant_id, session_id, buyer_id, state, decline_reason, external_order_id, \
+             currency, gross, net, tax, duration, order_data, payment_method, debit_iban, mandate_reference, expires_at, \
+             created_at, updated_at, mandate_text) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20)",
+        )
+        .bind(id).bind(o.psp_id).bind(o.merchant_id).bind(o.session_id).bind(o.buyer_id).bind(o.state.as_str())
+        .bind(o.decline_reason).bind(&o.data.external_order_id).bind(a.currency.as_str()).bind(a.gross).bind(a.net).bind(a.tax)
+        .bind(o.data.duration).bind(data).bind(o.payment_method).bind(o.debit_iban).bind(o.mandate_reference)
+        .bind(o.expires_at).bind(now).bind(o.mandate_text)
+        .execute(&mut *c).await?;
+    });
+    Ok(id)
+}
+
+/// An order of `psp_id` (any PSP if `None`), optionally locked.
+pub async fn get_order(
+    conn: &mut impl AsExec,
+    psp_id: Option<PspId>,
+    id: OrderId,
+    lock: bool,
+) -> StoreResult<Option<OrderRow>> {
+    Ok(with_conn!(conn, c, b => {
+        let l = if lock && b == Backend::Postgres { " FOR UPDATE OF o" } else { "" };
+        sqlx::query_as(&format!("{ORDER_SELECT} WHERE o.id = $1 AND ($2 IS NULL OR o.psp_id = $2){l}"))
+            .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Moves an order from `from` to `to` if it is still in `from`; `false` otherwise.
+pub async fn transition_order(
+    tx: &mut impl AsExec,
+    id: OrderId,
+    from: OrderState,
+    to: OrderState,
+    external_order_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE orders SET state = $3, external_order_id = COALESCE($4, external_order_id), updated_at = $5 \
+             WHERE id = $1 AND state = $2",
+        )
+        .bind(id).bind(from.as_str()).bind(to.as_str()).bind(external_order_id).bind(now)
+        .execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// Sets the decline reason of an order declined in review.
+pub async fn set_decline_reason(tx: &mut impl AsExec, id: OrderId, reason: &str) -> StoreResult<()> {
+    with_conn!(tx, c => {
+        sqlx::query("UPDATE orders SET decline_reason = $2 WHERE id = $1").bind(id).bind(reason).execute(&mut *c).await?;
+    });
     Ok(())
 }
 
-/// SQL that renders a UUID column as the hyphenated lower-case text ledger account names use.
-fn uuid_text(col: &str, b: Backend) -> String {
-    match b {
-        Backend::Postgres => format!("CAST({col} AS TEXT)"),
-        Backend::Sqlite => format!(
-            "lower(substr(hex({col}), 1, 8) || '-' || substr(hex({col}), 9, 4) || '-' || substr(hex({col}), 13, 4) || '-' \
-             || substr(hex({col}), 17, 4) || '-' || substr(hex({col}), 21))"
-        ),
-    }
-}
-
-/// Rows of a reconciliation query: (what, expected from the business tables, found in the ledger).
-pub type Differences = Vec<(String, i64, i64)>;
-
-/// Recomputes the ledger and compares it with the business tables; every difference is returned.
-pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
-    let mut diffs = Differences::new();
-    let unbalanced: Vec<(EntryId, i64)> = with_conn!(conn, c => {
-        sqlx::query_as(
-            "SELECT e.id, CAST(SUM(l.amount) AS BIGINT) FROM ledger_entries e JOIN ledger_lines l ON l.entry_id = e.id \
-             GROUP BY e.id HAVING SUM(l.amount) <> 0",
-        )
-        .fetch_all(&mut *c).await?
-    });
-    for (id, sum) in unbalanced {
-        diffs.push((format!("entry {id} does not balance"), 0, sum));
-    }
-    // What each buyer owes: invoices less refunds and direct payments against them.
-    diffs.extend(
-        compare(
-            conn,
-            "buyer_receivable",
-            "buyer_id",
-            "SUM(CASE WHEN gross - refunded - paid_direct > 0 THEN gross - refunded - paid_direct ELSE 0 END)",
-        )
-        .await?,
-    );
-    // What each PSP is owed: captured gross less fees, refunds and direct payments (a credit).
-    diffs.extend(compare(conn, "psp_payable", "psp_id", "-SUM(gross - fee - refunded - paid_direct)").await?);
-    let fees: (i64, i64) = with_conn!(conn, c => {
-        sqlx::query_as(
-            "SELECT CAST(COALESCE((SELECT -SUM(fee) FROM captures), 0) AS BIGINT), \
-                    CAST(COALESCE((SELECT SUM(amount) FROM ledger_lines WHERE account = 'fee_revenue'), 0) AS BIGINT)",
-        )
-        .fetch_one(&mut *c).await?
-    });
-    if fees.0 != fees.1 {
-        diffs.push(("fee_revenue".into(), fees.0, fees.1));
-    }
-    Ok(diffs)
-}
-
-/// Balances of the `prefix:<id>` accounts against `expected` (an aggregate over captures grouped
-/// by `id_col` and currency), in both directions; the accounts that differ.
-async fn compare(conn: &mut impl AsExec, prefix: &str, id_col: &str, expected: &str) -> StoreResult<Differences> {
-    Ok(with_conn!(conn, c, b => {
-        let key = uuid_text(id_col, b);
-        sqlx::query_as(&format!(
-            "SELECT k, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
-               SELECT '{prefix}:' || {key} AS k, currency, {expected} AS expected, 0 AS found \
-               FROM captures GROUP BY {id_col}, currency \
-               UNION ALL \
-               SELECT l.account, e.currency, 0, SUM(l.amount) FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
-               WHERE l.account LIKE '{prefix}:%' GROUP BY l.account, e.currency \
-             ) x GROUP BY k, currency HAVING SUM(expected) <> SUM(found)"
-        ))
-        .fetch_all(&mut *c).await?
-    }))
-}
-
-/// Open captures whose due date has passed (at most `limit`).
-pub async fn overdue(conn: &mut impl AsExec, today: NaiveDate, limit: i64) -> StoreResult<Vec<(CaptureId, PspId)>> {
+/// Ids of unconfirmed authorizations whose time has run out.
+pub async fn due_expiries(conn: &mut impl AsExec, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<OrderId>> {
     Ok(with_conn!(conn, c => {
-        sqlx::query_as("SELECT id, psp_id FROM captures WHERE state = 'open' AND due_date < $1 LIMIT $2")
-            .bind(today.to_string()).bind(limit).fetch_all(&mut *c).await?
+        sqlx::query_scalar("SELECT id FROM orders WHERE state IN ('authorized', 'pre_waiting') AND expires_at <= $1 LIMIT $2")
+            .bind(now).bind(limit).fetch_all(&mut *c).await?
     }))
 }
 
-/// Marks an open capture late; `false` if it is no longer open.
-pub async fn mark_late(tx: &mut impl AsExec, id: CaptureId, now: DateTime<Utc>) -> StoreResult<bool> {
+/// A PSP's orders, newest first, optionally of one merchant and one state.
+pub async fn list_orders(
+    conn: &mut impl AsExec,
+    psp_id: PspId,
+    merchant_id: Option<MerchantId>,
+    state: Option<&str>,
+    limit: i64,
+    starting_after: Option<OrderId>,
+) -> StoreResult<Vec<OrderRow>> {
+    let after = starting_after.unwrap_or(OrderId(uuid::Uuid::max()));
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(&format!(
+            "{ORDER_SELECT} WHERE o.psp_id = $1 AND o.id < $2 AND ($3 IS NULL OR o.merchant_id = $3) \
+             AND ($4 IS NULL OR o.state = $4) ORDER BY o.id DESC LIMIT $5"
+        ))
+        .bind(psp_id).bind(after).bind(merchant_id).bind(state).bind(limit)
+        .fetch_all(&mut *c).await?
+    }))
+}
+
+/// Changes an order's details if it is still as `expected_updated_at` says (compare-and-set):
+/// `false` if another request changed it meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub async fn update_order_details(
+    tx: &mut impl AsExec,
+    id: OrderId,
+    expected_updated_at: DateTime<Utc>,
+    external_order_id: Option<&str>,
+    amounts: (i64, i64, i64),
+    duration: i64,
+    order_data: &str,
+    state: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
     Ok(with_conn!(tx, c => {
-        sqlx::query("UPDATE captures SET state = 'late', updated_at = $2 WHERE id = $1 AND state = 'open'")
-            .bind(id).bind(now).execute(&mut *c).await?.rows_affected() == 1
+        sqlx::query(
+            "UPDATE orders SET external_order_id = $3, gross = $4, net = $5, tax = $6, duration = $7, order_data = $8, \
+             updated_at = $9, state = $10 WHERE id = $1 AND updated_at = $2 AND captured + canceled_amount <= $4",
+        )
+        .bind(id).bind(expected_updated_at).bind(external_order_id).bind(amounts.0).bind(amounts.1).bind(amounts.2)
+        .bind(duration).bind(order_data).bind(now).bind(state)
+        .execute(&mut *c).await?.rows_affected() == 1
     }))
 }

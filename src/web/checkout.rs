@@ -20,9 +20,10 @@ use super::idempotency::{Idem, respond};
 use crate::domain::decision::Policy;
 use crate::domain::ids::{BuyerId, OrderId, SessionId};
 use crate::domain::order::OrderInput;
-use crate::service::checkout::{
-    self, AuthorizeInput, AuthorizeResult, CheckoutError, CompanyHit, Order, PaymentPageSession,
-    PaymentPageSessionInput, SessionView, WidgetSession, WidgetSessionInput,
+use crate::service::authorizations::{self, Order};
+use crate::service::checkout::{self, AuthorizeInput, AuthorizeResult, CheckoutError};
+use crate::service::sessions::{
+    self, CompanyHit, PaymentPageSession, PaymentPageSessionInput, SessionView, WidgetSession, WidgetSessionInput,
 };
 
 impl From<CheckoutError> for ApiError {
@@ -111,7 +112,7 @@ async fn create_payment_page_session(
     ApiJson(body): ApiJson<PaymentPageSessionInput>,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db.begin().await?;
-    let session = checkout::create_payment_page_session(&state.services, &mut tx, psp.psp_id, body).await?;
+    let session = sessions::create_payment_page_session(&state.services, &mut tx, psp.psp_id, body).await?;
     respond(tx, &idem, StatusCode::CREATED, &session).await
 }
 
@@ -135,7 +136,7 @@ async fn create_widget_session(
     ApiJson(body): ApiJson<WidgetSessionInput>,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db.begin().await?;
-    let session = checkout::create_widget_session(&state.services, &mut tx, psp.psp_id, body).await?;
+    let session = sessions::create_widget_session(&state.services, &mut tx, psp.psp_id, body).await?;
     respond(tx, &idem, StatusCode::CREATED, &session).await
 }
 
@@ -165,7 +166,7 @@ async fn confirm_authorization(
     ApiJson(body): ApiJson<OrderInput>,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db.begin().await?;
-    let order = checkout::confirm(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    let order = authorizations::confirm(&state.services, &mut tx, psp.psp_id, id, body).await?;
     respond(tx, &idem, StatusCode::OK, &order).await
 }
 
@@ -178,7 +179,7 @@ impl FromRequestParts<AppState> for ClientSecret {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ApiPath(secret) = ApiPath::<String>::from_request_parts(parts, state).await?;
-        checkout::session_of_secret(&state.services, &secret)
+        sessions::session_of_secret(&state.services, &secret)
             .map(ClientSecret)
             .ok_or_else(|| ApiError::not_found("session"))
     }
@@ -196,7 +197,7 @@ async fn get_session(
     State(state): State<AppState>,
     ClientSecret(id): ClientSecret,
 ) -> Result<Json<SessionView>, ApiError> {
-    Ok(Json(checkout::session_view(&state.services, id).await?.0))
+    Ok(Json(sessions::session_view(&state.services, id).await?.0))
 }
 
 /// Authorize (checkout API).
@@ -233,7 +234,7 @@ pub struct Canceled {
               (status = 404, description = "No such session", body = ErrorBody),
               (status = 409, description = "Session no longer open", body = ErrorBody)))]
 async fn cancel(State(state): State<AppState>, ClientSecret(id): ClientSecret) -> Result<Json<Canceled>, ApiError> {
-    Ok(Json(Canceled { redirect_url: checkout::cancel_session(&state.services, id).await? }))
+    Ok(Json(Canceled { redirect_url: sessions::cancel_session(&state.services, id).await? }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -268,8 +269,8 @@ async fn companies(
     ApiQuery(q): ApiQuery<CompanyQuery>,
 ) -> Result<Json<CompanyList>, ApiError> {
     let id =
-        checkout::session_of_secret(&state.services, &q.client_secret).ok_or_else(|| ApiError::not_found("session"))?;
-    Ok(Json(CompanyList { data: checkout::search_companies(&state.services, id, &q.q).await? }))
+        sessions::session_of_secret(&state.services, &q.client_secret).ok_or_else(|| ApiError::not_found("session"))?;
+    Ok(Json(CompanyList { data: sessions::search_companies(&state.services, id, &q.q).await? }))
 }
 
 /// The session a checkout API request names by its client secret (in the path, or the
@@ -286,7 +287,7 @@ fn session_in(state: &AppState, req: &Request) -> Option<SessionId> {
                 .query()
                 .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("client_secret=")).map(str::to_owned))
         })?;
-    checkout::session_of_secret(&state.services, &secret)
+    sessions::session_of_secret(&state.services, &secret)
 }
 
 /// Rate limits of the (unauthenticated) checkout API: per client address and per session, each
@@ -313,7 +314,7 @@ pub async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Re
     let own = state.config.public_url();
     let allowed = match session {
         _ if origin == own => true,
-        Some(id) => match checkout::session_view(&state.services, id).await {
+        Some(id) => match sessions::session_view(&state.services, id).await {
             Ok((_, origins)) => origins.contains(&origin),
             Err(_) => false,
         },
@@ -357,7 +358,7 @@ pub async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Re
               (status = 409, description = "Not in review", body = ErrorBody)),
     security(("admin" = [])))]
 async fn approve_order(State(state): State<AppState>, ApiPath(id): ApiPath<OrderId>) -> Result<Json<Order>, ApiError> {
-    Ok(Json(checkout::review(&state.services, id, true).await?))
+    Ok(Json(authorizations::review(&state.services, id, true).await?))
 }
 
 /// Decline an order in manual review (operator).
@@ -368,7 +369,7 @@ async fn approve_order(State(state): State<AppState>, ApiPath(id): ApiPath<Order
               (status = 409, description = "Not in review", body = ErrorBody)),
     security(("admin" = [])))]
 async fn decline_order(State(state): State<AppState>, ApiPath(id): ApiPath<OrderId>) -> Result<Json<Order>, ApiError> {
-    Ok(Json(checkout::review(&state.services, id, false).await?))
+    Ok(Json(authorizations::review(&state.services, id, false).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -13,7 +13,8 @@ use super::extract::ApiPath;
 use crate::domain::ids::SessionId;
 use crate::domain::legal_forms::{LEGAL_FORMS, RequiredInput};
 use crate::domain::order::{DebtorCompany, OrderData};
-use crate::service::checkout::{self, CheckoutError, SessionView};
+use crate::service::checkout::{self, CheckoutError};
+use crate::service::sessions::{self, SessionView};
 
 const FORM_JS: &str = include_str!("../../assets/form.js");
 const SDK_JS: &str = include_str!("../../assets/checkout.js");
@@ -338,7 +339,7 @@ pub struct PageQuery {
 }
 
 async fn load(state: &AppState, id: SessionId) -> Option<(SessionView, Vec<String>)> {
-    match checkout::session_view(&state.services, id).await {
+    match sessions::session_view(&state.services, id).await {
         Ok(v) => Some(v),
         Err(CheckoutError::NotFound(_)) => None,
         Err(e) => {
@@ -354,7 +355,7 @@ pub async fn payment_page(
     ApiPath(secret): ApiPath<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let Some(id) = checkout::session_of_secret(&state.services, &secret) else {
+    let Some(id) = sessions::session_of_secret(&state.services, &secret) else {
         return gone(&DE, StatusCode::NOT_FOUND);
     };
     let Some((view, _)) = load(&state, id).await else { return gone(&DE, StatusCode::NOT_FOUND) };
@@ -398,7 +399,7 @@ pub async fn widget_frame(
     Query(q): Query<WidgetQuery>,
 ) -> Response {
     let t = texts(q.lang.as_deref().unwrap_or("de"));
-    let Some(id) = checkout::session_of_secret(&state.services, &secret) else {
+    let Some(id) = sessions::session_of_secret(&state.services, &secret) else {
         return gone(t, StatusCode::NOT_FOUND);
     };
     let Some((view, origins)) = load(&state, id).await else { return gone(t, StatusCode::NOT_FOUND) };

@@ -14,10 +14,9 @@ use super::idempotency::{Idem, respond};
 use super::merchants::Page;
 use crate::domain::ids::{CaptureId, MerchantId, OrderId};
 use crate::domain::order::OrderState;
-use crate::service::checkout::{self, Order};
-use crate::service::orders::{
-    self, Capture, CaptureInput, ConfirmPaymentInput, ExtendInput, OrderError, OrderPatch, Outcome, Refund, RefundInput,
-};
+use crate::service::authorizations::{self, Order};
+use crate::service::captures::{self, Capture, CaptureInput, ConfirmPaymentInput, ExtendInput, Refund, RefundInput};
+use crate::service::orders::{self, OrderError, OrderPatch, Outcome};
 
 impl From<OrderError> for ApiError {
     fn from(e: OrderError) -> ApiError {
@@ -98,7 +97,7 @@ async fn get_order(
     psp: AuthedPsp,
     ApiPath(id): ApiPath<OrderId>,
 ) -> Result<Json<Order>, ApiError> {
-    Ok(Json(checkout::get_order(&state.services, psp.psp_id, id).await?))
+    Ok(Json(authorizations::get_order(&state.services, psp.psp_id, id).await?))
 }
 
 /// Update an order's details.
@@ -149,7 +148,7 @@ async fn create_capture(
     ApiJson(body): ApiJson<CaptureInput>,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db.begin().await?;
-    let capture = orders::capture(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    let capture = captures::capture(&state.services, &mut tx, psp.psp_id, id, body).await?;
     respond(tx, &idem, StatusCode::CREATED, &capture).await
 }
 
@@ -169,7 +168,7 @@ async fn list_captures(
     psp: AuthedPsp,
     ApiPath(id): ApiPath<OrderId>,
 ) -> Result<Json<CaptureList>, ApiError> {
-    Ok(Json(CaptureList { data: orders::captures_of_order(&state.services, psp.psp_id, id).await? }))
+    Ok(Json(CaptureList { data: captures::captures_of_order(&state.services, psp.psp_id, id).await? }))
 }
 
 /// Cancel the uncaptured rest of an order.
@@ -206,7 +205,7 @@ async fn get_capture(
     psp: AuthedPsp,
     ApiPath(id): ApiPath<CaptureId>,
 ) -> Result<Json<Capture>, ApiError> {
-    Ok(Json(orders::get_capture(&state.services, psp.psp_id, id).await?))
+    Ok(Json(captures::get_capture(&state.services, psp.psp_id, id).await?))
 }
 
 /// Refund a capture (credit note).
@@ -233,7 +232,7 @@ async fn create_refund(
     ApiJson(body): ApiJson<RefundInput>,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db.begin().await?;
-    let (refund, outcome) = orders::refund(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    let (refund, outcome) = captures::refund(&state.services, &mut tx, psp.psp_id, id, body).await?;
     respond(tx, &idem, created_or_ok(outcome), &refund).await
 }
 
@@ -259,7 +258,7 @@ async fn confirm_payment(
 ) -> Result<Response, ApiError> {
     let mut tx = state.db.begin().await?;
     let (capture, _) =
-        orders::confirm_payment(&state.services, &mut tx, psp.psp_id, id, body, idem.0.is_some()).await?;
+        captures::confirm_payment(&state.services, &mut tx, psp.psp_id, id, body, idem.0.is_some()).await?;
     respond(tx, &idem, StatusCode::OK, &capture).await
 }
 
@@ -281,6 +280,6 @@ async fn extend_duration(
     ApiJson(body): ApiJson<ExtendInput>,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db.begin().await?;
-    let capture = orders::extend_duration(&state.services, &mut tx, psp.psp_id, id, body).await?;
+    let capture = captures::extend_duration(&state.services, &mut tx, psp.psp_id, id, body).await?;
     respond(tx, &idem, StatusCode::OK, &capture).await
 }

@@ -38,7 +38,7 @@ pub fn amount(gross: i64) -> Value {
 
 pub async fn verify_ledger(app: &TestApp) {
     let mut conn = app.db().conn().await.unwrap();
-    let diffs = netterms::store::orders::verify(&mut conn).await.unwrap();
+    let diffs = netterms::store::ledger::verify(&mut conn).await.unwrap();
     assert!(diffs.is_empty(), "ledger differs: {diffs:?}");
 }
 
@@ -312,7 +312,7 @@ async fn ledger_verify_names_a_difference() {
     // A capture whose amount changes behind the ledger's back is found.
     app.execute("UPDATE captures SET gross = gross + 1, net = net + 1").await;
     let mut conn = app.db().conn().await.unwrap();
-    let diffs = netterms::store::orders::verify(&mut conn).await.unwrap();
+    let diffs = netterms::store::ledger::verify(&mut conn).await.unwrap();
     assert!(diffs.iter().any(|(what, _, _)| what.starts_with("buyer_receivable:")), "{diffs:?}");
     assert!(diffs.iter().any(|(what, _, _)| what.starts_with("psp_payable:")), "{diffs:?}");
 }
@@ -381,9 +381,9 @@ async fn overdue_invoices_become_late_until_extended() {
         .await
         .json();
     let id = c["capture_id"].as_str().unwrap();
-    assert_eq!(netterms::service::orders::mark_overdue(&app.services).await.unwrap(), 0);
+    assert_eq!(netterms::service::captures::mark_overdue(&app.services).await.unwrap(), 0);
     app.services.clock.advance(chrono::Duration::days(32));
-    assert_eq!(netterms::service::orders::mark_overdue(&app.services).await.unwrap(), 1);
+    assert_eq!(netterms::service::captures::mark_overdue(&app.services).await.unwrap(), 1);
     assert_eq!(app.send(app.psp(&psp, Method::GET, &format!("/v1/captures/{id}"))).await.json()["state"], "late");
     let events = app.send(app.psp(&psp, Method::GET, "/v1/events?type=capture.late")).await.json();
     assert_eq!(events["data"].as_array().unwrap().len(), 1);

@@ -1,0 +1,274 @@
+//! Captures (invoices), refunds (credit notes) and direct payments, each guarded by a
+//! compare-and-set on the row it changes.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{AsExec, Backend, StoreResult, Tx};
+use crate::domain::ids::{BuyerId, CaptureId, MerchantId, OrderId, PspId, RefundId};
+use crate::with_conn;
+
+/// Whether the merchant already has an invoice numbered `number`.
+pub async fn invoice_number_taken(conn: &mut impl AsExec, merchant_id: MerchantId, number: &str) -> StoreResult<bool> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM captures WHERE merchant_id = $1 AND external_invoice_number = $2")
+            .bind(merchant_id).bind(number).fetch_one(&mut *c).await? > 0
+    }))
+}
+
+/// A capture row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CaptureRow {
+    pub id: CaptureId,
+    pub order_id: OrderId,
+    pub psp_id: PspId,
+    pub merchant_id: MerchantId,
+    pub buyer_id: BuyerId,
+    pub external_invoice_number: String,
+    pub invoice_url: Option<String>,
+    pub currency: String,
+    pub gross: i64,
+    pub net: i64,
+    pub tax: i64,
+    pub fee: i64,
+    pub refunded: i64,
+    pub paid_direct: i64,
+    pub state: String,
+    pub duration: i64,
+    pub due_date: String,
+    pub payment_reference: String,
+    pub shipping_info: Option<String>,
+    pub line_items: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub virtual_iban: String,
+}
+
+impl CaptureRow {
+    /// What the buyer still owes on this invoice.
+    pub fn outstanding(&self) -> i64 {
+        (self.gross - self.refunded - self.paid_direct).max(0)
+    }
+}
+
+const CAPTURE_SELECT: &str = "SELECT c.id, c.order_id, c.psp_id, c.merchant_id, c.buyer_id, c.external_invoice_number, c.invoice_url, \
+     c.currency, c.gross, c.net, c.tax, c.fee, c.refunded, c.paid_direct, c.state, c.duration, c.due_date, c.payment_reference, \
+     c.shipping_info, c.line_items, c.created_at, c.updated_at, b.virtual_iban FROM captures c JOIN buyers b ON b.id = c.buyer_id";
+
+/// A new capture's fields.
+pub struct NewCapture<'a> {
+    pub id: CaptureId,
+    pub order_id: OrderId,
+    pub psp_id: PspId,
+    pub merchant_id: MerchantId,
+    pub buyer_id: BuyerId,
+    pub external_invoice_number: &'a str,
+    pub invoice_url: Option<&'a str>,
+    pub currency: &'a str,
+    pub gross: i64,
+    pub net: i64,
+    pub tax: i64,
+    pub fee: i64,
+    pub duration: i64,
+    pub due_date: NaiveDate,
+    pub payment_reference: &'a str,
+    pub shipping_info: Option<&'a str>,
+    pub line_items: &'a str,
+}
+
+/// Inserts a capture (deferred). The merchant's invoice numbers are unique.
+pub fn insert_capture(tx: &mut Tx, n: &NewCapture<'_>, now: DateTime<Utc>) {
+    tx.defer(
+        "INSERT INTO captures (id, order_id, psp_id, merchant_id, buyer_id, external_invoice_number, invoice_url, currency, \
+         gross, net, tax, fee, state, duration, due_date, payment_reference, shipping_info, line_items, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14, $15, $16, $17, $18, $18)",
+        vec![
+            n.id.0.into(),
+            n.order_id.0.into(),
+            n.psp_id.0.into(),
+            n.merchant_id.0.into(),
+            n.buyer_id.0.into(),
+            n.external_invoice_number.into(),
+            n.invoice_url.into(),
+            n.currency.into(),
+            n.gross.into(),
+            n.net.into(),
+            n.tax.into(),
+            n.fee.into(),
+            n.duration.into(),
+            n.due_date.to_string().into(),
+            n.payment_reference.into(),
+            n.shipping_info.into(),
+            n.line_items.into(),
+            now.into(),
+        ],
+    );
+}
+
+/// A capture of `psp_id`, optionally locked for the transaction.
+pub async fn get_capture(
+    conn: &mut impl AsExec,
+    psp_id: PspId,
+    id: CaptureId,
+    lock: bool,
+) -> StoreResult<Option<CaptureRow>> {
+    Ok(with_conn!(conn, c, b => {
+        let l = if lock && b == Backend::Postgres { " FOR UPDATE OF c" } else { "" };
+        sqlx::query_as(&format!("{CAPTURE_SELECT} WHERE c.id = $1 AND c.psp_id = $2{l}"))
+            .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
+    }))
+}
+
+pub async fn captures_of_order(conn: &mut impl AsExec, order_id: OrderId) -> StoreResult<Vec<CaptureRow>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(&format!("{CAPTURE_SELECT} WHERE c.order_id = $1 ORDER BY c.id")).bind(order_id).fetch_all(&mut *c).await?
+    }))
+}
+
+/// Sets a capture's refunded and paid_direct amounts and state, if they are still `expected` (its
+/// values when read); `false` if another request changed it meanwhile.
+pub async fn update_capture_amounts(
+    tx: &mut impl AsExec,
+    id: CaptureId,
+    expected: (i64, i64),
+    refunded: i64,
+    paid_direct: i64,
+    state: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE captures SET refunded = $4, paid_direct = $5, state = $6, updated_at = $7 \
+             WHERE id = $1 AND refunded = $2 AND paid_direct = $3",
+        )
+        .bind(id).bind(expected.0).bind(expected.1).bind(refunded).bind(paid_direct).bind(state).bind(now)
+        .execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// Extends an unpaid capture's term; `false` if it is not longer or the capture is settled.
+pub async fn extend_capture(
+    tx: &mut impl AsExec,
+    id: CaptureId,
+    duration: i64,
+    due_date: NaiveDate,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE captures SET duration = $2, due_date = $3, state = 'open', updated_at = $4 \
+             WHERE id = $1 AND duration < $2 AND state IN ('open', 'late')",
+        )
+        .bind(id).bind(duration).bind(due_date.to_string()).bind(now)
+        .execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// A refund row (a credit note).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefundRow {
+    pub id: RefundId,
+    pub capture_id: CaptureId,
+    pub psp_id: PspId,
+    pub merchant_id: MerchantId,
+    pub external_credit_note_number: Option<String>,
+    pub reason: Option<String>,
+    pub currency: String,
+    pub gross: i64,
+    pub net: i64,
+    pub tax: i64,
+    pub owed_to_buyer: i64,
+    pub line_items: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The merchant's credit note numbered `number`, if any.
+pub async fn find_refund(
+    conn: &mut impl AsExec,
+    merchant_id: MerchantId,
+    number: &str,
+) -> StoreResult<Option<RefundRow>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT id, capture_id, psp_id, merchant_id, external_credit_note_number, reason, currency, gross, net, tax, \
+             owed_to_buyer, line_items, created_at FROM refunds WHERE merchant_id = $1 AND external_credit_note_number = $2",
+        )
+        .bind(merchant_id).bind(number).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Inserts a refund (deferred). Credit note numbers are unique per merchant: a concurrent
+/// duplicate fails at commit.
+pub fn insert_refund(tx: &mut Tx, r: &RefundRow) {
+    tx.defer(
+        "INSERT INTO refunds (id, capture_id, psp_id, merchant_id, external_credit_note_number, reason, currency, gross, \
+         net, tax, owed_to_buyer, line_items, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        vec![
+            r.id.0.into(),
+            r.capture_id.0.into(),
+            r.psp_id.0.into(),
+            r.merchant_id.0.into(),
+            r.external_credit_note_number.as_deref().into(),
+            r.reason.as_deref().into(),
+            r.currency.as_str().into(),
+            r.gross.into(),
+            r.net.into(),
+            r.tax.into(),
+            r.owed_to_buyer.into(),
+            r.line_items.as_str().into(),
+            r.created_at.into(),
+        ],
+    );
+}
+
+/// The amount of the direct payment `external_payment_id` confirmed on a capture, if any.
+pub async fn find_direct_payment(
+    conn: &mut impl AsExec,
+    capture_id: CaptureId,
+    external_payment_id: &str,
+) -> StoreResult<Option<i64>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_scalar("SELECT amount FROM direct_payments WHERE capture_id = $1 AND external_payment_id = $2")
+            .bind(capture_id).bind(external_payment_id).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Records a payment made to the merchant directly (deferred; `(capture, external_payment_id)`
+/// is unique, so a concurrent duplicate fails at commit).
+pub fn insert_direct_payment(
+    tx: &mut Tx,
+    id: uuid::Uuid,
+    capture: &CaptureRow,
+    external_payment_id: Option<&str>,
+    amount: i64,
+    now: DateTime<Utc>,
+) {
+    tx.defer(
+        "INSERT INTO direct_payments (id, capture_id, psp_id, external_payment_id, currency, amount, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        vec![
+            id.into(),
+            capture.id.0.into(),
+            capture.psp_id.0.into(),
+            external_payment_id.into(),
+            capture.currency.as_str().into(),
+            amount.into(),
+            now.into(),
+        ],
+    );
+}
+
+/// Open captures whose due date has passed (at most `limit`).
+pub async fn overdue(conn: &mut impl AsExec, today: NaiveDate, limit: i64) -> StoreResult<Vec<(CaptureId, PspId)>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as("SELECT id, psp_id FROM captures WHERE state = 'open' AND due_date < $1 LIMIT $2")
+            .bind(today.to_string()).bind(limit).fetch_all(&mut *c).await?
+    }))
+}
+
+/// Marks an open capture late; `false` if it is no longer open.
+pub async fn mark_late(tx: &mut impl AsExec, id: CaptureId, now: DateTime<Utc>) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query("UPDATE captures SET state = 'late', updated_at = $2 WHERE id = $1 AND state = 'open'")
+            .bind(id).bind(now).execute(&mut *c).await?.rows_affected() == 1
+    }))
+}

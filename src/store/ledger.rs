@@ -1,0 +1,106 @@
+//! The double-entry ledger: appending balanced entries, and reconciling the journal with the
+//! business tables (`netterms ledger verify`).
+
+use chrono::{DateTime, Utc};
+
+use super::{Arg, AsExec, Backend, StoreResult, Tx};
+use crate::domain::ids::EntryId;
+use crate::domain::ledger::Entry;
+use crate::with_conn;
+
+/// Appends a balanced entry (deferred, like every write whose result the transaction does not need).
+pub async fn post(
+    tx: &mut Tx,
+    entry: &Entry,
+    currency: &str,
+    ref_id: uuid::Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let id = EntryId::new();
+    tx.defer(
+        "INSERT INTO ledger_entries (id, kind, ref_id, currency, created_at) VALUES ($1, $2, $3, $4, $5)",
+        vec![id.0.into(), entry.kind.into(), ref_id.into(), currency.into(), now.into()],
+    );
+    // All lines in one statement.
+    if !entry.lines.is_empty() {
+        let values: Vec<String> =
+            (0..entry.lines.len()).map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
+        let mut args = vec![Arg::from(id.0)];
+        for (account, amount) in &entry.lines {
+            args.push(account.key().into());
+            args.push((*amount).into());
+        }
+        tx.defer(&format!("INSERT INTO ledger_lines (entry_id, account, amount) VALUES {}", values.join(", ")), args);
+    }
+    Ok(())
+}
+
+/// SQL that renders a UUID column as the hyphenated lower-case text ledger account names use.
+fn uuid_text(col: &str, b: Backend) -> String {
+    match b {
+        Backend::Postgres => format!("CAST({col} AS TEXT)"),
+        Backend::Sqlite => format!(
+            "lower(substr(hex({col}), 1, 8) || '-' || substr(hex({col}), 9, 4) || '-' || substr(hex({col}), 13, 4) || '-' \
+             || substr(hex({col}), 17, 4) || '-' || substr(hex({col}), 21))"
+        ),
+    }
+}
+
+/// Rows of a reconciliation query: (what, expected from the business tables, found in the ledger).
+pub type Differences = Vec<(String, i64, i64)>;
+
+/// Recomputes the ledger and compares it with the business tables; every difference is returned.
+pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
+    let mut diffs = Differences::new();
+    let unbalanced: Vec<(EntryId, i64)> = with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT e.id, CAST(SUM(l.amount) AS BIGINT) FROM ledger_entries e JOIN ledger_lines l ON l.entry_id = e.id \
+             GROUP BY e.id HAVING SUM(l.amount) <> 0",
+        )
+        .fetch_all(&mut *c).await?
+    });
+    for (id, sum) in unbalanced {
+        diffs.push((format!("entry {id} does not balance"), 0, sum));
+    }
+    // What each buyer owes: invoices less refunds and direct payments against them.
+    diffs.extend(
+        compare(
+            conn,
+            "buyer_receivable",
+            "buyer_id",
+            "SUM(CASE WHEN gross - refunded - paid_direct > 0 THEN gross - refunded - paid_direct ELSE 0 END)",
+        )
+        .await?,
+    );
+    // What each PSP is owed: captured gross less fees, refunds and direct payments (a credit).
+    diffs.extend(compare(conn, "psp_payable", "psp_id", "-SUM(gross - fee - refunded - paid_direct)").await?);
+    let fees: (i64, i64) = with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT CAST(COALESCE((SELECT -SUM(fee) FROM captures), 0) AS BIGINT), \
+                    CAST(COALESCE((SELECT SUM(amount) FROM ledger_lines WHERE account = 'fee_revenue'), 0) AS BIGINT)",
+        )
+        .fetch_one(&mut *c).await?
+    });
+    if fees.0 != fees.1 {
+        diffs.push(("fee_revenue".into(), fees.0, fees.1));
+    }
+    Ok(diffs)
+}
+
+/// Balances of the `prefix:<id>` accounts against `expected` (an aggregate over captures grouped
+/// by `id_col` and currency), in both directions; the accounts that differ.
+async fn compare(conn: &mut impl AsExec, prefix: &str, id_col: &str, expected: &str) -> StoreResult<Differences> {
+    Ok(with_conn!(conn, c, b => {
+        let key = uuid_text(id_col, b);
+        sqlx::query_as(&format!(
+            "SELECT k, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
+               SELECT '{prefix}:' || {key} AS k, currency, {expected} AS expected, 0 AS found \
+               FROM captures GROUP BY {id_col}, currency \
+               UNION ALL \
+               SELECT l.account, e.currency, 0, SUM(l.amount) FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
+               WHERE l.account LIKE '{prefix}:%' GROUP BY l.account, e.currency \
+             ) x GROUP BY k, currency HAVING SUM(expected) <> SUM(found)"
+        ))
+        .fetch_all(&mut *c).await?
+    }))
+}
