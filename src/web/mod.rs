@@ -261,6 +261,19 @@ fn common_answers(path: &str, method: &str, op: &mut serde_json::Value) {
                 .or_insert_with(|| serde_json::json!({"description": description, "content": error.clone()}));
         }
     }
+    // Query text as the extractor checks it: no control characters.
+    if let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) {
+        for p in params.iter_mut().filter(|p| p.get("in").and_then(|i| i.as_str()) == Some("query")) {
+            let Some(schema) = p.get_mut("schema").and_then(|s| s.as_object_mut()) else { continue };
+            let text = schema
+                .get("type")
+                .is_some_and(|t| t == "string" || t.as_array().is_some_and(|a| a.contains(&"string".into())));
+            if text && !schema.contains_key("pattern") && !schema.contains_key("format") && !schema.contains_key("enum")
+            {
+                schema.insert("pattern".into(), NO_CONTROLS.into());
+            }
+        }
+    }
     // The key header as the middleware checks it.
     if let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) {
         for p in params.iter_mut().filter(|p| p.get("name").and_then(|n| n.as_str()) == Some("Idempotency-Key")) {
@@ -326,6 +339,19 @@ fn text_rules(schema_name: &str, schema: &mut serde_json::Value) {
             Some(serde_json::Value::Array(ts)) => ts.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),
             _ => continue,
         };
+        if name == "countries" && types.iter().any(|t| t == "array") {
+            p.insert("items".into(), serde_json::json!({"type": "string", "enum": crate::domain::validate::COUNTRIES}));
+            continue;
+        }
+        if types.iter().any(|t| t == "integer") {
+            if let Some((min, max)) = integer_range(schema_name, name) {
+                p.entry("minimum").or_insert(min.into());
+                if let Some(max) = max {
+                    p.entry("maximum").or_insert(max.into());
+                }
+            }
+            continue;
+        }
         if !types.iter().any(|t| t == "string") {
             continue;
         }
@@ -360,6 +386,30 @@ fn text_rules(schema_name: &str, schema: &mut serde_json::Value) {
         let rule = if required.contains(name) { NOT_BLANK } else { NO_CONTROLS };
         p.insert("pattern".into(), rule.into());
     }
+}
+
+/// The range the server accepts for an input's integer field, where it checks one.
+fn integer_range(schema: &str, field: &str) -> Option<(i64, Option<i64>)> {
+    Some(match (schema, field) {
+        ("FeeBand", "max_duration") => (1, Some(120)),
+        (_, "fee_rate_bps") => (0, Some(10_000)),
+        (_, "duration" | "min_duration" | "max_duration" | "default_duration") => (7, Some(120)),
+        (_, "quantity") => (1, Some(1_000_000)),
+        ("AmountInput", "tax") => (0, None),
+        (_, "min_order_amount") => (1, None),
+        (
+            _,
+            "fee_fixed"
+            | "credit_limit"
+            | "default_buyer_limit"
+            | "review_above"
+            | "max_order_amount"
+            | "merchant_limit"
+            | "psp_limit",
+        ) => (0, None),
+        (_, "amount") if schema == "ConfirmPaymentInput" => (1, None),
+        _ => return None,
+    })
 }
 
 /// The longest text the server accepts in an input field (the `Violations::text` limits).
