@@ -199,3 +199,115 @@ async fn ledger_verify_exits_non_zero_naming_the_difference() {
     assert!(stdout.contains(&format!("entry {id} does not balance")), "{stdout}");
     assert!(stdout.contains("DIFFERENCE fee_revenue"), "{stdout}");
 }
+
+/// Webhooks never go through a proxy from the environment (it would resolve hostnames past the
+/// address checks): with `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` pointing at a listener, the
+/// delivery still reaches the receiver directly and the listener sees no connection.
+#[tokio::test]
+async fn webhooks_ignore_proxies_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    // The "proxy": counts connections and answers nothing useful.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    proxy.set_nonblocking(true).unwrap();
+    let proxied = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = proxied.clone();
+    std::thread::spawn(move || {
+        loop {
+            if let Ok((s, _)) = proxy.accept() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    // The receiver.
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let h = h.clone();
+            async move {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let admin = "proxy-test-admin-token-0123456789";
+    let mut child = KillOnDrop(
+        netterms(dir.path())
+            .arg("serve")
+            .env("NETTERMS_ADMIN_TOKEN", admin)
+            .env("NETTERMS_WEBHOOK_POLL_MS", "50")
+            .env("HTTP_PROXY", &proxy_url)
+            .env("HTTPS_PROXY", &proxy_url)
+            .env("ALL_PROXY", &proxy_url)
+            .env("http_proxy", &proxy_url)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("server exited before listening").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break format!("http://{}", rest.split(' ').next().unwrap());
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let psp: Value = c
+        .post(format!("{base}/admin/v1/psps"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "P", "fee_rate_bps": 100, "fee_fixed": 0, "iban": "DE89370400440532013000", "payout_frequency": "weekly"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pw: Value = c
+        .get(psp["password_url"].as_str().unwrap())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (user, pass) = (psp["username"].as_str().unwrap(), pw["password"].as_str().unwrap());
+    let r = c
+        .post(format!("{base}/v1/webhook-endpoints"))
+        .basic_auth(user, Some(pass))
+        .json(&json!({"url": hook, "event_types": ["merchant.activated"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .post(format!("{base}/v1/merchants"))
+        .basic_auth(user, Some(pass))
+        .json(&json!({"external_id": "m", "name": "M GmbH", "legal_form": "10001", "registration_number": "HRB 1",
+            "registration_court": "AG Berlin", "address": {"street": "S", "postal_code": "10115", "city": "Berlin", "country": "DE"},
+            "contact": {"name": "N", "email": "n@m.example"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    for _ in 0..100 {
+        if hits.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "the webhook reached the receiver directly");
+    assert_eq!(proxied.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing went to the proxy");
+}
