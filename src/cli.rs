@@ -58,8 +58,10 @@ pub enum LedgerCommand {
 }
 
 /// `netterms ledger verify`.
-pub async fn run_ledger(config: Config, cmd: LedgerCommand) -> anyhow::Result<()> {
+pub async fn run_ledger(mut config: Config, cmd: LedgerCommand) -> anyhow::Result<()> {
     let LedgerCommand::Verify = cmd;
+    // Reconciling a large database may take longer than a request may.
+    config.db_statement_timeout_ms = Some(0);
     let s = Services::open(config, false).await?;
     let mut conn = s.db.conn().await?;
     let diffs = crate::store::ledger::verify(&mut conn).await?;
