@@ -87,7 +87,7 @@ pub async fn claim(
                 Some(r) if r.created_at + RETAIN_FOR <= now || (r.response_status.is_none() && r.locked_until.is_none_or(|l| l <= now)) => {
                     // Expired, or abandoned by a request that crashed or took too long: take it over
                     // if nobody else did. A new token fences the old holder out: its transaction can
-                    // no longer store a response (see `complete`). An unexpired key is taken only
+                    // no longer store a response (see `complete_and_commit`). An unexpired key is taken only
                     // while it still has no response (re-checked under the row lock).
                     let expired = r.created_at + RETAIN_FOR <= now;
                     let taken = sqlx::query(
