@@ -1,4 +1,5 @@
-//! The runnable application: binds the listener, serves, runs housekeeping, shuts down gracefully.
+//! The runnable application: binds the listener, serves, runs the background workers, shuts down
+//! gracefully.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,8 +48,11 @@ impl Application {
     /// Serves until `shutdown` completes, then lets in-flight requests finish (bounded by
     /// `shutdown_grace_secs`) and closes the database pools.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let housekeeping = tokio::spawn(housekeeping(self.services.clone()));
         let (worker_stop_tx, worker_stop) = tokio::sync::watch::channel(false);
+        let jobs = self.services.config.job_worker.then(|| {
+            let name = format!("jobs-{}-{}", std::process::id(), crate::secrets::random_alphanumeric(6));
+            tokio::spawn(crate::workers::Worker::new(self.services.clone(), &name).run(worker_stop.clone()))
+        });
         let dispatcher = if self.services.config.webhook_worker {
             let worker = format!("{}-{}", std::process::id(), crate::secrets::random_alphanumeric(6));
             let d = crate::service::webhooks::Dispatcher::new(self.services.clone(), &worker)?;
@@ -71,43 +75,14 @@ impl Application {
                 tokio::time::sleep(grace).await;
             } => tracing::warn!("shutdown grace period over; dropping in-flight requests"),
         }
-        housekeeping.abort();
-        // The worker finishes the round it is in (its attempts are recorded), then stops.
+        // The workers finish the round they are in (their attempts are recorded), then stop.
         let _ = worker_stop_tx.send(true);
-        if let Some(d) = dispatcher {
-            let _ = tokio::time::timeout(grace, d).await;
+        for w in [dispatcher, jobs].into_iter().flatten() {
+            let _ = tokio::time::timeout(grace, w).await;
         }
         self.services.db.close().await;
         tracing::info!("stopped");
         Ok(())
-    }
-}
-
-/// Periodic work: expire unconfirmed authorizations and mark overdue invoices late (every
-/// minute), purge expired idempotency keys (every hour).
-async fn housekeeping(services: Services) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    let mut n: u64 = 0;
-    loop {
-        tick.tick().await;
-        match crate::service::authorizations::expire_due(&services).await {
-            Ok(k) if k > 0 => tracing::info!(expired = k, "unconfirmed authorizations expired"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %crate::web::error::error_chain(&e), "authorization expiry failed"),
-        }
-        match crate::service::captures::mark_overdue(&services).await {
-            Ok(k) if k > 0 => tracing::info!(late = k, "overdue invoices marked late"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %crate::web::error::error_chain(&e), "overdue check failed"),
-        }
-        if n % 60 == 0 {
-            match crate::store::idempotency::purge_expired(&services.db, services.clock.now()).await {
-                Ok(k) if k > 0 => tracing::info!(deleted = k, "expired idempotency keys purged"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %crate::web::error::error_chain(&e), "idempotency purge failed"),
-            }
-        }
-        n += 1;
     }
 }
 

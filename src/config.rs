@@ -78,6 +78,10 @@ pub struct Config {
     pub webhook_allow_private: Option<bool>,
     /// Whether this process runs the webhook delivery worker.
     pub webhook_worker: bool,
+    /// Whether this process runs the job worker (background work: expiries, overdue invoices, purges).
+    pub job_worker: bool,
+    /// How often an idle job worker looks for due jobs.
+    pub job_poll_ms: u64,
     /// Timeout of one webhook attempt.
     pub webhook_timeout_secs: u64,
     /// How often the delivery worker looks for due deliveries.
@@ -121,6 +125,8 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             webhook_allow_private: None,
             webhook_worker: true,
+            job_worker: true,
+            job_poll_ms: 1000,
             webhook_timeout_secs: 15,
             webhook_poll_ms: 250,
             credit: crate::domain::decision::Policy::default(),
@@ -164,6 +170,8 @@ const FIELDS: &[&str] = &[
     "shutdown_grace_secs",
     "webhook_allow_private",
     "webhook_worker",
+    "job_worker",
+    "job_poll_ms",
     "webhook_timeout_secs",
     "webhook_poll_ms",
     "virtual_iban_bank_code",

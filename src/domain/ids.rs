@@ -107,3 +107,7 @@ id_type!(
     /// A ledger entry.
     EntryId
 );
+id_type!(
+    /// A background job.
+    JobId
+);

@@ -15,6 +15,7 @@ pub mod captures;
 pub mod checkout;
 pub mod events;
 pub mod idempotency;
+pub mod jobs;
 pub mod ledger;
 pub mod merchants;
 pub mod orders;
@@ -199,6 +200,7 @@ pub enum Arg {
     I64(i64),
     Text(String),
     OptText(Option<String>),
+    OptUuid(Option<uuid::Uuid>),
     Bytes(Vec<u8>),
     Uuid(uuid::Uuid),
     Time(chrono::DateTime<chrono::Utc>),
@@ -290,6 +292,7 @@ impl Batch {
                     Arg::I64(v) => q.bind(*v),
                     Arg::Text(v) => q.bind(v.as_str()),
                     Arg::OptText(v) => q.bind(v.as_deref()),
+                    Arg::OptUuid(v) => q.bind(*v),
                     Arg::Bytes(v) => q.bind(v.as_slice()),
                     Arg::Uuid(v) => q.bind(*v),
                     Arg::Time(v) => q.bind(*v),

@@ -27,6 +27,7 @@ pub mod error;
 pub mod examples;
 pub mod extract;
 pub mod idempotency;
+pub mod jobs;
 pub mod merchants;
 pub mod openapi;
 pub mod ops;
@@ -116,7 +117,7 @@ fn api_routes() -> ApiRoutes {
         psp: merchants::router().merge(webhooks::router()).merge(checkout::psp_router()).merge(orders::router()),
         public: merchants::public_router(),
         checkout: checkout::checkout_api_router(),
-        admin: admin::router().merge(checkout::admin_router()),
+        admin: admin::router().merge(checkout::admin_router()).merge(jobs::router()),
     }
 }
 

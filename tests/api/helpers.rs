@@ -176,8 +176,9 @@ impl TestApp {
             admin_token: Some(Secret::new(ADMIN_TOKEN)),
             secret_key: Some(Secret::new("test-secret-key-that-is-long-enough-0123456789")),
             db_max_connections: 5,
-            // Tests step the delivery worker themselves (see `deliver_all`).
+            // Tests step the delivery and job workers themselves (see `deliver_all`, `run_jobs`).
             webhook_worker: false,
+            job_worker: false,
             ..Config::default()
         };
         let guard = match std::env::var("NETTERMS_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
@@ -327,6 +328,19 @@ impl TestApp {
         let mut total = 0;
         loop {
             let n = d.run_once().await.unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    /// Runs job rounds until nothing is due now; returns how many jobs ran.
+    pub async fn run_jobs(&self) -> usize {
+        let w = netterms::workers::Worker::new(self.services.clone(), "test-jobs");
+        let mut total = 0;
+        loop {
+            let n = w.run_once().await.unwrap();
             if n == 0 {
                 return total;
             }

@@ -1,0 +1,211 @@
+//! Background work: one worker claims due jobs from the database and runs each by its kind.
+//! Every kind's handler is idempotent (a job may run twice if its worker dies after the work
+//! and before marking it done); periodic kinds schedule their next run by a unique key per slot,
+//! so any number of nodes keep one schedule. (Webhook delivery keeps its own leased loop in
+//! `service::webhooks`.)
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+
+use crate::service::Services;
+use crate::store::jobs::{self, Job, NewJob};
+
+mod housekeeping;
+
+/// How long a claimed job belongs to its worker before another may take it over.
+const LEASE: Duration = Duration::minutes(5);
+/// Jobs claimed per round.
+const BATCH: i64 = 16;
+
+/// What a job can be. The kind is stored as text; an unknown kind fails the job (visible to
+/// operators) rather than the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Unconfirmed widget authorizations past their expiry.
+    ExpireAuthorizations,
+    /// Open invoices past their due date become `late`.
+    MarkOverdue,
+    /// Idempotency keys past retention, and finished jobs past a week.
+    Purge,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::ExpireAuthorizations, Kind::MarkOverdue, Kind::Purge];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ExpireAuthorizations => "expire_authorizations",
+            Kind::MarkOverdue => "mark_overdue",
+            Kind::Purge => "purge",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Periodic kinds run once per slot of this length.
+    fn period(self) -> Option<Duration> {
+        match self {
+            Kind::ExpireAuthorizations | Kind::MarkOverdue => Some(Duration::minutes(1)),
+            Kind::Purge => Some(Duration::hours(1)),
+        }
+    }
+
+    fn max_attempts(self) -> i64 {
+        5
+    }
+}
+
+/// Wait before attempt `n + 1` after `n` failed ones: 10 s, 40 s, 160 s, … at most an hour.
+pub fn backoff(attempts: i64) -> Duration {
+    let n = u32::try_from(attempts.clamp(1, 10)).unwrap_or(10);
+    Duration::seconds((10 * 4_i64.pow(n - 1)).min(3600))
+}
+
+/// The job row of `kind`'s run in the slot holding `at` (periodic kinds).
+fn periodic(kind: Kind, at: DateTime<Utc>) -> Option<(String, DateTime<Utc>)> {
+    let period = kind.period()?;
+    let slot = at.duration_trunc(period).ok()?;
+    Some((format!("{}@{}", kind.as_str(), slot.to_rfc3339()), slot))
+}
+
+/// Makes sure every periodic kind has its run of the current slot queued (or done). Cheap and
+/// idempotent: one row per kind and slot, whoever inserts it first.
+pub async fn schedule_periodic(s: &Services) -> anyhow::Result<()> {
+    let now = s.clock.now();
+    let mut tx = s.db.begin().await?;
+    for kind in Kind::ALL {
+        if let Some((key, slot)) = periodic(kind, now) {
+            let job = NewJob {
+                kind: kind.as_str(),
+                psp_id: None,
+                payload: "{}",
+                unique_key: Some(&key),
+                run_at: slot,
+                max_attempts: kind.max_attempts(),
+            };
+            jobs::enqueue(&mut tx, &job, now);
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Claims and runs due jobs.
+#[derive(Clone)]
+pub struct Worker {
+    services: Services,
+    name: Arc<str>,
+}
+
+impl Worker {
+    pub fn new(services: Services, name: &str) -> Worker {
+        Worker { services, name: Arc::from(name) }
+    }
+
+    /// One round: schedules the periodic kinds' current runs, claims a batch of due jobs and runs
+    /// them one by one; returns how many ran.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        schedule_periodic(&self.services).await?;
+        let now = self.services.clock.now();
+        let claimed = jobs::claim_due(&self.services.db, &self.name, now, now + LEASE, BATCH).await?;
+        for job in &claimed {
+            self.run_job(job).await?;
+        }
+        Ok(claimed.len())
+    }
+
+    async fn run_job(&self, job: &Job) -> anyhow::Result<()> {
+        let s = &self.services;
+        let result = match Kind::parse(&job.kind) {
+            Some(kind) => housekeeping::run(s, kind).await,
+            None => Err(anyhow::anyhow!("unknown job kind {:?}", job.kind)),
+        };
+        let now = s.clock.now();
+        match result {
+            Ok(()) => {
+                let mut tx = s.db.begin().await?;
+                jobs::finish(&mut tx, job, &self.name, now).await?;
+                if let Some(kind) = Kind::parse(&job.kind) {
+                    // The next run of a periodic kind: the slot after the current one (a worker
+                    // that was down does not catch up slot by slot).
+                    if let Some((key, slot)) = kind.period().and_then(|p| periodic(kind, now + p)) {
+                        let next = NewJob {
+                            kind: kind.as_str(),
+                            psp_id: None,
+                            payload: "{}",
+                            unique_key: Some(&key),
+                            run_at: slot,
+                            max_attempts: kind.max_attempts(),
+                        };
+                        jobs::enqueue(&mut tx, &next, now);
+                    }
+                }
+                tx.commit().await?;
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, "job failed");
+                let retry_at = (job.attempts < job.max_attempts).then(|| now + backoff(job.attempts));
+                if retry_at.is_none() {
+                    tracing::error!(job_id = %job.id, kind = %job.kind, alert = "operator", "job failed for good");
+                    metrics::counter!("jobs_failed_total").increment(1);
+                }
+                jobs::fail(&s.db, job, &self.name, &message, retry_at, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs rounds until `stop` says so; sleeps `job_poll_ms` when nothing was due.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let idle = StdDuration::from_millis(self.services.config.job_poll_ms);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let ran = match self.run_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "job round failed");
+                    0
+                }
+            };
+            if ran == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        assert_eq!(backoff(1), Duration::seconds(10));
+        assert_eq!(backoff(2), Duration::seconds(40));
+        assert_eq!(backoff(3), Duration::seconds(160));
+        assert_eq!(backoff(9), Duration::hours(1));
+        assert_eq!(backoff(0), Duration::seconds(10));
+    }
+
+    #[test]
+    fn periodic_slots_are_stable_keys() {
+        let t = DateTime::parse_from_rfc3339("2026-11-27T12:34:56Z").unwrap().with_timezone(&Utc);
+        let (k, slot) = periodic(Kind::MarkOverdue, t).unwrap();
+        assert_eq!(k, "mark_overdue@2026-11-27T12:34:00+00:00");
+        assert_eq!(slot, t.duration_trunc(Duration::minutes(1)).unwrap());
+        let (k2, _) = periodic(Kind::MarkOverdue, t + Duration::seconds(3)).unwrap();
+        assert_eq!(k, k2, "one run per slot, whoever schedules it");
+        let (k3, _) = periodic(Kind::Purge, t).unwrap();
+        assert_eq!(k3, "purge@2026-11-27T12:00:00+00:00");
+    }
+}
