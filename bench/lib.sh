@@ -6,6 +6,8 @@ start_netterms() {
   local backend=$1 url=$2 port=$3
   export NETTERMS_DATABASE_URL="$url" NETTERMS_LISTEN="127.0.0.1:$port" NETTERMS_LOG_LEVEL=warn
   export NETTERMS_SECRET_KEY=bench-secret-key-0123456789-0123456789 NETTERMS_AUTH_FAILURE_LIMIT=1000000
+  # One load generator is one client address: lift the checkout API's per-address limit.
+  export NETTERMS_CHECKOUT_REQUESTS_PER_MINUTE_PER_ADDRESS=1000000000
   if [ "$backend" = postgres ]; then "$BIN" migrate; fi
   "$BIN" serve & NT_PID=$!
   NT_BASE="http://127.0.0.1:$port"
