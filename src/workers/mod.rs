@@ -72,6 +72,18 @@ fn periodic(kind: Kind, at: DateTime<Utc>) -> Option<(String, DateTime<Utc>)> {
     Some((format!("{}@{}", kind.as_str(), slot.to_rfc3339()), slot))
 }
 
+/// The row of a periodic kind's run in one slot.
+fn periodic_job(kind: Kind, key: &str, slot: DateTime<Utc>) -> NewJob<'_> {
+    NewJob {
+        kind: kind.as_str(),
+        psp_id: None,
+        payload: "{}",
+        unique_key: Some(key),
+        run_at: slot,
+        max_attempts: kind.max_attempts(),
+    }
+}
+
 /// Makes sure every periodic kind has its run of the current slot queued (or done). Cheap and
 /// idempotent: one row per kind and slot, whoever inserts it first.
 pub async fn schedule_periodic(s: &Services) -> anyhow::Result<()> {
@@ -79,15 +91,7 @@ pub async fn schedule_periodic(s: &Services) -> anyhow::Result<()> {
     let mut tx = s.db.begin().await?;
     for kind in Kind::ALL {
         if let Some((key, slot)) = periodic(kind, now) {
-            let job = NewJob {
-                kind: kind.as_str(),
-                psp_id: None,
-                payload: "{}",
-                unique_key: Some(&key),
-                run_at: slot,
-                max_attempts: kind.max_attempts(),
-            };
-            jobs::enqueue(&mut tx, &job, now);
+            jobs::enqueue(&mut tx, &periodic_job(kind, &key, slot), now);
         }
     }
     tx.commit().await?;
@@ -133,15 +137,7 @@ impl Worker {
                     // The next run of a periodic kind: the slot after the current one (a worker
                     // that was down does not catch up slot by slot).
                     if let Some((key, slot)) = kind.period().and_then(|p| periodic(kind, now + p)) {
-                        let next = NewJob {
-                            kind: kind.as_str(),
-                            psp_id: None,
-                            payload: "{}",
-                            unique_key: Some(&key),
-                            run_at: slot,
-                            max_attempts: kind.max_attempts(),
-                        };
-                        jobs::enqueue(&mut tx, &next, now);
+                        jobs::enqueue(&mut tx, &periodic_job(kind, &key, slot), now);
                     }
                 }
                 tx.commit().await?;
