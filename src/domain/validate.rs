@@ -190,6 +190,11 @@ pub fn web_origin(s: &str, allow_local_http: bool) -> Option<String> {
     (scheme_ok && bare && origin.eq_ignore_ascii_case(trimmed)).then_some(origin)
 }
 
+/// The origin of an absolute URL as browsers send it in `Origin` (`https://host[:port]`).
+pub fn origin_of(url: &str) -> Option<String> {
+    url::Url::parse(url).ok().filter(|u| u.host().is_some()).map(|u| u.origin().ascii_serialization())
+}
+
 /// An absolute http(s) URL with a host, without spaces.
 pub fn is_http_url(s: &str) -> bool {
     let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
@@ -256,5 +261,8 @@ mod tests {
         assert!(web_origin("https://shop.example\u{1}", false).is_none());
         assert!(web_origin("https://shop.example\r\nX: y", false).is_none());
         assert!(web_origin("http://shop.example", true).is_none());
+        assert_eq!(origin_of("https://API.netterms.example/").as_deref(), Some("https://api.netterms.example"));
+        assert_eq!(origin_of("https://pay.example:8443/netterms/").as_deref(), Some("https://pay.example:8443"));
+        assert_eq!(origin_of("not a url"), None);
     }
 }

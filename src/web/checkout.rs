@@ -311,7 +311,9 @@ pub async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Re
         return Ok(next.run(req).await);
     };
     let session = session_in(&state, &req);
-    let own = state.config.public_url();
+    // The pages' own origin (the public URL may carry a path or a trailing slash).
+    let public = state.config.public_url();
+    let own = crate::domain::validate::origin_of(&public).unwrap_or(public);
     let allowed = match session {
         _ if origin == own => true,
         Some(id) => match sessions::session_view(&state.services, id).await {
