@@ -22,6 +22,12 @@ fn netterms(dir: &std::path::Path) -> Command {
     c
 }
 
+/// The password behind a one-time password link.
+async fn reveal(c: &reqwest::Client, url: &str) -> String {
+    let v: Value = c.get(url).header("accept", "application/json").send().await.unwrap().json().await.unwrap();
+    v["password"].as_str().unwrap().to_owned()
+}
+
 /// Kills the server if the test fails half-way.
 struct KillOnDrop(std::process::Child);
 
@@ -80,16 +86,7 @@ async fn psp_create_then_serve_walkthrough_with_clean_json_logs() {
     });
 
     let client = reqwest::Client::new();
-    let pw: Value = client
-        .get(format!("{base}/credentials/{token}"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let password = pw["password"].as_str().unwrap().to_owned();
+    let password = reveal(&client, &format!("{base}/credentials/{token}")).await;
 
     let merchant = json!({
         "external_id": "shop-1", "name": "Beispiel GmbH", "legal_form": "10001", "registration_number": "HRB 12345",
@@ -274,16 +271,8 @@ async fn webhooks_ignore_proxies_from_the_environment() {
         .json()
         .await
         .unwrap();
-    let pw: Value = c
-        .get(psp["password_url"].as_str().unwrap())
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (user, pass) = (psp["username"].as_str().unwrap(), pw["password"].as_str().unwrap());
+    let password = reveal(&c, psp["password_url"].as_str().unwrap()).await;
+    let (user, pass) = (psp["username"].as_str().unwrap(), password.as_str());
     let r = c
         .post(format!("{base}/v1/webhook-endpoints"))
         .basic_auth(user, Some(pass))
