@@ -1,5 +1,8 @@
-//! The deployment's clock. Timestamps are kept to whole microseconds so that what the API returns
-//! equals what both databases store. A sandbox (and the tests) may move it forward.
+//! Clocks. The deployment's clock ("wall" time) schedules background work, leases and retries;
+//! every rule about a PSP's objects reads that PSP's clock instead, which in a sandbox may run
+//! ahead of the wall by the PSP's own offset (SPEC §11) and in production is the wall itself.
+//! Timestamps are kept to whole microseconds so that what the API returns equals what both
+//! databases store. The tests may move the deployment's clock forward.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -22,6 +25,31 @@ impl Clock {
     pub fn advance(&self, by: Duration) {
         let us = by.num_microseconds().unwrap_or(0).max(0);
         self.offset_us.fetch_add(us, Ordering::Relaxed);
+    }
+}
+
+/// A moment on a PSP's clock (`now`), with the deployment's time it was read at (`wall`).
+/// Objects, events and messages are dated `now`; work and deliveries are scheduled by `wall`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PspTime {
+    pub now: DateTime<Utc>,
+    pub wall: DateTime<Utc>,
+}
+
+impl PspTime {
+    /// A PSP clock `offset_us` microseconds ahead of `wall`.
+    pub fn ahead(wall: DateTime<Utc>, offset_us: i64) -> PspTime {
+        PspTime { now: wall + Duration::microseconds(offset_us.max(0)), wall }
+    }
+
+    /// The offset of this PSP clock from the wall, in microseconds.
+    pub fn offset_us(&self) -> i64 {
+        (self.now - self.wall).num_microseconds().unwrap_or(0)
+    }
+
+    /// The same wall moment with the PSP's clock at `now` (never behind the wall).
+    pub fn at(&self, now: DateTime<Utc>) -> PspTime {
+        PspTime { now: now.max(self.wall), wall: self.wall }
     }
 }
 

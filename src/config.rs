@@ -181,6 +181,11 @@ const FIELDS: &[&str] = &[
 ];
 
 impl Config {
+    /// A sandbox deployment: test helpers and per-PSP clocks.
+    pub fn is_sandbox(&self) -> bool {
+        self.environment == Environment::Sandbox
+    }
+
     /// Loads defaults, then `file` (or `netterms.toml` in the working directory if it exists), then
     /// the environment, and validates the result.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::Services;
 use super::checkout::{CheckoutError, PaymentMethod, conflict};
+use crate::clock::PspTime;
 use crate::domain::events::{Event, OrderEventData, OrderEventKind};
 use crate::domain::ids::{MerchantId, OrderId, PspId, SessionId};
 use crate::domain::merchant::Address;
@@ -135,7 +136,8 @@ async fn apply(
     external_order_id: Option<&str>,
     event_kind: Option<OrderEventKind>,
 ) -> Result<OrderState, CheckoutError> {
-    let now = s.clock.now();
+    let at = s.now_for(tx, row.psp_id).await?;
+    let now = at.now;
     let from = row.state()?;
     let to = from
         .next(event)
@@ -145,7 +147,7 @@ async fn apply(
     }
     if let Some(kind) = event_kind.or(OrderEventKind::for_state(to)) {
         let data = OrderEventData { order_id: row.id, merchant_id: row.merchant_id, state: to, decline_reason: None };
-        events::append(tx, row.psp_id, &Event::Order(kind, data), now).await?;
+        events::append(tx, row.psp_id, &Event::Order(kind, data), at).await?;
     }
     Ok(to)
 }
@@ -158,7 +160,8 @@ pub async fn confirm(
     session_id: SessionId,
     input: OrderInput,
 ) -> Result<Order, CheckoutError> {
-    let now = s.clock.now();
+    let at = s.now_for(tx, psp_id).await?;
+    let now = at.now;
     let session = store::get_session(tx, session_id, true).await?.ok_or(CheckoutError::NotFound("widget session"))?;
     if session.psp_id != psp_id || session.kind != "widget" {
         return Err(CheckoutError::NotFound("widget session"));
@@ -201,6 +204,7 @@ pub async fn review(s: &Services, id: OrderId, approve: bool) -> Result<Order, C
     if !matches!(state, OrderState::Waiting | OrderState::PreWaiting) {
         return Err(conflict(format!("the order is {} and not in review", state.as_str())));
     }
+    let decided_at = s.now_for(&mut tx, row.psp_id).await?.now;
     if approve {
         apply(s, &mut tx, &row, OrderEvent::Approve, None, Some(OrderEventKind::Approved)).await?;
     } else {
@@ -214,7 +218,7 @@ pub async fn review(s: &Services, id: OrderId, approve: bool) -> Result<Order, C
         if approve { "approved" } else { "declined" },
         (!approve).then_some("risk_policy"),
         r#"[{"rule":"manual_review","passed":true,"detail":"decided by an operator"}]"#,
-        s.clock.now(),
+        decided_at,
     )
     .await?;
     let order = load_order(&mut tx, id).await?;
@@ -222,28 +226,35 @@ pub async fn review(s: &Services, id: OrderId, approve: bool) -> Result<Order, C
     Ok(order)
 }
 
-/// Expires unconfirmed authorizations whose time ran out, releasing their exposure.
-pub async fn expire_due(s: &Services) -> Result<usize, CheckoutError> {
-    let mut conn = s.db.conn().await?;
-    let due = orders_store::due_expiries(&mut conn, s.clock.now(), 100).await?;
-    drop(conn);
+/// Expires `psp_id`'s unconfirmed authorizations whose time ran out on its clock (`at`),
+/// releasing their exposure.
+pub async fn expire_due(s: &Services, psp_id: PspId, at: PspTime) -> Result<usize, CheckoutError> {
     let mut n = 0;
-    for id in due {
-        let mut tx = s.db.begin().await?;
-        let Some(row) = orders_store::get_order(&mut tx, None, id, true).await? else { continue };
-        if row.expires_at.is_none_or(|e| e > s.clock.now()) {
-            continue;
-        }
-        match apply(s, &mut tx, &row, OrderEvent::Expire, None, None).await {
-            Ok(_) => {
-                store::set_session_status(&mut tx, row.session_id, "expired", None, 0, s.clock.now()).await?;
-                tx.commit().await?;
-                n += 1;
+    loop {
+        let mut conn = s.db.conn().await?;
+        let due = orders_store::due_expiries(&mut conn, psp_id, at.now, 100).await?;
+        drop(conn);
+        let mut expired = 0;
+        for id in &due {
+            let mut tx = s.db.begin().await?;
+            let Some(row) = orders_store::get_order(&mut tx, None, *id, true).await? else { continue };
+            if row.expires_at.is_none_or(|e| e > at.now) {
+                continue;
             }
-            // Confirmed or reviewed meanwhile: nothing to expire.
-            Err(CheckoutError::Conflict(_)) => {}
-            Err(e) => return Err(e),
+            match apply(s, &mut tx, &row, OrderEvent::Expire, None, None).await {
+                Ok(_) => {
+                    store::set_session_status(&mut tx, row.session_id, "expired", None, 0, at.now).await?;
+                    tx.commit().await?;
+                    expired += 1;
+                }
+                // Confirmed or reviewed meanwhile: nothing to expire.
+                Err(CheckoutError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        n += expired;
+        if due.len() < 100 || expired == 0 {
+            return Ok(n);
         }
     }
-    Ok(n)
 }

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::Services;
 use super::orders::{OrderError, Outcome, conflict, invalid, merchant_terms, order_event, settle_order, within_terms};
+use crate::clock::PspTime;
 use crate::domain::events::{
     CaptureCreatedEvent, CaptureEventData, CaptureEventKind, CaptureUpdatedEvent, Event, OrderEventKind,
     RefundCreatedEvent,
@@ -185,7 +186,8 @@ pub async fn capture(
     order_id: OrderId,
     input: CaptureInput,
 ) -> Result<Capture, OrderError> {
-    let now = s.clock.now();
+    let at = s.now_for(tx, psp_id).await?;
+    let now = at.now;
     let mut v = Violations::new();
     let amount =
         v.required("amount", input.amount).and_then(|a| a.validate(&mut v, "amount", &s.config.currencies, true));
@@ -262,7 +264,7 @@ pub async fn capture(
         tx,
         psp_id,
         &Event::CaptureCreated(CaptureCreatedEvent { capture_id: id, order_id, gross: amount.gross }),
-        now,
+        at,
     )
     .await?;
     // The order's event only when its state changed: it was `created` before its first capture
@@ -272,7 +274,7 @@ pub async fn capture(
             .ok_or_else(|| StoreError::Corrupt(format!("orders.state {:?}", reserved.state)))?;
         let kind =
             if state == OrderState::Shipped { OrderEventKind::Shipped } else { OrderEventKind::PartiallyShipped };
-        order_event(tx, psp_id, kind, order_id, reserved.merchant_id, state, now).await?;
+        order_event(tx, psp_id, kind, order_id, reserved.merchant_id, state, at).await?;
     }
     // The capture, its ledger entry and events are deferred: they reach the database in one round
     // trip with the idempotent response, just before the commit.
@@ -328,9 +330,9 @@ async fn capture_event(
     psp_id: PspId,
     kind: CaptureEventKind,
     capture_id: CaptureId,
-    now: DateTime<Utc>,
+    at: PspTime,
 ) -> Result<(), OrderError> {
-    events::append(tx, psp_id, &Event::Capture(kind, CaptureEventData { capture_id }), now).await?;
+    events::append(tx, psp_id, &Event::Capture(kind, CaptureEventData { capture_id }), at).await?;
     Ok(())
 }
 
@@ -364,7 +366,8 @@ pub async fn refund(
     capture_id: CaptureId,
     input: RefundInput,
 ) -> Result<(Refund, Outcome), OrderError> {
-    let now = s.clock.now();
+    let at = s.now_for(tx, psp_id).await?;
+    let now = at.now;
     let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(OrderError::NotFound("capture"))?;
     let mut v = Violations::new();
     let amount =
@@ -424,9 +427,9 @@ pub async fn refund(
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     journal::post(tx, &entry, &c.currency, row.id.0, now).await?;
     let created = RefundCreatedEvent { refund_id: row.id, capture_id, gross: amount.gross };
-    events::append(tx, psp_id, &Event::RefundCreated(created), now).await?;
+    events::append(tx, psp_id, &Event::RefundCreated(created), at).await?;
     if state == "canceled" {
-        capture_event(tx, psp_id, CaptureEventKind::Canceled, capture_id, now).await?;
+        capture_event(tx, psp_id, CaptureEventKind::Canceled, capture_id, at).await?;
     }
     settle_order(s, tx, psp_id, c.order_id).await?;
     let after = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
@@ -443,7 +446,8 @@ pub async fn confirm_payment(
     input: ConfirmPaymentInput,
     keyed: bool,
 ) -> Result<(Capture, Outcome), OrderError> {
-    let now = s.clock.now();
+    let at = s.now_for(tx, psp_id).await?;
+    let now = at.now;
     let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(OrderError::NotFound("capture"))?;
     let mut v = Violations::new();
     let amount = v.required("amount", input.amount);
@@ -483,7 +487,7 @@ pub async fn confirm_payment(
     let entry = ledger::direct_payment(c.buyer_id, psp_id, amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     journal::post(tx, &entry, &c.currency, payment_id, now).await?;
     if state == "paid" {
-        capture_event(tx, psp_id, CaptureEventKind::Paid, capture_id, now).await?;
+        capture_event(tx, psp_id, CaptureEventKind::Paid, capture_id, at).await?;
     }
     settle_order(s, tx, psp_id, c.order_id).await?;
     let row = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
@@ -498,7 +502,8 @@ pub async fn extend_duration(
     capture_id: CaptureId,
     input: ExtendInput,
 ) -> Result<Capture, OrderError> {
-    let now = s.clock.now();
+    let at = s.now_for(tx, psp_id).await?;
+    let now = at.now;
     let c = store::get_capture(tx, psp_id, capture_id, true).await?.ok_or(OrderError::NotFound("capture"))?;
     let terms = merchant_terms(tx, psp_id, c.merchant_id).await?;
     let mut v = Violations::new();
@@ -516,27 +521,33 @@ pub async fn extend_duration(
         )));
     }
     let updated = CaptureUpdatedEvent { capture_id, duration, due_date: due };
-    events::append(tx, psp_id, &Event::CaptureUpdated(updated), now).await?;
+    events::append(tx, psp_id, &Event::CaptureUpdated(updated), at).await?;
     let row = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
     Ok(view(&row)?)
 }
 
-/// Marks open invoices past their due date `late`, each with its `capture.late` event.
-pub async fn mark_overdue(s: &Services) -> Result<usize, OrderError> {
-    let now = s.clock.now();
-    let mut conn = s.db.conn().await?;
-    let due = store::overdue(&mut conn, now.date_naive(), 500).await?;
-    drop(conn);
+/// Marks `psp_id`'s open invoices past their due date (on the PSP's clock, `at`) `late`, each
+/// with its `capture.late` event. Idempotent: an invoice is marked once, whoever scans.
+pub async fn mark_overdue(s: &Services, psp_id: PspId, at: PspTime) -> Result<usize, OrderError> {
     let mut n = 0;
-    for (id, psp_id) in due {
-        let mut tx = s.db.begin().await?;
-        if store::mark_late(&mut tx, id, now).await? {
-            capture_event(&mut tx, psp_id, CaptureEventKind::Late, id, now).await?;
-            tx.commit().await?;
-            n += 1;
+    loop {
+        let mut conn = s.db.conn().await?;
+        let due = store::overdue(&mut conn, psp_id, at.now.date_naive(), 200).await?;
+        drop(conn);
+        let mut marked = 0;
+        for id in &due {
+            let mut tx = s.db.begin().await?;
+            if store::mark_late(&mut tx, *id, at.now).await? {
+                capture_event(&mut tx, psp_id, CaptureEventKind::Late, *id, at).await?;
+                tx.commit().await?;
+                marked += 1;
+            }
+        }
+        n += marked;
+        if due.len() < 200 || marked == 0 {
+            return Ok(n);
         }
     }
-    Ok(n)
 }
 
 /// The captures of an order.

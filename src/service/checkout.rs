@@ -196,9 +196,10 @@ pub async fn authorize(
     session_id: SessionId,
     input: AuthorizeInput,
 ) -> Result<AuthorizeResult, CheckoutError> {
-    let now = s.clock.now();
     let mut tx = s.db.begin().await?;
     let session = store::get_session(&mut tx, session_id, true).await?.ok_or(CheckoutError::NotFound("session"))?;
+    let at = s.now_for(&mut tx, session.psp_id).await?;
+    let now = at.now;
     match effective_status(&session, now).as_str() {
         "open" | "declined" => {}
         "expired" => return Err(conflict("this session has expired")),
@@ -391,7 +392,7 @@ pub async fn authorize(
         state,
         decline_reason: decision.decline_reason,
     });
-    events::append(&mut tx, session.psp_id, &event, now).await?;
+    events::append(&mut tx, session.psp_id, &event, at).await?;
     if let Some(kind) = OrderEventKind::for_state(state) {
         let data = OrderEventData {
             order_id,
@@ -399,7 +400,7 @@ pub async fn authorize(
             state,
             decline_reason: decision.decline_reason,
         };
-        events::append(&mut tx, session.psp_id, &Event::Order(kind, data), now).await?;
+        events::append(&mut tx, session.psp_id, &Event::Order(kind, data), at).await?;
     }
     tx.commit().await?;
     tracing::info!(%order_id, state = state.as_str(), decline_reason = reason, "checkout decided");

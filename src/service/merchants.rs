@@ -18,12 +18,13 @@ pub enum MerchantError {
 
 /// Activates a merchant for `psp_id` in `tx` and writes `merchant.activated`.
 pub async fn activate(s: &Services, tx: &mut Tx, psp_id: PspId, m: &NewMerchant) -> Result<Merchant, MerchantError> {
-    let now = s.clock.now();
+    let at = s.now_for(tx, psp_id).await?;
+    let now = at.now;
     let merchant = merchants::insert(tx, psp_id, m, now)
         .await?
         .ok_or_else(|| MerchantError::DuplicateExternalId(m.external_id.clone()))?;
     let event = Event::MerchantActivated(MerchantEventData { merchant_id: merchant.merchant_id });
-    events::append(tx, psp_id, &event, now).await?;
+    events::append(tx, psp_id, &event, at).await?;
     Ok(merchant)
 }
 
@@ -51,7 +52,8 @@ pub async fn set_status(
     id: MerchantId,
     to: MerchantStatus,
 ) -> Result<Merchant, MerchantError> {
-    let now = s.clock.now();
+    let at = s.now_for(tx, psp_id).await?;
+    let now = at.now;
     let from = match to {
         MerchantStatus::Active => MerchantStatus::Inactive,
         MerchantStatus::Inactive => MerchantStatus::Active,
@@ -64,7 +66,7 @@ pub async fn set_status(
             MerchantStatus::Active => Event::MerchantActivated(data),
             MerchantStatus::Inactive => Event::MerchantDeactivated(data),
         };
-        events::append(tx, psp_id, &event, now).await?;
+        events::append(tx, psp_id, &event, at).await?;
     }
     Ok(merchant)
 }

@@ -3,14 +3,16 @@
 
 use std::sync::Arc;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, PspTime};
 use crate::config::Config;
+use crate::domain::ids::PspId;
 use crate::secrets::Keyring;
-use crate::store::Db;
+use crate::store::{AsExec, Db, StoreResult};
 
 pub mod authorizations;
 pub mod captures;
 pub mod checkout;
+pub mod clock;
 pub mod merchants;
 pub mod orders;
 pub mod psps;
@@ -27,6 +29,17 @@ pub struct Services {
 }
 
 impl Services {
+    /// The clock of `psp_id` (SPEC §11): in a sandbox the deployment's clock plus the PSP's own
+    /// offset, read from the database so every node agrees; in production the deployment's clock.
+    pub async fn now_for(&self, conn: &mut impl AsExec, psp_id: PspId) -> StoreResult<PspTime> {
+        let wall = self.clock.now();
+        if !self.config.is_sandbox() {
+            return Ok(PspTime { now: wall, wall });
+        }
+        let offset = crate::store::psps::clock_offset(conn, psp_id).await?.unwrap_or(0);
+        Ok(PspTime::ahead(wall, offset))
+    }
+
     /// Connects to the configured database and loads (or in sandbox creates) the server key.
     /// SQLite is migrated automatically; PostgreSQL must have been migrated (`netterms migrate`)
     /// unless `migrate` is set.

@@ -1,12 +1,12 @@
 //! Orders after checkout: cancellation, changes to their details, listing; completion once every
 //! invoice is settled; and the errors of the order and invoice use cases.
 
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::Services;
 use super::authorizations::Order;
+use crate::clock::PspTime;
 use crate::domain::events::{Event, OrderEventData, OrderEventKind};
 use crate::domain::ids::{MerchantId, OrderId, PspId};
 use crate::domain::order::{AmountInput, OrderState};
@@ -58,9 +58,10 @@ pub(crate) async fn settle_order(
     order_id: OrderId,
 ) -> Result<(), OrderError> {
     orders_store::lock_order(tx, order_id).await?;
-    let now = s.clock.now();
+    let at = s.now_for(tx, psp_id).await?;
+    let now = at.now;
     if let Some(merchant_id) = orders_store::complete_if_settled(tx, order_id, now).await? {
-        order_event(tx, psp_id, OrderEventKind::Complete, order_id, merchant_id, OrderState::Complete, now).await?;
+        order_event(tx, psp_id, OrderEventKind::Complete, order_id, merchant_id, OrderState::Complete, at).await?;
     }
     Ok(())
 }
@@ -73,10 +74,10 @@ pub(crate) async fn order_event(
     order_id: OrderId,
     merchant_id: MerchantId,
     state: OrderState,
-    now: DateTime<Utc>,
+    at: PspTime,
 ) -> Result<(), OrderError> {
     let data = OrderEventData { order_id, merchant_id, state, decline_reason: None };
-    events::append(tx, psp_id, &Event::Order(kind, data), now).await?;
+    events::append(tx, psp_id, &Event::Order(kind, data), at).await?;
     Ok(())
 }
 
@@ -110,7 +111,8 @@ pub async fn cancel(
     psp_id: PspId,
     order_id: OrderId,
 ) -> Result<(Order, Outcome), OrderError> {
-    let now = s.clock.now();
+    let at = s.now_for(tx, psp_id).await?;
+    let now = at.now;
     let Some((state, merchant_id)) = orders_store::cancel_order(tx, psp_id, order_id, now).await? else {
         let o =
             orders_store::get_order(tx, Some(psp_id), order_id, false).await?.ok_or(OrderError::NotFound("order"))?;
@@ -120,9 +122,9 @@ pub async fn cancel(
         return Err(conflict(format!("the order is {} and cannot be canceled", o.state)));
     };
     let state = OrderState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("orders.state {state:?}")))?;
-    order_event(tx, psp_id, OrderEventKind::Canceled, order_id, merchant_id, state, now).await?;
+    order_event(tx, psp_id, OrderEventKind::Canceled, order_id, merchant_id, state, at).await?;
     if state == OrderState::Shipped {
-        order_event(tx, psp_id, OrderEventKind::Shipped, order_id, merchant_id, state, now).await?;
+        order_event(tx, psp_id, OrderEventKind::Shipped, order_id, merchant_id, state, at).await?;
     }
     settle_order(s, tx, psp_id, order_id).await?;
     Ok((order_view(tx, psp_id, order_id).await?, Outcome::Created))
@@ -188,7 +190,8 @@ pub async fn update_order(
     data.external_order_id.clone_from(&external_order_id);
     let json = serde_json::to_string(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let a = data.amount;
-    let now = s.clock.now();
+    let at = s.now_for(tx, psp_id).await?;
+    let now = at.now;
     // Lowered to exactly what is captured (and canceled): nothing is left to ship.
     let ships = row.captured > 0 && a.gross == row.captured + row.canceled_amount && state.as_str() != "shipped";
     let new_state = if ships { "shipped" } else { state.as_str() };
@@ -209,7 +212,7 @@ pub async fn update_order(
     }
     if ships {
         let (merchant_id, shipped) = (row.merchant_id, OrderState::Shipped);
-        order_event(tx, psp_id, OrderEventKind::Shipped, order_id, merchant_id, shipped, now).await?;
+        order_event(tx, psp_id, OrderEventKind::Shipped, order_id, merchant_id, shipped, at).await?;
         settle_order(s, tx, psp_id, order_id).await?;
     }
     order_view(tx, psp_id, order_id).await

@@ -173,7 +173,7 @@ pub async fn create_payment_page_session(
     }
     v.finish().map_err(CheckoutError::Invalid)?;
     let (Some(m), Some(order)) = (merchant, order) else { return Err(CheckoutError::Invalid(Vec::new())) };
-    let now = s.clock.now();
+    let now = s.now_for(tx, psp_id).await?.now;
     let urls = RedirectUrls { accept_url: accept, decline_url: decline, cancel_url: cancel };
     let row = store::insert_session(
         tx,
@@ -219,7 +219,7 @@ pub async fn create_widget_session(
         .collect();
     v.finish().map_err(CheckoutError::Invalid)?;
     let Some(m) = merchant else { return Err(CheckoutError::Invalid(Vec::new())) };
-    let now = s.clock.now();
+    let now = s.now_for(tx, psp_id).await?.now;
     let origins = serde_json::to_string(&origins).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let row = store::insert_session(
         tx,
@@ -262,7 +262,7 @@ pub async fn session_view(s: &Services, id: SessionId) -> Result<(SessionView, V
     let row = store::get_session(&mut conn, id, false).await?.ok_or(CheckoutError::NotFound("session"))?;
     let merchant =
         merchants::get(&mut conn, row.psp_id, row.merchant_id).await?.ok_or(CheckoutError::NotFound("session"))?;
-    let status = effective_status(&row, s.clock.now());
+    let status = effective_status(&row, s.now_for(&mut conn, row.psp_id).await?.now);
     // The order (with the buyer's data) only while the buyer can still act on it.
     let order = match &row.order_data {
         Some(d) if matches!(status.as_str(), "open" | "declined") => {
@@ -327,9 +327,9 @@ pub fn session_of_secret(s: &Services, client_secret: &str) -> Option<SessionId>
 
 /// The buyer leaves the payment page without authorizing.
 pub async fn cancel_session(s: &Services, session_id: SessionId) -> Result<String, CheckoutError> {
-    let now = s.clock.now();
     let mut tx = s.db.begin().await?;
     let session = store::get_session(&mut tx, session_id, true).await?.ok_or(CheckoutError::NotFound("session"))?;
+    let now = s.now_for(&mut tx, session.psp_id).await?.now;
     if !matches!(effective_status(&session, now).as_str(), "open" | "declined") {
         return Err(conflict("this session can no longer be canceled"));
     }
@@ -352,7 +352,9 @@ pub async fn search_companies(s: &Services, session_id: SessionId, q: &str) -> R
     v.finish().map_err(CheckoutError::Invalid)?;
     let mut conn = s.db.conn().await?;
     let session = store::get_session(&mut conn, session_id, false).await?.ok_or(CheckoutError::NotFound("session"))?;
-    if effective_status(&session, s.clock.now()) != "open" && session.status != "declined" {
+    if effective_status(&session, s.now_for(&mut conn, session.psp_id).await?.now) != "open"
+        && session.status != "declined"
+    {
         return Err(conflict("this session is no longer open"));
     }
     // Only companies that bought through the session's PSP: one PSP never learns of another's buyers.

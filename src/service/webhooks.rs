@@ -343,7 +343,7 @@ impl Dispatcher {
         drop(conn);
         let started_at = s.clock.now();
         if claim.attempt == 1 {
-            let lag = (started_at - out.event_created_at).num_microseconds().unwrap_or(0);
+            let lag = (started_at - out.queued_at).num_microseconds().unwrap_or(0);
             metrics::histogram!("webhook_first_attempt_lag_seconds").record(lag as f64 / 1e6);
         }
         let sent = self.send(&out.url, &claim.event_id.to_string(), out.payload.as_bytes(), &seeds).await;

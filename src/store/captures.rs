@@ -258,10 +258,15 @@ pub fn insert_direct_payment(
 }
 
 /// Open captures whose due date has passed (at most `limit`).
-pub async fn overdue(conn: &mut impl AsExec, today: NaiveDate, limit: i64) -> StoreResult<Vec<(CaptureId, PspId)>> {
+pub async fn overdue(
+    conn: &mut impl AsExec,
+    psp_id: PspId,
+    today: NaiveDate,
+    limit: i64,
+) -> StoreResult<Vec<CaptureId>> {
     Ok(with_conn!(conn, c => {
-        sqlx::query_as("SELECT id, psp_id FROM captures WHERE state = 'open' AND due_date < $1 LIMIT $2")
-            .bind(today.to_string()).bind(limit).fetch_all(&mut *c).await?
+        sqlx::query_scalar("SELECT id FROM captures WHERE psp_id = $1 AND state = 'open' AND due_date < $2 ORDER BY due_date, id LIMIT $3")
+            .bind(psp_id).bind(today.to_string()).bind(limit).fetch_all(&mut *c).await?
     }))
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{AsExec, StoreError, StoreResult, Tx};
+use crate::clock::PspTime;
 use crate::domain::ids::{EventId, PspId};
 use crate::with_conn;
 
@@ -16,22 +17,23 @@ pub async fn append(
     tx: &mut Tx,
     psp_id: PspId,
     event: &crate::domain::events::Event,
-    now: DateTime<Utc>,
+    at: PspTime,
 ) -> StoreResult<EventId> {
     let id = EventId::new();
     let event_type = event.event_type();
     let data = &event.data();
-    // The body every delivery sends, fixed now so that retries are byte-identical.
-    let payload = serde_json::json!({ "id": id, "type": event_type, "created_at": now, "data": data }).to_string();
+    // The body every delivery sends, fixed now so that retries are byte-identical. The event is
+    // dated on its PSP's clock; its deliveries are due at once on the deployment's.
+    let payload = serde_json::json!({ "id": id, "type": event_type, "created_at": at.now, "data": data }).to_string();
     tx.defer(
         "INSERT INTO events (id, psp_id, type, data, created_at, payload) VALUES ($1, $2, $3, $4, $5, $6)",
-        vec![id.0.into(), psp_id.0.into(), event_type.into(), data.to_string().into(), now.into(), payload.into()],
+        vec![id.0.into(), psp_id.0.into(), event_type.into(), data.to_string().into(), at.now.into(), payload.into()],
     );
     tx.defer(
         "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
          SELECT $1, e.id, 'pending', 0, $2, $2, $2 FROM webhook_endpoints e \
          WHERE e.psp_id = $3 AND e.status = 'enabled' AND (e.event_types = '[]' OR e.event_types LIKE $4)",
-        vec![id.0.into(), now.into(), psp_id.0.into(), format!("%\"{event_type}\"%").into()],
+        vec![id.0.into(), at.wall.into(), psp_id.0.into(), format!("%\"{event_type}\"%").into()],
     );
     Ok(id)
 }

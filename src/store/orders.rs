@@ -223,10 +223,15 @@ pub async fn set_decline_reason(tx: &mut impl AsExec, id: OrderId, reason: &str)
 }
 
 /// Ids of unconfirmed authorizations whose time has run out.
-pub async fn due_expiries(conn: &mut impl AsExec, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<OrderId>> {
+pub async fn due_expiries(
+    conn: &mut impl AsExec,
+    psp_id: PspId,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> StoreResult<Vec<OrderId>> {
     Ok(with_conn!(conn, c => {
-        sqlx::query_scalar("SELECT id FROM orders WHERE state IN ('authorized', 'pre_waiting') AND expires_at <= $1 LIMIT $2")
-            .bind(now).bind(limit).fetch_all(&mut *c).await?
+        sqlx::query_scalar("SELECT id FROM orders WHERE state IN ('authorized', 'pre_waiting') AND expires_at <= $1 AND psp_id = $2 ORDER BY expires_at LIMIT $3")
+            .bind(now).bind(psp_id).bind(limit).fetch_all(&mut *c).await?
     }))
 }
 

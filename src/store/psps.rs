@@ -229,3 +229,55 @@ pub async fn consume_password_link(tx: &mut impl AsExec, token_digest: &[u8], no
             .bind(token_digest).bind(now).execute(&mut *c).await?.rows_affected() == 1
     }))
 }
+
+/// How far a PSP's clock runs ahead of the deployment's, in microseconds (`None`: no such PSP).
+pub async fn clock_offset(conn: &mut impl AsExec, id: PspId) -> StoreResult<Option<i64>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_scalar("SELECT clock_offset_us FROM psps WHERE id = $1").bind(id).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Every PSP with its clock offset (for the scans of what is due, which run per PSP).
+pub async fn clock_offsets(conn: &mut impl AsExec) -> StoreResult<Vec<(PspId, i64)>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as("SELECT id, clock_offset_us FROM psps ORDER BY id").fetch_all(&mut *c).await?
+    }))
+}
+
+/// Moves a PSP's clock to `offset_us` ahead of the deployment's, never back.
+pub async fn set_clock_offset(tx: &mut impl AsExec, id: PspId, offset_us: i64) -> StoreResult<()> {
+    with_conn!(tx, c => {
+        sqlx::query("UPDATE psps SET clock_offset_us = $2 WHERE id = $1 AND clock_offset_us < $2")
+            .bind(id).bind(offset_us).execute(&mut *c).await?;
+    });
+    Ok(())
+}
+
+/// Takes the right to advance a PSP's clock until `until`, unless someone else holds it.
+pub async fn lease_clock(
+    tx: &mut impl AsExec,
+    id: PspId,
+    wall: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query("UPDATE psps SET clock_lease_until = $3 WHERE id = $1 AND (clock_lease_until IS NULL OR clock_lease_until <= $2)")
+            .bind(id).bind(wall).bind(until).execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// Gives the right to advance a PSP's clock back.
+pub async fn release_clock(tx: &mut impl AsExec, id: PspId) -> StoreResult<()> {
+    with_conn!(tx, c => {
+        sqlx::query("UPDATE psps SET clock_lease_until = NULL WHERE id = $1").bind(id).execute(&mut *c).await?;
+    });
+    Ok(())
+}
+
+/// Extends the advance lease of a PSP's clock.
+pub async fn renew_clock_lease(tx: &mut impl AsExec, id: PspId, until: DateTime<Utc>) -> StoreResult<()> {
+    with_conn!(tx, c => {
+        sqlx::query("UPDATE psps SET clock_lease_until = $2 WHERE id = $1").bind(id).bind(until).execute(&mut *c).await?;
+    });
+    Ok(())
+}

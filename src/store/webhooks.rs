@@ -207,7 +207,8 @@ pub struct Outgoing {
     pub url: String,
     pub payload: String,
     pub failing_since: Option<DateTime<Utc>>,
-    pub event_created_at: DateTime<Utc>,
+    /// When the delivery was queued (deployment clock).
+    pub queued_at: DateTime<Utc>,
 }
 
 pub async fn outgoing(
@@ -217,7 +218,8 @@ pub async fn outgoing(
 ) -> StoreResult<Option<Outgoing>> {
     Ok(with_conn!(conn, c => {
         sqlx::query_as(
-            "SELECT e.url, v.payload, e.failing_since, v.created_at AS event_created_at FROM webhook_endpoints e, events v WHERE e.id = $1 AND v.id = $2",
+            "SELECT e.url, v.payload, e.failing_since, d.created_at AS queued_at FROM webhook_endpoints e, events v, webhook_deliveries d \
+             WHERE e.id = $1 AND v.id = $2 AND d.event_id = v.id AND d.endpoint_id = e.id",
         )
         .bind(endpoint_id).bind(event_id).fetch_optional(&mut *c).await?
     }))

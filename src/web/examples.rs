@@ -92,6 +92,7 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
             "amount": 2000,
             "external_payment_id": "PAY-2026-0815"
         }),
+        ("post", "/v1/sandbox/clock/advance") => json!({"days": 30}),
         ("post", "/v1/webhook-endpoints") => json!({
             "url": "https://psp.example/webhooks/netterms",
             "event_types": ["authorization", "order.created", "capture.created", "capture.paid"],

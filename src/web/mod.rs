@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod pages;
+pub mod sandbox;
 pub mod throttle;
 pub mod webhooks;
 
@@ -96,6 +97,7 @@ impl std::ops::Deref for AppInner {
         (name = "Webhooks", description = "Signed event deliveries (Standard Webhooks) and the event log; every event type is listed under Webhooks at the end"),
         (name = "Reference data", description = "Lists clients need to build requests"),
         (name = "Checkout API", description = "Called by the hosted payment page and the widget in the buyer's browser; the session's client secret is the credential"),
+        (name = "Sandbox", description = "Test helpers of a sandbox deployment: the PSP's own clock, and later its buyers' payments and messages; 403 in production"),
         (name = "Operator", description = "The operator's admin API (bearer token)"),
     )
 )]
@@ -114,7 +116,11 @@ impl utoipa::Modify for SecurityAddon {
 /// The API routes with their OpenAPI description, before state and middleware.
 fn api_routes() -> ApiRoutes {
     ApiRoutes {
-        psp: merchants::router().merge(webhooks::router()).merge(checkout::psp_router()).merge(orders::router()),
+        psp: merchants::router()
+            .merge(webhooks::router())
+            .merge(checkout::psp_router())
+            .merge(orders::router())
+            .merge(sandbox::router()),
         public: merchants::public_router(),
         checkout: checkout::checkout_api_router(),
         admin: admin::router().merge(checkout::admin_router()).merge(jobs::router()),

@@ -11,16 +11,10 @@ const KEEP_DONE_JOBS: Duration = Duration::days(7);
 
 pub async fn run(s: &Services, kind: Kind) -> anyhow::Result<()> {
     match kind {
-        Kind::ExpireAuthorizations => {
-            let n = crate::service::authorizations::expire_due(s).await?;
-            if n > 0 {
-                tracing::info!(expired = n, "unconfirmed authorizations expired");
-            }
-        }
-        Kind::MarkOverdue => {
-            let n = crate::service::captures::mark_overdue(s).await?;
-            if n > 0 {
-                tracing::info!(late = n, "overdue invoices marked late");
+        Kind::ScanDue => {
+            let ran = crate::service::clock::run_due_for_all(s).await?;
+            if ran != crate::service::clock::DueWork::default() {
+                tracing::info!(?ran, "due work ran");
             }
         }
         Kind::Purge => {

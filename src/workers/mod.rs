@@ -23,33 +23,34 @@ const BATCH: i64 = 16;
 /// operators) rather than the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Unconfirmed widget authorizations past their expiry.
-    ExpireAuthorizations,
-    /// Open invoices past their due date become `late`.
-    MarkOverdue,
+    /// What became due on each PSP's clock: expiries, late invoices, reminders, dunning.
+    ScanDue,
     /// Idempotency keys past retention, and finished jobs past a week.
     Purge,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::ExpireAuthorizations, Kind::MarkOverdue, Kind::Purge];
+    pub const ALL: [Kind; 2] = [Kind::ScanDue, Kind::Purge];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::ExpireAuthorizations => "expire_authorizations",
-            Kind::MarkOverdue => "mark_overdue",
+            Kind::ScanDue => "scan_due",
             Kind::Purge => "purge",
         }
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+        match s {
+            // The kinds the scan replaced, still queued in a database from before it.
+            "expire_authorizations" | "mark_overdue" => Some(Kind::ScanDue),
+            _ => Kind::ALL.into_iter().find(|k| k.as_str() == s),
+        }
     }
 
     /// Periodic kinds run once per slot of this length.
     fn period(self) -> Option<Duration> {
         match self {
-            Kind::ExpireAuthorizations | Kind::MarkOverdue => Some(Duration::minutes(1)),
+            Kind::ScanDue => Some(Duration::minutes(1)),
             Kind::Purge => Some(Duration::hours(1)),
         }
     }
@@ -196,10 +197,10 @@ mod tests {
     #[test]
     fn periodic_slots_are_stable_keys() {
         let t = DateTime::parse_from_rfc3339("2026-11-27T12:34:56Z").unwrap().with_timezone(&Utc);
-        let (k, slot) = periodic(Kind::MarkOverdue, t).unwrap();
-        assert_eq!(k, "mark_overdue@2026-11-27T12:34:00+00:00");
+        let (k, slot) = periodic(Kind::ScanDue, t).unwrap();
+        assert_eq!(k, "scan_due@2026-11-27T12:34:00+00:00");
         assert_eq!(slot, t.duration_trunc(Duration::minutes(1)).unwrap());
-        let (k2, _) = periodic(Kind::MarkOverdue, t + Duration::seconds(3)).unwrap();
+        let (k2, _) = periodic(Kind::ScanDue, t + Duration::seconds(3)).unwrap();
         assert_eq!(k, k2, "one run per slot, whoever schedules it");
         let (k3, _) = periodic(Kind::Purge, t).unwrap();
         assert_eq!(k3, "purge@2026-11-27T12:00:00+00:00");

@@ -310,9 +310,9 @@ async fn manual_review_and_expiry() {
         .await
         .json();
     let oid = a["order_id"].as_str().unwrap().to_owned();
-    assert_eq!(netterms::service::authorizations::expire_due(&app.services).await.unwrap(), 0);
+    assert_eq!(netterms::service::clock::run_due_for_all(&app.services).await.unwrap().expired_authorizations, 0);
     app.services.clock.advance(chrono::Duration::hours(73));
-    assert_eq!(netterms::service::authorizations::expire_due(&app.services).await.unwrap(), 1);
+    assert_eq!(netterms::service::clock::run_due_for_all(&app.services).await.unwrap().expired_authorizations, 1);
     assert_eq!(app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{oid}"))).await.json()["state"], "expired");
     let c = app
         .send(

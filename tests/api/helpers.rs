@@ -253,8 +253,12 @@ impl TestApp {
 
     /// Reveals a password link's password (as JSON) and remembers both as secrets.
     pub async fn reveal(&self, password_url: &str) -> String {
-        self.secret(password_url.rsplit('/').next().unwrap());
-        let r = self.send(self.client.get(password_url).header("accept", "application/json")).await;
+        let token = password_url.rsplit('/').next().unwrap();
+        self.secret(token);
+        // Whatever public URL the deployment has, the link is served by this app.
+        let r = self
+            .send(self.client.get(self.url(&format!("/credentials/{token}"))).header("accept", "application/json"))
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
         let pw = r.json()["password"].as_str().unwrap().to_owned();
         self.secret(&pw);

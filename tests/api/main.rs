@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod browser;
 pub mod checkout;
+mod clock;
 mod idempotency;
 mod jobs;
 mod merchants;

@@ -147,6 +147,7 @@ async fn every_documented_example_is_accepted() {
     let buyer = buyer.unwrap();
     drop(conn);
     send("patch", "/admin/v1/buyers/{buyer_id}", &format!("/admin/v1/buyers/{buyer}"), None, &[]).await;
+    send("post", "/v1/sandbox/clock/advance", "/v1/sandbox/clock/advance", Some(&p), &[]).await;
     assert_eq!(sent, documented, "every documented example was sent");
 }
 

@@ -381,9 +381,9 @@ async fn overdue_invoices_become_late_until_extended() {
         .await
         .json();
     let id = c["capture_id"].as_str().unwrap();
-    assert_eq!(netterms::service::captures::mark_overdue(&app.services).await.unwrap(), 0);
+    assert_eq!(netterms::service::clock::run_due_for_all(&app.services).await.unwrap().late_invoices, 0);
     app.services.clock.advance(chrono::Duration::days(32));
-    assert_eq!(netterms::service::captures::mark_overdue(&app.services).await.unwrap(), 1);
+    assert_eq!(netterms::service::clock::run_due_for_all(&app.services).await.unwrap().late_invoices, 1);
     assert_eq!(app.send(app.psp(&psp, Method::GET, &format!("/v1/captures/{id}"))).await.json()["state"], "late");
     let events = app.send(app.psp(&psp, Method::GET, "/v1/events?type=capture.late")).await.json();
     assert_eq!(events["data"].as_array().unwrap().len(), 1);
