@@ -34,6 +34,8 @@ impl Application {
             services.config = std::sync::Arc::new(config);
         }
         let router = crate::web::router(services.clone(), crate::telemetry::metrics_handle());
+        // Default interest needs the base rate of the current half-year (entered by the operator).
+        crate::service::dunning::warn_if_base_rate_missing(&services, services.clock.now().date_naive()).await?;
         Ok(Application { listener, router, services })
     }
 

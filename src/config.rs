@@ -88,6 +88,9 @@ pub struct Config {
     pub webhook_poll_ms: u64,
     /// The credit policy (`[credit]` in the configuration file).
     pub credit: crate::domain::decision::Policy,
+    /// The dunning policy (`[dunning]` in the configuration file); an operator's stored policy
+    /// (`PUT /admin/v1/dunning-policy`) takes its place.
+    pub dunning: crate::domain::dunning::Policy,
     /// German bank code (8 digits) of the account that holds buyers' virtual IBANs.
     pub virtual_iban_bank_code: String,
     /// How long an unconfirmed widget authorization stays valid.
@@ -130,6 +133,7 @@ impl Default for Config {
             webhook_timeout_secs: 15,
             webhook_poll_ms: 250,
             credit: crate::domain::decision::Policy::default(),
+            dunning: crate::domain::dunning::Policy::default(),
             virtual_iban_bank_code: "10010010".into(),
             authorization_ttl_hours: 72,
             idempotency_lock_secs: 60,
@@ -299,6 +303,9 @@ impl Config {
             || c.max_order_amount < c.min_order_amount
         {
             errs.push("credit: limits must be positive and min_order_amount <= max_order_amount".to_owned());
+        }
+        for e in self.dunning.violations() {
+            errs.push(format!("dunning.{}: {}", e.source, e.title));
         }
         if self.db_statement_timeout_ms.is_some_and(|t| t > 3_600_000) {
             errs.push("db_statement_timeout_ms must be at most 3600000 (0: unbounded)".to_owned());

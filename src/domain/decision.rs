@@ -23,6 +23,8 @@ pub struct Policy {
     /// Total exposure allowed per merchant and per PSP (none: unlimited).
     pub merchant_limit: Option<i64>,
     pub psp_limit: Option<i64>,
+    /// Decline a buyer with an unpaid invoice at this dunning level or beyond (none: never).
+    pub decline_at_dunning_level: Option<i64>,
 }
 
 impl Default for Policy {
@@ -35,6 +37,7 @@ impl Default for Policy {
             countries: ["DE", "AT", "CH", "NL", "BE", "LU", "FR"].iter().map(|s| (*s).to_owned()).collect(),
             merchant_limit: None,
             psp_limit: None,
+            decline_at_dunning_level: Some(2),
         }
     }
 }
@@ -52,6 +55,9 @@ impl Policy {
             if x.is_some_and(|x| x < 0) {
                 v.add(name, format!("{name} must not be negative"));
             }
+        }
+        if self.decline_at_dunning_level.is_some_and(|l| !(1..=9).contains(&l)) {
+            v.add("decline_at_dunning_level", "decline_at_dunning_level must be 1 to 9");
         }
         if self.min_order_amount < 1 {
             v.add("min_order_amount", "min_order_amount must be at least 1");
@@ -77,6 +83,8 @@ pub struct Facts<'a> {
     /// Gross of the buyer's other orders that hold exposure, in this currency.
     pub buyer_exposure: i64,
     pub buyer_blocked: bool,
+    /// The highest dunning level among the buyer's unpaid invoices (0: none).
+    pub buyer_dunning_level: i64,
     pub merchant_exposure: i64,
     pub psp_exposure: i64,
     pub sandbox: bool,
@@ -189,6 +197,12 @@ pub fn decide(f: &Facts<'_>, p: &Policy) -> Decision {
     if !t.check("risk_blocked_buyer", !f.buyer_blocked, "buyer not blocked") {
         return declined(t, DeclineReason::RiskPolicy);
     }
+    if let Some(level) = p.decline_at_dunning_level {
+        let l = f.buyer_dunning_level;
+        if !t.check("risk_dunning", l < level, format!("highest dunning level {l}, declined from {level}")) {
+            return declined(t, DeclineReason::RiskPolicy);
+        }
+    }
 
     let limit = f.buyer_limit.unwrap_or(p.default_buyer_limit);
     let exposure = f.buyer_exposure.saturating_add(g);
@@ -247,10 +261,25 @@ mod tests {
             buyer_limit: None,
             buyer_exposure: 0,
             buyer_blocked: false,
+            buyer_dunning_level: 0,
             merchant_exposure: 0,
             psp_exposure: 0,
             sandbox: true,
         }
+    }
+
+    #[test]
+    fn a_buyer_in_dunning_at_the_configured_level_is_declined() {
+        let c = company();
+        let mut f = facts(&c, 10_000);
+        f.buyer_dunning_level = 1;
+        assert_eq!(decide(&f, &Policy::default()).outcome, Outcome::Approved);
+        f.buyer_dunning_level = 2;
+        let d = decide(&f, &Policy::default());
+        assert_eq!((d.outcome, d.decline_reason), (Outcome::Declined, Some(DeclineReason::RiskPolicy)));
+        assert!(d.rules.iter().any(|r| r.rule == "risk_dunning" && !r.passed));
+        let off = Policy { decline_at_dunning_level: None, ..Policy::default() };
+        assert_eq!(decide(&f, &off).outcome, Outcome::Approved);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The events netterms announces to PSPs (webhooks), typed: each type's payload is a struct, so
 //! the catalogue in the OpenAPI document and what the code can emit are one list.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -66,6 +66,67 @@ pub struct RefundCreatedEvent {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MerchantEventData {
     pub merchant_id: MerchantId,
+}
+
+/// `dunning.reminder`, `dunning.level_changed`, `dunning.collection`: a dunning step was taken.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DunningEvent {
+    pub capture_id: CaptureId,
+    pub order_id: OrderId,
+    /// `reminder`, `level_1`, `level_2`, …, or `collection`.
+    pub step: String,
+    /// The invoice's dunning level after the step (0 before the first level).
+    pub level: i64,
+    pub currency: String,
+    /// The invoice amount still open (minor units).
+    pub outstanding: i64,
+    /// Flat fee charged by this step.
+    pub fee_charged: i64,
+    /// Default interest charged by this step.
+    pub interest_charged: i64,
+    /// Everything the buyer owes on this invoice now: open amount, fees and interest.
+    pub total_due: i64,
+    /// The new payment deadline the buyer's notice names, if any.
+    pub deadline: Option<NaiveDate>,
+}
+
+/// `dunning.paused`, `dunning.resumed`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DunningPauseEvent {
+    pub capture_id: CaptureId,
+    pub reason: String,
+    /// Until when dunning is paused (on `dunning.paused`).
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Which dunning step event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DunningEventKind {
+    Reminder,
+    LevelChanged,
+    Collection,
+}
+
+impl DunningEventKind {
+    pub const ALL: [DunningEventKind; 3] = [Self::Reminder, Self::LevelChanged, Self::Collection];
+
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Self::Reminder => "dunning.reminder",
+            Self::LevelChanged => "dunning.level_changed",
+            Self::Collection => "dunning.collection",
+        }
+    }
+
+    fn summary(self) -> &'static str {
+        match self {
+            Self::Reminder => "A friendly payment reminder went to the buyer before the due date",
+            Self::LevelChanged => {
+                "The invoice reached a dunning level (notice sent; fee and interest charged per the policy)"
+            }
+            Self::Collection => "The claim was handed over to collection",
+        }
+    }
 }
 
 /// Which `order.*` event.
@@ -178,6 +239,9 @@ pub enum Event {
     RefundCreated(RefundCreatedEvent),
     MerchantActivated(MerchantEventData),
     MerchantDeactivated(MerchantEventData),
+    Dunning(DunningEventKind, DunningEvent),
+    DunningPaused(DunningPauseEvent),
+    DunningResumed(DunningPauseEvent),
 }
 
 impl Event {
@@ -191,6 +255,9 @@ impl Event {
             Event::RefundCreated(_) => "refund.created",
             Event::MerchantActivated(_) => "merchant.activated",
             Event::MerchantDeactivated(_) => "merchant.deactivated",
+            Event::Dunning(k, _) => k.event_type(),
+            Event::DunningPaused(_) => "dunning.paused",
+            Event::DunningResumed(_) => "dunning.resumed",
         }
     }
 
@@ -204,6 +271,8 @@ impl Event {
             Event::Capture(_, d) => serde_json::to_value(d),
             Event::RefundCreated(d) => serde_json::to_value(d),
             Event::MerchantActivated(d) | Event::MerchantDeactivated(d) => serde_json::to_value(d),
+            Event::Dunning(_, d) => serde_json::to_value(d),
+            Event::DunningPaused(d) | Event::DunningResumed(d) => serde_json::to_value(d),
         };
         // Plain structs of ids, numbers and strings always serialize.
         v.unwrap_or_default()
@@ -234,6 +303,15 @@ pub fn catalogue() -> Vec<EventDoc> {
     out.push(doc::<CaptureUpdatedEvent>("capture.updated", "The invoice's payment term was extended"));
     out.extend(CaptureEventKind::ALL.iter().map(|k| doc::<CaptureEventData>(k.event_type(), k.summary())));
     out.push(doc::<RefundCreatedEvent>("refund.created", "A credit note was issued (a refund)"));
+    out.extend(DunningEventKind::ALL.iter().map(|k| doc::<DunningEvent>(k.event_type(), k.summary())));
+    out.push(doc::<DunningPauseEvent>(
+        "dunning.paused",
+        "Dunning of the invoice is paused (by an operator, with a reason)",
+    ));
+    out.push(doc::<DunningPauseEvent>(
+        "dunning.resumed",
+        "Dunning of the invoice resumed (by an operator, or its pause ran out)",
+    ));
     out.push(doc::<MerchantEventData>("merchant.activated", "A merchant was activated or reactivated"));
     out.push(doc::<MerchantEventData>("merchant.deactivated", "A merchant was deactivated"));
     out
@@ -284,6 +362,22 @@ mod tests {
         ];
         all.extend(OrderEventKind::ALL.iter().map(|k| Event::Order(*k, order.clone())));
         all.extend(CaptureEventKind::ALL.iter().map(|k| Event::Capture(*k, capture.clone())));
+        let dunning = DunningEvent {
+            capture_id: CaptureId::new(),
+            order_id: OrderId::new(),
+            step: "level_2".into(),
+            level: 2,
+            currency: "EUR".into(),
+            outstanding: 11900,
+            fee_charged: 4000,
+            interest_charged: 72,
+            total_due: 15972,
+            deadline: None,
+        };
+        all.extend(DunningEventKind::ALL.iter().map(|k| Event::Dunning(*k, dunning.clone())));
+        let pause = DunningPauseEvent { capture_id: CaptureId::new(), reason: "buyer disputes".into(), until: None };
+        all.push(Event::DunningPaused(pause.clone()));
+        all.push(Event::DunningResumed(pause));
         for e in &all {
             match e {
                 Event::Authorization(_)
@@ -293,7 +387,10 @@ mod tests {
                 | Event::Capture(..)
                 | Event::RefundCreated(_)
                 | Event::MerchantActivated(_)
-                | Event::MerchantDeactivated(_) => {}
+                | Event::MerchantDeactivated(_)
+                | Event::Dunning(..)
+                | Event::DunningPaused(_)
+                | Event::DunningResumed(_) => {}
             }
         }
         all

@@ -19,6 +19,10 @@ pub enum Account {
     FeeRevenue,
     /// Money in netterms' bank account (asset).
     BankCash,
+    /// Dunning fees and default interest a buyer owes netterms (asset).
+    DunningReceivable(BuyerId),
+    /// Dunning fees and default interest charged (income).
+    DunningIncome,
 }
 
 impl Account {
@@ -30,6 +34,8 @@ impl Account {
             Account::PspPayable(p) => format!("psp_payable:{p}"),
             Account::FeeRevenue => "fee_revenue".into(),
             Account::BankCash => "bank_cash".into(),
+            Account::DunningReceivable(b) => format!("dunning_receivable:{b}"),
+            Account::DunningIncome => "dunning_income".into(),
         }
     }
 }
@@ -104,6 +110,17 @@ pub fn refund(buyer: BuyerId, psp: PspId, amount: i64, against_receivable: i64) 
 /// The buyer paid the merchant directly: it owes less, and the PSP is paid that much less.
 pub fn direct_payment(buyer: BuyerId, psp: PspId, amount: i64) -> Result<Entry, LedgerError> {
     Entry::new("direct_payment", vec![(Account::PspPayable(psp), amount), (Account::BuyerReceivable(buyer), -amount)])
+}
+
+/// A dunning step charged the buyer a flat fee and/or default interest (netterms' own claims).
+pub fn dunning_charge(buyer: BuyerId, kind: &'static str, amount: i64) -> Result<Entry, LedgerError> {
+    Entry::new(kind, vec![(Account::DunningReceivable(buyer), amount), (Account::DunningIncome, -amount)])
+}
+
+/// Charged fees and interest no longer claimed (the invoice was settled by a refund or a direct
+/// payment to the merchant).
+pub fn dunning_waiver(buyer: BuyerId, amount: i64) -> Result<Entry, LedgerError> {
+    Entry::new("dunning_waiver", vec![(Account::DunningIncome, amount), (Account::DunningReceivable(buyer), -amount)])
 }
 
 #[cfg(test)]

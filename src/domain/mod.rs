@@ -1,6 +1,7 @@
 //! The pure domain: identifiers, money, validation rules and reference data. No I/O here.
 
 pub mod decision;
+pub mod dunning;
 pub mod events;
 pub mod iban;
 pub mod ids;

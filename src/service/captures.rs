@@ -47,7 +47,7 @@ pub struct PaymentInstructions {
 pub struct Capture {
     pub capture_id: CaptureId,
     pub order_id: OrderId,
-    /// `open`, `late`, `paid` or `canceled`.
+    /// `open`, `late`, `paid`, `canceled` or `collection` (handed over to collection, unpaid).
     pub state: String,
     pub external_invoice_number: String,
     pub invoice_url: Option<String>,
@@ -58,13 +58,37 @@ pub struct Capture {
     /// Paid by the buyer directly to the merchant (confirm-payment).
     pub paid_to_merchant: i64,
     pub outstanding: i64,
+    /// What the buyer owes on this invoice: the outstanding amount plus dunning fees and default
+    /// interest charged and not waived.
+    pub total_due: i64,
     pub duration: i64,
     pub due_date: NaiveDate,
+    pub dunning: DunningView,
     pub payment_instructions: PaymentInstructions,
     pub shipping_info: Option<serde_json::Value>,
     pub line_items: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Where an invoice stands in dunning (SPEC §9.3).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DunningView {
+    /// The dunning level reached (0: none yet).
+    pub level: i64,
+    /// The date its next reminder, level or hand-over is due (on the PSP's clock), if any.
+    pub next_step_on: Option<NaiveDate>,
+    /// Paused by an operator until then.
+    pub paused_until: Option<DateTime<Utc>>,
+    pub pause_reason: Option<String>,
+    /// Flat fees charged (minor units).
+    pub fees: i64,
+    /// Default interest charged (minor units).
+    pub interest: i64,
+    /// Fees and interest waived when the invoice was settled by a refund or a direct payment.
+    pub waived: i64,
+    /// When the claim was handed over to collection.
+    pub collection_at: Option<DateTime<Utc>>,
 }
 
 fn view(r: &CaptureRow) -> Result<Capture, StoreError> {
@@ -74,7 +98,7 @@ fn view(r: &CaptureRow) -> Result<Capture, StoreError> {
     Ok(Capture {
         capture_id: r.id,
         order_id: r.order_id,
-        state: r.state.clone(),
+        state: if r.collection_at.is_some() && r.is_unpaid() { "collection".into() } else { r.state.clone() },
         external_invoice_number: r.external_invoice_number.clone(),
         invoice_url: r.invoice_url.clone(),
         amount: Amount { currency, gross: r.gross, net: r.net, tax: r.tax },
@@ -82,8 +106,19 @@ fn view(r: &CaptureRow) -> Result<Capture, StoreError> {
         refunded: r.refunded,
         paid_to_merchant: r.paid_direct,
         outstanding: r.outstanding(),
+        total_due: r.outstanding() + r.dunning_charges(),
         duration: r.duration,
         due_date,
+        dunning: DunningView {
+            level: r.dunning_level,
+            next_step_on: if r.is_unpaid() { r.next_dunning_on.as_deref().and_then(|d| d.parse().ok()) } else { None },
+            paused_until: r.dunning_paused_until,
+            pause_reason: r.dunning_pause_reason.clone(),
+            fees: r.dunning_fees,
+            interest: r.dunning_interest,
+            waived: r.dunning_waived,
+            collection_at: r.collection_at,
+        },
         payment_instructions: PaymentInstructions {
             iban: r.virtual_iban.clone(),
             bic: BIC.into(),
@@ -232,6 +267,7 @@ pub async fn capture(
     )?;
     let id = CaptureId::new();
     let due = (now + Duration::days(reserved.duration)).date_naive();
+    let next_dunning_on = super::dunning::policy(s, tx).await?.next_step(due, 0, now.date_naive()).map(|(_, on)| on);
     let reference = rf_reference(id);
     let shipping = shipping.map(|v| v.to_string());
     let items = serde_json::to_value(&items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -252,6 +288,7 @@ pub async fn capture(
             fee,
             duration: reserved.duration,
             due_date: due,
+            next_dunning_on,
             payment_reference: &reference,
             shipping_info: shipping.as_deref(),
             line_items: &items.to_string(),
@@ -303,6 +340,16 @@ pub async fn capture(
         created_at: now,
         updated_at: now,
         virtual_iban: reserved.virtual_iban.unwrap_or_default(),
+        dunning_level: 0,
+        dunning_stage: 0,
+        next_dunning_on: next_dunning_on.map(|d| d.to_string()),
+        dunning_paused_until: None,
+        dunning_pause_reason: None,
+        collection_at: None,
+        dunning_fees: 0,
+        dunning_interest: 0,
+        dunning_waived: 0,
+        interest_through: None,
     };
     Ok(view(&row)?)
 }
@@ -402,6 +449,7 @@ pub async fn refund(
     let owed = amount.gross - against_receivable;
     let refunded = c.refunded + amount.gross;
     let state = capture_state(c.gross, refunded, c.paid_direct, &c.state);
+    super::dunning::on_settlement_change(s, tx, &c, state, at).await?;
     if !store::update_capture_amounts(tx, capture_id, (c.refunded, c.paid_direct), refunded, c.paid_direct, state, now)
         .await?
     {
@@ -478,6 +526,7 @@ pub async fn confirm_payment(
     }
     let paid = c.paid_direct + amount;
     let state = capture_state(c.gross, c.refunded, paid, &c.state);
+    super::dunning::on_settlement_change(s, tx, &c, state, at).await?;
     if !store::update_capture_amounts(tx, capture_id, (c.refunded, c.paid_direct), c.refunded, paid, state, now).await?
     {
         return Err(conflict("the capture changed meanwhile; read it and retry"));
@@ -514,7 +563,8 @@ pub async fn extend_duration(
     v.finish().map_err(OrderError::Invalid)?;
     let Some(duration) = duration else { return Err(OrderError::Invalid(Vec::new())) };
     let due = (c.created_at + Duration::days(duration)).date_naive();
-    if !store::extend_capture(tx, capture_id, duration, due, now).await? {
+    let next = super::dunning::policy(s, tx).await?.next_step(due, c.dunning_stage, now.date_naive()).map(|(_, on)| on);
+    if !store::extend_capture(tx, capture_id, duration, due, next, now).await? {
         return Err(conflict(format!(
             "the term can only be extended beyond {} days on an unpaid invoice (it is {})",
             c.duration, c.state

@@ -307,6 +307,10 @@ pub async fn authorize(
     let cur = data.amount.currency.as_str().to_owned();
     let policy = &credit_policy(s, &mut tx).await?;
     let buyer_exposure = store::exposure(&mut tx, ExposureOf::Buyer, buyer.id.0, &cur).await?;
+    let buyer_dunning_level = match policy.decline_at_dunning_level {
+        Some(_) => crate::store::dunning::buyer_level(&mut tx, buyer.id).await?,
+        None => 0,
+    };
     // Merchant and PSP limits are decided under their rows' locks too (after the buyer's).
     let merchant_exposure = match policy.merchant_limit {
         Some(_) => {
@@ -330,6 +334,7 @@ pub async fn authorize(
             buyer_limit: buyer.credit_limit,
             buyer_exposure,
             buyer_blocked: buyer.blocked,
+            buyer_dunning_level,
             merchant_exposure,
             psp_exposure,
             sandbox: sandbox(s),

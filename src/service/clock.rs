@@ -33,12 +33,15 @@ pub struct DueWork {
     pub expired_authorizations: usize,
     /// Invoices that became late.
     pub late_invoices: usize,
+    /// Reminders, dunning levels, hand-overs to collection, and pauses that ran out.
+    pub dunning: super::dunning::DunningRun,
 }
 
 impl DueWork {
     fn add(&mut self, o: DueWork) {
         self.expired_authorizations += o.expired_authorizations;
         self.late_invoices += o.late_invoices;
+        self.dunning.add(o.dunning);
     }
 }
 
@@ -53,7 +56,8 @@ fn checkout_error(e: CheckoutError) -> OrderError {
 pub async fn run_due(s: &Services, psp_id: PspId, at: PspTime) -> Result<DueWork, OrderError> {
     let expired_authorizations = super::authorizations::expire_due(s, psp_id, at).await.map_err(checkout_error)?;
     let late_invoices = super::captures::mark_overdue(s, psp_id, at).await?;
-    Ok(DueWork { expired_authorizations, late_invoices })
+    let dunning = super::dunning::run_due(s, psp_id, at).await?;
+    Ok(DueWork { expired_authorizations, late_invoices, dunning })
 }
 
 /// Runs what is due for every PSP at its own current time (the periodic background scan).

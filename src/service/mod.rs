@@ -13,6 +13,7 @@ pub mod authorizations;
 pub mod captures;
 pub mod checkout;
 pub mod clock;
+pub mod dunning;
 pub mod merchants;
 pub mod orders;
 pub mod psps;

@@ -41,6 +41,16 @@ pub struct CaptureRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub virtual_iban: String,
+    pub dunning_level: i64,
+    pub dunning_stage: i64,
+    pub next_dunning_on: Option<String>,
+    pub dunning_paused_until: Option<DateTime<Utc>>,
+    pub dunning_pause_reason: Option<String>,
+    pub collection_at: Option<DateTime<Utc>>,
+    pub dunning_fees: i64,
+    pub dunning_interest: i64,
+    pub dunning_waived: i64,
+    pub interest_through: Option<String>,
 }
 
 impl CaptureRow {
@@ -48,11 +58,23 @@ impl CaptureRow {
     pub fn outstanding(&self) -> i64 {
         (self.gross - self.refunded - self.paid_direct).max(0)
     }
+
+    /// Dunning fees and default interest charged and still claimed.
+    pub fn dunning_charges(&self) -> i64 {
+        self.dunning_fees + self.dunning_interest - self.dunning_waived
+    }
+
+    /// Not paid and not canceled: the buyer still owes on it.
+    pub fn is_unpaid(&self) -> bool {
+        matches!(self.state.as_str(), "open" | "late")
+    }
 }
 
 const CAPTURE_SELECT: &str = "SELECT c.id, c.order_id, c.psp_id, c.merchant_id, c.buyer_id, c.external_invoice_number, c.invoice_url, \
      c.currency, c.gross, c.net, c.tax, c.fee, c.refunded, c.paid_direct, c.state, c.duration, c.due_date, c.payment_reference, \
-     c.shipping_info, c.line_items, c.created_at, c.updated_at, b.virtual_iban FROM captures c JOIN buyers b ON b.id = c.buyer_id";
+     c.shipping_info, c.line_items, c.created_at, c.updated_at, b.virtual_iban, c.dunning_level, c.dunning_stage, \
+     c.next_dunning_on, c.dunning_paused_until, c.dunning_pause_reason, c.collection_at, c.dunning_fees, c.dunning_interest, \
+     c.dunning_waived, c.interest_through FROM captures c JOIN buyers b ON b.id = c.buyer_id";
 
 /// A new capture's fields.
 pub struct NewCapture<'a> {
@@ -70,6 +92,8 @@ pub struct NewCapture<'a> {
     pub fee: i64,
     pub duration: i64,
     pub due_date: NaiveDate,
+    /// When its first reminder or dunning step is due.
+    pub next_dunning_on: Option<NaiveDate>,
     pub payment_reference: &'a str,
     pub shipping_info: Option<&'a str>,
     pub line_items: &'a str,
@@ -79,8 +103,9 @@ pub struct NewCapture<'a> {
 pub fn insert_capture(tx: &mut Tx, n: &NewCapture<'_>, now: DateTime<Utc>) {
     tx.defer(
         "INSERT INTO captures (id, order_id, psp_id, merchant_id, buyer_id, external_invoice_number, invoice_url, currency, \
-         gross, net, tax, fee, state, duration, due_date, payment_reference, shipping_info, line_items, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14, $15, $16, $17, $18, $18)",
+         gross, net, tax, fee, state, duration, due_date, payment_reference, shipping_info, line_items, created_at, updated_at, \
+         next_dunning_on) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14, $15, $16, $17, $18, $18, $19)",
         vec![
             n.id.0.into(),
             n.order_id.0.into(),
@@ -100,6 +125,7 @@ pub fn insert_capture(tx: &mut Tx, n: &NewCapture<'_>, now: DateTime<Utc>) {
             n.shipping_info.into(),
             n.line_items.into(),
             now.into(),
+            n.next_dunning_on.map(|d| d.to_string()).into(),
         ],
     );
 }
@@ -115,6 +141,13 @@ pub async fn get_capture(
         let l = if lock && b == Backend::Postgres { " FOR UPDATE OF c" } else { "" };
         sqlx::query_as(&format!("{CAPTURE_SELECT} WHERE c.id = $1 AND c.psp_id = $2{l}"))
             .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// The PSP a capture belongs to (for operators, who name captures by id alone).
+pub async fn psp_of(conn: &mut impl AsExec, id: CaptureId) -> StoreResult<Option<PspId>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_scalar("SELECT psp_id FROM captures WHERE id = $1").bind(id).fetch_optional(&mut *c).await?
     }))
 }
 
@@ -151,14 +184,15 @@ pub async fn extend_capture(
     id: CaptureId,
     duration: i64,
     due_date: NaiveDate,
+    next_dunning_on: Option<NaiveDate>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
     Ok(with_conn!(tx, c => {
         sqlx::query(
-            "UPDATE captures SET duration = $2, due_date = $3, state = 'open', updated_at = $4 \
+            "UPDATE captures SET duration = $2, due_date = $3, state = 'open', updated_at = $4, next_dunning_on = $5 \
              WHERE id = $1 AND duration < $2 AND state IN ('open', 'late')",
         )
-        .bind(id).bind(duration).bind(due_date.to_string()).bind(now)
+        .bind(id).bind(duration).bind(due_date.to_string()).bind(now).bind(next_dunning_on.map(|d| d.to_string()))
         .execute(&mut *c).await?.rows_affected() == 1
     }))
 }

@@ -84,6 +84,21 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
     if fees.0 != fees.1 {
         diffs.push(("fee_revenue".into(), fees.0, fees.1));
     }
+    // Dunning fees and default interest each buyer owes netterms, and the income they made.
+    diffs.extend(
+        compare(conn, "dunning_receivable", "buyer_id", "SUM(dunning_fees + dunning_interest - dunning_waived)")
+            .await?,
+    );
+    let dunning: (i64, i64) = with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT CAST(COALESCE((SELECT -SUM(dunning_fees + dunning_interest - dunning_waived) FROM captures), 0) AS BIGINT), \
+                    CAST(COALESCE((SELECT SUM(amount) FROM ledger_lines WHERE account = 'dunning_income'), 0) AS BIGINT)",
+        )
+        .fetch_one(&mut *c).await?
+    });
+    if dunning.0 != dunning.1 {
+        diffs.push(("dunning_income".into(), dunning.0, dunning.1));
+    }
     Ok(diffs)
 }
 

@@ -13,6 +13,7 @@ use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 
 pub mod captures;
 pub mod checkout;
+pub mod dunning;
 pub mod events;
 pub mod idempotency;
 pub mod jobs;
@@ -224,6 +225,11 @@ impl From<String> for Arg {
 impl From<Option<&str>> for Arg {
     fn from(v: Option<&str>) -> Arg {
         Arg::OptText(v.map(str::to_owned))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::OptText(v)
     }
 }
 impl From<chrono::DateTime<chrono::Utc>> for Arg {

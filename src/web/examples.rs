@@ -114,7 +114,22 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
             "max_order_amount": 10_000_000,
             "countries": ["DE", "AT", "NL"],
             "merchant_limit": null,
-            "psp_limit": null
+            "psp_limit": null,
+            "decline_at_dunning_level": 2
+        }),
+        ("put", "/admin/v1/dunning-policy") => {
+            serde_json::to_value(crate::domain::dunning::Policy::default()).unwrap_or_default()
+        }
+        ("put", "/admin/v1/base-rates/{valid_from}") => json!({
+            "rate_bps": 127,
+            "source": "Deutsche Bundesbank, Basiszinssatz ab 1. Juli 2026"
+        }),
+        ("post", "/admin/v1/captures/{capture_id}/dunning/pause") => json!({
+            "reason": "The buyer says the goods arrived damaged; the merchant is checking",
+            "until": "2027-03-31T00:00:00Z"
+        }),
+        ("post", "/admin/v1/captures/{capture_id}/dunning/resume") => json!({
+            "reason": "The merchant confirmed delivery was complete"
         }),
         ("patch", "/admin/v1/buyers/{buyer_id}") => json!({"credit_limit": 2_000_000, "blocked": false}),
         _ => return None,

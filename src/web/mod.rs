@@ -23,6 +23,7 @@ pub mod admin;
 pub mod auth;
 pub mod checkout;
 pub mod checkout_pages;
+pub mod dunning;
 pub mod error;
 pub mod examples;
 pub mod extract;
@@ -89,6 +90,8 @@ impl std::ops::Deref for AppInner {
         crate::domain::events::CaptureEventData,
         crate::domain::events::RefundCreatedEvent,
         crate::domain::events::MerchantEventData,
+        crate::domain::events::DunningEvent,
+        crate::domain::events::DunningPauseEvent,
     )),
     tags(
         (name = "Merchants", description = "Activate and manage the merchants a PSP serves"),
@@ -123,7 +126,7 @@ fn api_routes() -> ApiRoutes {
             .merge(sandbox::router()),
         public: merchants::public_router(),
         checkout: checkout::checkout_api_router(),
-        admin: admin::router().merge(checkout::admin_router()).merge(jobs::router()),
+        admin: admin::router().merge(checkout::admin_router()).merge(jobs::router()).merge(dunning::router()),
     }
 }
 

@@ -9,6 +9,7 @@ mod bad_input;
 mod browser;
 pub mod checkout;
 mod clock;
+mod dunning;
 mod idempotency;
 mod jobs;
 mod merchants;

@@ -132,6 +132,13 @@ async fn every_documented_example_is_accepted() {
     send("patch", "/v1/orders/{order_id}", &format!("/v1/orders/{oid}"), Some(&p), &[]).await;
     let c = send("post", "/v1/orders/{order_id}/captures", &format!("/v1/orders/{oid}/captures"), Some(&p), &[]).await;
     let cid = c["capture_id"].as_str().unwrap().to_owned();
+    // The example's date, moved to a month from now (it must lie ahead).
+    let until = (chrono::Utc::now() + chrono::Duration::days(30)).format("%Y-%m-%dT00:00:00Z").to_string();
+    for op in ["pause", "resume"] {
+        let path = format!("/admin/v1/captures/{{capture_id}}/dunning/{op}");
+        let concrete = format!("/admin/v1/captures/{cid}/dunning/{op}");
+        send("post", &path, &concrete, None, &[("2027-03-31T00:00:00Z", until.as_str())]).await;
+    }
     for op in ["extend-duration", "refunds", "confirm-payment"] {
         let path = format!("/v1/captures/{{capture_id}}/{op}");
         send("post", &path, &format!("/v1/captures/{cid}/{op}"), Some(&p), &[]).await;
@@ -148,6 +155,9 @@ async fn every_documented_example_is_accepted() {
     drop(conn);
     send("patch", "/admin/v1/buyers/{buyer_id}", &format!("/admin/v1/buyers/{buyer}"), None, &[]).await;
     send("post", "/v1/sandbox/clock/advance", "/v1/sandbox/clock/advance", Some(&p), &[]).await;
+    send("put", "/admin/v1/dunning-policy", "/admin/v1/dunning-policy", None, &[]).await;
+    send("put", "/admin/v1/base-rates/{valid_from}", "/admin/v1/base-rates/2026-07-01", None, &[]).await;
+
     assert_eq!(sent, documented, "every documented example was sent");
 }
 

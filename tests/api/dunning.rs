@@ -1,0 +1,396 @@
+//! An invoice's unpaid life on the PSP's clock (SPEC §9.3): reminder, late, dunning levels with
+//! the flat fee and default interest across a base-rate change, collection; stopped by a refund
+//! or a direct payment; each step once, whoever scans.
+
+use chrono::{Datelike, Duration, NaiveDate};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::orders::{amount, created_order, setup, verify_ledger};
+
+pub async fn psp_today(app: &TestApp, psp: &TestPsp) -> NaiveDate {
+    let v = app.send(app.psp(psp, Method::GET, "/v1/sandbox/clock")).await.json();
+    v["today"].as_str().unwrap().parse().unwrap()
+}
+
+pub async fn advance_to(app: &TestApp, psp: &TestPsp, to: NaiveDate) -> Value {
+    let r =
+        app.send(app.psp(psp, Method::POST, "/v1/sandbox/clock/advance").json(&json!({"to": to.to_string()}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+pub async fn capture(app: &TestApp, psp: &TestPsp, mid: &str, number: &str) -> Value {
+    let oid = created_order(app, psp, mid).await;
+    let c = app
+        .send(
+            app.psp(psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
+                .json(&json!({"amount": amount(11900), "external_invoice_number": number})),
+        )
+        .await;
+    assert_eq!(c.status, 201, "{}", c.text());
+    c.json()
+}
+
+async fn get_capture(app: &TestApp, psp: &TestPsp, id: &str) -> Value {
+    app.send(app.psp(psp, Method::GET, &format!("/v1/captures/{id}"))).await.json()
+}
+
+/// The PSP's dunning and capture events, oldest first: (type, data, date).
+async fn dunning_events(app: &TestApp, psp: &TestPsp) -> Vec<(String, Value, NaiveDate)> {
+    let v = app.send(app.psp(psp, Method::GET, "/v1/events?limit=100")).await.json();
+    let mut out: Vec<(String, Value, NaiveDate)> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            let t = e["type"].as_str().unwrap();
+            t.starts_with("dunning.") || t == "capture.late" || t == "capture.paid" || t == "capture.canceled"
+        })
+        .map(|e| {
+            let at: chrono::DateTime<chrono::Utc> = e["created_at"].as_str().unwrap().parse().unwrap();
+            (e["type"].as_str().unwrap().to_owned(), e["data"].clone(), at.date_naive())
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+async fn put_base_rate(app: &TestApp, from: NaiveDate, bps: i64) {
+    let r = app
+        .send(
+            app.admin(Method::PUT, &format!("/admin/v1/base-rates/{from}"))
+                .json(&json!({"rate_bps": bps, "source": "test"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// The dunning entries of the ledger: (kind, amount on dunning income, negated), sorted.
+async fn ledger_kinds(app: &TestApp) -> Vec<(String, i64)> {
+    let mut conn = app.db().conn().await.unwrap();
+    let rows: netterms::store::StoreResult<Vec<(String, i64)>> = async {
+        Ok(netterms::with_conn!(&mut conn, c => {
+            sqlx::query_as(
+                "SELECT e.kind, CAST(-l.amount AS BIGINT) FROM ledger_entries e JOIN ledger_lines l ON l.entry_id = e.id \
+                 WHERE l.account = 'dunning_income' ORDER BY e.kind, -l.amount",
+            )
+            .fetch_all(&mut *c).await?
+        }))
+    }
+    .await;
+    rows.unwrap()
+}
+
+/// The first 1 January or 1 July after `d`.
+fn next_half_year(d: NaiveDate) -> NaiveDate {
+    let (y, m) = if d.month() < 7 { (d.year(), 7) } else { (d.year() + 1, 1) };
+    NaiveDate::from_ymd_opt(y, m, 1).unwrap()
+}
+
+/// Default interest by hand: per day, open × (base + 9 points) / 365, summed, rounded half up.
+fn by_hand(open: i64, days: &[(i64, i64)]) -> i64 {
+    // (number of days, yearly rate in bps)
+    let sum: i64 = days.iter().map(|(n, bps)| n * bps * open).sum();
+    (sum + 3_650_000 / 2) / 3_650_000
+}
+
+#[tokio::test]
+async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interest() {
+    let (app, psp, mid) = setup().await;
+    let other = app.create_psp().await;
+    let other_mid = app.create_merchant(&other, "other").await["merchant_id"].as_str().unwrap().to_owned();
+    let theirs = capture(&app, &other, &other_mid, "B-1").await;
+
+    // Place the due date ten days before a base-rate change (B), so that interest crosses it.
+    let today = psp_today(&app, &psp).await;
+    let b = next_half_year(today + Duration::days(41));
+    let start = b - Duration::days(40);
+    if start > today {
+        advance_to(&app, &psp, start).await;
+    }
+    let before_b = if b.month() == 1 {
+        NaiveDate::from_ymd_opt(b.year() - 1, 7, 1).unwrap()
+    } else {
+        NaiveDate::from_ymd_opt(b.year(), 1, 1).unwrap()
+    };
+    put_base_rate(&app, before_b, 127).await;
+    put_base_rate(&app, b, 250).await;
+
+    let c = capture(&app, &psp, &mid, "A-1").await;
+    let id = c["capture_id"].as_str().unwrap().to_owned();
+    let due: NaiveDate = c["due_date"].as_str().unwrap().parse().unwrap();
+    assert_eq!(due, b - Duration::days(10));
+    assert_eq!(c["dunning"]["next_step_on"], (due - Duration::days(3)).to_string(), "the reminder first");
+
+    // Day by day to the collection day: due + 49.
+    let r = advance_to(&app, &psp, due + Duration::days(49)).await;
+    assert_eq!(r["ran"]["dunning"], json!({"reminders": 1, "levels": 3, "collections": 1, "resumed": 0}));
+    assert_eq!(r["ran"]["late_invoices"], 1);
+
+    // Interest from due+1 to level 2 (due+21): 10 days before B at 1.27+9, 11 days from B at
+    // 2.50+9; then 14 days at 11.50 % to level 3 and 14 more to collection.
+    let i2 = by_hand(11900, &[(10, 1027), (11, 1150)]);
+    let i3 = by_hand(11900, &[(14, 1150)]);
+    let i4 = by_hand(11900, &[(14, 1150)]);
+    assert_eq!((i2, i3, i4), (75, 52, 52), "11900 × (10×1027 + 11×1150) / 3,650,000 = 74.73; × 14×1150 = 52.49");
+
+    let events = dunning_events(&app, &psp).await;
+    let summary: Vec<(String, i64, i64, i64, NaiveDate)> = events
+        .iter()
+        .map(|(t, d, at)| {
+            let n = |k: &str| d[k].as_i64().unwrap_or(-1);
+            (t.clone(), n("level"), n("fee_charged"), n("interest_charged"), *at)
+        })
+        .collect();
+    let day = |n: i64| due + Duration::days(n);
+    assert_eq!(
+        summary,
+        vec![
+            ("dunning.reminder".into(), 0, 0, 0, day(-3)),
+            ("capture.late".into(), -1, -1, -1, day(1)),
+            ("dunning.level_changed".into(), 1, 0, 0, day(7)),
+            ("dunning.level_changed".into(), 2, 4000, i2, day(21)),
+            ("dunning.level_changed".into(), 3, 0, i3, day(35)),
+            ("dunning.collection".into(), 3, 0, i4, day(49)),
+        ]
+    );
+    let level2 = &events[3].1;
+    assert_eq!(level2["deadline"], day(31).to_string());
+    assert_eq!(level2["total_due"], 11900 + 4000 + i2);
+
+    let c = get_capture(&app, &psp, &id).await;
+    assert_eq!(c["state"], "collection");
+    assert_eq!(c["dunning"]["level"], 3);
+    assert_eq!(c["dunning"]["fees"], 4000);
+    assert_eq!(c["dunning"]["interest"], i2 + i3 + i4);
+    assert_eq!(c["total_due"], 11900 + 4000 + i2 + i3 + i4);
+    assert!(c["dunning"]["next_step_on"].is_null());
+
+    // The ledger holds each charge, against dunning income.
+    let kinds = ledger_kinds(&app).await;
+    assert_eq!(
+        kinds,
+        vec![
+            ("default_interest".to_owned(), i3),
+            ("default_interest".to_owned(), i4),
+            ("default_interest".to_owned(), i2),
+            ("dunning_fee".to_owned(), 4000),
+        ]
+    );
+    verify_ledger(&app).await;
+
+    // Nothing more happens, however far the clock goes.
+    let r = advance_to(&app, &psp, due + Duration::days(120)).await;
+    assert_eq!(r["ran"]["dunning"], json!({"reminders": 0, "levels": 0, "collections": 0, "resumed": 0}));
+
+    // The other PSP's invoice did not move.
+    let t = get_capture(&app, &other, theirs["capture_id"].as_str().unwrap()).await;
+    assert_eq!((t["state"].as_str(), t["dunning"]["level"].as_i64()), (Some("open"), Some(0)));
+    assert!(dunning_events(&app, &other).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_refund_or_a_direct_payment_that_settles_the_invoice_stops_dunning() {
+    let (app, psp, mid) = setup().await;
+    let refunded = capture(&app, &psp, &mid, "R-1").await;
+    let paid = capture(&app, &psp, &mid, "P-1").await;
+    let due: NaiveDate = refunded["due_date"].as_str().unwrap().parse().unwrap();
+    advance_to(&app, &psp, due + Duration::days(21)).await;
+    for c in [&refunded, &paid] {
+        let c = get_capture(&app, &psp, c["capture_id"].as_str().unwrap()).await;
+        assert_eq!(c["dunning"]["level"], 2);
+        assert_eq!(c["dunning"]["fees"], 4000);
+        assert!(c["dunning"]["interest"].as_i64().unwrap() > 0);
+    }
+    // A partial direct payment: interest runs up to today on what was open until now.
+    advance_to(&app, &psp, due + Duration::days(25)).await;
+    let pid = paid["capture_id"].as_str().unwrap();
+    let r = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{pid}/confirm-payment"))
+                .json(&json!({"amount": 5900, "external_payment_id": "pay-1"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let interest_to_21 = by_hand(11900, &[(21, 127 + 900)]);
+    let four_more = by_hand(11900, &[(4, 127 + 900)]);
+    assert_eq!(r.json()["dunning"]["interest"], interest_to_21 + four_more);
+    // Then settled: dunning stops, fee and interest are waived.
+    let r = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{pid}/confirm-payment"))
+                .json(&json!({"amount": 6000, "external_payment_id": "pay-2"})),
+        )
+        .await;
+    let v = r.json();
+    assert_eq!(v["state"], "paid");
+    assert_eq!(v["dunning"]["waived"], 4000 + interest_to_21 + four_more);
+    assert_eq!(v["total_due"], 0);
+
+    let rid = refunded["capture_id"].as_str().unwrap();
+    let r = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{rid}/refunds"))
+                .json(&json!({"amount": amount(11900), "external_credit_note_number": "CN-1"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v = r.json()["capture"].clone();
+    assert_eq!(v["state"], "canceled");
+    assert_eq!(v["total_due"], 0);
+    verify_ledger(&app).await;
+
+    let r = advance_to(&app, &psp, due + Duration::days(100)).await;
+    assert_eq!(r["ran"]["dunning"], json!({"reminders": 0, "levels": 0, "collections": 0, "resumed": 0}));
+    verify_ledger(&app).await;
+}
+
+#[tokio::test]
+async fn a_buyer_at_the_configured_dunning_level_is_declined() {
+    let (app, psp, mid) = setup().await;
+    let c = capture(&app, &psp, &mid, "D-1").await;
+    let due: NaiveDate = c["due_date"].as_str().unwrap().parse().unwrap();
+    advance_to(&app, &psp, due + Duration::days(7)).await;
+    // Level 1: still served.
+    created_order(&app, &psp, &mid).await;
+    advance_to(&app, &psp, due + Duration::days(21)).await;
+    // Level 2: the same company is declined.
+    let s = app
+        .send(
+            app.psp(&psp, Method::POST, "/v1/widget-sessions")
+                .json(&json!({"merchant_id": mid, "allowed_origins": ["https://shop.example"]})),
+        )
+        .await
+        .json();
+    let sid = s["client_secret"].as_str().unwrap();
+    let order = crate::checkout::order_body("anna@kunde.example", 11900);
+    let a = app
+        .send(app.client.post(app.url(&format!("/checkout-api/v1/sessions/{sid}/authorize"))).json(&json!({
+            "order": order, "payment_method": "bank_transfer", "terms_accepted": true
+        })))
+        .await
+        .json();
+    assert_eq!((a["state"].as_str(), a["decline_reason"].as_str()), (Some("declined"), Some("risk_policy")), "{a}");
+}
+
+#[tokio::test]
+async fn an_operator_pauses_and_resumes_dunning() {
+    let (app, psp, mid) = setup().await;
+    let c = capture(&app, &psp, &mid, "Z-1").await;
+    let id = c["capture_id"].as_str().unwrap().to_owned();
+    let due: NaiveDate = c["due_date"].as_str().unwrap().parse().unwrap();
+    advance_to(&app, &psp, due + Duration::days(7)).await;
+    let until = format!("{}T00:00:00Z", due + Duration::days(30));
+    let pause = |body: Value| app.admin(Method::POST, &format!("/admin/v1/captures/{id}/dunning/pause")).json(&body);
+    // Bad input changes nothing.
+    app.send(pause(json!({"reason": "x"}))).await.assert_error(422, "request_validation_error");
+    let r = app.send(pause(json!({"reason": "", "until": until}))).await;
+    assert_eq!(r.sources(), vec!["reason"]);
+    let r = app.send(pause(json!({"reason": "x", "until": "2020-01-01T00:00:00Z"}))).await;
+    assert_eq!(r.sources(), vec!["until"]);
+    let r = app.send(pause(json!({"reason": "the buyer disputes the delivery", "until": until}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["dunning"]["pause_reason"], "the buyer disputes the delivery");
+    // Level 2 would be due at +21: paused, nothing happens.
+    let r = advance_to(&app, &psp, due + Duration::days(25)).await;
+    assert_eq!(r["ran"]["dunning"]["levels"], 0);
+    // The pause runs out at +30: resumed by itself, and level 2 follows at once.
+    let r = advance_to(&app, &psp, due + Duration::days(30)).await;
+    assert_eq!(r["ran"]["dunning"], json!({"reminders": 0, "levels": 1, "collections": 0, "resumed": 1}));
+    let events = dunning_events(&app, &psp).await;
+    let types: Vec<&str> = events.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "dunning.reminder",
+            "capture.late",
+            "dunning.level_changed",
+            "dunning.paused",
+            "dunning.resumed",
+            "dunning.level_changed"
+        ]
+    );
+    // Pause and resume by hand.
+    let r =
+        app.send(pause(json!({"reason": "again", "until": format!("{}T00:00:00Z", due + Duration::days(60))}))).await;
+    assert_eq!(r.status, 200);
+    let resume =
+        app.admin(Method::POST, &format!("/admin/v1/captures/{id}/dunning/resume")).json(&json!({"reason": "checked"}));
+    let r = app.send(resume).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["dunning"]["paused_until"].is_null());
+    let resume =
+        app.admin(Method::POST, &format!("/admin/v1/captures/{id}/dunning/resume")).json(&json!({"reason": "checked"}));
+    app.send(resume).await.assert_error(409, "state_conflict");
+    let unknown = app.admin(Method::POST, &format!("/admin/v1/captures/{}/dunning/resume", uuid::Uuid::now_v7()));
+    app.send(unknown.json(&json!({"reason": "x"}))).await.assert_error(404, "resource_not_found");
+}
+
+#[tokio::test]
+async fn a_malformed_policy_is_refused_with_field_paths_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let before = app.send(app.admin(Method::GET, "/admin/v1/dunning-policy")).await.json();
+    let mut bad = before.clone();
+    bad["levels"][1]["days_after_due"] = json!(3);
+    bad["collection_days_after_due"] = json!(2);
+    bad["flat_fee"] = json!(-1);
+    let r = app.send(app.admin(Method::PUT, "/admin/v1/dunning-policy").json(&bad)).await;
+    r.assert_error(422, "request_validation_error");
+    assert_eq!(r.sources(), vec!["levels[1].days_after_due", "collection_days_after_due", "flat_fee"]);
+    let r = app.send(app.admin(Method::PUT, "/admin/v1/dunning-policy").json(&json!({"levels": "many"}))).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(app.send(app.admin(Method::GET, "/admin/v1/dunning-policy")).await.json(), before);
+    // A good one takes effect; fields left out keep their defaults.
+    let r = app
+        .send(app.admin(Method::PUT, "/admin/v1/dunning-policy").json(&json!({"reminder_days_before_due": 5})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let now = app.send(app.admin(Method::GET, "/admin/v1/dunning-policy")).await.json();
+    assert_eq!(now["reminder_days_before_due"], 5);
+    assert_eq!(now["levels"], before["levels"]);
+    // Base rates: only on 1 January or 1 July.
+    let r = app
+        .send(app.admin(Method::PUT, "/admin/v1/base-rates/2027-02-01").json(&json!({"rate_bps": 1, "source": "x"})))
+        .await;
+    assert_eq!(r.sources(), vec!["valid_from"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_scans_at_the_same_moment_take_each_step_once() {
+    let (app, psp, mid) = setup().await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(capture(&app, &psp, &mid, &format!("S-{i}")).await["capture_id"].as_str().unwrap().to_owned());
+    }
+    let due: NaiveDate = get_capture(&app, &psp, &ids[0]).await["due_date"].as_str().unwrap().parse().unwrap();
+    let psp_id: netterms::domain::ids::PspId = serde_json::from_value(json!(psp.psp_id)).unwrap();
+    for day in [-3, 7, 21, 35, 49] {
+        let wall = app.services.clock.now();
+        let target = (due + Duration::days(day)).and_hms_opt(12, 0, 0).unwrap().and_utc();
+        let at = netterms::clock::PspTime::ahead(wall, (target - wall).num_microseconds().unwrap().max(0));
+        let s = &app.services;
+        let (a, b) = tokio::join!(
+            netterms::service::clock::run_due(s, psp_id, at),
+            netterms::service::clock::run_due(s, psp_id, at)
+        );
+        let (a, b) = (a.unwrap().dunning, b.unwrap().dunning);
+        let taken = a.reminders + b.reminders + a.levels + b.levels + a.collections + b.collections;
+        assert_eq!(taken, 8, "day {day}: each invoice's step once ({a:?} {b:?})");
+    }
+    assert_eq!(app.count("dunning_steps").await, 8 * 5);
+    verify_ledger(&app).await;
+}
+
+#[tokio::test]
+async fn start_up_warns_when_the_half_year_has_no_base_rate() {
+    let app = TestApp::spawn().await;
+    let day = |s: &str| s.parse::<NaiveDate>().unwrap();
+    let s = &app.services;
+    assert!(netterms::service::dunning::warn_if_base_rate_missing(s, day("2026-03-01")).await.unwrap());
+    assert!(!netterms::service::dunning::warn_if_base_rate_missing(s, day("2031-08-01")).await.unwrap());
+    assert!(captured_logs().contains("no row for the current half-year"));
+    put_base_rate(&app, day("2031-07-01"), 150).await;
+    assert!(netterms::service::dunning::warn_if_base_rate_missing(s, day("2031-08-01")).await.unwrap());
+}
