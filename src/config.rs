@@ -82,6 +82,16 @@ pub struct Config {
     pub job_worker: bool,
     /// How often an idle job worker looks for due jobs.
     pub job_poll_ms: u64,
+    /// SMTP server for the buyer's e-mails: `smtp://host:port` (plain, or STARTTLS when offered
+    /// with `?tls=opportunistic`, required with `?tls=required`), `smtps://user:pass@host:465`
+    /// (implicit TLS). None: messages are stored and shown, not sent.
+    pub smtp_url: Option<Secret>,
+    /// The From of the buyer's e-mails, e.g. `netterms <rechnung@netterms.example>`.
+    pub mail_from: String,
+    /// How long one SMTP delivery may take before it counts as failed (and is retried).
+    pub smtp_timeout_secs: u64,
+    /// netterms' SEPA creditor identifier, named in direct-debit pre-notifications.
+    pub sepa_creditor_id: String,
     /// Timeout of one webhook attempt.
     pub webhook_timeout_secs: u64,
     /// How often the delivery worker looks for due deliveries.
@@ -130,6 +140,10 @@ impl Default for Config {
             webhook_worker: true,
             job_worker: true,
             job_poll_ms: 1000,
+            smtp_url: None,
+            mail_from: "netterms <rechnung@netterms.example>".into(),
+            smtp_timeout_secs: 15,
+            sepa_creditor_id: "DE98ZZZ09999999999".into(),
             webhook_timeout_secs: 15,
             webhook_poll_ms: 250,
             credit: crate::domain::decision::Policy::default(),
@@ -176,6 +190,10 @@ const FIELDS: &[&str] = &[
     "webhook_worker",
     "job_worker",
     "job_poll_ms",
+    "smtp_url",
+    "mail_from",
+    "smtp_timeout_secs",
+    "sepa_creditor_id",
     "webhook_timeout_secs",
     "webhook_poll_ms",
     "virtual_iban_bank_code",
@@ -223,23 +241,23 @@ impl Config {
         {
             errs.push("database_url must start with sqlite:, postgres:// or postgresql://".to_owned());
         }
-        if let Some(url) = &self.public_url {
-            if !crate::domain::validate::is_http_url(url) {
-                errs.push("public_url must be an absolute http(s) URL".to_owned());
-            }
+        if let Some(url) = &self.public_url
+            && !crate::domain::validate::is_http_url(url)
+        {
+            errs.push("public_url must be an absolute http(s) URL".to_owned());
         }
-        if let Some(t) = &self.admin_token {
-            if t.expose().len() < 16 {
-                errs.push("admin_token must be at least 16 characters".to_owned());
-            }
+        if let Some(t) = &self.admin_token
+            && t.expose().len() < 16
+        {
+            errs.push("admin_token must be at least 16 characters".to_owned());
         }
         if self.metrics_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
             errs.push("metrics_token must be at least 16 characters".to_owned());
         }
-        if let Some(k) = &self.secret_key {
-            if k.expose().len() < 32 {
-                errs.push("secret_key must be at least 32 characters".to_owned());
-            }
+        if let Some(k) = &self.secret_key
+            && k.expose().len() < 32
+        {
+            errs.push("secret_key must be at least 32 characters".to_owned());
         }
         if self.environment == Environment::Production {
             if self.secret_key.is_none() {
@@ -303,6 +321,20 @@ impl Config {
             || c.max_order_amount < c.min_order_amount
         {
             errs.push("credit: limits must be positive and min_order_amount <= max_order_amount".to_owned());
+        }
+        if let Some(u) = &self.smtp_url {
+            // The URL may hold a password: the message does not quote it.
+            if lettre::transport::smtp::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(u.expose()).is_err() {
+                errs.push(
+                    "smtp_url is not a usable SMTP URL (smtp://host:port or smtps://user:pass@host:port)".to_owned(),
+                );
+            }
+        }
+        if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            errs.push("mail_from must be an address, e.g. netterms <rechnung@netterms.example>".to_owned());
+        }
+        if !(1..=300).contains(&self.smtp_timeout_secs) {
+            errs.push("smtp_timeout_secs must be between 1 and 300".to_owned());
         }
         for e in self.dunning.violations() {
             errs.push(format!("dunning.{}: {}", e.source, e.title));

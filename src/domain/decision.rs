@@ -150,11 +150,11 @@ fn declined(t: Trace, reason: DeclineReason) -> Decision {
 /// Decides. Rules run in order; the first that fails declines.
 pub fn decide(f: &Facts<'_>, p: &Policy) -> Decision {
     let mut t = Trace(Vec::new());
-    if f.sandbox {
-        if let Some((outcome, reason)) = f.person_email.and_then(sandbox_forced) {
-            t.check("sandbox_magic_value", false, format!("forced {outcome:?} by the buyer's e-mail tag"));
-            return Decision { outcome, decline_reason: reason, rules: t.0 };
-        }
+    if f.sandbox
+        && let Some((outcome, reason)) = f.person_email.and_then(sandbox_forced)
+    {
+        t.check("sandbox_magic_value", false, format!("forced {outcome:?} by the buyer's e-mail tag"));
+        return Decision { outcome, decline_reason: reason, rules: t.0 };
     }
 
     let c = f.company;

@@ -118,10 +118,10 @@ impl Policy {
     /// What is wrong with this policy, with field paths.
     pub fn violations(&self) -> Vec<FieldError> {
         let mut v = Violations::new();
-        if let Some(d) = self.reminder_days_before_due {
-            if !(0..=60).contains(&d) {
-                v.add("reminder_days_before_due", "reminder_days_before_due must be 0 to 60");
-            }
+        if let Some(d) = self.reminder_days_before_due
+            && !(0..=60).contains(&d)
+        {
+            v.add("reminder_days_before_due", "reminder_days_before_due must be 0 to 60");
         }
         if self.levels.len() > MAX_LEVELS {
             v.add("levels", format!("at most {MAX_LEVELS} levels"));

@@ -50,10 +50,10 @@ impl AddressInput {
         if let Some(c) = &country {
             if !validate::COUNTRIES.contains(&c.as_str()) {
                 v.add("country", "country must be an ISO 3166-1 alpha-2 code of a supported country");
-            } else if let Some(p) = &postal_code {
-                if !validate::is_postal_code(c, p) {
-                    v.add("postal_code", format!("postal_code is not valid for {c}"));
-                }
+            } else if let Some(p) = &postal_code
+                && !validate::is_postal_code(c, p)
+            {
+                v.add("postal_code", format!("postal_code is not valid for {c}"));
             }
         }
         v.finish()?;
@@ -201,18 +201,15 @@ impl MerchantActivation {
                 Some(_) => {}
             }
         }
-        if let Some(r) = &registration_number {
-            if !legal_forms::is_register_number(r) {
-                v.add(
-                    "registration_number",
-                    "registration_number must look like 'HRB 12345' (HRA, HRB, GnR, PR or VR)",
-                );
-            }
+        if let Some(r) = &registration_number
+            && !legal_forms::is_register_number(r)
+        {
+            v.add("registration_number", "registration_number must look like 'HRB 12345' (HRA, HRB, GnR, PR or VR)");
         }
-        if let Some(t) = &tax_id {
-            if !legal_forms::is_vat_id(t) {
-                v.add("tax_id", "tax_id must be a VAT ID such as DE123456789");
-            }
+        if let Some(t) = &tax_id
+            && !legal_forms::is_vat_id(t)
+        {
+            v.add("tax_id", "tax_id must be a VAT ID such as DE123456789");
         }
         let address = match v.required("address", self.address).map(AddressInput::validate) {
             Some(Ok(a)) => Some(a),
@@ -223,10 +220,10 @@ impl MerchantActivation {
             None => None,
         };
         let website = v.opt_text("website", self.website, 2048);
-        if let Some(w) = &website {
-            if !validate::is_http_url(w) {
-                v.add("website", "website must be an absolute http(s) URL");
-            }
+        if let Some(w) = &website
+            && !validate::is_http_url(w)
+        {
+            v.add("website", "website must be an absolute http(s) URL");
         }
         let industry_sector = v.opt_text("industry_sector", self.industry_sector, 255);
         let contact = match v.required("contact", self.contact) {

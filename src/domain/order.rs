@@ -110,7 +110,7 @@ pub struct DebtorPersonInput {
 }
 
 /// The person acting for the buyer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DebtorPerson {
     pub salutation: Option<String>,
     pub first_name: Option<String>,
@@ -268,17 +268,17 @@ pub fn validate_line_items(
             line_items.push(LineItem { external_id, title, description, quantity, amount });
         }
     }
-    if let Some(a) = total {
-        if !line_items.is_empty() {
-            let sum = line_items.iter().try_fold((0i64, 0i64, 0i64), |(g, n, t), li| {
-                if li.amount.currency != a.currency {
-                    return None;
-                }
-                Some((g.checked_add(li.amount.gross)?, n.checked_add(li.amount.net)?, t.checked_add(li.amount.tax)?))
-            });
-            if sum != Some((a.gross, a.net, a.tax)) {
-                v.add(path, "line items must add up to the amount (gross, net and tax, same currency)");
+    if let Some(a) = total
+        && !line_items.is_empty()
+    {
+        let sum = line_items.iter().try_fold((0i64, 0i64, 0i64), |(g, n, t), li| {
+            if li.amount.currency != a.currency {
+                return None;
             }
+            Some((g.checked_add(li.amount.gross)?, n.checked_add(li.amount.net)?, t.checked_add(li.amount.tax)?))
+        });
+        if sum != Some((a.gross, a.net, a.tax)) {
+            v.add(path, "line items must add up to the amount (gross, net and tax, same currency)");
         }
     }
     line_items

@@ -145,10 +145,10 @@ impl PspPatch {
     pub fn apply(self, current: &PspSettings) -> Result<PspSettings, Vec<FieldError>> {
         let mut v = Violations::new();
         let mut next = current.clone();
-        if self.name.is_some() {
-            if let Some(n) = v.text("name", self.name, 255) {
-                next.name = n;
-            }
+        if self.name.is_some()
+            && let Some(n) = v.text("name", self.name, 255)
+        {
+            next.name = n;
         }
         if let Some(r) = self.fee_rate_bps {
             check_rate(&mut v, "fee_rate_bps", r);
@@ -160,10 +160,10 @@ impl PspPatch {
             }
             next.fee_fixed_minor = f;
         }
-        if let Some(raw) = self.iban {
-            if let Some(i) = check_iban(&mut v, raw) {
-                next.payout_iban = i;
-            }
+        if let Some(raw) = self.iban
+            && let Some(i) = check_iban(&mut v, raw)
+        {
+            next.payout_iban = i;
         }
         if let Some(f) = self.payout_frequency {
             next.payout_frequency = f;

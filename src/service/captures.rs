@@ -268,6 +268,8 @@ pub async fn capture(
     let id = CaptureId::new();
     let due = (now + Duration::days(reserved.duration)).date_naive();
     let next_dunning_on = super::dunning::policy(s, tx).await?.next_step(due, 0, now.date_naive()).map(|(_, on)| on);
+    // Who the payment information goes to (read before the writes below are deferred).
+    let buyer_to_tell = super::messages::buyer(tx, psp_id, order_id, reserved.merchant_id).await?;
     let reference = rf_reference(id);
     let shipping = shipping.map(|v| v.to_string());
     let items = serde_json::to_value(&items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -351,6 +353,10 @@ pub async fn capture(
         dunning_waived: 0,
         interest_through: None,
     };
+    if let Some(b) = &buyer_to_tell {
+        let facts = super::messages::InvoiceFacts::of(s, b, &row)?;
+        super::messages::queue_payment_information(s, tx, &facts, at);
+    }
     Ok(view(&row)?)
 }
 
@@ -358,6 +364,22 @@ pub async fn get_capture(s: &Services, psp_id: PspId, id: CaptureId) -> Result<C
     let mut conn = s.db.conn().await?;
     let row = store::get_capture(&mut conn, psp_id, id, false).await?.ok_or(OrderError::NotFound("capture"))?;
     Ok(view(&row)?)
+}
+
+/// The payment information of an invoice as it is now, as PDF.
+pub async fn payment_information_pdf(
+    s: &Services,
+    psp_id: PspId,
+    id: CaptureId,
+) -> Result<crate::documents::Rendered, OrderError> {
+    let mut conn = s.db.conn().await?;
+    let row = store::get_capture(&mut conn, psp_id, id, false).await?.ok_or(OrderError::NotFound("capture"))?;
+    let facts = super::messages::invoice_facts(s, &mut conn, &row)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("invoice without its order".into()))?;
+    drop(conn);
+    let spec = super::documents::payment_information(&facts);
+    crate::documents::render(&spec).map_err(|e| OrderError::Store(StoreError::Corrupt(e.to_string())))
 }
 
 /// The state a capture has with these amounts.
@@ -481,6 +503,9 @@ pub async fn refund(
     }
     settle_order(s, tx, psp_id, c.order_id).await?;
     let after = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
+    if let Some(f) = super::messages::invoice_facts(s, tx, &after).await? {
+        super::messages::queue_credit_note(s, tx, &f, row.id, (amount.gross, after.outstanding(), owed), at);
+    }
     Ok((refund_view(&row, &after)?, Outcome::Created))
 }
 
@@ -511,15 +536,15 @@ pub async fn confirm_payment(
     }
     v.finish().map_err(OrderError::Invalid)?;
     let Some(amount) = amount else { return Err(OrderError::Invalid(Vec::new())) };
-    if let Some(ext) = &external {
-        if let Some(recorded) = store::find_direct_payment(tx, capture_id, ext).await? {
-            if recorded != amount {
-                return Err(OrderError::AlreadyExists(format!(
-                    "payment {ext:?} was confirmed on this capture with another amount ({recorded})"
-                )));
-            }
-            return Ok((view(&c)?, Outcome::Existing));
+    if let Some(ext) = &external
+        && let Some(recorded) = store::find_direct_payment(tx, capture_id, ext).await?
+    {
+        if recorded != amount {
+            return Err(OrderError::AlreadyExists(format!(
+                "payment {ext:?} was confirmed on this capture with another amount ({recorded})"
+            )));
         }
+        return Ok((view(&c)?, Outcome::Existing));
     }
     if amount > c.outstanding() {
         return Err(conflict(format!("only {} of this capture is outstanding", c.outstanding())));

@@ -236,10 +236,10 @@ pub async fn authorize(
                 );
             }
         }
-        if let Some(c) = corrections.debtor_company {
-            if let Some(c) = c.validate(&mut v, "order.debtor_company") {
-                base.debtor_company = c;
-            }
+        if let Some(c) = corrections.debtor_company
+            && let Some(c) = c.validate(&mut v, "order.debtor_company")
+        {
+            base.debtor_company = c;
         }
         if let Some(mut p) = corrections.debtor_person {
             // The page sends what the buyer typed; what the PSP sent and the page does not ask for

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Services;
+use super::messages::{DunningFacts, Locale};
 use super::orders::{OrderError, conflict};
 use crate::clock::PspTime;
 use crate::domain::dunning::{self as rules, BaseRate, MIN_DAYS_BETWEEN_STEPS, Policy, Step};
@@ -142,7 +143,7 @@ pub async fn run_due(s: &Services, psp_id: PspId, at: PspTime) -> Result<Dunning
         let mut changed = 0;
         for id in &ids {
             let mut tx = s.db.begin().await?;
-            if let Some(r) = process(&mut tx, &policy, &rates, psp_id, *id, at).await? {
+            if let Some(r) = process(s, &mut tx, &policy, &rates, psp_id, *id, at).await? {
                 tx.commit().await?;
                 run.add(r);
                 changed += 1;
@@ -205,6 +206,7 @@ async fn accrue_interest(
 /// Takes the invoice's due step, if it still has one due; `None` if there was nothing to do (the
 /// transaction is then dropped).
 async fn process(
+    s: &Services,
     tx: &mut Tx,
     policy: &Policy,
     rates: &[BaseRate],
@@ -308,8 +310,28 @@ async fn process(
         total_due: c.outstanding() + p.fees + p.interest - p.waived,
         deadline,
     };
+    let total = data.total_due;
     events::append(tx, psp_id, &Event::Dunning(kind, data), at).await?;
     save(tx, &c, &p, at.now).await?;
+    // The buyer's message of the step.
+    if let Some(f) = super::messages::invoice_facts(s, tx, &c).await? {
+        match step {
+            Step::Reminder => super::messages::queue_reminder(s, tx, &f, at),
+            Step::Level(n) => {
+                let title = policy.level(n).map(|l| if f.locale == Locale::En { &l.title.en } else { &l.title.de });
+                let d = DunningFacts {
+                    level: p.level,
+                    title: title.cloned().unwrap_or_default(),
+                    fees: p.fees,
+                    interest: p.interest,
+                    total,
+                    deadline: deadline.unwrap_or(today),
+                };
+                super::messages::queue_dunning(s, tx, &f, &d, at);
+            }
+            Step::Collection => super::messages::queue_collection(s, tx, &f, total, &policy.collection_contact, at),
+        }
+    }
     Ok(Some(run))
 }
 

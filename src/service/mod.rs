@@ -13,8 +13,10 @@ pub mod authorizations;
 pub mod captures;
 pub mod checkout;
 pub mod clock;
+pub mod documents;
 pub mod dunning;
 pub mod merchants;
+pub mod messages;
 pub mod orders;
 pub mod psps;
 pub mod sessions;
@@ -27,6 +29,8 @@ pub struct Services {
     pub keyring: Keyring,
     pub clock: Clock,
     pub config: Arc<Config>,
+    /// The SMTP client for the buyer's e-mails (none configured: messages are stored, not sent).
+    pub mailer: Option<messages::Mailer>,
 }
 
 impl Services {
@@ -71,6 +75,7 @@ impl Services {
                 crate::store::secrets::get_or_insert(&db, "sandbox_secret_key", &fresh, clock.now()).await?
             }
         };
-        Ok(Services { db, keyring: Keyring::new(key.as_bytes()), clock, config: Arc::new(config) })
+        let mailer = messages::Mailer::from_config(&config)?;
+        Ok(Services { db, keyring: Keyring::new(key.as_bytes()), clock, config: Arc::new(config), mailer })
     }
 }

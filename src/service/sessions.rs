@@ -17,6 +17,8 @@ use crate::store::{StoreError, Tx, merchants};
 
 /// How long a session can be used.
 pub const SESSION_TTL: Duration = Duration::hours(48);
+/// How long a telesales session's page stays open (the link travels by e-mail).
+pub const TELESALES_TTL: Duration = Duration::days(7);
 
 /// `{accept_url, decline_url, cancel_url}` of a payment-page session.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -40,6 +42,10 @@ pub struct PaymentPageSessionInput {
     pub redirect_urls: Option<RedirectUrls>,
     /// `de` or `en` (default `de`).
     pub locale: Option<String>,
+    /// `ecommerce` (default: the buyer is sent to the page, which lives 48 hours) or `telesales`
+    /// (an order taken by phone: netterms e-mails the page's link to `order.debtor_person.email`,
+    /// and the page lives 7 days).
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -52,6 +58,8 @@ pub struct PaymentPageSession {
     pub payment_page_url: String,
     pub expires_at: DateTime<Utc>,
     pub status: String,
+    /// `ecommerce` or `telesales`.
+    pub channel: String,
 }
 
 /// The body of `POST /v1/widget-sessions`.
@@ -171,9 +179,21 @@ pub async fn create_payment_page_session(
     if locale != "de" && locale != "en" {
         v.add("locale", "locale must be de or en");
     }
+    let telesales = match input.channel.as_deref() {
+        None | Some("ecommerce") => false,
+        Some("telesales") => true,
+        Some(_) => {
+            v.add("channel", "channel must be ecommerce or telesales");
+            false
+        }
+    };
+    if telesales && order.as_ref().is_some_and(|o| o.debtor_person.is_none()) {
+        v.add("order.debtor_person.email", "a telesales session e-mails its link: give the buyer's e-mail address");
+    }
     v.finish().map_err(CheckoutError::Invalid)?;
     let (Some(m), Some(order)) = (merchant, order) else { return Err(CheckoutError::Invalid(Vec::new())) };
-    let now = s.now_for(tx, psp_id).await?.now;
+    let at = s.now_for(tx, psp_id).await?;
+    let now = at.now;
     let urls = RedirectUrls { accept_url: accept, decline_url: decline, cancel_url: cancel };
     let row = store::insert_session(
         tx,
@@ -185,17 +205,37 @@ pub async fn create_payment_page_session(
         "[]",
         Some(&serde_json::to_string(&urls).map_err(|e| StoreError::Corrupt(e.to_string()))?),
         &locale,
-        now + SESSION_TTL,
+        now + if telesales { TELESALES_TTL } else { SESSION_TTL },
         now,
     )
     .await?;
     let secret = client_secret(s, row.id);
+    let url = format!("{}/pay/{secret}", s.config.public_url());
+    if let (true, Some(person)) = (telesales, &order.debtor_person) {
+        let l = crate::service::messages::Locale::parse(&locale);
+        let name =
+            [person.first_name.as_deref(), person.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>();
+        let addressee = if name.is_empty() { order.debtor_company.name.clone() } else { name.join(" ") };
+        let composed = crate::service::messages::payment_link(l, &addressee, &m.name, &url, row.expires_at);
+        let outgoing = crate::service::messages::Outgoing {
+            psp_id,
+            order_id: None,
+            capture_id: None,
+            kind: "payment_link",
+            cause_key: format!("session:{}:payment_link", row.id),
+            locale: l,
+            to: &person.email,
+            attachment: None,
+        };
+        crate::service::messages::enqueue(s, tx, &outgoing, &composed, at);
+    }
     Ok(PaymentPageSession {
         session_id: row.id,
-        payment_page_url: format!("{}/pay/{secret}", s.config.public_url()),
+        payment_page_url: url,
         client_secret: secret,
         expires_at: row.expires_at,
         status: row.status,
+        channel: if telesales { "telesales" } else { "ecommerce" }.into(),
     })
 }
 

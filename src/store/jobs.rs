@@ -78,18 +78,21 @@ pub async fn claim_due(
     limit: i64,
 ) -> StoreResult<Vec<Job>> {
     let mut tx = db.begin().await?;
-    let jobs = with_conn!(&mut tx, c, b => {
+    let mut jobs: Vec<Job> = with_conn!(&mut tx, c, b => {
         let skip = if b == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
         sqlx::query_as(&format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1, locked_until = $2, updated_at = $3 \
              WHERE id IN (SELECT id FROM jobs WHERE (state = 'queued' AND run_at <= $3) \
-                          OR (state = 'running' AND locked_until < $3) ORDER BY run_at LIMIT $4{skip}) \
+                          OR (state = 'running' AND locked_until < $3) ORDER BY run_at, id LIMIT $4{skip}) \
              RETURNING {JOB_COLUMNS}"
         ))
         .bind(worker).bind(lease_until).bind(now).bind(limit)
         .fetch_all(&mut *c).await?
     });
     tx.commit().await?;
+    // In the order they became due (RETURNING keeps no order): a buyer's e-mails go out in the
+    // order of their causes.
+    jobs.sort_by_key(|j| (j.run_at, j.id.0));
     Ok(jobs)
 }
 

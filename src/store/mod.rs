@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod ledger;
 pub mod merchants;
+pub mod messages;
 pub mod orders;
 pub mod psps;
 pub mod secrets;
@@ -235,6 +236,11 @@ impl From<Option<String>> for Arg {
 impl From<chrono::DateTime<chrono::Utc>> for Arg {
     fn from(v: chrono::DateTime<chrono::Utc>) -> Arg {
         Arg::Time(v)
+    }
+}
+impl From<Option<uuid::Uuid>> for Arg {
+    fn from(v: Option<uuid::Uuid>) -> Arg {
+        Arg::OptUuid(v)
     }
 }
 impl From<uuid::Uuid> for Arg {

@@ -344,10 +344,8 @@ pub async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Re
     }
     let mut resp = next.run(req).await;
     resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Origin"));
-    if allowed {
-        if let Ok(v) = HeaderValue::from_str(&origin) {
-            resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        }
+    if allowed && let Ok(v) = HeaderValue::from_str(&origin) {
+        resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
     Ok(resp)
 }

@@ -30,6 +30,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod jobs;
 pub mod merchants;
+pub mod messages;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
@@ -123,10 +124,15 @@ fn api_routes() -> ApiRoutes {
             .merge(webhooks::router())
             .merge(checkout::psp_router())
             .merge(orders::router())
-            .merge(sandbox::router()),
+            .merge(sandbox::router())
+            .merge(messages::sandbox_router()),
         public: merchants::public_router(),
         checkout: checkout::checkout_api_router(),
-        admin: admin::router().merge(checkout::admin_router()).merge(jobs::router()).merge(dunning::router()),
+        admin: admin::router()
+            .merge(checkout::admin_router())
+            .merge(jobs::router())
+            .merge(dunning::router())
+            .merge(messages::admin_router()),
     }
 }
 

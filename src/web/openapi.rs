@@ -173,10 +173,10 @@ fn request_schemas(doc: &serde_json::Value) -> std::collections::BTreeSet<String
     }
     let mut seen = std::collections::BTreeSet::new();
     while let Some(name) = todo.pop() {
-        if seen.insert(name.clone()) {
-            if let Some(s) = doc.pointer(&format!("/components/schemas/{name}")) {
-                refs(s, &mut todo);
-            }
+        if seen.insert(name.clone())
+            && let Some(s) = doc.pointer(&format!("/components/schemas/{name}"))
+        {
+            refs(s, &mut todo);
         }
     }
     seen

@@ -45,6 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_capture, list_captures))
         .routes(routes!(cancel_order))
         .routes(routes!(get_capture))
+        .routes(routes!(payment_information_pdf))
         .routes(routes!(create_refund))
         .routes(routes!(confirm_payment))
         .routes(routes!(extend_duration))
@@ -206,6 +207,31 @@ async fn get_capture(
     ApiPath(id): ApiPath<CaptureId>,
 ) -> Result<Json<Capture>, ApiError> {
     Ok(Json(captures::get_capture(&state.services, psp.psp_id, id).await?))
+}
+
+/// Get an invoice's payment information as PDF.
+///
+/// The document netterms sends the buyer with the payment-information e-mail, rendered from the
+/// invoice as it is now (what is still open): the merchant, the buyer, the invoice number and
+/// lines, the amount and due date, and how to pay — IBAN, BIC, RF reference and an EPC069-12
+/// GiroCode that banking apps scan (or, for SEPA direct debit, the pre-notification).
+#[utoipa::path(get, path = "/v1/captures/{capture_id}/payment-information.pdf", tag = "Orders",
+    params(("capture_id" = CaptureId, Path)),
+    responses((status = 200, description = "The PDF", content_type = "application/pdf", body = Vec<u8>),
+              (status = 404, description = "No such capture for this PSP", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn payment_information_pdf(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<CaptureId>,
+) -> Result<Response, ApiError> {
+    let doc = captures::payment_information_pdf(&state.services, psp.psp_id, id).await?;
+    let disposition = format!("inline; filename=\"{}\"", doc.filename);
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/pdf".to_owned()),
+        (axum::http::header::CONTENT_DISPOSITION, disposition),
+    ];
+    Ok(axum::response::IntoResponse::into_response((headers, doc.bytes)))
 }
 
 /// Refund a capture (credit note).

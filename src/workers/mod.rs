@@ -27,15 +27,18 @@ pub enum Kind {
     ScanDue,
     /// Idempotency keys past retention, and finished jobs past a week.
     Purge,
+    /// One buyer e-mail to send (queued with its cause).
+    SendMessage,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::ScanDue, Kind::Purge];
+    pub const ALL: [Kind; 3] = [Kind::ScanDue, Kind::Purge, Kind::SendMessage];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ScanDue => "scan_due",
             Kind::Purge => "purge",
+            Kind::SendMessage => crate::service::messages::SEND_JOB,
         }
     }
 
@@ -52,6 +55,7 @@ impl Kind {
         match self {
             Kind::ScanDue => Some(Duration::minutes(1)),
             Kind::Purge => Some(Duration::hours(1)),
+            Kind::SendMessage => None,
         }
     }
 
@@ -126,6 +130,9 @@ impl Worker {
     async fn run_job(&self, job: &Job) -> anyhow::Result<()> {
         let s = &self.services;
         let result = match Kind::parse(&job.kind) {
+            Some(Kind::SendMessage) => {
+                crate::service::messages::send(s, &job.payload, job.attempts, job.max_attempts).await
+            }
             Some(kind) => housekeeping::run(s, kind).await,
             None => Err(anyhow::anyhow!("unknown job kind {:?}", job.kind)),
         };

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 use crate::orders::{amount, created_order, setup, verify_ledger};
+use crate::smtp::{Mail, SmtpServer, parse, pdf_qr_codes, pdf_text, pdf_tools};
 
 pub async fn psp_today(app: &TestApp, psp: &TestPsp) -> NaiveDate {
     let v = app.send(app.psp(psp, Method::GET, "/v1/sandbox/clock")).await.json();
@@ -98,7 +99,10 @@ fn by_hand(open: i64, days: &[(i64, i64)]) -> i64 {
 
 #[tokio::test]
 async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interest() {
-    let (app, psp, mid) = setup().await;
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(|c| c.smtp_url = Some(netterms::secrets::Secret::new(smtp.url()))).await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
     let other = app.create_psp().await;
     let other_mid = app.create_merchant(&other, "other").await["merchant_id"].as_str().unwrap().to_owned();
     let theirs = capture(&app, &other, &other_mid, "B-1").await;
@@ -123,6 +127,37 @@ async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interes
     let due: NaiveDate = c["due_date"].as_str().unwrap().parse().unwrap();
     assert_eq!(due, b - Duration::days(10));
     assert_eq!(c["dunning"]["next_step_on"], (due - Duration::days(3)).to_string(), "the reminder first");
+
+    // The payment information reaches the buyer by SMTP, with its PDF.
+    app.run_jobs().await;
+    let mails: Vec<Mail> = smtp.received().iter().map(|r| parse(&r.data)).collect();
+    assert_eq!(mails.len(), 2, "one for each PSP's invoice");
+    let info = mails.iter().find(|m| m.subject.contains("A-1")).unwrap();
+    assert_eq!(info.to, "anna@kunde.example");
+    assert!(info.subject.starts_with("Zahlungsinformationen zu Rechnung A-1"), "{}", info.subject);
+    let iban = c["payment_instructions"]["iban"].as_str().unwrap();
+    let reference = c["payment_instructions"]["reference"].as_str().unwrap();
+    for part in [&info.text, &info.html] {
+        assert!(part.contains("119,00 €") && part.contains(iban) && part.contains(reference), "{part}");
+        assert!(part.contains(&format!("{:02}.{:02}.{}", due.day(), due.month(), due.year())), "{part}");
+    }
+    assert_eq!(info.attachments.len(), 1);
+    let (name, ctype, pdf) = &info.attachments[0];
+    assert_eq!((name.as_str(), ctype.as_str()), ("Zahlungsinformationen-A-1.pdf", "application/pdf"));
+    if pdf_tools() {
+        let text = pdf_text(pdf);
+        for needle in ["Zahlungsinformationen", "A-1", "119,00 €", iban, reference, "NTRMDEB1XXX"] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
+        let codes = pdf_qr_codes(pdf);
+        let expected = format!("BCD\n002\n1\nSCT\nNTRMDEB1XXX\nnetterms\n{iban}\nEUR119.00\n\n{reference}");
+        assert_eq!(codes.iter().map(|c| c.trim_end()).collect::<Vec<_>>(), vec![expected.as_str()]);
+    }
+    // The same document for the PSP.
+    let r = app.send(app.psp(&psp, Method::GET, &format!("/v1/captures/{id}/payment-information.pdf"))).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "application/pdf");
+    assert_eq!(&r.bytes, pdf, "deterministic: the same invoice gives the same bytes");
 
     // Day by day to the collection day: due + 49.
     let r = advance_to(&app, &psp, due + Duration::days(49)).await;
@@ -167,6 +202,51 @@ async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interes
     assert_eq!(c["dunning"]["interest"], i2 + i3 + i4);
     assert_eq!(c["total_due"], 11900 + 4000 + i2 + i3 + i4);
     assert!(c["dunning"]["next_step_on"].is_null());
+
+    // Each step's e-mail, dated at its own moment, the notices with their PDFs.
+    app.run_jobs().await;
+    let mails: Vec<Mail> = smtp.received().iter().skip(2).map(|r| parse(&r.data)).collect();
+    let subjects: Vec<&str> = mails.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("Erinnerung: Rechnung A-1 ist am {} fällig", due.format("%d.%m.%Y")).as_str(),
+            "Zahlungserinnerung: Rechnung A-1",
+            "1. Mahnung: Rechnung A-1",
+            "Letzte Mahnung: Rechnung A-1",
+            "Übergabe an das Inkasso: Rechnung A-1",
+        ]
+    );
+    let level2 = &mails[2];
+    let total2 = 11900 + 4000 + i2;
+    let euros = |minor: i64| format!("{},{:02} €", minor / 100, minor % 100);
+    assert!(level2.text.contains("40,00 €") && level2.text.contains(&euros(i2)), "{}", level2.text);
+    assert!(level2.text.contains(&euros(total2)), "{}", level2.text);
+    assert_eq!(mails.iter().map(|m| m.attachments.len()).collect::<Vec<_>>(), [0, 1, 1, 1, 0]);
+    if pdf_tools() {
+        let text = pdf_text(&level2.attachments[0].2);
+        for needle in ["1. Mahnung", "Verzugspauschale", "40,00 €", euros(i2).as_str(), euros(total2).as_str()] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
+        let codes = pdf_qr_codes(&level2.attachments[0].2);
+        assert!(codes[0].contains(&format!("EUR{}.{:02}", total2 / 100, total2 % 100)), "{codes:?}");
+    }
+    let collection = &mails[4];
+    assert!(collection.text.contains(&euros(11900 + 4000 + i2 + i3 + i4)), "{}", collection.text);
+    let listed = app.send(app.psp(&psp, Method::GET, &format!("/v1/sandbox/messages?capture_id={id}"))).await.json();
+    let kinds: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["collection_notice", "dunning", "dunning", "dunning", "payment_reminder", "payment_information"]
+    );
+    assert!(listed["data"].as_array().unwrap().iter().all(|m| m["status"] == "sent"), "{listed}");
+    let created: Vec<NaiveDate> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["created_at"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap().date_naive())
+        .collect();
+    assert_eq!(created, [day(49), day(35), day(21), day(7), day(-3), due - Duration::days(30)]);
 
     // The ledger holds each charge, against dunning income.
     let kinds = ledger_kinds(&app).await;

@@ -1,0 +1,420 @@
+//! netterms' own documents as PDF (SPEC §9.4): the payment information per invoice and the
+//! dunning notice per level. Each renders from a plain data record, so the same record gives the
+//! same bytes (no clock, no system fonts: the fonts ship in the binary), and a message stores the
+//! record to attach the document when it is sent.
+//!
+//! The engine is krilla (the PDF backend of typst): it embeds and subsets fonts, writes PDF/A
+//! (PDF/A-3 with embedded files, for EN 16931 invoices later) and builds in a fraction of typst's
+//! time; the layout here is by hand, which these one-page documents allow.
+
+pub mod epc;
+pub mod layout;
+
+use chrono::NaiveDate;
+use krilla::Document;
+use krilla::metadata::Metadata;
+use krilla::page::PageSettings;
+use serde::{Deserialize, Serialize};
+
+use crate::service::messages::Locale;
+use layout::{A4_HEIGHT, A4_WIDTH, Canvas, Fonts, MARGIN, Weight};
+
+/// One line of the invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub title: String,
+    pub quantity: i64,
+    pub gross: i64,
+}
+
+/// What both documents show about the invoice and how to pay it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub locale: String,
+    pub merchant: String,
+    pub company: String,
+    pub addressee: String,
+    pub address: Vec<String>,
+    pub invoice_number: String,
+    pub invoice_date: NaiveDate,
+    pub due: NaiveDate,
+    pub currency: String,
+    pub gross: i64,
+    pub outstanding: i64,
+    pub lines: Vec<Line>,
+    pub payee: String,
+    pub iban: String,
+    pub bic: String,
+    pub reference: String,
+    /// Set for SEPA direct debit: the mandate reference and netterms' creditor id.
+    pub mandate_reference: Option<String>,
+    pub creditor_id: String,
+}
+
+/// A dunning notice's own figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dunning {
+    pub level: i64,
+    pub title: String,
+    pub notice_date: NaiveDate,
+    pub fees: i64,
+    pub interest: i64,
+    pub total: i64,
+    pub deadline: NaiveDate,
+}
+
+/// A document to render.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "document", rename_all = "snake_case")]
+pub enum Spec {
+    PaymentInformation { invoice: Invoice },
+    DunningNotice { invoice: Invoice, dunning: Dunning },
+}
+
+/// A rendered document.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub filename: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("the fonts could not be loaded")]
+    Fonts,
+    #[error("PDF: {0}")]
+    Pdf(String),
+}
+
+fn safe_name(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+}
+
+/// Renders a document.
+pub fn render(spec: &Spec) -> Result<Rendered, RenderError> {
+    let fonts = Fonts::load().ok_or(RenderError::Fonts)?;
+    let (invoice, dunning) = match spec {
+        Spec::PaymentInformation { invoice } => (invoice, None),
+        Spec::DunningNotice { invoice, dunning } => (invoice, Some(dunning)),
+    };
+    let l = Locale::parse(&invoice.locale);
+    let title = match dunning {
+        Some(d) => d.title.clone(),
+        None => pick(l, "Zahlungsinformationen", "Payment information").to_owned(),
+    };
+    let mut doc = Document::new();
+    doc.set_metadata(
+        Metadata::new()
+            .title(format!("{title} – {}", invoice.invoice_number))
+            .creator("netterms".into())
+            .language(l.as_str().into()),
+    );
+    {
+        let mut page = doc.start_page_with(
+            PageSettings::from_wh(A4_WIDTH, A4_HEIGHT).ok_or_else(|| RenderError::Pdf("page size".into()))?,
+        );
+        let mut surface = page.surface();
+        let mut c = Canvas::new(&mut surface, &fonts);
+        draw(&mut c, l, &title, invoice, dunning);
+        surface.finish();
+        page.finish();
+    }
+    let bytes = doc.finish().map_err(|e| RenderError::Pdf(format!("{e:?}")))?;
+    let filename = match dunning {
+        Some(d) => {
+            format!("{}-{}-{}.pdf", pick(l, "Mahnung", "dunning-notice"), d.level, safe_name(&invoice.invoice_number))
+        }
+        None => format!(
+            "{}-{}.pdf",
+            pick(l, "Zahlungsinformationen", "payment-information"),
+            safe_name(&invoice.invoice_number)
+        ),
+    };
+    Ok(Rendered { filename, bytes })
+}
+
+fn pick(l: Locale, de: &'static str, en: &'static str) -> &'static str {
+    if l == Locale::De { de } else { en }
+}
+
+const RIGHT: f32 = A4_WIDTH - MARGIN;
+
+fn draw(c: &mut Canvas<'_, '_>, l: Locale, title: &str, inv: &Invoice, dunning: Option<&Dunning>) {
+    let cur = inv.currency.as_str();
+    // Letterhead.
+    c.text(MARGIN, 64.0, "netterms", Weight::Bold, 18.0);
+    c.text_right(
+        RIGHT,
+        64.0,
+        &format!("{} {}", pick(l, "Rechnungskauf für", "Pay on invoice for"), inv.merchant),
+        Weight::Regular,
+        9.0,
+    );
+    c.rule(MARGIN, RIGHT, 76.0);
+    // Addressee.
+    let mut y = 112.0;
+    for line in std::iter::once(&inv.company).chain(std::iter::once(&inv.addressee)).chain(inv.address.iter()) {
+        if !line.is_empty() {
+            c.text(MARGIN, y, line, Weight::Regular, 10.0);
+            y += 13.0;
+        }
+    }
+    // Dates on the right.
+    let date = dunning.map_or(inv.invoice_date, |d| d.notice_date);
+    c.text_right(RIGHT, 112.0, &format!("{}: {}", pick(l, "Datum", "Date"), l.date(date)), Weight::Regular, 10.0);
+    c.text_right(
+        RIGHT,
+        125.0,
+        &format!("{}: {}", pick(l, "Rechnung", "Invoice"), inv.invoice_number),
+        Weight::Regular,
+        10.0,
+    );
+
+    let mut y = 200.0;
+    c.text(MARGIN, y, title, Weight::Bold, 16.0);
+    y += 24.0;
+    let intro = match (dunning, l, &inv.mandate_reference) {
+        (Some(d), Locale::De, _) => format!(
+            "Ihre Rechnung {} von {} vom {} war am {} fällig und ist bis heute nicht bezahlt. Bitte überweisen Sie \
+             den offenen Gesamtbetrag bis spätestens {}.",
+            inv.invoice_number,
+            inv.merchant,
+            l.date(inv.invoice_date),
+            l.date(inv.due),
+            l.date(d.deadline)
+        ),
+        (Some(d), Locale::En, _) => format!(
+            "Your invoice {} from {} of {} was due on {} and is unpaid to date. Please transfer the total now \
+             open by {} at the latest.",
+            inv.invoice_number,
+            inv.merchant,
+            l.date(inv.invoice_date),
+            l.date(inv.due),
+            l.date(d.deadline)
+        ),
+        (None, Locale::De, Some(_)) => format!(
+            "{} hat Ihre Bestellung auf Rechnung an netterms übertragen. Wir ziehen den Betrag am {} per \
+             SEPA-Firmenlastschrift ein (Vorabankündigung).",
+            inv.merchant,
+            l.date(inv.due)
+        ),
+        (None, Locale::En, Some(_)) => format!(
+            "{} has passed your purchase on invoice to netterms. We will collect the amount by SEPA B2B direct \
+             debit on {} (pre-notification).",
+            inv.merchant,
+            l.date(inv.due)
+        ),
+        (None, Locale::De, None) => format!(
+            "{} hat Ihre Bestellung auf Rechnung an netterms übertragen. Bitte zahlen Sie mit schuldbefreiender \
+             Wirkung nur an netterms, bis zum Fälligkeitstag {}.",
+            inv.merchant,
+            l.date(inv.due)
+        ),
+        (None, Locale::En, None) => format!(
+            "{} has passed your purchase on invoice to netterms. To discharge your debt, please pay netterms \
+             only, by the due date, {}.",
+            inv.merchant,
+            l.date(inv.due)
+        ),
+    };
+    y = c.paragraph(MARGIN, y, RIGHT - MARGIN, &intro, Weight::Regular, 10.0) + 14.0;
+
+    // The invoice's lines, or the figures of the notice.
+    match dunning {
+        None => {
+            c.text(MARGIN, y, pick(l, "Position", "Item"), Weight::Bold, 9.0);
+            c.text_right(RIGHT - 110.0, y, pick(l, "Menge", "Qty"), Weight::Bold, 9.0);
+            c.text_right(RIGHT, y, pick(l, "Betrag", "Amount"), Weight::Bold, 9.0);
+            c.rule(MARGIN, RIGHT, y + 5.0);
+            y += 18.0;
+            let fallback =
+                [Line { title: pick(l, "Rechnungsbetrag", "Invoice amount").into(), quantity: 1, gross: inv.gross }];
+            let lines: &[Line] = if inv.lines.is_empty() { &fallback } else { &inv.lines };
+            for line in lines.iter().take(20) {
+                let wrapped = layout::wrap(&line.title, Weight::Regular, 10.0, RIGHT - MARGIN - 170.0);
+                c.text_right(RIGHT - 110.0, y, &line.quantity.to_string(), Weight::Regular, 10.0);
+                c.text_right(RIGHT, y, &l.money(line.gross, cur), Weight::Regular, 10.0);
+                for w in wrapped.iter().take(2) {
+                    c.text(MARGIN, y, w, Weight::Regular, 10.0);
+                    y += 13.0;
+                }
+                y += 2.0;
+            }
+            if inv.lines.len() > 20 {
+                let more = format!("… {} {}", inv.lines.len() - 20, pick(l, "weitere Positionen", "more items"));
+                c.text(MARGIN, y, &more, Weight::Regular, 9.0);
+                y += 13.0;
+            }
+            c.rule(MARGIN, RIGHT, y - 6.0);
+            y += 8.0;
+            c.text(MARGIN, y, pick(l, "Rechnungsbetrag", "Invoice total"), Weight::Bold, 10.0);
+            c.text_right(RIGHT, y, &l.money(inv.gross, cur), Weight::Bold, 10.0);
+            if inv.outstanding != inv.gross {
+                y += 14.0;
+                c.text(MARGIN, y, pick(l, "Noch offen", "Still open"), Weight::Bold, 10.0);
+                c.text_right(RIGHT, y, &l.money(inv.outstanding, cur), Weight::Bold, 10.0);
+            }
+            y += 30.0;
+        }
+        Some(d) => {
+            let mut rows = vec![
+                (pick(l, "Mahnstufe", "Dunning level").to_owned(), d.level.to_string()),
+                (pick(l, "Offener Rechnungsbetrag", "Invoice amount open").to_owned(), l.money(inv.outstanding, cur)),
+            ];
+            if d.fees > 0 {
+                rows.push((
+                    pick(l, "Verzugspauschale (§ 288 Abs. 5 BGB)", "Flat fee for late payment (§ 288(5) BGB)")
+                        .to_owned(),
+                    l.money(d.fees, cur),
+                ));
+            }
+            if d.interest > 0 {
+                rows.push((
+                    pick(l, "Verzugszinsen (§ 288 Abs. 2 BGB) bis heute", "Default interest (§ 288(2) BGB) to date")
+                        .to_owned(),
+                    l.money(d.interest, cur),
+                ));
+            }
+            for (k, v) in &rows {
+                c.text(MARGIN, y, k, Weight::Regular, 10.0);
+                c.text_right(RIGHT, y, v, Weight::Regular, 10.0);
+                y += 15.0;
+            }
+            c.rule(MARGIN, RIGHT, y - 8.0);
+            y += 6.0;
+            c.text(MARGIN, y, pick(l, "Gesamtbetrag", "Total due"), Weight::Bold, 11.0);
+            c.text_right(RIGHT, y, &l.money(d.total, cur), Weight::Bold, 11.0);
+            y += 16.0;
+            c.text(
+                MARGIN,
+                y,
+                &format!("{} {}", pick(l, "Zahlbar bis", "Pay by"), l.date(d.deadline)),
+                Weight::Bold,
+                10.0,
+            );
+            y += 30.0;
+        }
+    }
+
+    // How to pay, with the GiroCode.
+    let amount = dunning.map_or(inv.outstanding, |d| d.total);
+    let box_h = 150.0;
+    c.shade(MARGIN - 8.0, y - 18.0, RIGHT - MARGIN + 16.0, box_h);
+    match (&inv.mandate_reference, dunning) {
+        (Some(mandate), None) => {
+            c.text(MARGIN, y, pick(l, "SEPA-Lastschrift", "SEPA direct debit"), Weight::Bold, 11.0);
+            let rows = [
+                (pick(l, "Betrag", "Amount"), l.money(amount, cur)),
+                (pick(l, "Einzug am", "Collection date"), l.date(inv.due)),
+                (pick(l, "Mandatsreferenz", "Mandate reference"), mandate.clone()),
+                (pick(l, "Gläubiger-ID", "Creditor identifier"), inv.creditor_id.clone()),
+            ];
+            let mut yy = y + 20.0;
+            for (k, v) in rows {
+                c.text(MARGIN, yy, k, Weight::Regular, 10.0);
+                c.text(MARGIN + 130.0, yy, &v, Weight::Bold, 10.0);
+                yy += 15.0;
+            }
+        }
+        _ => {
+            c.text(MARGIN, y, pick(l, "Bitte überweisen Sie an", "Please transfer to"), Weight::Bold, 11.0);
+            let due = dunning.map_or(inv.due, |d| d.deadline);
+            let rows = [
+                (pick(l, "Empfänger", "Payee"), inv.payee.clone()),
+                ("IBAN", inv.iban.clone()),
+                ("BIC", inv.bic.clone()),
+                (pick(l, "Verwendungszweck", "Reference"), inv.reference.clone()),
+                (pick(l, "Betrag", "Amount"), l.money(amount, cur)),
+                (pick(l, "Fällig am", "Due on"), l.date(due)),
+            ];
+            let mut yy = y + 20.0;
+            for (k, v) in rows {
+                c.text(MARGIN, yy, k, Weight::Regular, 10.0);
+                c.text(MARGIN + 110.0, yy, &v, Weight::Bold, 10.0);
+                yy += 15.0;
+            }
+            if let Some((modules, width)) =
+                epc::payload(&inv.bic, &inv.payee, &inv.iban, cur, amount, &inv.reference).and_then(|p| epc::qr(&p))
+            {
+                let size = 118.0;
+                c.qr(RIGHT - size, y - 14.0, size, &modules, width);
+                c.text_right(RIGHT - 8.0, y - 18.0 + box_h - 4.0, "GiroCode", Weight::Regular, 7.0);
+            }
+        }
+    }
+    // Footer.
+    let footer = pick(
+        l,
+        "netterms übernimmt den Forderungseinzug im Auftrag des Händlers. Zahlungen an den Händler befreien nicht.",
+        "netterms collects this claim on behalf of the merchant. Payments to the merchant do not discharge the debt.",
+    );
+    c.rule(MARGIN, RIGHT, A4_HEIGHT - 64.0);
+    c.paragraph(MARGIN, A4_HEIGHT - 50.0, RIGHT - MARGIN, footer, Weight::Regular, 7.5);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn invoice() -> Invoice {
+        Invoice {
+            locale: "de".into(),
+            merchant: "Werkzeug Müller GmbH".into(),
+            company: "Kunde Maschinenbau GmbH".into(),
+            addressee: "Anna Einkauf".into(),
+            address: vec!["Leopoldstraße 10".into(), "80802 München".into()],
+            invoice_number: "INV-2026-0042".into(),
+            invoice_date: NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+            due: NaiveDate::from_ymd_opt(2026, 12, 27).unwrap(),
+            currency: "EUR".into(),
+            gross: 11_900,
+            outstanding: 11_900,
+            lines: vec![Line { title: "Drehmaschine DM-200".into(), quantity: 1, gross: 11_900 }],
+            payee: "netterms".into(),
+            iban: "DE31100100102438644014".into(),
+            bic: "NTRMDEB1XXX".into(),
+            reference: "RF18539007547034".into(),
+            mandate_reference: None,
+            creditor_id: "DE98ZZZ09999999999".into(),
+        }
+    }
+
+    #[test]
+    fn the_same_record_gives_the_same_bytes_and_a_small_file() {
+        let spec = Spec::PaymentInformation { invoice: invoice() };
+        let a = render(&spec).unwrap();
+        let b = render(&spec).unwrap();
+        assert_eq!(a.bytes, b.bytes, "deterministic");
+        assert!(a.bytes.starts_with(b"%PDF-"));
+        assert!(a.bytes.len() < 100_000, "{} bytes", a.bytes.len());
+        assert_eq!(a.filename, "Zahlungsinformationen-INV-2026-0042.pdf");
+        let d = Spec::DunningNotice {
+            invoice: invoice(),
+            dunning: Dunning {
+                level: 2,
+                title: "1. Mahnung".into(),
+                notice_date: NaiveDate::from_ymd_opt(2027, 1, 17).unwrap(),
+                fees: 4000,
+                interest: 75,
+                total: 15_975,
+                deadline: NaiveDate::from_ymd_opt(2027, 1, 27).unwrap(),
+            },
+        };
+        assert_ne!(render(&d).unwrap().bytes, a.bytes);
+    }
+
+    #[test]
+    #[ignore = "writes the sample PDFs to /tmp for a look"]
+    fn write_samples() {
+        let spec = Spec::PaymentInformation { invoice: invoice() };
+        std::fs::write("/tmp/sample-payment-information.pdf", render(&spec).unwrap().bytes).unwrap();
+    }
+
+    #[test]
+    fn the_spec_round_trips_as_json() {
+        let spec = Spec::PaymentInformation { invoice: invoice() };
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(json.starts_with(r#"{"document":"payment_information""#));
+        assert_eq!(serde_json::from_str::<Spec>(&json).unwrap(), spec);
+    }
+}

@@ -1,0 +1,58 @@
+//! Documents from the service's side: the records they render from, built from an invoice's
+//! facts, and rendering a message's attachment.
+
+use crate::documents::{self, Dunning, Invoice, Line, Rendered, Spec};
+use crate::service::messages::{DunningFacts, InvoiceFacts};
+
+/// The payment information's record of an invoice.
+pub fn invoice_record(f: &InvoiceFacts, invoice_date: chrono::NaiveDate, address: Vec<String>) -> Invoice {
+    Invoice {
+        locale: f.locale.as_str().into(),
+        merchant: f.merchant.clone(),
+        company: f.company.clone(),
+        addressee: if f.addressee == f.company { String::new() } else { f.addressee.clone() },
+        address,
+        invoice_number: f.invoice_number.clone(),
+        invoice_date,
+        due: f.due,
+        currency: f.currency.clone(),
+        gross: f.gross,
+        outstanding: f.outstanding,
+        lines: f
+            .line_items
+            .iter()
+            .map(|i| Line { title: i.title.clone(), quantity: i.quantity, gross: i.amount.gross })
+            .collect(),
+        payee: "netterms".into(),
+        iban: f.iban.clone(),
+        bic: f.bic.clone(),
+        reference: f.reference.clone(),
+        mandate_reference: f.mandate_reference.clone(),
+        creditor_id: f.creditor_id.clone(),
+    }
+}
+
+pub fn payment_information(f: &InvoiceFacts) -> Spec {
+    Spec::PaymentInformation { invoice: invoice_record(f, f.invoice_date, f.address.clone()) }
+}
+
+pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts, notice_date: chrono::NaiveDate) -> Spec {
+    Spec::DunningNotice {
+        invoice: invoice_record(f, f.invoice_date, f.address.clone()),
+        dunning: Dunning {
+            level: d.level,
+            title: d.title.clone(),
+            notice_date,
+            fees: d.fees,
+            interest: d.interest,
+            total: d.total,
+            deadline: d.deadline,
+        },
+    }
+}
+
+/// Renders a message's stored attachment record.
+pub fn render_attachment(spec: &str) -> anyhow::Result<Rendered> {
+    let spec: Spec = serde_json::from_str(spec)?;
+    Ok(documents::render(&spec)?)
+}

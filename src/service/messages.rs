@@ -1,0 +1,767 @@
+//! The buyer's e-mails (SPEC §9.2): composed in German or English from the facts of their cause,
+//! written to the outbox in the cause's transaction (one per cause), and sent over SMTP by a job
+//! with a stable `Message-ID`, retried until the server takes it.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart, header::ContentType};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use maud::{Markup, html};
+
+use super::Services;
+use crate::clock::PspTime;
+use crate::domain::ids::{CaptureId, OrderId, PspId};
+use crate::store::captures::CaptureRow;
+use crate::store::jobs::{self, NewJob};
+use crate::store::messages::{self as store, NewMessage};
+use crate::store::{StoreError, Tx};
+
+/// The job kind that sends one message.
+pub const SEND_JOB: &str = "send_message";
+/// Attempts before a message counts as failed: about four hours of backoff.
+const MAX_ATTEMPTS: i64 = 8;
+
+/// The SMTP client, shared (it keeps a pool of connections).
+#[derive(Clone)]
+pub struct Mailer(Arc<AsyncSmtpTransport<Tokio1Executor>>);
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mailer")
+    }
+}
+
+impl Mailer {
+    /// From `smtp_url` (validated at start-up); `None` without one.
+    pub fn from_config(c: &crate::config::Config) -> anyhow::Result<Option<Mailer>> {
+        let Some(url) = &c.smtp_url else { return Ok(None) };
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+            .map_err(|_| anyhow::anyhow!("smtp_url is not a usable SMTP URL"))?
+            .timeout(Some(StdDuration::from_secs(c.smtp_timeout_secs)))
+            .build();
+        Ok(Some(Mailer(Arc::new(transport))))
+    }
+}
+
+/// `de` or `en`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    De,
+    En,
+}
+
+impl Locale {
+    pub fn parse(s: &str) -> Locale {
+        if s == "en" { Locale::En } else { Locale::De }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Locale::De => "de",
+            Locale::En => "en",
+        }
+    }
+
+    /// `de`: "1.234,56 €"; `en`: "€1,234.56" (other currencies by their code).
+    pub fn money(self, minor: i64, currency: &str) -> String {
+        let sign = if minor < 0 { "-" } else { "" };
+        let (units, cents) = (minor.unsigned_abs() / 100, minor.unsigned_abs() % 100);
+        let digits = units.to_string();
+        let sep = if self == Locale::De { '.' } else { ',' };
+        let mut grouped = String::new();
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                grouped.push(sep);
+            }
+            grouped.push(ch);
+        }
+        match (self, currency) {
+            (Locale::De, "EUR") => format!("{sign}{grouped},{cents:02} €"),
+            (Locale::De, c) => format!("{sign}{grouped},{cents:02} {c}"),
+            (Locale::En, "EUR") => format!("{sign}€{grouped}.{cents:02}"),
+            (Locale::En, c) => format!("{sign}{c} {grouped}.{cents:02}"),
+        }
+    }
+
+    /// `de`: "27.12.2026"; `en`: "27 December 2026".
+    pub fn date(self, d: NaiveDate) -> String {
+        match self {
+            Locale::De => d.format("%d.%m.%Y").to_string(),
+            Locale::En => d.format("%-d %B %Y").to_string(),
+        }
+    }
+
+    fn pick(self, de: &'static str, en: &'static str) -> &'static str {
+        if self == Locale::De { de } else { en }
+    }
+}
+
+/// What every message about one invoice names.
+#[derive(Debug, Clone)]
+pub struct InvoiceFacts {
+    pub psp_id: PspId,
+    pub order_id: OrderId,
+    pub capture_id: CaptureId,
+    pub locale: Locale,
+    pub to: String,
+    /// "Anna Einkauf", or the company when no person is named.
+    pub addressee: String,
+    pub company: String,
+    /// The company's postal address, line by line.
+    pub address: Vec<String>,
+    pub merchant: String,
+    pub invoice_number: String,
+    /// The day the invoice was issued (the capture), on the PSP's clock.
+    pub invoice_date: NaiveDate,
+    pub currency: String,
+    pub gross: i64,
+    pub outstanding: i64,
+    pub due: NaiveDate,
+    pub iban: String,
+    pub bic: String,
+    pub reference: String,
+    /// For SEPA direct debit: the mandate reference (and netterms' creditor id).
+    pub mandate_reference: Option<String>,
+    pub creditor_id: String,
+    pub line_items: Vec<crate::domain::order::LineItem>,
+}
+
+/// Who a buyer's messages about one order go to, and in which language.
+#[derive(Debug, Clone)]
+pub struct Buyer {
+    pub locale: Locale,
+    pub to: String,
+    pub addressee: String,
+    pub company: String,
+    pub address: Vec<String>,
+    pub merchant: String,
+    pub mandate_reference: Option<String>,
+    pub order_lines: Vec<crate::domain::order::LineItem>,
+}
+
+/// The buyer of order `order_id` (`to` is empty when the order names no e-mail address).
+/// Only reads: callers with deferred writes call it before them.
+pub async fn buyer(
+    tx: &mut impl crate::store::AsExec,
+    psp_id: PspId,
+    order_id: OrderId,
+    merchant_id: crate::domain::ids::MerchantId,
+) -> Result<Option<Buyer>, StoreError> {
+    let order = crate::store::orders::get_order(tx, Some(psp_id), order_id, false)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("capture without its order".into()))?;
+    let data = order.data()?;
+    let person = data.debtor_person.clone().unwrap_or_default();
+    let locale = match crate::store::checkout::get_session(tx, order.session_id, false).await? {
+        Some(session) => Locale::parse(&session.locale),
+        None => Locale::De,
+    };
+    let merchant = crate::store::merchants::get(tx, psp_id, merchant_id).await?.map(|m| m.name).unwrap_or_default();
+    let name =
+        [person.first_name.as_deref(), person.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    let a = &data.debtor_company.address;
+    let street = [Some(a.street.as_str()), a.house_number.as_deref()].into_iter().flatten().collect::<Vec<_>>();
+    let mut address = vec![street.join(" "), format!("{} {}", a.postal_code, a.city)];
+    if a.country != "DE" {
+        address.push(a.country.clone());
+    }
+    Ok(Some(Buyer {
+        locale,
+        to: person.email,
+        addressee: if name.is_empty() { data.debtor_company.name.clone() } else { name },
+        company: data.debtor_company.name,
+        address,
+        merchant,
+        mandate_reference: (order.payment_method == "direct_debit").then(|| order.mandate_reference.clone()).flatten(),
+        order_lines: data.line_items,
+    }))
+}
+
+impl InvoiceFacts {
+    /// The facts of invoice `c` of `buyer`'s order.
+    pub fn of(s: &Services, b: &Buyer, c: &CaptureRow) -> Result<InvoiceFacts, StoreError> {
+        let items: Vec<crate::domain::order::LineItem> = serde_json::from_str(&c.line_items).unwrap_or_default();
+        Ok(InvoiceFacts {
+            psp_id: c.psp_id,
+            order_id: c.order_id,
+            capture_id: c.id,
+            locale: b.locale,
+            to: b.to.clone(),
+            addressee: b.addressee.clone(),
+            company: b.company.clone(),
+            address: b.address.clone(),
+            merchant: b.merchant.clone(),
+            invoice_number: c.external_invoice_number.clone(),
+            invoice_date: c.created_at.date_naive(),
+            currency: c.currency.clone(),
+            gross: c.gross,
+            outstanding: c.outstanding(),
+            due: c.due_date.parse().map_err(|_| StoreError::Corrupt("captures.due_date".into()))?,
+            iban: c.virtual_iban.clone(),
+            bic: super::captures::BIC.into(),
+            reference: c.payment_reference.clone(),
+            mandate_reference: b.mandate_reference.clone(),
+            creditor_id: s.config.sepa_creditor_id.clone(),
+            line_items: if items.is_empty() { b.order_lines.clone() } else { items },
+        })
+    }
+}
+
+/// The facts of invoice `c` for its buyer's messages and documents.
+pub async fn invoice_facts(
+    s: &Services,
+    tx: &mut impl crate::store::AsExec,
+    c: &CaptureRow,
+) -> Result<Option<InvoiceFacts>, StoreError> {
+    match buyer(tx, c.psp_id, c.order_id, c.merchant_id).await? {
+        Some(b) => Ok(Some(InvoiceFacts::of(s, &b, c)?)),
+        None => Ok(None),
+    }
+}
+
+/// A composed message.
+#[derive(Debug, Clone)]
+pub struct Composed {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+fn compose(
+    subject: String,
+    greeting: String,
+    paragraphs: &[String],
+    rows: &[(String, String)],
+    closing: &str,
+) -> Composed {
+    let mut text = format!("{greeting}\n\n");
+    for p in paragraphs {
+        text.push_str(p);
+        text.push_str("\n\n");
+    }
+    let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    for (k, v) in rows {
+        text.push_str(&format!("{k:<width$}  {v}\n"));
+    }
+    if !rows.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(closing);
+    text.push('\n');
+    let body: Markup = html! {
+        (maud::DOCTYPE)
+        html {
+            head { meta charset="utf-8"; title { (subject) } }
+            body style="font-family: Arial, Helvetica, sans-serif; color: #1a1a1a; max-width: 600px" {
+                p { (greeting) }
+                @for p in paragraphs { p { (p) } }
+                @if !rows.is_empty() {
+                    table style="border-collapse: collapse" {
+                        @for (k, v) in rows {
+                            tr {
+                                td style="padding: 4px 16px 4px 0; color: #555" { (k) }
+                                td style="padding: 4px 0; font-weight: bold" { (v) }
+                            }
+                        }
+                    }
+                }
+                p style="white-space: pre-line" { (closing) }
+            }
+        }
+    };
+    Composed { subject, text, html: body.into_string() }
+}
+
+fn greeting(f: &InvoiceFacts) -> String {
+    match f.locale {
+        Locale::De => format!("Guten Tag {},", f.addressee),
+        Locale::En => format!("Dear {},", f.addressee),
+    }
+}
+
+fn closing(l: Locale) -> &'static str {
+    l.pick(
+        "Mit freundlichen Grüßen\nnetterms – im Auftrag des Händlers",
+        "Kind regards\nnetterms – on behalf of the merchant",
+    )
+}
+
+/// The rows a buyer needs to pay by bank transfer.
+fn payment_rows(f: &InvoiceFacts, amount: i64, due: NaiveDate) -> Vec<(String, String)> {
+    let l = f.locale;
+    vec![
+        (l.pick("Betrag", "Amount").into(), l.money(amount, &f.currency)),
+        (l.pick("Fällig am", "Due on").into(), l.date(due)),
+        (l.pick("Empfänger", "Payee").into(), "netterms".into()),
+        ("IBAN".into(), f.iban.clone()),
+        ("BIC".into(), f.bic.clone()),
+        (l.pick("Verwendungszweck", "Reference").into(), f.reference.clone()),
+        (l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()),
+    ]
+}
+
+/// `payment_information`: how to pay, with the payment-information PDF.
+pub fn payment_information(f: &InvoiceFacts) -> Composed {
+    let l = f.locale;
+    let subject = match l {
+        Locale::De => format!("Zahlungsinformationen zu Rechnung {} von {}", f.invoice_number, f.merchant),
+        Locale::En => format!("Payment information for invoice {} from {}", f.invoice_number, f.merchant),
+    };
+    let (paragraphs, rows) = match &f.mandate_reference {
+        Some(mandate) => {
+            let p = match l {
+                Locale::De => format!(
+                    "Ihre Bestellung bei {} wird per Rechnungskauf über netterms abgewickelt. Wir ziehen den Betrag \
+                     von {} per SEPA-Firmenlastschrift zum Fälligkeitstag von Ihrem Konto ein (Vorabankündigung).",
+                    f.merchant,
+                    l.money(f.outstanding, &f.currency)
+                ),
+                Locale::En => format!(
+                    "Your purchase from {} is paid on invoice through netterms. We will collect {} by SEPA B2B direct \
+                     debit from your account on the due date (pre-notification).",
+                    f.merchant,
+                    l.money(f.outstanding, &f.currency)
+                ),
+            };
+            let rows = vec![
+                (l.pick("Betrag", "Amount").into(), l.money(f.outstanding, &f.currency)),
+                (l.pick("Einzug am", "Collection date").into(), l.date(f.due)),
+                (l.pick("Mandatsreferenz", "Mandate reference").into(), mandate.clone()),
+                (l.pick("Gläubiger-ID", "Creditor identifier").into(), f.creditor_id.clone()),
+                (l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()),
+            ];
+            (vec![p], rows)
+        }
+        None => {
+            let p = match l {
+                Locale::De => format!(
+                    "Ihre Bestellung bei {} wird per Rechnungskauf über netterms abgewickelt. Bitte überweisen Sie \
+                     den Rechnungsbetrag bis zum Fälligkeitstag auf das folgende Konto. Die Zahlungsinformationen \
+                     finden Sie auch im angehängten PDF; Banking-Apps lesen den QR-Code darin.",
+                    f.merchant
+                ),
+                Locale::En => format!(
+                    "Your purchase from {} is paid on invoice through netterms. Please transfer the invoice amount \
+                     to the account below by the due date. The attached PDF holds the same data; banking apps can \
+                     scan its QR code.",
+                    f.merchant
+                ),
+            };
+            (vec![p], payment_rows(f, f.outstanding, f.due))
+        }
+    };
+    compose(subject, greeting(f), &paragraphs, &rows, closing(l))
+}
+
+/// `payment_reminder`: a friendly reminder before the due date.
+pub fn payment_reminder(f: &InvoiceFacts) -> Composed {
+    let l = f.locale;
+    let subject = match l {
+        Locale::De => format!("Erinnerung: Rechnung {} ist am {} fällig", f.invoice_number, l.date(f.due)),
+        Locale::En => format!("Reminder: invoice {} is due on {}", f.invoice_number, l.date(f.due)),
+    };
+    let p = match l {
+        Locale::De => format!(
+            "eine freundliche Erinnerung: Ihre Rechnung {} von {} wird in Kürze fällig. Falls Sie bereits bezahlt \
+             haben, betrachten Sie diese Nachricht bitte als gegenstandslos.",
+            f.invoice_number, f.merchant
+        ),
+        Locale::En => format!(
+            "a friendly reminder: your invoice {} from {} is due soon. If you have already paid, please disregard \
+             this message.",
+            f.invoice_number, f.merchant
+        ),
+    };
+    compose(subject, greeting(f), &[p], &payment_rows(f, f.outstanding, f.due), closing(l))
+}
+
+/// What a dunning notice states.
+#[derive(Debug, Clone)]
+pub struct DunningFacts {
+    pub level: i64,
+    pub title: String,
+    pub fees: i64,
+    pub interest: i64,
+    pub total: i64,
+    pub deadline: NaiveDate,
+}
+
+/// `dunning`: one per level, with the dunning-notice PDF.
+pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts) -> Composed {
+    let l = f.locale;
+    let subject = format!("{}: {} {}", d.title, l.pick("Rechnung", "invoice"), f.invoice_number);
+    let p = match l {
+        Locale::De => format!(
+            "Ihre Rechnung {} von {} war am {} fällig und ist noch nicht bezahlt. Bitte überweisen Sie den \
+             offenen Gesamtbetrag bis spätestens {}. Haben Sie inzwischen bezahlt, ist diese Nachricht \
+             gegenstandslos.",
+            f.invoice_number,
+            f.merchant,
+            l.date(f.due),
+            l.date(d.deadline)
+        ),
+        Locale::En => format!(
+            "Your invoice {} from {} was due on {} and is still unpaid. Please transfer the total now open by {} \
+             at the latest. If you have paid meanwhile, please disregard this message.",
+            f.invoice_number,
+            f.merchant,
+            l.date(f.due),
+            l.date(d.deadline)
+        ),
+    };
+    let mut rows = vec![
+        (l.pick("Mahnstufe", "Dunning level").into(), d.level.to_string()),
+        (l.pick("Offener Rechnungsbetrag", "Invoice amount open").into(), l.money(f.outstanding, &f.currency)),
+    ];
+    if d.fees > 0 {
+        rows.push((
+            l.pick("Verzugspauschale (§ 288 Abs. 5 BGB)", "Flat fee (§ 288(5) BGB)").into(),
+            l.money(d.fees, &f.currency),
+        ));
+    }
+    if d.interest > 0 {
+        rows.push((
+            l.pick("Verzugszinsen bis heute", "Default interest to date").into(),
+            l.money(d.interest, &f.currency),
+        ));
+    }
+    rows.push((l.pick("Gesamtbetrag", "Total due").into(), l.money(d.total, &f.currency)));
+    rows.push((l.pick("Zahlbar bis", "Pay by").into(), l.date(d.deadline)));
+    rows.extend(payment_rows(f, d.total, d.deadline).into_iter().skip(2));
+    compose(subject, greeting(f), &[p], &rows, closing(l))
+}
+
+/// `collection_notice`: the claim goes to collection.
+pub fn collection_notice(f: &InvoiceFacts, total: i64, contact: &str) -> Composed {
+    let l = f.locale;
+    let subject = match l {
+        Locale::De => format!("Übergabe an das Inkasso: Rechnung {}", f.invoice_number),
+        Locale::En => format!("Handed over to collection: invoice {}", f.invoice_number),
+    };
+    let p = match l {
+        Locale::De => format!(
+            "trotz unserer Mahnungen ist Ihre Rechnung {} von {} nicht bezahlt. Wir haben die Forderung über {} \
+             heute an das Inkasso übergeben. Bitte wenden Sie sich an: {}.",
+            f.invoice_number,
+            f.merchant,
+            l.money(total, &f.currency),
+            contact
+        ),
+        Locale::En => format!(
+            "despite our dunning notices your invoice {} from {} is unpaid. Today we handed the claim of {} over \
+             to collection. Please contact: {}.",
+            f.invoice_number,
+            f.merchant,
+            l.money(total, &f.currency),
+            contact
+        ),
+    };
+    let rows = vec![
+        (l.pick("Gesamtforderung", "Total claim").into(), l.money(total, &f.currency)),
+        (l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()),
+        (l.pick("Verwendungszweck", "Reference").into(), f.reference.clone()),
+    ];
+    compose(subject, greeting(f), &[p], &rows, closing(l))
+}
+
+/// `credit_note`: a refund lowered what the buyer owes, or is owed back.
+pub fn credit_note(f: &InvoiceFacts, amount: i64, still_owed: i64, owed_back: i64) -> Composed {
+    let l = f.locale;
+    let subject = match l {
+        Locale::De => format!("Gutschrift zu Rechnung {} von {}", f.invoice_number, f.merchant),
+        Locale::En => format!("Credit note for invoice {} from {}", f.invoice_number, f.merchant),
+    };
+    let p = match (l, still_owed > 0) {
+        (Locale::De, true) => format!(
+            "{} hat Ihnen zu Rechnung {} eine Gutschrift über {} erteilt. Offen sind noch {}.",
+            f.merchant,
+            f.invoice_number,
+            l.money(amount, &f.currency),
+            l.money(still_owed, &f.currency)
+        ),
+        (Locale::De, false) => format!(
+            "{} hat Ihnen zu Rechnung {} eine Gutschrift über {} erteilt. Die Rechnung ist damit ausgeglichen.",
+            f.merchant,
+            f.invoice_number,
+            l.money(amount, &f.currency)
+        ),
+        (Locale::En, true) => format!(
+            "{} issued a credit note of {} for invoice {}. {} is still open.",
+            f.merchant,
+            l.money(amount, &f.currency),
+            f.invoice_number,
+            l.money(still_owed, &f.currency)
+        ),
+        (Locale::En, false) => format!(
+            "{} issued a credit note of {} for invoice {}. The invoice is now settled.",
+            f.merchant,
+            l.money(amount, &f.currency),
+            f.invoice_number
+        ),
+    };
+    let mut paragraphs = vec![p];
+    if owed_back > 0 {
+        paragraphs.push(match l {
+            Locale::De => format!("Sie erhalten {} von uns zurück.", l.money(owed_back, &f.currency)),
+            Locale::En => format!("We will pay {} back to you.", l.money(owed_back, &f.currency)),
+        });
+    }
+    let mut rows = vec![(l.pick("Gutschrift", "Credit note").into(), l.money(amount, &f.currency))];
+    if still_owed > 0 {
+        rows.extend(payment_rows(f, still_owed, f.due));
+    }
+    compose(subject, greeting(f), &paragraphs, &rows, closing(l))
+}
+
+/// `payment_link`: a telesales order's payment page.
+pub fn payment_link(locale: Locale, addressee: &str, merchant: &str, url: &str, expires: DateTime<Utc>) -> Composed {
+    let l = locale;
+    let subject = match l {
+        Locale::De => format!("Ihre Bestellung bei {merchant}: Kauf auf Rechnung abschließen"),
+        Locale::En => format!("Your order from {merchant}: complete your purchase on invoice"),
+    };
+    let greeting = match l {
+        Locale::De => format!("Guten Tag {addressee},"),
+        Locale::En => format!("Dear {addressee},"),
+    };
+    let p = match l {
+        Locale::De => format!(
+            "wie telefonisch besprochen können Sie Ihre Bestellung bei {merchant} auf Rechnung bezahlen. Bitte \
+             prüfen und bestätigen Sie sie bis {} auf dieser Seite:",
+            l.date(expires.date_naive())
+        ),
+        Locale::En => format!(
+            "as agreed on the phone, you can pay for your order from {merchant} on invoice. Please review and \
+             confirm it by {} on this page:",
+            l.date(expires.date_naive())
+        ),
+    };
+    compose(subject, greeting, &[p, url.to_owned()], &[], closing(l))
+}
+
+/// Where a message belongs and what caused it.
+pub struct Outgoing<'a> {
+    pub psp_id: PspId,
+    pub order_id: Option<OrderId>,
+    pub capture_id: Option<CaptureId>,
+    pub kind: &'a str,
+    /// Unique per cause, e.g. `capture:<id>:payment_information`.
+    pub cause_key: String,
+    pub locale: Locale,
+    pub to: &'a str,
+    /// The document to attach and the data it renders from (JSON), if any.
+    pub attachment: Option<String>,
+}
+
+/// The host part of `mail_from`, for Message-IDs.
+fn mail_domain(s: &Services) -> String {
+    s.config
+        .mail_from
+        .parse::<Mailbox>()
+        .map(|m| m.email.domain().to_owned())
+        .unwrap_or_else(|_| "netterms.invalid".into())
+}
+
+/// Writes the message and the job that sends it into `tx` (deferred). A second message for the
+/// same cause is not written; without a recipient nothing is.
+pub fn enqueue(s: &Services, tx: &mut Tx, o: &Outgoing<'_>, c: &Composed, at: PspTime) {
+    if o.to.is_empty() {
+        // The order names no one to write to (no debtor person): nothing to send.
+        return;
+    }
+    let id = uuid::Uuid::now_v7();
+    let message_id = format!("<{}@{}>", id.simple(), mail_domain(s));
+    store::insert(
+        tx,
+        &NewMessage {
+            id,
+            psp_id: o.psp_id,
+            order_id: o.order_id,
+            capture_id: o.capture_id,
+            kind: o.kind,
+            cause_key: &o.cause_key,
+            locale: o.locale.as_str(),
+            to: o.to,
+            subject: &c.subject,
+            text: &c.text,
+            html: &c.html,
+            attachment: o.attachment.as_deref(),
+            message_id: &message_id,
+        },
+        at.now,
+    );
+    let payload = serde_json::json!({ "cause_key": o.cause_key }).to_string();
+    let unique = format!("{SEND_JOB}:{}", o.cause_key);
+    jobs::enqueue(
+        tx,
+        &NewJob {
+            kind: SEND_JOB,
+            psp_id: Some(o.psp_id),
+            payload: &payload,
+            unique_key: Some(&unique),
+            run_at: at.wall,
+            max_attempts: MAX_ATTEMPTS,
+        },
+        at.wall,
+    );
+}
+
+fn outgoing<'a>(f: &'a InvoiceFacts, kind: &'a str, cause: String, attachment: Option<String>) -> Outgoing<'a> {
+    Outgoing {
+        psp_id: f.psp_id,
+        order_id: Some(f.order_id),
+        capture_id: Some(f.capture_id),
+        kind,
+        cause_key: cause,
+        locale: f.locale,
+        to: &f.to,
+        attachment,
+    }
+}
+
+fn attachment(spec: &crate::documents::Spec) -> Option<String> {
+    serde_json::to_string(spec).ok()
+}
+
+/// Queues a new invoice's payment information, with its PDF.
+pub fn queue_payment_information(s: &Services, tx: &mut Tx, f: &InvoiceFacts, at: PspTime) {
+    let spec = super::documents::payment_information(f);
+    let cause = format!("capture:{}:payment_information", f.capture_id);
+    enqueue(s, tx, &outgoing(f, "payment_information", cause, attachment(&spec)), &payment_information(f), at);
+}
+
+/// Queues the reminder before the due date.
+pub fn queue_reminder(s: &Services, tx: &mut Tx, f: &InvoiceFacts, at: PspTime) {
+    let cause = format!("capture:{}:dunning:reminder", f.capture_id);
+    enqueue(s, tx, &outgoing(f, "payment_reminder", cause, None), &payment_reminder(f), at);
+}
+
+/// Queues a dunning level's notice, with its PDF.
+pub fn queue_dunning(s: &Services, tx: &mut Tx, f: &InvoiceFacts, d: &DunningFacts, at: PspTime) {
+    let spec = super::documents::dunning_notice(f, d, at.now.date_naive());
+    let cause = format!("capture:{}:dunning:level_{}", f.capture_id, d.level);
+    enqueue(s, tx, &outgoing(f, "dunning", cause, attachment(&spec)), &dunning_notice(f, d), at);
+}
+
+/// Queues the notice of the hand-over to collection.
+pub fn queue_collection(s: &Services, tx: &mut Tx, f: &InvoiceFacts, total: i64, contact: &str, at: PspTime) {
+    let cause = format!("capture:{}:dunning:collection", f.capture_id);
+    enqueue(s, tx, &outgoing(f, "collection_notice", cause, None), &collection_notice(f, total, contact), at);
+}
+
+/// Queues a credit note's message.
+pub fn queue_credit_note(
+    s: &Services,
+    tx: &mut Tx,
+    f: &InvoiceFacts,
+    refund_id: crate::domain::ids::RefundId,
+    amounts: (i64, i64, i64),
+    at: PspTime,
+) {
+    let cause = format!("refund:{refund_id}:credit_note");
+    let (amount, still_owed, owed_back) = amounts;
+    enqueue(s, tx, &outgoing(f, "credit_note", cause, None), &credit_note(f, amount, still_owed, owed_back), at);
+}
+
+/// The send job: sends the message of `payload.cause_key` unless it went already. Without an SMTP
+/// server the message is kept as `stored`. An SMTP failure is recorded and returned, so the job
+/// is retried with backoff; on its last attempt the message becomes `failed`.
+pub async fn send(s: &Services, payload: &str, attempt: i64, max_attempts: i64) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        cause_key: String,
+    }
+    let p: Payload = serde_json::from_str(payload)?;
+    let mut conn = s.db.conn().await?;
+    let Some(m) = store::by_cause(&mut conn, &p.cause_key).await? else { return Ok(()) };
+    if matches!(m.status.as_str(), "sent" | "stored") {
+        return Ok(());
+    }
+    drop(conn);
+    let Some(mailer) = &s.mailer else {
+        record(s, m.id, "stored", None, None).await?;
+        return Ok(());
+    };
+    let email = build(s, &m)?;
+    // The whole delivery is bounded, whatever stage a server stalls in (lettre's own timeout does
+    // not cover every read, e.g. a greeting that never comes).
+    let limit = StdDuration::from_secs(s.config.smtp_timeout_secs);
+    let result = match tokio::time::timeout(limit, mailer.0.send(email)).await {
+        Ok(r) => r.map_err(|e| {
+            let error =
+                if e.is_permanent() { "refused by the SMTP server (permanent)" } else { "SMTP delivery failed" };
+            e.status().map(|c| format!("{error}: {c}")).unwrap_or_else(|| error.to_owned())
+        }),
+        Err(_) => Err(format!("the SMTP server did not answer within {} s", s.config.smtp_timeout_secs)),
+    };
+    match result {
+        Ok(_) => {
+            record(s, m.id, "sent", None, Some(s.clock.now())).await?;
+            metrics::counter!("messages_sent_total").increment(1);
+            Ok(())
+        }
+        Err(detail) => {
+            // The server's answer, never the message's content or address.
+            let status = if attempt >= max_attempts { "failed" } else { "queued" };
+            record(s, m.id, status, Some(&detail), None).await?;
+            metrics::counter!("messages_failed_attempts_total").increment(1);
+            Err(anyhow::anyhow!("{detail}"))
+        }
+    }
+}
+
+async fn record(
+    s: &Services,
+    id: uuid::Uuid,
+    status: &str,
+    error: Option<&str>,
+    sent_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    let mut tx = s.db.begin().await?;
+    store::record_attempt(&mut tx, id, status, error, sent_at, s.clock.now()).await?;
+    tx.commit().await
+}
+
+/// The e-mail of a stored message: text and HTML alternatives, the attachment if any.
+fn build(s: &Services, m: &store::Message) -> anyhow::Result<lettre::Message> {
+    let from: Mailbox = s.config.mail_from.parse()?;
+    let to: Mailbox = m.to_address.parse()?;
+    let alternative = MultiPart::alternative()
+        .singlepart(SinglePart::plain(m.body_text.clone()))
+        .singlepart(SinglePart::html(m.body_html.clone()));
+    let body = match &m.attachment {
+        Some(spec) => {
+            let doc = super::documents::render_attachment(spec)?;
+            MultiPart::mixed()
+                .multipart(alternative)
+                .singlepart(Attachment::new(doc.filename).body(doc.bytes, ContentType::parse("application/pdf")?))
+        }
+        None => alternative,
+    };
+    let date: std::time::SystemTime = m.created_at.into();
+    Ok(lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(m.subject.clone())
+        .message_id(Some(m.message_id.clone()))
+        .date(date)
+        .multipart(body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_and_dates_in_each_locale() {
+        assert_eq!(Locale::De.money(123_456, "EUR"), "1.234,56 €");
+        assert_eq!(Locale::En.money(123_456, "EUR"), "€1,234.56");
+        assert_eq!(Locale::De.money(5, "EUR"), "0,05 €");
+        assert_eq!(Locale::En.money(100_000_000, "CHF"), "CHF 1,000,000.00");
+        let d = NaiveDate::from_ymd_opt(2026, 12, 27).unwrap();
+        assert_eq!(Locale::De.date(d), "27.12.2026");
+        assert_eq!(Locale::En.date(d), "27 December 2026");
+    }
+}
