@@ -82,6 +82,9 @@ pub struct Config {
     pub job_worker: bool,
     /// How often an idle job worker looks for due jobs.
     pub job_poll_ms: u64,
+    /// How long a claimed job belongs to its worker; a job of a worker that died is taken over
+    /// after this. Longer than any job runs (an e-mail's `smtp_timeout_secs`, a scan).
+    pub job_lease_secs: i64,
     /// SMTP server for the buyer's e-mails: `smtp://host:port` (plain, or STARTTLS when offered
     /// with `?tls=opportunistic`, required with `?tls=required`), `smtps://user:pass@host:465`
     /// (implicit TLS). None: messages are stored and shown, not sent.
@@ -92,6 +95,9 @@ pub struct Config {
     pub smtp_timeout_secs: u64,
     /// netterms' SEPA creditor identifier, named in direct-debit pre-notifications.
     pub sepa_creditor_id: String,
+    /// How long a sandbox clock advance holds its PSP's clock without progress (renewed each
+    /// day it steps); after a crash another advance may take over once it ran out.
+    pub sandbox_clock_lease_secs: i64,
     /// Timeout of one webhook attempt.
     pub webhook_timeout_secs: u64,
     /// How often the delivery worker looks for due deliveries.
@@ -140,10 +146,12 @@ impl Default for Config {
             webhook_worker: true,
             job_worker: true,
             job_poll_ms: 1000,
+            job_lease_secs: 300,
             smtp_url: None,
             mail_from: "netterms <rechnung@netterms.example>".into(),
             smtp_timeout_secs: 15,
             sepa_creditor_id: "DE98ZZZ09999999999".into(),
+            sandbox_clock_lease_secs: 30,
             webhook_timeout_secs: 15,
             webhook_poll_ms: 250,
             credit: crate::domain::decision::Policy::default(),
@@ -190,10 +198,12 @@ const FIELDS: &[&str] = &[
     "webhook_worker",
     "job_worker",
     "job_poll_ms",
+    "job_lease_secs",
     "smtp_url",
     "mail_from",
     "smtp_timeout_secs",
     "sepa_creditor_id",
+    "sandbox_clock_lease_secs",
     "webhook_timeout_secs",
     "webhook_poll_ms",
     "virtual_iban_bank_code",
@@ -332,6 +342,14 @@ impl Config {
         }
         if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {
             errs.push("mail_from must be an address, e.g. netterms <rechnung@netterms.example>".to_owned());
+        }
+        if !(2..=86_400).contains(&self.job_lease_secs)
+            || self.job_lease_secs <= i64::try_from(self.smtp_timeout_secs).unwrap_or(0)
+        {
+            errs.push("job_lease_secs must be between 2 and 86400 and longer than smtp_timeout_secs".to_owned());
+        }
+        if !(1..=3600).contains(&self.sandbox_clock_lease_secs) {
+            errs.push("sandbox_clock_lease_secs must be between 1 and 3600".to_owned());
         }
         if !(1..=300).contains(&self.smtp_timeout_secs) {
             errs.push("smtp_timeout_secs must be between 1 and 300".to_owned());

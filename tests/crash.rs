@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+#[path = "api/smtp.rs"]
+#[allow(dead_code)]
+mod smtp;
+
 const BIN: &str = env!("CARGO_BIN_EXE_netterms");
 
 struct Server {
@@ -19,6 +23,8 @@ struct Server {
     db_url: String,
     port: u16,
     child: Option<Child>,
+    /// More configuration, as `NETTERMS_*` variables.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -35,6 +41,9 @@ impl Server {
             .env("NETTERMS_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
         c
     }
 
@@ -100,9 +109,9 @@ async fn post_until_answered(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+/// A migrated database (SQLite in `dir`, or a fresh PostgreSQL database when
+/// `NETTERMS_TEST_DATABASE_URL` is set) and a server for it, not started.
+async fn new_server(dir: &tempfile::TempDir) -> (Server, Option<(String, String)>) {
     let pg = std::env::var("NETTERMS_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
     let (db_url, pg_cleanup) = match &pg {
         Some(admin) => {
@@ -115,9 +124,98 @@ async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
         None => (format!("sqlite://{}", dir.path().join("crash.db").display()), None),
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Server { dir: dir.path().to_owned(), db_url: db_url.clone(), port, child: None };
+    let server = Server { dir: dir.path().to_owned(), db_url, port, child: None, env: Vec::new() };
     assert!(server.cmd().arg("migrate").status().unwrap().success());
-    let base = format!("http://127.0.0.1:{port}");
+    (server, pg_cleanup)
+}
+
+async fn drop_database(pg_cleanup: Option<(String, String)>) {
+    if let Some((admin, name)) = pg_cleanup {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut c).await.unwrap();
+    }
+}
+
+/// Creates a PSP by the CLI, starts the server and fetches the password: (username, password).
+async fn create_psp(server: &mut Server, c: &reqwest::Client) -> (String, String) {
+    let out = server
+        .cmd()
+        .args(["psp", "create", "--name", "Crash", "--fee-rate-bps", "100", "--fee-fixed", "0"])
+        .args(["--iban", "DE89370400440532013000", "--payout-frequency", "daily", "--json"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    server.start().await;
+    let pw: Value = c
+        .get(created["password_url"].as_str().unwrap())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (created["username"].as_str().unwrap().to_owned(), pw["password"].as_str().unwrap().to_owned())
+}
+
+async fn create_merchant(c: &reqwest::Client, base: &str, auth: (&str, &str)) -> String {
+    let (_, m) = post_until_answered(
+        c,
+        &format!("{base}/v1/merchants"),
+        auth,
+        "m",
+        &json!({
+        "external_id": "crash", "name": "Crash GmbH", "legal_form": "10001", "registration_number": "HRB 1",
+        "address": {"street": "A", "postal_code": "10115", "city": "Berlin", "country": "DE"},
+        "contact": {"name": "C", "email": "c@example.com"}}),
+    )
+    .await;
+    m["merchant_id"].as_str().unwrap().to_owned()
+}
+
+/// A created order of buyer `i` (a widget authorization, confirmed).
+async fn created_order(c: &reqwest::Client, base: &str, auth: (&str, &str), mid: &str, i: usize, gross: i64) -> String {
+    let (_, s) = post_until_answered(
+        c,
+        &format!("{base}/v1/widget-sessions"),
+        auth,
+        &format!("s{i}"),
+        &json!({"merchant_id": mid, "allowed_origins": ["https://shop.example"]}),
+    )
+    .await;
+    let sid = s["session_id"].as_str().unwrap().to_owned();
+    let cs = s["client_secret"].as_str().unwrap().to_owned();
+    let order = json!({"amount": {"gross": gross, "net": gross, "tax": 0}, "duration": 30,
+        "debtor_company": {"name": format!("Kunde {i} GmbH"), "legal_form": "10001", "registration_number": format!("HRB {i}0"),
+            "registration_court": "AG Köln", "address": {"street": "B", "postal_code": "50667", "city": "Köln", "country": "DE"}},
+        "debtor_person": {"email": format!("k{i}@kunde.example")}});
+    let a: Value = c
+        .post(format!("{base}/checkout-api/v1/sessions/{cs}/authorize"))
+        .json(&json!({"order": order, "payment_method": "bank_transfer", "terms_accepted": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    post_until_answered(
+        c,
+        &format!("{base}/v1/widget-sessions/{sid}/confirm-authorization"),
+        auth,
+        &format!("c{i}"),
+        &order,
+    )
+    .await;
+    a["order_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, pg_cleanup) = new_server(&dir).await;
+    let base = format!("http://127.0.0.1:{}", server.port);
 
     // A receiver that records every event id it gets.
     let received: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -137,75 +235,15 @@ async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
     tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
 
     // Provision a PSP, a merchant, an endpoint and a few created orders.
-    let out = server
-        .cmd()
-        .args(["psp", "create", "--name", "Crash", "--fee-rate-bps", "100", "--fee-fixed", "0"])
-        .args(["--iban", "DE89370400440532013000", "--payout-frequency", "daily", "--json"])
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    server.start().await;
     let c = reqwest::Client::new();
-    let pw: Value = c
-        .get(created["password_url"].as_str().unwrap())
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (user, pass) = (created["username"].as_str().unwrap().to_owned(), pw["password"].as_str().unwrap().to_owned());
+    let (user, pass) = create_psp(&mut server, &c).await;
     let auth = (user.as_str(), pass.as_str());
     // The endpoint first, so that every event of the run is for it.
     post_until_answered(&c, &format!("{base}/v1/webhook-endpoints"), auth, "ep", &json!({"url": hook_url})).await;
-    let (_, m) = post_until_answered(
-        &c,
-        &format!("{base}/v1/merchants"),
-        auth,
-        "m",
-        &json!({
-        "external_id": "crash", "name": "Crash GmbH", "legal_form": "10001", "registration_number": "HRB 1",
-        "address": {"street": "A", "postal_code": "10115", "city": "Berlin", "country": "DE"},
-        "contact": {"name": "C", "email": "c@example.com"}}),
-    )
-    .await;
-    let mid = m["merchant_id"].as_str().unwrap().to_owned();
+    let mid = create_merchant(&c, &base, auth).await;
     let mut orders = Vec::new();
     for i in 0..4 {
-        let (_, s) = post_until_answered(
-            &c,
-            &format!("{base}/v1/widget-sessions"),
-            auth,
-            &format!("s{i}"),
-            &json!({"merchant_id": mid, "allowed_origins": ["https://shop.example"]}),
-        )
-        .await;
-        let sid = s["session_id"].as_str().unwrap().to_owned();
-        let cs = s["client_secret"].as_str().unwrap().to_owned();
-        let order = json!({"amount": {"gross": 100_000, "net": 100_000, "tax": 0}, "duration": 30,
-            "debtor_company": {"name": format!("Kunde {i} GmbH"), "legal_form": "10001", "registration_number": format!("HRB {i}0"),
-                "registration_court": "AG Köln", "address": {"street": "B", "postal_code": "50667", "city": "Köln", "country": "DE"}},
-            "debtor_person": {"email": "k@kunde.example"}});
-        let a: Value = c
-            .post(format!("{base}/checkout-api/v1/sessions/{cs}/authorize"))
-            .json(&json!({"order": order, "payment_method": "bank_transfer", "terms_accepted": true}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        post_until_answered(
-            &c,
-            &format!("{base}/v1/widget-sessions/{sid}/confirm-authorization"),
-            auth,
-            &format!("c{i}"),
-            &order,
-        )
-        .await;
-        orders.push(a["order_id"].as_str().unwrap().to_owned());
+        orders.push(created_order(&c, &base, auth, &mid, i, 100_000).await);
     }
 
     // Clients capture and refund while the server is killed and restarted.
@@ -312,9 +350,148 @@ async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
     let out = server.cmd().args(["ledger", "verify"]).stdout(Stdio::piped()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 
-    if let Some((admin, name)) = pg_cleanup {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut c).await.unwrap();
+    drop_database(pg_cleanup).await;
+}
+
+/// SIGKILL while a sandbox clock advance runs dunning over many invoices; after a restart a second
+/// advance finishes the way: every invoice took each step once, every message exists once and
+/// reached the SMTP server, the ledger verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_a_clock_advance_skips_nothing_and_repeats_nothing() {
+    const INVOICES: usize = 30;
+    let smtp = smtp::SmtpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, pg_cleanup) = new_server(&dir).await;
+    server.env = vec![
+        ("NETTERMS_SMTP_URL".into(), smtp.url()),
+        ("NETTERMS_JOB_POLL_MS".into(), "50".into()),
+        ("NETTERMS_SANDBOX_CLOCK_LEASE_SECS".into(), "1".into()),
+        ("NETTERMS_JOB_LEASE_SECS".into(), "4".into()),
+        ("NETTERMS_SMTP_TIMEOUT_SECS".into(), "2".into()),
+    ];
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let c = reqwest::Client::new();
+    let (user, pass) = create_psp(&mut server, &c).await;
+    let auth = (user.as_str(), pass.as_str());
+    let mid = create_merchant(&c, &base, auth).await;
+    let mut captures = Vec::new();
+    for i in 0..INVOICES {
+        let order = created_order(&c, &base, auth, &mid, i, 11_900).await;
+        let (status, v) = post_until_answered(
+            &c,
+            &format!("{base}/v1/orders/{order}/captures"),
+            auth,
+            &format!("cap-{i}"),
+            &json!({"amount": {"gross": 11_900, "net": 11_900, "tax": 0}, "external_invoice_number": format!("INV-{i}")}),
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        captures.push(v["capture_id"].as_str().unwrap().to_owned());
     }
+    let clock = get_json(&c, format!("{base}/v1/sandbox/clock"), auth).await;
+    let start: chrono::NaiveDate = clock["today"].as_str().unwrap().parse().unwrap();
+    // Due at +30; collection at due + 49.
+    let target = start + chrono::Duration::days(80);
+
+    // The advance runs; the server dies under it.
+    let advance = {
+        let (c, base, user, pass) = (c.clone(), base.clone(), user.clone(), pass.clone());
+        tokio::spawn(async move {
+            c.post(format!("{base}/v1/sandbox/clock/advance"))
+                .basic_auth(&user, Some(&pass))
+                .json(&json!({"to": target.to_string()}))
+                .send()
+                .await
+        })
+    };
+    // Kill once some of the way is done (the clock moved, steps were taken) but not all of it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let today = get_json(&c, format!("{base}/v1/sandbox/clock"), auth).await;
+        let today: chrono::NaiveDate = today["today"].as_str().unwrap().parse().unwrap();
+        if today >= start + chrono::Duration::days(40) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the advance made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+    let first = advance.await.unwrap();
+    assert!(first.is_err() || !first.unwrap().status().is_success(), "the advance was cut short");
+    server.start().await;
+
+    // The second advance (retried while the first one's lease runs out) finishes the way.
+    let today = get_json(&c, format!("{base}/v1/sandbox/clock"), auth).await;
+    let today: chrono::NaiveDate = today["today"].as_str().unwrap().parse().unwrap();
+    assert!(today < target, "the kill came too late to test anything: {today}");
+    let mut attempt = 0;
+    let done = loop {
+        attempt += 1;
+        let url = format!("{base}/v1/sandbox/clock/advance");
+        let (status, v) =
+            post_until_answered(&c, &url, auth, &format!("advance-{attempt}"), &json!({"to": target.to_string()}))
+                .await;
+        if status == 409 && v["errors"][0]["code"] == "state_conflict" && attempt < 100 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        assert_eq!(status, 200, "{v}");
+        break v;
+    };
+    assert_eq!(done["today"], target.to_string());
+
+    // Every invoice went all the way, each step once.
+    for id in &captures {
+        let cap = get_json(&c, format!("{base}/v1/captures/{id}"), auth).await;
+        assert_eq!(cap["state"], "collection", "{cap}");
+        assert_eq!(cap["dunning"]["fees"], 4000);
+        let msgs = get_json(&c, format!("{base}/v1/sandbox/messages?capture_id={id}"), auth).await;
+        let kinds: Vec<&str> = msgs["data"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            ["collection_notice", "dunning", "dunning", "dunning", "payment_reminder", "payment_information"]
+        );
+    }
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    let mut after: Option<String> = None;
+    loop {
+        let url = match &after {
+            Some(a) => format!("{base}/v1/events?limit=100&starting_after={a}"),
+            None => format!("{base}/v1/events?limit=100"),
+        };
+        let page = get_json(&c, url, auth).await;
+        for e in page["data"].as_array().unwrap() {
+            *counts.entry(e["type"].as_str().unwrap().to_owned()).or_default() += 1;
+            after = Some(e["id"].as_str().unwrap().to_owned());
+        }
+        if page["has_more"] != true {
+            break;
+        }
+    }
+    for (t, n) in
+        [("dunning.reminder", 1), ("capture.late", 1), ("dunning.level_changed", 3), ("dunning.collection", 1)]
+    {
+        assert_eq!(counts.get(t).copied().unwrap_or(0), n * INVOICES, "{t}: {counts:?}");
+    }
+
+    // Every message reaches the SMTP server; a resend after a kill between the server's answer
+    // and our record of it carries the same Message-ID, so the recipient's server drops it.
+    let expected = INVOICES * 6;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ids = loop {
+        let ids: HashSet<String> = smtp.received().iter().map(|r| smtp::parse(&r.data).message_id).collect();
+        if ids.len() >= expected {
+            break ids;
+        }
+        assert!(Instant::now() < deadline, "{} of {expected} messages arrived", ids.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ids.len(), expected);
+    let duplicates = smtp.received().len() - ids.len();
+    assert!(duplicates <= 2, "{duplicates} messages sent twice");
+
+    server.kill();
+    let out = server.cmd().args(["ledger", "verify"]).stdout(Stdio::piped()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    drop_database(pg_cleanup).await;
 }

@@ -22,8 +22,6 @@ use crate::store::{StoreError, psps};
 
 /// The most days one advance may cover.
 pub const MAX_ADVANCE_DAYS: i64 = 366;
-/// How long an advance holds the right to move its PSP's clock (renewed every day it steps).
-const ADVANCE_LEASE: Duration = Duration::minutes(5);
 const DAY_US: i64 = 86_400_000_000;
 
 /// What became due and ran at one moment of a PSP's clock.
@@ -167,7 +165,7 @@ pub async fn advance(s: &Services, psp_id: PspId, input: &AdvanceInput) -> Resul
     let days = days_to_advance(start.now.date_naive(), input)?;
     let mut tx = s.db.begin().await?;
     let wall = s.clock.now();
-    if !psps::lease_clock(&mut tx, psp_id, wall, wall + ADVANCE_LEASE).await? {
+    if !psps::lease_clock(&mut tx, psp_id, wall, wall + lease(s)).await? {
         return Err(OrderError::Conflict(
             "an advance of this clock is already running; try again when it has finished".into(),
         ));
@@ -183,6 +181,13 @@ pub async fn advance(s: &Services, psp_id: PspId, input: &AdvanceInput) -> Resul
     Ok(Advanced { now, today: now.date_naive(), days, ran })
 }
 
+/// How long an advance holds its clock without progress (renewed every day it steps). Work is
+/// idempotent, so an overlap after a lease ran out repeats nothing; the lease only keeps two
+/// advances from doing the same work at once.
+fn lease(s: &Services) -> Duration {
+    Duration::seconds(s.config.sandbox_clock_lease_secs)
+}
+
 async fn step_days(s: &Services, psp_id: PspId, start_offset: i64, days: i64) -> Result<DueWork, OrderError> {
     let mut ran = DueWork::default();
     for day in 1..=days {
@@ -193,7 +198,7 @@ async fn step_days(s: &Services, psp_id: PspId, start_offset: i64, days: i64) ->
         let mut tx = s.db.begin().await?;
         psps::set_clock_offset(&mut tx, psp_id, offset).await?;
         let wall = s.clock.now();
-        psps::renew_clock_lease(&mut tx, psp_id, wall + ADVANCE_LEASE).await?;
+        psps::renew_clock_lease(&mut tx, psp_id, wall + lease(s)).await?;
         tx.commit().await?;
     }
     Ok(ran)

@@ -14,8 +14,6 @@ use crate::store::jobs::{self, Job, NewJob};
 
 mod housekeeping;
 
-/// How long a claimed job belongs to its worker before another may take it over.
-const LEASE: Duration = Duration::minutes(5);
 /// Jobs claimed per round.
 const BATCH: i64 = 16;
 
@@ -120,7 +118,8 @@ impl Worker {
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         schedule_periodic(&self.services).await?;
         let now = self.services.clock.now();
-        let claimed = jobs::claim_due(&self.services.db, &self.name, now, now + LEASE, BATCH).await?;
+        let lease = Duration::seconds(self.services.config.job_lease_secs);
+        let claimed = jobs::claim_due(&self.services.db, &self.name, now, now + lease, BATCH).await?;
         for job in &claimed {
             self.run_job(job).await?;
         }
