@@ -3,6 +3,8 @@
 ALTER TABLE captures ADD COLUMN dunning_level INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE captures ADD COLUMN dunning_stage INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE captures ADD COLUMN next_dunning_on TEXT;
+-- The day the last step was taken (the next one keeps a least gap to it).
+ALTER TABLE captures ADD COLUMN last_dunning_on TEXT;
 ALTER TABLE captures ADD COLUMN dunning_paused_until TEXT;
 ALTER TABLE captures ADD COLUMN dunning_pause_reason TEXT;
 ALTER TABLE captures ADD COLUMN collection_at TEXT;

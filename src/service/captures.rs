@@ -269,7 +269,7 @@ pub async fn capture(
     let due = (now + Duration::days(reserved.duration)).date_naive();
     let next_dunning_on = super::dunning::policy(s, tx).await?.next_step(due, 0, now.date_naive()).map(|(_, on)| on);
     // Who the payment information goes to (read before the writes below are deferred).
-    let buyer_to_tell = super::messages::buyer(tx, psp_id, order_id, reserved.merchant_id).await?;
+    let buyer_to_tell = super::messages::buyer(tx, psp_id, order_id).await?;
     let reference = rf_reference(id);
     let shipping = shipping.map(|v| v.to_string());
     let items = serde_json::to_value(&items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -345,6 +345,7 @@ pub async fn capture(
         dunning_level: 0,
         dunning_stage: 0,
         next_dunning_on: next_dunning_on.map(|d| d.to_string()),
+        last_dunning_on: None,
         dunning_paused_until: None,
         dunning_pause_reason: None,
         collection_at: None,
@@ -353,10 +354,8 @@ pub async fn capture(
         dunning_waived: 0,
         interest_through: None,
     };
-    if let Some(b) = &buyer_to_tell {
-        let facts = super::messages::InvoiceFacts::of(s, b, &row)?;
-        super::messages::queue_payment_information(s, tx, &facts, at);
-    }
+    let facts = super::messages::InvoiceFacts::of(s, &buyer_to_tell, &row)?;
+    super::messages::queue_payment_information(s, tx, &facts, at);
     Ok(view(&row)?)
 }
 
@@ -374,9 +373,7 @@ pub async fn payment_information_pdf(
 ) -> Result<crate::documents::Rendered, OrderError> {
     let mut conn = s.db.conn().await?;
     let row = store::get_capture(&mut conn, psp_id, id, false).await?.ok_or(OrderError::NotFound("capture"))?;
-    let facts = super::messages::invoice_facts(s, &mut conn, &row)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("invoice without its order".into()))?;
+    let facts = super::messages::invoice_facts(s, &mut conn, &row).await?;
     drop(conn);
     let spec = super::documents::payment_information(&facts);
     crate::documents::render(&spec).map_err(|e| OrderError::Store(StoreError::Corrupt(e.to_string())))
@@ -503,9 +500,8 @@ pub async fn refund(
     }
     settle_order(s, tx, psp_id, c.order_id).await?;
     let after = store::get_capture(tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
-    if let Some(f) = super::messages::invoice_facts(s, tx, &after).await? {
-        super::messages::queue_credit_note(s, tx, &f, row.id, (amount.gross, after.outstanding(), owed), at);
-    }
+    let f = super::messages::invoice_facts(s, tx, &after).await?;
+    super::messages::queue_credit_note(s, tx, &f, row.id, (amount.gross, after.outstanding(), owed), at);
     Ok((refund_view(&row, &after)?, Outcome::Created))
 }
 
@@ -610,13 +606,14 @@ pub async fn mark_overdue(s: &Services, psp_id: PspId, at: PspTime) -> Result<us
         let due = store::overdue(&mut conn, psp_id, at.now.date_naive(), 200).await?;
         drop(conn);
         let mut marked = 0;
-        for id in &due {
+        // Fifty to a transaction: fewer commits, short write locks.
+        for chunk in due.chunks(50) {
             let mut tx = s.db.begin().await?;
-            if store::mark_late(&mut tx, *id, at.now).await? {
-                capture_event(&mut tx, psp_id, CaptureEventKind::Late, *id, at).await?;
-                tx.commit().await?;
+            for id in store::mark_late_many(&mut tx, chunk, at.now).await? {
+                capture_event(&mut tx, psp_id, CaptureEventKind::Late, id, at).await?;
                 marked += 1;
             }
+            tx.commit().await?;
         }
         n += marked;
         if due.len() < 200 || marked == 0 {

@@ -127,6 +127,9 @@ impl DunningRun {
     }
 }
 
+/// Invoices whose steps run in one transaction: fewer commits, yet short write locks.
+const PER_TRANSACTION: usize = 50;
+
 /// Takes every dunning step of `psp_id`'s invoices due by `at` on its clock.
 pub async fn run_due(s: &Services, psp_id: PspId, at: PspTime) -> Result<DunningRun, OrderError> {
     let mut conn = s.db.conn().await?;
@@ -141,13 +144,15 @@ pub async fn run_due(s: &Services, psp_id: PspId, at: PspTime) -> Result<Dunning
     let mut run = DunningRun::default();
     loop {
         let mut changed = 0;
-        for id in &ids {
+        for chunk in ids.chunks(PER_TRANSACTION) {
             let mut tx = s.db.begin().await?;
-            if let Some(r) = process(s, &mut tx, &policy, &rates, psp_id, *id, at).await? {
-                tx.commit().await?;
-                run.add(r);
-                changed += 1;
+            for id in chunk {
+                if let Some(r) = process(s, &mut tx, &policy, &rates, psp_id, *id, at).await? {
+                    run.add(r);
+                    changed += 1;
+                }
             }
+            tx.commit().await?;
         }
         if ids.len() < usize::try_from(BATCH).unwrap_or(usize::MAX) || changed == 0 {
             return Ok(run);
@@ -167,6 +172,7 @@ fn progress_of(c: &CaptureRow) -> Result<Progress, StoreError> {
         stage: c.dunning_stage,
         level: c.dunning_level,
         next_on: date(&c.next_dunning_on, "next_dunning_on")?,
+        last_on: date(&c.last_dunning_on, "last_dunning_on")?,
         fees: c.dunning_fees,
         interest: c.dunning_interest,
         waived: c.dunning_waived,
@@ -178,29 +184,35 @@ fn progress_of(c: &CaptureRow) -> Result<Progress, StoreError> {
 }
 
 /// Default interest owed on `c` from the last day charged (or, when it starts now, the due date)
-/// through `today`; posted to the ledger and added to `p`.
-async fn accrue_interest(
-    tx: &mut Tx,
+/// through `today`, and the new last day charged.
+fn interest_due(
     c: &CaptureRow,
-    p: &mut Progress,
+    p: &Progress,
     rates: &[BaseRate],
     points_bps: i64,
     today: NaiveDate,
+) -> (i64, Option<NaiveDate>) {
+    match p.interest_through {
+        Some(from) if c.currency == "EUR" && today > from => {
+            (rules::interest(c.outstanding(), from, today, rates, points_bps), Some(today))
+        }
+        other => (0, other),
+    }
+}
+
+/// Posts a dunning charge of `kind` on `c`'s buyer.
+async fn charge(
+    tx: &mut Tx,
+    c: &CaptureRow,
+    kind: &'static str,
+    amount: i64,
     now: DateTime<Utc>,
-) -> Result<i64, OrderError> {
-    let Some(from) = p.interest_through else { return Ok(0) };
-    if c.currency != "EUR" || today <= from {
-        return Ok(0);
-    }
-    let amount = rules::interest(c.outstanding(), from, today, rates, points_bps);
-    p.interest_through = Some(today);
+) -> Result<(), OrderError> {
     if amount > 0 {
-        let entry = ledger::dunning_charge(c.buyer_id, "default_interest", amount)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let entry = ledger::dunning_charge(c.buyer_id, kind, amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         journal::post(tx, &entry, &c.currency, c.id.0, now).await?;
-        p.interest += amount;
     }
-    Ok(amount)
+    Ok(())
 }
 
 /// Takes the invoice's due step, if it still has one due; `None` if there was nothing to do (the
@@ -214,27 +226,30 @@ async fn process(
     id: CaptureId,
     at: PspTime,
 ) -> Result<Option<DunningRun>, OrderError> {
-    let Some(c) = captures_store::get_capture(tx, psp_id, id, true).await? else { return Ok(None) };
+    // Everything is read and worked out first; the writes come after the step is recorded, so an
+    // invoice with nothing to do leaves the shared transaction untouched.
+    let Some(row) = captures_store::get_capture_with_contact(tx, psp_id, id).await? else { return Ok(None) };
+    let c = row.capture;
     let today = at.now.date_naive();
     let mut p = progress_of(&c)?;
     if !c.is_unpaid() || p.next_on.is_none_or(|d| d > today) {
         return Ok(None);
     }
     let mut run = DunningRun::default();
+    let mut resumed = None;
     if let Some(until) = p.paused_until {
         if until > at.now {
             return Ok(None);
         }
         p.paused_until = None;
         let reason = p.pause_reason.take().unwrap_or_default();
-        let ev = DunningPauseEvent { capture_id: id, reason: format!("the pause ran out ({reason})"), until: None };
-        events::append(tx, psp_id, &Event::DunningResumed(ev), at).await?;
+        resumed =
+            Some(DunningPauseEvent { capture_id: id, reason: format!("the pause ran out ({reason})"), until: None });
         run.resumed = 1;
     }
     let due: NaiveDate = c.due_date.parse().map_err(|_| StoreError::Corrupt("captures.due_date".into()))?;
     let created = c.created_at.date_naive();
-    let last = store::last_step_at(tx, id).await?.map(|t| t.date_naive());
-    let mut earliest = last.map_or(created, |l| created.max(l + Duration::days(MIN_DAYS_BETWEEN_STEPS)));
+    let mut earliest = p.last_on.map_or(created, |l| created.max(l + Duration::days(MIN_DAYS_BETWEEN_STEPS)));
     let step = loop {
         match policy.next_step(due, p.stage, earliest) {
             None => break None,
@@ -246,14 +261,20 @@ async fn process(
             Some(next) => break Some(next),
         }
     };
-    let Some((step, on)) = step else {
-        p.next_on = None;
+    let due_step = match step {
+        Some((step, on)) if on <= today => Some(step),
+        other => {
+            // Nothing due today: the next step's date (or none) is kept.
+            p.next_on = other.map(|(_, on)| on);
+            None
+        }
+    };
+    let Some(step) = due_step else {
+        if let Some(ev) = resumed {
+            events::append(tx, psp_id, &Event::DunningResumed(ev), at).await?;
+        }
         return save(tx, &c, &p, at.now).await.map(|()| Some(run));
     };
-    if on > today {
-        p.next_on = Some(on);
-        return save(tx, &c, &p, at.now).await.map(|()| Some(run));
-    }
 
     // The step is due today.
     let (mut fee, mut interest, mut deadline) = (0, 0, None);
@@ -268,14 +289,10 @@ async fn process(
                 // Interest runs from the day after the due date.
                 p.interest_through = Some(due);
             }
-            interest = accrue_interest(tx, &c, &mut p, rates, policy.interest_points_bps, today, at.now).await?;
+            (interest, p.interest_through) = interest_due(&c, &p, rates, policy.interest_points_bps, today);
             // The flat fee once per invoice, on a euro claim (§288(5) BGB).
             if level.flat_fee && p.fees == 0 && c.currency == "EUR" && policy.flat_fee > 0 {
                 fee = policy.flat_fee;
-                let entry = ledger::dunning_charge(c.buyer_id, "dunning_fee", fee)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                journal::post(tx, &entry, &c.currency, c.id.0, at.now).await?;
-                p.fees += fee;
             }
             p.level = i64::from(n);
             deadline = Some(today + Duration::days(policy.payment_deadline_days));
@@ -283,19 +300,29 @@ async fn process(
             DunningEventKind::LevelChanged
         }
         Step::Collection => {
-            interest = accrue_interest(tx, &c, &mut p, rates, policy.interest_points_bps, today, at.now).await?;
+            (interest, p.interest_through) = interest_due(&c, &p, rates, policy.interest_points_bps, today);
             p.collection_at = Some(at.now);
             run.collections = 1;
             DunningEventKind::Collection
         }
     };
+    // Whom the step's message goes to (read before the writes, which are all deferred: they reach
+    // the database in one round trip with the next invoice's read, or at the commit).
+    let f = super::messages::InvoiceFacts::of(s, &super::messages::buyer_of(row.contact)?, &c)?;
+    // The invoice is locked and its stage read under the lock, so no one else takes this step; the
+    // step's unique key would fail the transaction if anything had.
     let key = step.key();
     let row = StepRow { capture_id: id, psp_id, step: &key, level: p.level, fee, interest, deadline, taken_at: at.now };
-    if !store::record_step(tx, &row).await? {
-        // Taken by another scan meanwhile (its stage would have stopped us; belt and braces).
-        return Ok(None);
+    store::record_step(tx, &row);
+    if let Some(ev) = resumed {
+        events::append(tx, psp_id, &Event::DunningResumed(ev), at).await?;
     }
+    charge(tx, &c, "default_interest", interest, at.now).await?;
+    charge(tx, &c, "dunning_fee", fee, at.now).await?;
+    p.interest += interest;
+    p.fees += fee;
     p.stage = step.rank();
+    p.last_on = Some(today);
     p.next_on =
         policy.next_step(due, p.stage, created.max(today + Duration::days(MIN_DAYS_BETWEEN_STEPS))).map(|(_, on)| on);
     let data = DunningEvent {
@@ -312,25 +339,22 @@ async fn process(
     };
     let total = data.total_due;
     events::append(tx, psp_id, &Event::Dunning(kind, data), at).await?;
-    save(tx, &c, &p, at.now).await?;
-    // The buyer's message of the step.
-    if let Some(f) = super::messages::invoice_facts(s, tx, &c).await? {
-        match step {
-            Step::Reminder => super::messages::queue_reminder(s, tx, &f, at),
-            Step::Level(n) => {
-                let title = policy.level(n).map(|l| if f.locale == Locale::En { &l.title.en } else { &l.title.de });
-                let d = DunningFacts {
-                    level: p.level,
-                    title: title.cloned().unwrap_or_default(),
-                    fees: p.fees,
-                    interest: p.interest,
-                    total,
-                    deadline: deadline.unwrap_or(today),
-                };
-                super::messages::queue_dunning(s, tx, &f, &d, at);
-            }
-            Step::Collection => super::messages::queue_collection(s, tx, &f, total, &policy.collection_contact, at),
+    store::defer_progress(tx, c.id, c.dunning_stage, &p, at.now);
+    match step {
+        Step::Reminder => super::messages::queue_reminder(s, tx, &f, at),
+        Step::Level(n) => {
+            let title = policy.level(n).map(|l| if f.locale == Locale::En { &l.title.en } else { &l.title.de });
+            let d = DunningFacts {
+                level: p.level,
+                title: title.cloned().unwrap_or_default(),
+                fees: p.fees,
+                interest: p.interest,
+                total,
+                deadline: deadline.unwrap_or(today),
+            };
+            super::messages::queue_dunning(s, tx, &f, &d, at);
         }
+        Step::Collection => super::messages::queue_collection(s, tx, &f, total, &policy.collection_contact, at),
     }
     Ok(Some(run))
 }
@@ -360,7 +384,10 @@ pub async fn on_settlement_change(
     if c.is_unpaid() && p.interest_through.is_some() {
         let points = policy(s, tx).await?.interest_points_bps;
         let rates = store::base_rates(tx).await?;
-        accrue_interest(tx, c, &mut p, &rates, points, at.now.date_naive(), at.now).await?;
+        let (interest, through) = interest_due(c, &p, &rates, points, at.now.date_naive());
+        charge(tx, c, "default_interest", interest, at.now).await?;
+        p.interest += interest;
+        p.interest_through = through;
     }
     if !matches!(new_state, "open" | "late") {
         let open = p.fees + p.interest - p.waived;

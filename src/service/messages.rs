@@ -40,6 +40,8 @@ impl Mailer {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
             .map_err(|_| anyhow::anyhow!("smtp_url is not a usable SMTP URL"))?
             .timeout(Some(StdDuration::from_secs(c.smtp_timeout_secs)))
+            // As many connections as a worker sends messages at once.
+            .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(32))
             .build();
         Ok(Some(Mailer(Arc::new(transport))))
     }
@@ -143,22 +145,20 @@ pub struct Buyer {
 
 /// The buyer of order `order_id` (`to` is empty when the order names no e-mail address).
 /// Only reads: callers with deferred writes call it before them.
-pub async fn buyer(
-    tx: &mut impl crate::store::AsExec,
-    psp_id: PspId,
-    order_id: OrderId,
-    merchant_id: crate::domain::ids::MerchantId,
-) -> Result<Option<Buyer>, StoreError> {
-    let order = crate::store::orders::get_order(tx, Some(psp_id), order_id, false)
+pub async fn buyer(tx: &mut impl crate::store::AsExec, psp_id: PspId, order_id: OrderId) -> Result<Buyer, StoreError> {
+    let order = store::order_contact(tx, psp_id, order_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt("capture without its order".into()))?;
-    let data = order.data()?;
+    buyer_of(order)
+}
+
+/// The buyer as an order's contact record names it.
+pub fn buyer_of(order: store::OrderContact) -> Result<Buyer, StoreError> {
+    let data: crate::domain::order::OrderData =
+        serde_json::from_str(&order.order_data).map_err(|e| StoreError::Corrupt(format!("orders.order_data: {e}")))?;
     let person = data.debtor_person.clone().unwrap_or_default();
-    let locale = match crate::store::checkout::get_session(tx, order.session_id, false).await? {
-        Some(session) => Locale::parse(&session.locale),
-        None => Locale::De,
-    };
-    let merchant = crate::store::merchants::get(tx, psp_id, merchant_id).await?.map(|m| m.name).unwrap_or_default();
+    let locale = Locale::parse(order.locale.as_deref().unwrap_or("de"));
+    let merchant = order.merchant_name.unwrap_or_default();
     let name =
         [person.first_name.as_deref(), person.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
     let a = &data.debtor_company.address;
@@ -167,7 +167,7 @@ pub async fn buyer(
     if a.country != "DE" {
         address.push(a.country.clone());
     }
-    Ok(Some(Buyer {
+    Ok(Buyer {
         locale,
         to: person.email,
         addressee: if name.is_empty() { data.debtor_company.name.clone() } else { name },
@@ -176,7 +176,7 @@ pub async fn buyer(
         merchant,
         mandate_reference: (order.payment_method == "direct_debit").then(|| order.mandate_reference.clone()).flatten(),
         order_lines: data.line_items,
-    }))
+    })
 }
 
 impl InvoiceFacts {
@@ -214,11 +214,9 @@ pub async fn invoice_facts(
     s: &Services,
     tx: &mut impl crate::store::AsExec,
     c: &CaptureRow,
-) -> Result<Option<InvoiceFacts>, StoreError> {
-    match buyer(tx, c.psp_id, c.order_id, c.merchant_id).await? {
-        Some(b) => Ok(Some(InvoiceFacts::of(s, &b, c)?)),
-        None => Ok(None),
-    }
+) -> Result<InvoiceFacts, StoreError> {
+    let b = buyer(tx, c.psp_id, c.order_id).await?;
+    InvoiceFacts::of(s, &b, c)
 }
 
 /// A composed message.
@@ -719,9 +717,11 @@ async fn record(
     error: Option<&str>,
     sent_at: Option<DateTime<Utc>>,
 ) -> Result<(), StoreError> {
-    let mut tx = s.db.begin().await?;
-    store::record_attempt(&mut tx, id, status, error, sent_at, s.clock.now()).await?;
-    tx.commit().await
+    // One statement on its own; on PostgreSQL its commit does not wait for the disk: the job's
+    // own (durable) finish right after makes it durable. Lost in a crash before that, the job runs
+    // again and the message goes out again under the same Message-ID.
+    let mut conn = s.db.relaxed_conn().await?;
+    store::record_attempt(&mut conn, id, status, error, sent_at, s.clock.now()).await
 }
 
 /// The e-mail of a stored message: text and HTML alternatives, the attachment if any.

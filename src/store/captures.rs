@@ -44,6 +44,7 @@ pub struct CaptureRow {
     pub dunning_level: i64,
     pub dunning_stage: i64,
     pub next_dunning_on: Option<String>,
+    pub last_dunning_on: Option<String>,
     pub dunning_paused_until: Option<DateTime<Utc>>,
     pub dunning_pause_reason: Option<String>,
     pub collection_at: Option<DateTime<Utc>>,
@@ -73,7 +74,7 @@ impl CaptureRow {
 const CAPTURE_SELECT: &str = "SELECT c.id, c.order_id, c.psp_id, c.merchant_id, c.buyer_id, c.external_invoice_number, c.invoice_url, \
      c.currency, c.gross, c.net, c.tax, c.fee, c.refunded, c.paid_direct, c.state, c.duration, c.due_date, c.payment_reference, \
      c.shipping_info, c.line_items, c.created_at, c.updated_at, b.virtual_iban, c.dunning_level, c.dunning_stage, \
-     c.next_dunning_on, c.dunning_paused_until, c.dunning_pause_reason, c.collection_at, c.dunning_fees, c.dunning_interest, \
+     c.next_dunning_on, c.last_dunning_on, c.dunning_paused_until, c.dunning_pause_reason, c.collection_at, c.dunning_fees, c.dunning_interest, \
      c.dunning_waived, c.interest_through FROM captures c JOIN buyers b ON b.id = c.buyer_id";
 
 /// A new capture's fields.
@@ -141,6 +142,57 @@ pub async fn get_capture(
         let l = if lock && b == Backend::Postgres { " FOR UPDATE OF c" } else { "" };
         sqlx::query_as(&format!("{CAPTURE_SELECT} WHERE c.id = $1 AND c.psp_id = $2{l}"))
             .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// A capture with what its buyer's messages need from its order, locked (for the dunning scan:
+/// one read per invoice).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CaptureWithContact {
+    #[sqlx(flatten)]
+    pub capture: CaptureRow,
+    #[sqlx(flatten)]
+    pub contact: super::messages::OrderContact,
+}
+
+pub async fn get_capture_with_contact(
+    conn: &mut impl AsExec,
+    psp_id: PspId,
+    id: CaptureId,
+) -> StoreResult<Option<CaptureWithContact>> {
+    Ok(with_conn!(conn, c, b => {
+        let l = if b == Backend::Postgres { " FOR UPDATE OF c" } else { "" };
+        let select = CAPTURE_SELECT.replacen(
+            " FROM captures c JOIN buyers b ON b.id = c.buyer_id",
+            ", o.order_data, o.payment_method, o.mandate_reference, s.locale, m.name AS merchant_name \
+             FROM captures c JOIN buyers b ON b.id = c.buyer_id JOIN orders o ON o.id = c.order_id \
+             LEFT JOIN checkout_sessions s ON s.id = o.session_id LEFT JOIN merchants m ON m.id = o.merchant_id",
+            1,
+        );
+        sqlx::query_as(&format!("{select} WHERE c.id = $1 AND c.psp_id = $2{l}"))
+            .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Marks these open captures late in one statement; the ids it marked.
+pub async fn mark_late_many(
+    tx: &mut impl AsExec,
+    ids: &[CaptureId],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<CaptureId>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = (0..ids.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "UPDATE captures SET state = 'late', updated_at = $1 WHERE state = 'open' AND id IN ({list}) RETURNING id"
+    );
+    Ok(with_conn!(tx, c => {
+        let mut q = sqlx::query_scalar(&sql).bind(now);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(&mut *c).await?
     }))
 }
 
@@ -301,13 +353,5 @@ pub async fn overdue(
     Ok(with_conn!(conn, c => {
         sqlx::query_scalar("SELECT id FROM captures WHERE psp_id = $1 AND state = 'open' AND due_date < $2 ORDER BY due_date, id LIMIT $3")
             .bind(psp_id).bind(today.to_string()).bind(limit).fetch_all(&mut *c).await?
-    }))
-}
-
-/// Marks an open capture late; `false` if it is no longer open.
-pub async fn mark_late(tx: &mut impl AsExec, id: CaptureId, now: DateTime<Utc>) -> StoreResult<bool> {
-    Ok(with_conn!(tx, c => {
-        sqlx::query("UPDATE captures SET state = 'late', updated_at = $2 WHERE id = $1 AND state = 'open'")
-            .bind(id).bind(now).execute(&mut *c).await?.rows_affected() == 1
     }))
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{AsExec, StoreError, StoreResult};
+use super::{AsExec, StoreError, StoreResult, Tx};
 use crate::domain::dunning::BaseRate;
 use crate::domain::ids::{BuyerId, CaptureId, PspId};
 use crate::with_conn;
@@ -38,37 +38,23 @@ pub struct StepRow<'a> {
     pub taken_at: DateTime<Utc>,
 }
 
-/// Records a step; `false` if it was taken before (by this scan or another).
-pub async fn record_step(tx: &mut impl AsExec, r: &StepRow<'_>) -> StoreResult<bool> {
-    Ok(with_conn!(tx, c => {
-        sqlx::query(
-            "INSERT INTO dunning_steps (capture_id, step, psp_id, level, fee, interest, deadline, taken_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (capture_id, step) DO NOTHING",
-        )
-        .bind(r.capture_id).bind(r.step).bind(r.psp_id).bind(r.level).bind(r.fee).bind(r.interest)
-        .bind(r.deadline.map(|d| d.to_string())).bind(r.taken_at)
-        .execute(&mut *c).await?.rows_affected() == 1
-    }))
-}
-
-/// When the last step of an invoice was taken.
-pub async fn last_step_at(conn: &mut impl AsExec, capture_id: CaptureId) -> StoreResult<Option<DateTime<Utc>>> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_scalar("SELECT MAX(taken_at) FROM dunning_steps WHERE capture_id = $1")
-            .bind(capture_id).fetch_one(&mut *c).await?
-    }))
-}
-
-/// The steps of an invoice, in order: (step, level, fee, interest, deadline, taken_at).
-pub type StepView = (String, i64, i64, i64, Option<String>, DateTime<Utc>);
-
-pub async fn steps(conn: &mut impl AsExec, capture_id: CaptureId) -> StoreResult<Vec<StepView>> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_as(
-            "SELECT step, level, fee, interest, deadline, taken_at FROM dunning_steps WHERE capture_id = $1 ORDER BY taken_at, level",
-        )
-        .bind(capture_id).fetch_all(&mut *c).await?
-    }))
+/// Records a step with the transaction's other writes (deferred). The key (invoice, step) is
+/// unique: the same step a second time fails the transaction, so nothing of it is written twice.
+pub fn record_step(tx: &mut Tx, r: &StepRow<'_>) {
+    tx.defer(
+        "INSERT INTO dunning_steps (capture_id, step, psp_id, level, fee, interest, deadline, taken_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        vec![
+            r.capture_id.0.into(),
+            r.step.into(),
+            r.psp_id.0.into(),
+            r.level.into(),
+            r.fee.into(),
+            r.interest.into(),
+            r.deadline.map(|d| d.to_string()).into(),
+            r.taken_at.into(),
+        ],
+    );
 }
 
 /// An invoice's dunning after a step or a change, written if its stage is still `expected_stage`.
@@ -76,6 +62,7 @@ pub struct Progress {
     pub stage: i64,
     pub level: i64,
     pub next_on: Option<NaiveDate>,
+    pub last_on: Option<NaiveDate>,
     pub fees: i64,
     pub interest: i64,
     pub waived: i64,
@@ -83,6 +70,37 @@ pub struct Progress {
     pub collection_at: Option<DateTime<Utc>>,
     pub paused_until: Option<DateTime<Utc>>,
     pub pause_reason: Option<String>,
+}
+
+const PROGRESS_UPDATE: &str = "UPDATE captures SET dunning_stage = $3, dunning_level = $4, next_dunning_on = $5, \
+     dunning_fees = $6, dunning_interest = $7, dunning_waived = $8, interest_through = $9, collection_at = $10, \
+     dunning_paused_until = $11, dunning_pause_reason = $12, updated_at = $13, last_dunning_on = $14 \
+     WHERE id = $1 AND dunning_stage = $2";
+
+fn progress_args(id: CaptureId, expected_stage: i64, p: &Progress, now: DateTime<Utc>) -> Vec<super::Arg> {
+    let date = |d: Option<NaiveDate>| d.map(|d| d.to_string());
+    vec![
+        id.0.into(),
+        expected_stage.into(),
+        p.stage.into(),
+        p.level.into(),
+        date(p.next_on).into(),
+        p.fees.into(),
+        p.interest.into(),
+        p.waived.into(),
+        date(p.interest_through).into(),
+        p.collection_at.into(),
+        p.paused_until.into(),
+        p.pause_reason.clone().into(),
+        now.into(),
+        date(p.last_on).into(),
+    ]
+}
+
+/// Writes an invoice's progress with the transaction's other writes (deferred); for callers that
+/// hold the invoice's lock and read its stage under it.
+pub fn defer_progress(tx: &mut Tx, id: CaptureId, expected_stage: i64, p: &Progress, now: DateTime<Utc>) {
+    tx.defer(PROGRESS_UPDATE, progress_args(id, expected_stage, p, now));
 }
 
 pub async fn set_progress(
@@ -93,15 +111,11 @@ pub async fn set_progress(
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
     Ok(with_conn!(tx, c => {
-        sqlx::query(
-            "UPDATE captures SET dunning_stage = $3, dunning_level = $4, next_dunning_on = $5, dunning_fees = $6, \
-             dunning_interest = $7, dunning_waived = $8, interest_through = $9, collection_at = $10, \
-             dunning_paused_until = $11, dunning_pause_reason = $12, updated_at = $13 \
-             WHERE id = $1 AND dunning_stage = $2",
-        )
+        sqlx::query(PROGRESS_UPDATE)
         .bind(id).bind(expected_stage).bind(p.stage).bind(p.level).bind(p.next_on.map(|d| d.to_string()))
         .bind(p.fees).bind(p.interest).bind(p.waived).bind(p.interest_through.map(|d| d.to_string()))
         .bind(p.collection_at).bind(p.paused_until).bind(p.pause_reason.as_deref()).bind(now)
+        .bind(p.last_on.map(|d| d.to_string()))
         .execute(&mut *c).await?.rows_affected() == 1
     }))
 }

@@ -139,3 +139,29 @@ pub async fn record_attempt(
     });
     Ok(())
 }
+
+/// What the buyer's messages about an order need from it, in one read: its data, payment method
+/// and mandate, the checkout's locale and the merchant's name.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderContact {
+    pub order_data: String,
+    pub payment_method: String,
+    pub mandate_reference: Option<String>,
+    pub locale: Option<String>,
+    pub merchant_name: Option<String>,
+}
+
+pub async fn order_contact(
+    conn: &mut impl AsExec,
+    psp_id: PspId,
+    order_id: OrderId,
+) -> StoreResult<Option<OrderContact>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT o.order_data, o.payment_method, o.mandate_reference, s.locale, m.name AS merchant_name \
+             FROM orders o LEFT JOIN checkout_sessions s ON s.id = o.session_id LEFT JOIN merchants m ON m.id = o.merchant_id \
+             WHERE o.id = $1 AND o.psp_id = $2",
+        )
+        .bind(order_id).bind(psp_id).fetch_optional(&mut *c).await?
+    }))
+}

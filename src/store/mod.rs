@@ -206,6 +206,7 @@ pub enum Arg {
     Bytes(Vec<u8>),
     Uuid(uuid::Uuid),
     Time(chrono::DateTime<chrono::Utc>),
+    OptTime(Option<chrono::DateTime<chrono::Utc>>),
 }
 
 impl From<i64> for Arg {
@@ -241,6 +242,11 @@ impl From<chrono::DateTime<chrono::Utc>> for Arg {
 impl From<Option<uuid::Uuid>> for Arg {
     fn from(v: Option<uuid::Uuid>) -> Arg {
         Arg::OptUuid(v)
+    }
+}
+impl From<Option<chrono::DateTime<chrono::Utc>>> for Arg {
+    fn from(v: Option<chrono::DateTime<chrono::Utc>>) -> Arg {
+        Arg::OptTime(v)
     }
 }
 impl From<uuid::Uuid> for Arg {
@@ -308,6 +314,7 @@ impl Batch {
                     Arg::Bytes(v) => q.bind(v.as_slice()),
                     Arg::Uuid(v) => q.bind(*v),
                     Arg::Time(v) => q.bind(*v),
+                    Arg::OptTime(v) => q.bind(*v),
                 };
             }
             Ok(q.fetch_all(&mut *c).await?.len())

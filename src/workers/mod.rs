@@ -15,7 +15,7 @@ use crate::store::jobs::{self, Job, NewJob};
 mod housekeeping;
 
 /// Jobs claimed per round.
-const BATCH: i64 = 16;
+const BATCH: i64 = 32;
 
 /// What a job can be. The kind is stored as text; an unknown kind fails the job (visible to
 /// operators) rather than the worker.
@@ -101,6 +101,20 @@ pub async fn schedule_periodic(s: &Services) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Jobs of one lane run one after the other: a message's lane is its cause's object (the invoice
+/// `capture:<id>`, the session …); every other job is a lane of its own.
+fn lane_of(job: &Job) -> String {
+    if job.kind == crate::service::messages::SEND_JOB {
+        let cause = serde_json::from_str::<serde_json::Value>(&job.payload)
+            .ok()
+            .and_then(|v| v["cause_key"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let object: Vec<&str> = cause.splitn(3, ':').take(2).collect();
+        return format!("message:{}", object.join(":"));
+    }
+    job.id.0.to_string()
+}
+
 /// Claims and runs due jobs.
 #[derive(Clone)]
 pub struct Worker {
@@ -120,10 +134,32 @@ impl Worker {
         let now = self.services.clock.now();
         let lease = Duration::seconds(self.services.config.job_lease_secs);
         let claimed = jobs::claim_due(&self.services.db, &self.name, now, now + lease, BATCH).await?;
-        for job in &claimed {
-            self.run_job(job).await?;
+        let n = claimed.len();
+        // The batch runs at once, in lanes: most jobs wait on something else (an SMTP server's
+        // answer) and each is idempotent on its own, but the jobs of one lane — the e-mails about
+        // one invoice — run one after the other, in the order they became due.
+        let mut lanes: Vec<(String, Vec<Job>)> = Vec::new();
+        for job in claimed {
+            let lane = lane_of(&job);
+            match lanes.iter_mut().find(|(l, _)| *l == lane) {
+                Some((_, jobs)) => jobs.push(job),
+                None => lanes.push((lane, vec![job])),
+            }
         }
-        Ok(claimed.len())
+        let mut running = tokio::task::JoinSet::new();
+        for (_, jobs) in lanes {
+            let w = self.clone();
+            running.spawn(async move {
+                for job in &jobs {
+                    w.run_job(job).await?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = running.join_next().await {
+            r.map_err(|e| anyhow::anyhow!("job task: {e}"))??;
+        }
+        Ok(n)
     }
 
     async fn run_job(&self, job: &Job) -> anyhow::Result<()> {

@@ -112,6 +112,9 @@ async fn sandbox_helpers_are_forbidden_in_production() {
     r.assert_error(403, "forbidden");
     let r = app.send(app.psp(&psp, Method::POST, "/v1/sandbox/clock/advance").json(&json!({"days": 1}))).await;
     r.assert_error(403, "forbidden");
+    for path in ["/v1/sandbox/messages", "/v1/sandbox/mailbox"] {
+        app.send(app.psp(&psp, Method::GET, path)).await.assert_error(403, "forbidden");
+    }
 }
 
 #[tokio::test]

@@ -27,16 +27,24 @@ pub struct SmtpServer {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
     mode: Arc<Mutex<Mode>>,
+    /// Count messages without keeping their bodies (for the benchmark's thousands).
+    discard: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SmtpServer {
     pub async fn start() -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = SmtpServer { port, received: Arc::default(), mode: Arc::new(Mutex::new(Mode::Accept)) };
+        let server = SmtpServer {
+            port,
+            received: Arc::default(),
+            mode: Arc::new(Mutex::new(Mode::Accept)),
+            discard: Arc::default(),
+        };
         let s = server.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
+                let _ = socket.set_nodelay(true);
                 let s = s.clone();
                 tokio::spawn(async move {
                     let _ = s.session(socket).await;
@@ -50,8 +58,18 @@ impl SmtpServer {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
+    /// For the benchmark (bench/loadgen includes this file).
+    #[allow(dead_code)]
+    pub fn discard_bodies(&self) {
+        self.discard.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn set_mode(&self, m: Mode) {
         *self.mode.lock().unwrap() = m;
+    }
+
+    pub fn received_count(&self) -> usize {
+        self.received.lock().unwrap().len()
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -103,8 +121,10 @@ impl SmtpServer {
                     if line == ".\r\n" || line == ".\n" {
                         break;
                     }
-                    let l = line.strip_prefix('.').unwrap_or(&line);
-                    data.extend_from_slice(l.as_bytes());
+                    if !self.discard.load(std::sync::atomic::Ordering::Relaxed) {
+                        let l = line.strip_prefix('.').unwrap_or(&line);
+                        data.extend_from_slice(l.as_bytes());
+                    }
                 }
                 self.received.lock().unwrap().push(Received { from: from.clone(), to: to.clone(), data });
                 w.write_all(b"250 OK queued\r\n").await?;

@@ -8,6 +8,10 @@
 //! - `pgbench` (TPC-B-like) on the same PostgreSQL in the same run,
 //! - the server's peak resident set,
 //! - a growth run: p99 of `GET /v1/orders/{id}` and of a capture at 10,000 and at 1,000,000 stored orders.
+//!
+//! `NETTERMS_BENCH_ONLY=after_capture` runs the phase of the buyer's side instead: a sandbox clock
+//! advance of 120 days over 10,000 open invoices, PDFs per second and their size, e-mails per
+//! second to a local SMTP server.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,6 +22,11 @@ use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+
+/// The tests' SMTP server on loopback, as the e-mail sink.
+#[path = "../../../tests/api/smtp.rs"]
+#[allow(dead_code)]
+mod smtp;
 
 /// With NETTERMS_BENCH_TRACE=FILE, every open-loop request's (sequence number, latency µs) is
 /// written to FILE, to see when slow requests happen.
@@ -63,13 +72,22 @@ fn netterms(db_url: &str, port: u16) -> Command {
 }
 
 async fn start(db_url: &str, port: u16) -> Result<Server> {
+    start_with(db_url, port, &[]).await
+}
+
+/// Starts netterms with more configuration (`NETTERMS_*` variables).
+async fn start_with(db_url: &str, port: u16, env: &[(&str, String)]) -> Result<Server> {
     if db_url.starts_with("postgres") {
         let ok = netterms(db_url, port).arg("migrate").status()?.success();
         if !ok {
             bail!("migrate failed");
         }
     }
-    let child = netterms(db_url, port).arg("serve").spawn().context("starting netterms")?;
+    let mut cmd = netterms(db_url, port);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.arg("serve").spawn().context("starting netterms")?;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
     for _ in 0..200 {
@@ -497,7 +515,148 @@ async fn webhook_rate(s: &Arc<Server>) -> Result<f64> {
     Ok(got as f64 / span)
 }
 
+/// After the capture (SPEC §13): a sandbox clock advance of 120 days over `NETTERMS_BENCH_INVOICES`
+/// (default 10,000) open invoices, payment-information PDFs rendered per second and their size, and
+/// e-mails per second to an SMTP server on loopback.
+async fn after_capture(backend: &str, db_url: &str, port: u16) -> Result<Value> {
+    let invoices: u64 = std::env::var("NETTERMS_BENCH_INVOICES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let sink = smtp::SmtpServer::start().await;
+    sink.discard_bodies();
+    // First without a job worker: the invoices' e-mails wait in the outbox, to be sent later in
+    // one measured burst.
+    let s = Arc::new(start_with(db_url, port, &[("NETTERMS_JOB_WORKER", "false".into())]).await?);
+    let mut orders = Vec::new();
+    for i in 0..16 {
+        orders.push(s.order(2_000_000 + i, 1_000_000_000).await.context("preparing orders")?);
+    }
+    let orders = Arc::new(orders);
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let (s1, o1, c1) = (s.clone(), orders.clone(), captured.clone());
+    let made = Arc::new(AtomicU64::new(0));
+    let m1 = made.clone();
+    let t = Instant::now();
+    let workers: Vec<_> = (0..32u64)
+        .map(|w| {
+            let (s, o, c, m) = (s1.clone(), o1.clone(), c1.clone(), m1.clone());
+            tokio::spawn(async move {
+                let mut i = w;
+                while m.fetch_add(1, Ordering::Relaxed) < invoices {
+                    if let Some(v) = s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], 100).await {
+                        c.lock().await.push(v["capture_id"].as_str().unwrap_or_default().to_owned());
+                    }
+                    i += 32;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    drop((s1, o1, c1, m1));
+    let capture_s = t.elapsed().as_secs_f64();
+    eprintln!("[{backend}] {invoices} invoices captured in {capture_s:.1} s");
+    let ids = captured.lock().await.clone();
+    if u64::try_from(ids.len())? != invoices {
+        bail!("only {} of {invoices} invoices were captured", ids.len());
+    }
+
+    // PDFs: the payment information of invoices, back to back by 4 clients.
+    let ids = Arc::new(ids);
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let (s2, i2, z2) = (s.clone(), ids.clone(), sizes.clone());
+    let pdfs_per_s = closed_loop(4, 10, move |i| {
+        let (s, ids, sizes) = (s2.clone(), i2.clone(), z2.clone());
+        async move {
+            let id = &ids[usize::try_from(i).unwrap_or(0) % ids.len()];
+            let r = s
+                .client
+                .get(format!("{}/v1/captures/{id}/payment-information.pdf", s.base))
+                .basic_auth(&s.user, Some(&s.pass))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().is_success() => match r.bytes().await {
+                    Ok(b) => {
+                        sizes.lock().await.push(b.len());
+                        true
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
+            }
+        }
+    })
+    .await;
+    let sizes = sizes.lock().await.clone();
+    let pdf_max_kb = sizes.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
+    eprintln!("[{backend}] {pdfs_per_s:.0} PDFs/s, at most {pdf_max_kb:.1} kB");
+
+    // The advance: 120 days of reminders, levels, collection, messages and events.
+    let t = Instant::now();
+    let r = s
+        .client
+        .post(format!("{}/v1/sandbox/clock/advance", s.base))
+        .basic_auth(&s.user, Some(&s.pass))
+        .json(&json!({"days": 120}))
+        .send()
+        .await?;
+    let advance_s = t.elapsed().as_secs_f64();
+    let ran: Value = r.error_for_status()?.json().await?;
+    let advance_rss_mb = s.rss_mb();
+    if Arc::strong_count(&s) != 1 {
+        bail!("the first server is still referenced");
+    }
+    eprintln!("[{backend}] advanced 120 days in {advance_s:.1} s: {}", ran["ran"]);
+    drop(s);
+
+    // E-mails: the same database, now with a job worker and the SMTP sink; every message queued
+    // above (payment information, reminder, three notices, collection per invoice) goes out.
+    let queued = invoices * 6;
+    let s = start_with(
+        db_url,
+        port + 2,
+        &[
+            ("NETTERMS_SMTP_URL", sink.url()),
+            ("NETTERMS_JOB_POLL_MS", "50".into()),
+            ("NETTERMS_LOG_LEVEL", "error".into()),
+        ],
+    )
+    .await?;
+    // From the moment the server answers (its worker starts with it).
+    let t = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    let mut last = (0, Instant::now());
+    while (sink.received_count() as u64) < queued && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = sink.received_count();
+        if n != last.0 {
+            last = (n, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(30) {
+            eprintln!("[{backend}] no e-mail for 30 s after {n} of {queued}");
+            break;
+        }
+    }
+    let mail_s = t.elapsed().as_secs_f64();
+    let sent = sink.received_count();
+    drop(s);
+    Ok(json!({
+        "backend": backend,
+        "invoices": invoices,
+        "captures_per_s": invoices as f64 / capture_s,
+        "advance_120_days_s": advance_s,
+        "advance_ran": ran["ran"],
+        "advance_rss_mb": advance_rss_mb,
+        "pdfs_per_s": pdfs_per_s,
+        "pdf_max_kb": pdf_max_kb,
+        "emails": sent,
+        "emails_per_s": sent as f64 / mail_s,
+    }))
+}
+
 async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench: Option<(f64, f64)>) -> Result<Value> {
+    if std::env::var("NETTERMS_BENCH_ONLY").is_ok_and(|v| v == "after_capture") {
+        return after_capture(backend, db_url, port).await;
+    }
     let pgbench_tps = pgbench.map(|p| p.0);
     let pgbench_db_cpu_ms_per_tx = pgbench.map(|p| p.1);
     let s = Arc::new(start(db_url, port).await?);
@@ -608,8 +767,8 @@ async fn main() -> Result<()> {
         std::env::var("NETTERMS_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let pg_up =
         Command::new("pg_isready").args(["-q", "-h", "127.0.0.1", "-p", "5432"]).status().is_ok_and(|s| s.success());
-    let only_webhooks = std::env::var("NETTERMS_BENCH_ONLY").is_ok_and(|v| v == "webhooks");
-    let pgbench_result = if pg_up && !only_webhooks { Some(pgbench(&pg_admin)?) } else { None };
+    let only = std::env::var("NETTERMS_BENCH_ONLY").unwrap_or_default();
+    let pgbench_result = if pg_up && only.is_empty() || only == "writes" { Some(pgbench(&pg_admin)?) } else { None };
     let dir = std::env::temp_dir().join(format!("netterms-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     // NETTERMS_BENCH_BACKENDS=postgres (or sqlite) runs one backend only.
