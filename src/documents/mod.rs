@@ -404,13 +404,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "writes the sample PDFs to /tmp for a look"]
-    fn write_samples() {
-        let spec = Spec::PaymentInformation { invoice: invoice() };
-        std::fs::write("/tmp/sample-payment-information.pdf", render(&spec).unwrap().bytes).unwrap();
-    }
-
-    #[test]
     fn the_spec_round_trips_as_json() {
         let spec = Spec::PaymentInformation { invoice: invoice() };
         let json = serde_json::to_string(&spec).unwrap();

@@ -5,15 +5,15 @@ use crate::documents::{self, Dunning, Invoice, Line, Rendered, Spec};
 use crate::service::messages::{DunningFacts, InvoiceFacts};
 
 /// The payment information's record of an invoice.
-pub fn invoice_record(f: &InvoiceFacts, invoice_date: chrono::NaiveDate, address: Vec<String>) -> Invoice {
+pub fn invoice_record(f: &InvoiceFacts) -> Invoice {
     Invoice {
-        locale: f.locale.as_str().into(),
-        merchant: f.merchant.clone(),
-        company: f.company.clone(),
-        addressee: if f.addressee == f.company { String::new() } else { f.addressee.clone() },
-        address,
+        locale: f.buyer.locale.as_str().into(),
+        merchant: f.buyer.merchant.clone(),
+        company: f.buyer.company.clone(),
+        addressee: if f.buyer.addressee == f.buyer.company { String::new() } else { f.buyer.addressee.clone() },
+        address: f.buyer.address.clone(),
         invoice_number: f.invoice_number.clone(),
-        invoice_date,
+        invoice_date: f.invoice_date,
         due: f.due,
         currency: f.currency.clone(),
         gross: f.gross,
@@ -27,18 +27,18 @@ pub fn invoice_record(f: &InvoiceFacts, invoice_date: chrono::NaiveDate, address
         iban: f.iban.clone(),
         bic: f.bic.clone(),
         reference: f.reference.clone(),
-        mandate_reference: f.mandate_reference.clone(),
+        mandate_reference: f.buyer.mandate_reference.clone(),
         creditor_id: f.creditor_id.clone(),
     }
 }
 
 pub fn payment_information(f: &InvoiceFacts) -> Spec {
-    Spec::PaymentInformation { invoice: invoice_record(f, f.invoice_date, f.address.clone()) }
+    Spec::PaymentInformation { invoice: invoice_record(f) }
 }
 
 pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts, notice_date: chrono::NaiveDate) -> Spec {
     Spec::DunningNotice {
-        invoice: invoice_record(f, f.invoice_date, f.address.clone()),
+        invoice: invoice_record(f),
         dunning: Dunning {
             level: d.level,
             title: d.title.clone(),

@@ -343,7 +343,7 @@ async fn process(
     match step {
         Step::Reminder => super::messages::queue_reminder(s, tx, &f, at),
         Step::Level(n) => {
-            let title = policy.level(n).map(|l| if f.locale == Locale::En { &l.title.en } else { &l.title.de });
+            let title = policy.level(n).map(|l| if f.buyer.locale == Locale::En { &l.title.en } else { &l.title.de });
             let d = DunningFacts {
                 level: p.level,
                 title: title.cloned().unwrap_or_default(),

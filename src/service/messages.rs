@@ -100,20 +100,14 @@ impl Locale {
     }
 }
 
-/// What every message about one invoice names.
+/// What every message about one invoice names: its buyer (as the order names it) and the
+/// invoice's own figures.
 #[derive(Debug, Clone)]
 pub struct InvoiceFacts {
     pub psp_id: PspId,
     pub order_id: OrderId,
     pub capture_id: CaptureId,
-    pub locale: Locale,
-    pub to: String,
-    /// "Anna Einkauf", or the company when no person is named.
-    pub addressee: String,
-    pub company: String,
-    /// The company's postal address, line by line.
-    pub address: Vec<String>,
-    pub merchant: String,
+    pub buyer: Buyer,
     pub invoice_number: String,
     /// The day the invoice was issued (the capture), on the PSP's clock.
     pub invoice_date: NaiveDate,
@@ -124,8 +118,6 @@ pub struct InvoiceFacts {
     pub iban: String,
     pub bic: String,
     pub reference: String,
-    /// For SEPA direct debit: the mandate reference (and netterms' creditor id).
-    pub mandate_reference: Option<String>,
     pub creditor_id: String,
     pub line_items: Vec<crate::domain::order::LineItem>,
 }
@@ -134,11 +126,15 @@ pub struct InvoiceFacts {
 #[derive(Debug, Clone)]
 pub struct Buyer {
     pub locale: Locale,
+    /// The e-mail address (empty when the order names none: nothing is sent then).
     pub to: String,
+    /// "Anna Einkauf", or the company when no person is named.
     pub addressee: String,
     pub company: String,
+    /// The company's postal address, line by line.
     pub address: Vec<String>,
     pub merchant: String,
+    /// For SEPA direct debit: the mandate reference (and netterms' creditor id).
     pub mandate_reference: Option<String>,
     pub order_lines: Vec<crate::domain::order::LineItem>,
 }
@@ -187,12 +183,7 @@ impl InvoiceFacts {
             psp_id: c.psp_id,
             order_id: c.order_id,
             capture_id: c.id,
-            locale: b.locale,
-            to: b.to.clone(),
-            addressee: b.addressee.clone(),
-            company: b.company.clone(),
-            address: b.address.clone(),
-            merchant: b.merchant.clone(),
+            buyer: b.clone(),
             invoice_number: c.external_invoice_number.clone(),
             invoice_date: c.created_at.date_naive(),
             currency: c.currency.clone(),
@@ -202,7 +193,6 @@ impl InvoiceFacts {
             iban: c.virtual_iban.clone(),
             bic: super::captures::BIC.into(),
             reference: c.payment_reference.clone(),
-            mandate_reference: b.mandate_reference.clone(),
             creditor_id: s.config.sepa_creditor_id.clone(),
             line_items: if items.is_empty() { b.order_lines.clone() } else { items },
         })
@@ -273,9 +263,9 @@ fn compose(
 }
 
 fn greeting(f: &InvoiceFacts) -> String {
-    match f.locale {
-        Locale::De => format!("Guten Tag {},", f.addressee),
-        Locale::En => format!("Dear {},", f.addressee),
+    match f.buyer.locale {
+        Locale::De => format!("Guten Tag {},", f.buyer.addressee),
+        Locale::En => format!("Dear {},", f.buyer.addressee),
     }
 }
 
@@ -288,7 +278,7 @@ fn closing(l: Locale) -> &'static str {
 
 /// The rows a buyer needs to pay by bank transfer.
 fn payment_rows(f: &InvoiceFacts, amount: i64, due: NaiveDate) -> Vec<(String, String)> {
-    let l = f.locale;
+    let l = f.buyer.locale;
     vec![
         (l.pick("Betrag", "Amount").into(), l.money(amount, &f.currency)),
         (l.pick("Fällig am", "Due on").into(), l.date(due)),
@@ -302,24 +292,24 @@ fn payment_rows(f: &InvoiceFacts, amount: i64, due: NaiveDate) -> Vec<(String, S
 
 /// `payment_information`: how to pay, with the payment-information PDF.
 pub fn payment_information(f: &InvoiceFacts) -> Composed {
-    let l = f.locale;
+    let l = f.buyer.locale;
     let subject = match l {
-        Locale::De => format!("Zahlungsinformationen zu Rechnung {} von {}", f.invoice_number, f.merchant),
-        Locale::En => format!("Payment information for invoice {} from {}", f.invoice_number, f.merchant),
+        Locale::De => format!("Zahlungsinformationen zu Rechnung {} von {}", f.invoice_number, f.buyer.merchant),
+        Locale::En => format!("Payment information for invoice {} from {}", f.invoice_number, f.buyer.merchant),
     };
-    let (paragraphs, rows) = match &f.mandate_reference {
+    let (paragraphs, rows) = match &f.buyer.mandate_reference {
         Some(mandate) => {
             let p = match l {
                 Locale::De => format!(
                     "Ihre Bestellung bei {} wird per Rechnungskauf über netterms abgewickelt. Wir ziehen den Betrag \
                      von {} per SEPA-Firmenlastschrift zum Fälligkeitstag von Ihrem Konto ein (Vorabankündigung).",
-                    f.merchant,
+                    f.buyer.merchant,
                     l.money(f.outstanding, &f.currency)
                 ),
                 Locale::En => format!(
                     "Your purchase from {} is paid on invoice through netterms. We will collect {} by SEPA B2B direct \
                      debit from your account on the due date (pre-notification).",
-                    f.merchant,
+                    f.buyer.merchant,
                     l.money(f.outstanding, &f.currency)
                 ),
             };
@@ -338,13 +328,13 @@ pub fn payment_information(f: &InvoiceFacts) -> Composed {
                     "Ihre Bestellung bei {} wird per Rechnungskauf über netterms abgewickelt. Bitte überweisen Sie \
                      den Rechnungsbetrag bis zum Fälligkeitstag auf das folgende Konto. Die Zahlungsinformationen \
                      finden Sie auch im angehängten PDF; Banking-Apps lesen den QR-Code darin.",
-                    f.merchant
+                    f.buyer.merchant
                 ),
                 Locale::En => format!(
                     "Your purchase from {} is paid on invoice through netterms. Please transfer the invoice amount \
                      to the account below by the due date. The attached PDF holds the same data; banking apps can \
                      scan its QR code.",
-                    f.merchant
+                    f.buyer.merchant
                 ),
             };
             (vec![p], payment_rows(f, f.outstanding, f.due))
@@ -355,7 +345,7 @@ pub fn payment_information(f: &InvoiceFacts) -> Composed {
 
 /// `payment_reminder`: a friendly reminder before the due date.
 pub fn payment_reminder(f: &InvoiceFacts) -> Composed {
-    let l = f.locale;
+    let l = f.buyer.locale;
     let subject = match l {
         Locale::De => format!("Erinnerung: Rechnung {} ist am {} fällig", f.invoice_number, l.date(f.due)),
         Locale::En => format!("Reminder: invoice {} is due on {}", f.invoice_number, l.date(f.due)),
@@ -364,12 +354,12 @@ pub fn payment_reminder(f: &InvoiceFacts) -> Composed {
         Locale::De => format!(
             "eine freundliche Erinnerung: Ihre Rechnung {} von {} wird in Kürze fällig. Falls Sie bereits bezahlt \
              haben, betrachten Sie diese Nachricht bitte als gegenstandslos.",
-            f.invoice_number, f.merchant
+            f.invoice_number, f.buyer.merchant
         ),
         Locale::En => format!(
             "a friendly reminder: your invoice {} from {} is due soon. If you have already paid, please disregard \
              this message.",
-            f.invoice_number, f.merchant
+            f.invoice_number, f.buyer.merchant
         ),
     };
     compose(subject, greeting(f), &[p], &payment_rows(f, f.outstanding, f.due), closing(l))
@@ -388,7 +378,7 @@ pub struct DunningFacts {
 
 /// `dunning`: one per level, with the dunning-notice PDF.
 pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts) -> Composed {
-    let l = f.locale;
+    let l = f.buyer.locale;
     let subject = format!("{}: {} {}", d.title, l.pick("Rechnung", "invoice"), f.invoice_number);
     let p = match l {
         Locale::De => format!(
@@ -396,7 +386,7 @@ pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts) -> Composed {
              offenen Gesamtbetrag bis spätestens {}. Haben Sie inzwischen bezahlt, ist diese Nachricht \
              gegenstandslos.",
             f.invoice_number,
-            f.merchant,
+            f.buyer.merchant,
             l.date(f.due),
             l.date(d.deadline)
         ),
@@ -404,7 +394,7 @@ pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts) -> Composed {
             "Your invoice {} from {} was due on {} and is still unpaid. Please transfer the total now open by {} \
              at the latest. If you have paid meanwhile, please disregard this message.",
             f.invoice_number,
-            f.merchant,
+            f.buyer.merchant,
             l.date(f.due),
             l.date(d.deadline)
         ),
@@ -433,7 +423,7 @@ pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts) -> Composed {
 
 /// `collection_notice`: the claim goes to collection.
 pub fn collection_notice(f: &InvoiceFacts, total: i64, contact: &str) -> Composed {
-    let l = f.locale;
+    let l = f.buyer.locale;
     let subject = match l {
         Locale::De => format!("Übergabe an das Inkasso: Rechnung {}", f.invoice_number),
         Locale::En => format!("Handed over to collection: invoice {}", f.invoice_number),
@@ -443,7 +433,7 @@ pub fn collection_notice(f: &InvoiceFacts, total: i64, contact: &str) -> Compose
             "trotz unserer Mahnungen ist Ihre Rechnung {} von {} nicht bezahlt. Wir haben die Forderung über {} \
              heute an das Inkasso übergeben. Bitte wenden Sie sich an: {}.",
             f.invoice_number,
-            f.merchant,
+            f.buyer.merchant,
             l.money(total, &f.currency),
             contact
         ),
@@ -451,7 +441,7 @@ pub fn collection_notice(f: &InvoiceFacts, total: i64, contact: &str) -> Compose
             "despite our dunning notices your invoice {} from {} is unpaid. Today we handed the claim of {} over \
              to collection. Please contact: {}.",
             f.invoice_number,
-            f.merchant,
+            f.buyer.merchant,
             l.money(total, &f.currency),
             contact
         ),
@@ -466,35 +456,35 @@ pub fn collection_notice(f: &InvoiceFacts, total: i64, contact: &str) -> Compose
 
 /// `credit_note`: a refund lowered what the buyer owes, or is owed back.
 pub fn credit_note(f: &InvoiceFacts, amount: i64, still_owed: i64, owed_back: i64) -> Composed {
-    let l = f.locale;
+    let l = f.buyer.locale;
     let subject = match l {
-        Locale::De => format!("Gutschrift zu Rechnung {} von {}", f.invoice_number, f.merchant),
-        Locale::En => format!("Credit note for invoice {} from {}", f.invoice_number, f.merchant),
+        Locale::De => format!("Gutschrift zu Rechnung {} von {}", f.invoice_number, f.buyer.merchant),
+        Locale::En => format!("Credit note for invoice {} from {}", f.invoice_number, f.buyer.merchant),
     };
     let p = match (l, still_owed > 0) {
         (Locale::De, true) => format!(
             "{} hat Ihnen zu Rechnung {} eine Gutschrift über {} erteilt. Offen sind noch {}.",
-            f.merchant,
+            f.buyer.merchant,
             f.invoice_number,
             l.money(amount, &f.currency),
             l.money(still_owed, &f.currency)
         ),
         (Locale::De, false) => format!(
             "{} hat Ihnen zu Rechnung {} eine Gutschrift über {} erteilt. Die Rechnung ist damit ausgeglichen.",
-            f.merchant,
+            f.buyer.merchant,
             f.invoice_number,
             l.money(amount, &f.currency)
         ),
         (Locale::En, true) => format!(
             "{} issued a credit note of {} for invoice {}. {} is still open.",
-            f.merchant,
+            f.buyer.merchant,
             l.money(amount, &f.currency),
             f.invoice_number,
             l.money(still_owed, &f.currency)
         ),
         (Locale::En, false) => format!(
             "{} issued a credit note of {} for invoice {}. The invoice is now settled.",
-            f.merchant,
+            f.buyer.merchant,
             l.money(amount, &f.currency),
             f.invoice_number
         ),
@@ -613,8 +603,8 @@ fn outgoing<'a>(f: &'a InvoiceFacts, kind: &'a str, cause: String, attachment: O
         capture_id: Some(f.capture_id),
         kind,
         cause_key: cause,
-        locale: f.locale,
-        to: &f.to,
+        locale: f.buyer.locale,
+        to: &f.buyer.to,
         attachment,
     }
 }
