@@ -397,4 +397,26 @@ mod tests {
         let Err(ConfigError::Invalid(errs)) = c.validate() else { panic!("expected errors") };
         assert_eq!(errs.len(), 2);
     }
+
+    #[tokio::test]
+    async fn smtp_urls_of_every_mode_are_accepted_and_a_bad_one_is_named_without_its_password() {
+        for url in [
+            "smtp://127.0.0.1:2525",
+            "smtp://mail.example:587?tls=required",
+            "smtp://user:pass@mail.example:587?tls=opportunistic",
+            "smtps://user:s3cret@mail.example:465",
+        ] {
+            let c = Config { smtp_url: Some(Secret::new(url)), ..Config::default() };
+            assert!(c.validate().is_ok(), "{url}");
+            assert!(crate::service::messages::Mailer::from_config(&c).is_ok_and(|m| m.is_some()), "{url}");
+        }
+        let c = Config { smtp_url: Some(Secret::new("imap://user:hunter2@mail.example")), ..Config::default() };
+        let Err(ConfigError::Invalid(errs)) = c.validate() else { panic!("expected errors") };
+        assert!(
+            errs.iter().any(|e| e.starts_with("smtp_url")) && !errs.iter().any(|e| e.contains("hunter2")),
+            "{errs:?}"
+        );
+        let c = Config { mail_from: "not an address".into(), ..Config::default() };
+        assert!(c.validate().is_err());
+    }
 }
