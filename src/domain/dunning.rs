@@ -20,6 +20,7 @@ pub const MIN_DAYS_BETWEEN_STEPS: i64 = 7;
 /// A text in both languages of the buyer's messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = DunningTitles)]
 pub struct Titles {
     pub de: String,
     pub en: String,
@@ -28,6 +29,7 @@ pub struct Titles {
 /// One dunning level.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = DunningLevel)]
 pub struct Level {
     /// Days after the due date on which this level is reached.
     pub days_after_due: i64,
@@ -44,6 +46,7 @@ pub struct Level {
 /// The dunning policy. Fields left out take their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(as = DunningPolicy)]
 pub struct Policy {
     /// Days before the due date on which the friendly reminder goes out (none: no reminder).
     pub reminder_days_before_due: Option<i64>,
