@@ -57,6 +57,9 @@ async fn advancing_one_psps_clock_makes_its_invoices_late_and_leaves_another_psp
     assert_eq!(today(&other_clock), start);
     let c = app.send(app.psp(&other, Method::GET, &format!("/v1/captures/{theirs}"))).await.json();
     assert_eq!(c["state"], "open");
+    // Another PSP's invoice is unknown here, its document too.
+    let r = app.send(app.psp(&psp, Method::GET, &format!("/v1/captures/{theirs}/payment-information.pdf"))).await;
+    r.assert_error(404, "resource_not_found");
     let events = app.send(app.psp(&other, Method::GET, "/v1/events?type=capture.late")).await.json();
     assert!(events["data"].as_array().unwrap().is_empty());
 
