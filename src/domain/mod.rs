@@ -1,5 +1,6 @@
 //! The pure domain: identifiers, money, validation rules and reference data. No I/O here.
 
+pub mod camt;
 pub mod decision;
 pub mod dunning;
 pub mod events;
@@ -7,6 +8,7 @@ pub mod iban;
 pub mod ids;
 pub mod ledger;
 pub mod legal_forms;
+pub mod matching;
 pub mod merchant;
 pub mod money;
 pub mod order;
