@@ -42,12 +42,115 @@ pub enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Import bank statements (camt.053, camt.054, camt.052).
+    Statements {
+        #[command(subcommand)]
+        command: StatementCommand,
+    },
+    /// SEPA direct-debit collection files (pain.008).
+    DirectDebit {
+        #[command(subcommand)]
+        command: DirectDebitCommand,
+    },
     /// Print the OpenAPI document, or check a committed copy against it.
     Openapi {
         /// Compare with this file and fail if it differs.
         #[arg(long)]
         check: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatementCommand {
+    /// Import each file in turn: every entry is booked once (importing a file again books nothing
+    /// twice); prints what each import booked. A file that is refused books nothing.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DirectDebitCommand {
+    /// Write collection files for every invoice due within `direct_debit_days_ahead` days and not
+    /// collected yet; with `--out DIR` each file's pain.008 XML is written there too.
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `netterms statements import FILE…`.
+pub async fn run_statements(config: Config, cmd: StatementCommand) -> anyhow::Result<()> {
+    let StatementCommand::Import { files, json } = cmd;
+    let s = Services::open(config, false).await?;
+    let mut failed = 0;
+    for f in files {
+        match crate::service::statements::import(&s, crate::service::statements::Document::File(f.clone()), "cli").await
+        {
+            Ok(sum) => print(json, &sum, || {
+                format!(
+                    "{}: {} {} — {} entries, {} payments ({} matched, {} unmatched), {} duplicates, {} returns, \
+                     {} awaiting details, {} ignored, {} pending",
+                    f.display(),
+                    sum.kind,
+                    sum.version,
+                    sum.entries,
+                    sum.payments,
+                    sum.matched,
+                    sum.unmatched,
+                    sum.duplicates,
+                    sum.returns,
+                    sum.awaiting_details,
+                    sum.ignored,
+                    sum.pending
+                )
+            })?,
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}: refused, nothing booked: {e}", f.display());
+            }
+        }
+    }
+    s.db.close().await;
+    anyhow::ensure!(failed == 0, "{failed} file(s) refused");
+    Ok(())
+}
+
+/// `netterms direct-debit export`.
+pub async fn run_direct_debit(config: Config, cmd: DirectDebitCommand) -> anyhow::Result<()> {
+    let DirectDebitCommand::Export { out, json } = cmd;
+    let s = Services::open(config, false).await?;
+    let files = crate::service::direct_debit::export_all(&s).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(dir) = &out {
+        for f in &files {
+            let xml =
+                crate::service::direct_debit::file_xml(&s, f.file_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let path = dir.join(format!("{}.xml", f.message_id));
+            std::fs::write(&path, xml).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    print(json, &files, || {
+        if files.is_empty() {
+            return "nothing due for collection".into();
+        }
+        files
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}  {}  {} collections, {} cents, from {}",
+                    f.file_id, f.message_id, f.count, f.total, f.collection_date
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    s.db.close().await;
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]

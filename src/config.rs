@@ -94,7 +94,19 @@ pub struct Config {
     /// How long one SMTP delivery may take before it counts as failed (and is retried).
     pub smtp_timeout_secs: u64,
     /// netterms' SEPA creditor identifier, named in direct-debit pre-notifications.
+    #[serde(alias = "creditor_id")]
     pub sepa_creditor_id: String,
+    /// netterms' own account: where buyers pay and direct debits are collected to, and what
+    /// transfers are sent from (named in every SEPA file).
+    pub bank_iban: String,
+    pub bank_bic: String,
+    /// The name of the bank holding that account (shown to operators).
+    pub bank_name: String,
+    /// The account holder's name in SEPA files (creditor of collections, debtor of transfers).
+    pub creditor_name: String,
+    /// Direct debit: invoices due within this many days go into the next collection file
+    /// (collected on their due date, never before the next day).
+    pub direct_debit_days_ahead: i64,
     /// How long a sandbox clock advance holds its PSP's clock without progress (renewed each
     /// day it steps); after a crash another advance may take over once it ran out.
     pub sandbox_clock_lease_secs: i64,
@@ -151,6 +163,11 @@ impl Default for Config {
             mail_from: "netterms <rechnung@netterms.example>".into(),
             smtp_timeout_secs: 15,
             sepa_creditor_id: "DE98ZZZ09999999999".into(),
+            bank_iban: "DE02120300000000202051".into(),
+            bank_bic: "NTRMDEB1XXX".into(),
+            bank_name: "netterms sandbox bank".into(),
+            creditor_name: "netterms".into(),
+            direct_debit_days_ahead: 5,
             sandbox_clock_lease_secs: 30,
             webhook_timeout_secs: 15,
             webhook_poll_ms: 250,
@@ -162,6 +179,20 @@ impl Default for Config {
             db_statement_timeout_ms: None,
         }
     }
+}
+
+/// A SEPA creditor identifier: country, check digits (mod 97 over the national part, as for
+/// IBANs, skipping the business code), a three-character business code, the national id.
+pub fn is_creditor_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    if !(9..=35).contains(&b.len())
+        || !b.iter().all(u8::is_ascii_alphanumeric)
+        || !b[..2].iter().all(u8::is_ascii_uppercase)
+    {
+        return false;
+    }
+    let national = &s[7..];
+    crate::domain::iban::with_check_digits(&s[..2], &national.to_ascii_uppercase()).is_some_and(|x| x[2..4] == s[2..4])
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +234,12 @@ const FIELDS: &[&str] = &[
     "mail_from",
     "smtp_timeout_secs",
     "sepa_creditor_id",
+    "creditor_id",
+    "bank_iban",
+    "bank_bic",
+    "bank_name",
+    "creditor_name",
+    "direct_debit_days_ahead",
     "sandbox_clock_lease_secs",
     "webhook_timeout_secs",
     "webhook_poll_ms",
@@ -320,6 +357,21 @@ impl Config {
         }
         if self.virtual_iban_bank_code.len() != 8 || !self.virtual_iban_bank_code.chars().all(|c| c.is_ascii_digit()) {
             errs.push("virtual_iban_bank_code must be 8 digits".to_owned());
+        }
+        if crate::domain::iban::validate(&self.bank_iban).is_err() {
+            errs.push("bank_iban must be a valid IBAN".to_owned());
+        }
+        if !(8..=11).contains(&self.bank_bic.len()) || !self.bank_bic.chars().all(|c| c.is_ascii_alphanumeric()) {
+            errs.push("bank_bic must be a BIC (8 or 11 letters and digits)".to_owned());
+        }
+        if !is_creditor_id(&self.sepa_creditor_id) {
+            errs.push("creditor_id must be a SEPA creditor identifier such as DE98ZZZ09999999999".to_owned());
+        }
+        if self.creditor_name.trim().is_empty() || self.creditor_name.chars().count() > 70 {
+            errs.push("creditor_name must be 1 to 70 characters".to_owned());
+        }
+        if !(1..=30).contains(&self.direct_debit_days_ahead) {
+            errs.push("direct_debit_days_ahead must be between 1 and 30".to_owned());
         }
         if !(1..=24 * 30).contains(&self.authorization_ttl_hours) {
             errs.push("authorization_ttl_hours must be between 1 and 720".to_owned());

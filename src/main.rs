@@ -43,6 +43,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Psp { command } => netterms::cli::run_psp(config, command).await,
         Command::Ledger { command } => netterms::cli::run_ledger(config, command).await,
+        Command::Statements { command } => netterms::cli::run_statements(config, command).await,
+        Command::DirectDebit { command } => netterms::cli::run_direct_debit(config, command).await,
         Command::Demo { shop } => {
             anyhow::ensure!(
                 config.environment == netterms::config::Environment::Sandbox,

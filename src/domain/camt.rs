@@ -88,7 +88,7 @@ pub struct Entry {
 }
 
 /// One transaction's details (`TxDtls`) within an entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TxDetails {
     /// Its own amount, when given (`AmtDtls/TxAmt/Amt`, `Amt`, else `AmtDtls/InstdAmt/Amt`).
     pub amount: Option<i64>,

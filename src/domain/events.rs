@@ -99,6 +99,55 @@ pub struct DunningPauseEvent {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// `payment.received`: a buyer's payment was booked on an invoice (one event per invoice it
+/// paid); `payment.returned`: a booked direct debit came back and the invoice is open again.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PaymentEvent {
+    pub payment_id: uuid::Uuid,
+    pub capture_id: CaptureId,
+    pub order_id: OrderId,
+    pub currency: String,
+    /// What the payment paid on this invoice (minor units; negative on a return).
+    pub amount: i64,
+    /// Of it, towards dunning fees and default interest.
+    pub charges: i64,
+    /// Of it, towards the invoice amount.
+    pub principal: i64,
+    /// How it was matched: `structured_reference`, `text_reference`, `virtual_iban`,
+    /// `direct_debit`, `amount_and_name` or `operator`.
+    pub matched_by: String,
+    /// What the buyer still owes on the invoice afterwards (principal).
+    pub outstanding: i64,
+    /// The bank's reason code of a return (e.g. `AM04`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub return_reason: Option<String>,
+}
+
+/// Which payment event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentEventKind {
+    Received,
+    Returned,
+}
+
+impl PaymentEventKind {
+    pub const ALL: [PaymentEventKind; 2] = [Self::Received, Self::Returned];
+
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Self::Received => "payment.received",
+            Self::Returned => "payment.returned",
+        }
+    }
+
+    fn summary(self) -> &'static str {
+        match self {
+            Self::Received => "A payment of the buyer was booked on the invoice (fees and interest first)",
+            Self::Returned => "A collected direct debit came back from the buyer's bank; the invoice is open again",
+        }
+    }
+}
+
 /// Which dunning step event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DunningEventKind {
@@ -242,6 +291,7 @@ pub enum Event {
     Dunning(DunningEventKind, DunningEvent),
     DunningPaused(DunningPauseEvent),
     DunningResumed(DunningPauseEvent),
+    Payment(PaymentEventKind, PaymentEvent),
 }
 
 impl Event {
@@ -258,6 +308,7 @@ impl Event {
             Event::Dunning(k, _) => k.event_type(),
             Event::DunningPaused(_) => "dunning.paused",
             Event::DunningResumed(_) => "dunning.resumed",
+            Event::Payment(k, _) => k.event_type(),
         }
     }
 
@@ -273,6 +324,7 @@ impl Event {
             Event::MerchantActivated(d) | Event::MerchantDeactivated(d) => serde_json::to_value(d),
             Event::Dunning(_, d) => serde_json::to_value(d),
             Event::DunningPaused(d) | Event::DunningResumed(d) => serde_json::to_value(d),
+            Event::Payment(_, d) => serde_json::to_value(d),
         };
         // Plain structs of ids, numbers and strings always serialize.
         v.unwrap_or_default()
@@ -312,6 +364,7 @@ pub fn catalogue() -> Vec<EventDoc> {
         "dunning.resumed",
         "Dunning of the invoice resumed (by an operator, or its pause ran out)",
     ));
+    out.extend(PaymentEventKind::ALL.iter().map(|k| doc::<PaymentEvent>(k.event_type(), k.summary())));
     out.push(doc::<MerchantEventData>("merchant.activated", "A merchant was activated or reactivated"));
     out.push(doc::<MerchantEventData>("merchant.deactivated", "A merchant was deactivated"));
     out
@@ -378,6 +431,19 @@ mod tests {
         let pause = DunningPauseEvent { capture_id: CaptureId::new(), reason: "buyer disputes".into(), until: None };
         all.push(Event::DunningPaused(pause.clone()));
         all.push(Event::DunningResumed(pause));
+        let payment = PaymentEvent {
+            payment_id: uuid::Uuid::now_v7(),
+            capture_id: CaptureId::new(),
+            order_id: OrderId::new(),
+            currency: "EUR".into(),
+            amount: 11900,
+            charges: 0,
+            principal: 11900,
+            matched_by: "structured_reference".into(),
+            outstanding: 0,
+            return_reason: None,
+        };
+        all.extend(PaymentEventKind::ALL.iter().map(|k| Event::Payment(*k, payment.clone())));
         for e in &all {
             match e {
                 Event::Authorization(_)
@@ -390,7 +456,8 @@ mod tests {
                 | Event::MerchantDeactivated(_)
                 | Event::Dunning(..)
                 | Event::DunningPaused(_)
-                | Event::DunningResumed(_) => {}
+                | Event::DunningResumed(_)
+                | Event::Payment(..) => {}
             }
         }
         all

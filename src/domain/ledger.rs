@@ -23,6 +23,8 @@ pub enum Account {
     DunningReceivable(BuyerId),
     /// Dunning fees and default interest charged (income).
     DunningIncome,
+    /// Money received that no invoice could be matched to yet (liability: it is someone's).
+    UnappliedCash,
 }
 
 impl Account {
@@ -36,6 +38,7 @@ impl Account {
             Account::BankCash => "bank_cash".into(),
             Account::DunningReceivable(b) => format!("dunning_receivable:{b}"),
             Account::DunningIncome => "dunning_income".into(),
+            Account::UnappliedCash => "unapplied_cash".into(),
         }
     }
 }
@@ -123,6 +126,58 @@ pub fn dunning_waiver(buyer: BuyerId, amount: i64) -> Result<Entry, LedgerError>
     Entry::new("dunning_waiver", vec![(Account::DunningIncome, amount), (Account::DunningReceivable(buyer), -amount)])
 }
 
+/// How a payment of a buyer is applied: to dunning fees and interest, to invoices' principal,
+/// and the rest to the buyer's credit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    pub charges: i64,
+    pub principal: i64,
+    pub credit: i64,
+}
+
+impl Applied {
+    pub fn total(&self) -> Result<i64, LedgerError> {
+        self.charges.checked_add(self.principal).and_then(|x| x.checked_add(self.credit)).ok_or(LedgerError::Overflow)
+    }
+
+    fn lines(&self, buyer: BuyerId) -> Vec<(Account, i64)> {
+        vec![
+            (Account::DunningReceivable(buyer), -self.charges),
+            (Account::BuyerReceivable(buyer), -self.principal),
+            (Account::BuyerCredit(buyer), -self.credit),
+        ]
+    }
+}
+
+/// A buyer's payment arrived in netterms' account and was matched.
+pub fn bank_payment(buyer: BuyerId, applied: Applied) -> Result<Entry, LedgerError> {
+    let mut lines = vec![(Account::BankCash, applied.total()?)];
+    lines.extend(applied.lines(buyer));
+    Entry::new("bank_payment", lines)
+}
+
+/// Money arrived that nothing could be matched to: held as unapplied cash.
+pub fn unapplied_receipt(amount: i64) -> Result<Entry, LedgerError> {
+    Entry::new("unapplied_receipt", vec![(Account::BankCash, amount), (Account::UnappliedCash, -amount)])
+}
+
+/// An operator assigned unapplied cash to a buyer's invoices.
+pub fn unapplied_assignment(buyer: BuyerId, applied: Applied) -> Result<Entry, LedgerError> {
+    let mut lines = vec![(Account::UnappliedCash, applied.total()?)];
+    lines.extend(applied.lines(buyer));
+    Entry::new("unapplied_assignment", lines)
+}
+
+/// Unapplied cash sent back to whoever paid it.
+pub fn unapplied_refund(amount: i64) -> Result<Entry, LedgerError> {
+    Entry::new("unapplied_refund", vec![(Account::UnappliedCash, amount), (Account::BankCash, -amount)])
+}
+
+/// A buyer's credit paid out to it.
+pub fn credit_refund(buyer: BuyerId, amount: i64) -> Result<Entry, LedgerError> {
+    Entry::new("credit_refund", vec![(Account::BuyerCredit(buyer), amount), (Account::BankCash, -amount)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +196,8 @@ mod tests {
         Capture(i64, i64),
         Refund(i64, i64),
         Direct(i64),
+        Paid(i64, i64, i64),
+        Unapplied(i64, bool),
         Reverse(usize),
     }
 
@@ -149,6 +206,8 @@ mod tests {
             (1i64..1_000_000, 0i64..10_000).prop_map(|(g, f)| Op::Capture(g, f.min(g))),
             (1i64..1_000_000, 0i64..1_000_000).prop_map(|(a, r)| Op::Refund(a, r.min(a))),
             (1i64..1_000_000).prop_map(Op::Direct),
+            (0i64..10_000, 0i64..1_000_000, 0i64..10_000).prop_map(|(c, p, r)| Op::Paid(c, p, r)),
+            (1i64..1_000_000, any::<bool>()).prop_map(|(a, assign)| Op::Unapplied(a, assign)),
             (0usize..50).prop_map(Op::Reverse),
         ]
     }
@@ -166,6 +225,15 @@ mod tests {
                     Op::Capture(g, f) => capture(b, p, g, f).unwrap(),
                     Op::Refund(a, r) => refund(b, p, a, r).unwrap(),
                     Op::Direct(a) => direct_payment(b, p, a).unwrap(),
+                    Op::Paid(charges, principal, credit) => bank_payment(b, Applied { charges, principal, credit }).unwrap(),
+                    Op::Unapplied(a, assign) => {
+                        entries.push(unapplied_receipt(a).unwrap());
+                        if assign {
+                            unapplied_assignment(b, Applied { principal: a, ..Applied::default() }).unwrap()
+                        } else {
+                            unapplied_refund(a).unwrap()
+                        }
+                    }
                     Op::Reverse(i) if !entries.is_empty() => entries[i % entries.len()].reversal(),
                     Op::Reverse(_) => continue,
                 };

@@ -13,5 +13,6 @@ pub mod merchant;
 pub mod money;
 pub mod order;
 pub mod psp;
+pub mod sepa;
 pub mod validate;
 pub mod webhook;

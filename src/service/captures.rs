@@ -57,6 +57,8 @@ pub struct Capture {
     pub refunded: i64,
     /// Paid by the buyer directly to the merchant (confirm-payment).
     pub paid_to_merchant: i64,
+    /// Principal paid by the buyer to netterms (bank transfer or direct debit).
+    pub paid: i64,
     pub outstanding: i64,
     /// What the buyer owes on this invoice: the outstanding amount plus dunning fees and default
     /// interest charged and not waived.
@@ -87,6 +89,8 @@ pub struct DunningView {
     pub interest: i64,
     /// Fees and interest waived when the invoice was settled by a refund or a direct payment.
     pub waived: i64,
+    /// Fees and interest the buyer paid.
+    pub paid: i64,
     /// When the claim was handed over to collection.
     pub collection_at: Option<DateTime<Utc>>,
 }
@@ -105,6 +109,7 @@ fn view(r: &CaptureRow) -> Result<Capture, StoreError> {
         fee: r.fee,
         refunded: r.refunded,
         paid_to_merchant: r.paid_direct,
+        paid: r.paid_bank,
         outstanding: r.outstanding(),
         total_due: r.outstanding() + r.dunning_charges(),
         duration: r.duration,
@@ -117,6 +122,7 @@ fn view(r: &CaptureRow) -> Result<Capture, StoreError> {
             fees: r.dunning_fees,
             interest: r.dunning_interest,
             waived: r.dunning_waived,
+            paid: r.dunning_paid,
             collection_at: r.collection_at,
         },
         payment_instructions: PaymentInstructions {
@@ -353,6 +359,8 @@ pub async fn capture(
         dunning_interest: 0,
         dunning_waived: 0,
         interest_through: None,
+        paid_bank: 0,
+        dunning_paid: 0,
     };
     let facts = super::messages::InvoiceFacts::of(s, &buyer_to_tell, &row)?;
     super::messages::queue_payment_information(s, tx, &facts, at);
@@ -379,11 +387,17 @@ pub async fn payment_information_pdf(
     crate::documents::render(&spec).map_err(|e| OrderError::Store(StoreError::Corrupt(e.to_string())))
 }
 
-/// The state a capture has with these amounts.
-fn capture_state(gross: i64, refunded: i64, paid_direct: i64, current: &str) -> &'static str {
-    if gross - refunded - paid_direct > 0 {
+/// The state a capture has with these amounts (`paid_bank`: principal paid to netterms).
+pub(crate) fn capture_state(
+    gross: i64,
+    refunded: i64,
+    paid_direct: i64,
+    paid_bank: i64,
+    current: &str,
+) -> &'static str {
+    if gross - refunded - paid_direct - paid_bank > 0 {
         if current == "late" { "late" } else { "open" }
-    } else if paid_direct > 0 {
+    } else if paid_direct > 0 || paid_bank > 0 {
         "paid"
     } else {
         "canceled"
@@ -467,7 +481,7 @@ pub async fn refund(
     let against_receivable = amount.gross.min(c.outstanding());
     let owed = amount.gross - against_receivable;
     let refunded = c.refunded + amount.gross;
-    let state = capture_state(c.gross, refunded, c.paid_direct, &c.state);
+    let state = capture_state(c.gross, refunded, c.paid_direct, c.paid_bank, &c.state);
     super::dunning::on_settlement_change(s, tx, &c, state, at).await?;
     if !store::update_capture_amounts(tx, capture_id, (c.refunded, c.paid_direct), refunded, c.paid_direct, state, now)
         .await?
@@ -546,7 +560,7 @@ pub async fn confirm_payment(
         return Err(conflict(format!("only {} of this capture is outstanding", c.outstanding())));
     }
     let paid = c.paid_direct + amount;
-    let state = capture_state(c.gross, c.refunded, paid, &c.state);
+    let state = capture_state(c.gross, c.refunded, paid, c.paid_bank, &c.state);
     super::dunning::on_settlement_change(s, tx, &c, state, at).await?;
     if !store::update_capture_amounts(tx, capture_id, (c.refunded, c.paid_direct), c.refunded, paid, state, now).await?
     {

@@ -33,6 +33,10 @@ pub struct DueWork {
     pub late_invoices: usize,
     /// Reminders, dunning levels, hand-overs to collection, and pauses that ran out.
     pub dunning: super::dunning::DunningRun,
+    /// Direct-debit collection files written (pain.008).
+    pub direct_debit_files: usize,
+    /// Sandbox: collections the simulated bank booked on their collection date.
+    pub collections_booked: usize,
 }
 
 impl DueWork {
@@ -40,6 +44,8 @@ impl DueWork {
         self.expired_authorizations += o.expired_authorizations;
         self.late_invoices += o.late_invoices;
         self.dunning.add(o.dunning);
+        self.direct_debit_files += o.direct_debit_files;
+        self.collections_booked += o.collections_booked;
     }
 }
 
@@ -53,9 +59,13 @@ fn checkout_error(e: CheckoutError) -> OrderError {
 /// Runs everything due for `psp_id` up to `at` on its clock, in order.
 pub async fn run_due(s: &Services, psp_id: PspId, at: PspTime) -> Result<DueWork, OrderError> {
     let expired_authorizations = super::authorizations::expire_due(s, psp_id, at).await.map_err(checkout_error)?;
+    // Collections before lateness: an invoice collected on its due date is never late.
+    let direct_debit_files = usize::from(super::direct_debit::export_for(s, psp_id, at).await?.is_some());
+    let collections_booked =
+        if s.config.is_sandbox() { super::direct_debit::sandbox_book_collections(s, psp_id, at).await? } else { 0 };
     let late_invoices = super::captures::mark_overdue(s, psp_id, at).await?;
     let dunning = super::dunning::run_due(s, psp_id, at).await?;
-    Ok(DueWork { expired_authorizations, late_invoices, dunning })
+    Ok(DueWork { expired_authorizations, late_invoices, dunning, direct_debit_files, collections_booked })
 }
 
 /// Runs what is due for every PSP at its own current time (the periodic background scan).

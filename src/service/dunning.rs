@@ -390,7 +390,8 @@ pub async fn on_settlement_change(
         p.interest_through = through;
     }
     if !matches!(new_state, "open" | "late") {
-        let open = p.fees + p.interest - p.waived;
+        // What is still claimed: charged, not waived, not paid by the buyer.
+        let open = p.fees + p.interest - p.waived - c.dunning_paid;
         if open > 0 {
             let entry = ledger::dunning_waiver(c.buyer_id, open).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             journal::post(tx, &entry, &c.currency, c.id.0, at.now).await?;

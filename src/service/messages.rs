@@ -95,7 +95,7 @@ impl Locale {
         }
     }
 
-    fn pick(self, de: &'static str, en: &'static str) -> &'static str {
+    pub(super) fn pick(self, de: &'static str, en: &'static str) -> &'static str {
         if self == Locale::De { de } else { en }
     }
 }
@@ -217,7 +217,7 @@ pub struct Composed {
     pub html: String,
 }
 
-fn compose(
+pub(super) fn compose(
     subject: String,
     greeting: String,
     paragraphs: &[String],
@@ -262,14 +262,14 @@ fn compose(
     Composed { subject, text, html: body.into_string() }
 }
 
-fn greeting(f: &InvoiceFacts) -> String {
+pub(super) fn greeting(f: &InvoiceFacts) -> String {
     match f.buyer.locale {
         Locale::De => format!("Guten Tag {},", f.buyer.addressee),
         Locale::En => format!("Dear {},", f.buyer.addressee),
     }
 }
 
-fn closing(l: Locale) -> &'static str {
+pub(super) fn closing(l: Locale) -> &'static str {
     l.pick(
         "Mit freundlichen Grüßen\nnetterms – im Auftrag des Händlers",
         "Kind regards\nnetterms – on behalf of the merchant",
@@ -277,7 +277,7 @@ fn closing(l: Locale) -> &'static str {
 }
 
 /// The rows a buyer needs to pay by bank transfer.
-fn payment_rows(f: &InvoiceFacts, amount: i64, due: NaiveDate) -> Vec<(String, String)> {
+pub(super) fn payment_rows(f: &InvoiceFacts, amount: i64, due: NaiveDate) -> Vec<(String, String)> {
     let l = f.buyer.locale;
     vec![
         (l.pick("Betrag", "Amount").into(), l.money(amount, &f.currency)),
@@ -596,7 +596,12 @@ pub fn enqueue(s: &Services, tx: &mut Tx, o: &Outgoing<'_>, c: &Composed, at: Ps
     );
 }
 
-fn outgoing<'a>(f: &'a InvoiceFacts, kind: &'a str, cause: String, attachment: Option<String>) -> Outgoing<'a> {
+pub(super) fn outgoing<'a>(
+    f: &'a InvoiceFacts,
+    kind: &'a str,
+    cause: String,
+    attachment: Option<String>,
+) -> Outgoing<'a> {
     Outgoing {
         psp_id: f.psp_id,
         order_id: Some(f.order_id),

@@ -13,13 +13,17 @@ pub mod authorizations;
 pub mod captures;
 pub mod checkout;
 pub mod clock;
+pub mod direct_debit;
 pub mod documents;
 pub mod dunning;
 pub mod merchants;
 pub mod messages;
 pub mod orders;
+pub mod payment_messages;
+pub mod payments;
 pub mod psps;
 pub mod sessions;
+pub mod statements;
 pub mod webhooks;
 
 /// What every use case may need: the database, the server key, the clock and the configuration.

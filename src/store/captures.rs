@@ -52,17 +52,21 @@ pub struct CaptureRow {
     pub dunning_interest: i64,
     pub dunning_waived: i64,
     pub interest_through: Option<String>,
+    /// Principal the buyer paid into netterms' account (transfer or direct debit).
+    pub paid_bank: i64,
+    /// Dunning fees and interest the buyer paid.
+    pub dunning_paid: i64,
 }
 
 impl CaptureRow {
     /// What the buyer still owes on this invoice.
     pub fn outstanding(&self) -> i64 {
-        (self.gross - self.refunded - self.paid_direct).max(0)
+        (self.gross - self.refunded - self.paid_direct - self.paid_bank).max(0)
     }
 
-    /// Dunning fees and default interest charged and still claimed.
+    /// Dunning fees and default interest charged, neither waived nor paid.
     pub fn dunning_charges(&self) -> i64 {
-        self.dunning_fees + self.dunning_interest - self.dunning_waived
+        self.dunning_fees + self.dunning_interest - self.dunning_waived - self.dunning_paid
     }
 
     /// Not paid and not canceled: the buyer still owes on it.
@@ -75,7 +79,7 @@ const CAPTURE_SELECT: &str = "SELECT c.id, c.order_id, c.psp_id, c.merchant_id, 
      c.currency, c.gross, c.net, c.tax, c.fee, c.refunded, c.paid_direct, c.state, c.duration, c.due_date, c.payment_reference, \
      c.shipping_info, c.line_items, c.created_at, c.updated_at, b.virtual_iban, c.dunning_level, c.dunning_stage, \
      c.next_dunning_on, c.last_dunning_on, c.dunning_paused_until, c.dunning_pause_reason, c.collection_at, c.dunning_fees, c.dunning_interest, \
-     c.dunning_waived, c.interest_through FROM captures c JOIN buyers b ON b.id = c.buyer_id";
+     c.dunning_waived, c.interest_through, c.paid_bank, c.dunning_paid FROM captures c JOIN buyers b ON b.id = c.buyer_id";
 
 /// A new capture's fields.
 pub struct NewCapture<'a> {
@@ -353,5 +357,83 @@ pub async fn overdue(
     Ok(with_conn!(conn, c => {
         sqlx::query_scalar("SELECT id FROM captures WHERE psp_id = $1 AND state = 'open' AND due_date < $2 ORDER BY due_date, id LIMIT $3")
             .bind(psp_id).bind(today.to_string()).bind(limit).fetch_all(&mut *c).await?
+    }))
+}
+
+/// These invoices, locked, oldest due first (the order every payment locks them in).
+pub async fn lock_many(tx: &mut impl AsExec, ids: &[CaptureId]) -> StoreResult<Vec<CaptureRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    Ok(with_conn!(tx, c, b => {
+        let l = if b == Backend::Postgres { " FOR UPDATE OF c" } else { "" };
+        let sql = format!("{CAPTURE_SELECT} WHERE c.id IN ({list}) ORDER BY c.due_date, c.id{l}");
+        let mut q = sqlx::query_as(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(&mut *c).await?
+    }))
+}
+
+/// A buyer's unpaid invoices in `currency` (optionally of one PSP), locked, oldest due first.
+pub async fn unpaid_of_buyer(
+    tx: &mut impl AsExec,
+    buyer_id: BuyerId,
+    currency: &str,
+    psp_id: Option<PspId>,
+) -> StoreResult<Vec<CaptureRow>> {
+    Ok(with_conn!(tx, c, b => {
+        let l = if b == Backend::Postgres { " FOR UPDATE OF c" } else { "" };
+        sqlx::query_as(&format!(
+            "{CAPTURE_SELECT} WHERE c.buyer_id = $1 AND c.currency = $2 AND c.state IN ('open', 'late') \
+             AND ($3 IS NULL OR c.psp_id = $3) ORDER BY c.due_date, c.id{l}"
+        ))
+        .bind(buyer_id).bind(currency).bind(psp_id).fetch_all(&mut *c).await?
+    }))
+}
+
+/// Books a payment's part on an invoice read (and locked) as `c`: `charges` towards its dunning
+/// charges and `principal` towards the invoice, with its new state; `false` if it changed since.
+pub async fn apply_payment(
+    tx: &mut impl AsExec,
+    c: &CaptureRow,
+    charges: i64,
+    principal: i64,
+    state: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, x => {
+        sqlx::query(
+            "UPDATE captures SET paid_bank = paid_bank + $2, dunning_paid = dunning_paid + $3, state = $4, updated_at = $5 \
+             WHERE id = $1 AND paid_bank = $6 AND dunning_paid = $7 AND refunded = $8 AND paid_direct = $9",
+        )
+        .bind(c.id).bind(principal).bind(charges).bind(state).bind(now)
+        .bind(c.paid_bank).bind(c.dunning_paid).bind(c.refunded).bind(c.paid_direct)
+        .execute(&mut *x).await?.rows_affected() == 1
+    }))
+}
+
+/// Takes a returned payment's part off an invoice read (and locked) as `c`: it is unpaid again
+/// in `state`, its dunning due next on `next_dunning_on`; `false` if it changed since.
+pub async fn reopen_after_return(
+    tx: &mut impl AsExec,
+    c: &CaptureRow,
+    charges: i64,
+    principal: i64,
+    state: &str,
+    next_dunning_on: Option<NaiveDate>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, x => {
+        sqlx::query(
+            "UPDATE captures SET paid_bank = paid_bank - $2, dunning_paid = dunning_paid - $3, state = $4, \
+             next_dunning_on = $5, updated_at = $6 WHERE id = $1 AND paid_bank = $7 AND dunning_paid = $8 \
+             AND paid_bank >= $2 AND dunning_paid >= $3",
+        )
+        .bind(c.id).bind(principal).bind(charges).bind(state).bind(next_dunning_on.map(|d| d.to_string())).bind(now)
+        .bind(c.paid_bank).bind(c.dunning_paid)
+        .execute(&mut *x).await?.rows_affected() == 1
     }))
 }

@@ -68,7 +68,7 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
             conn,
             "buyer_receivable",
             "buyer_id",
-            "SUM(CASE WHEN gross - refunded - paid_direct > 0 THEN gross - refunded - paid_direct ELSE 0 END)",
+            "SUM(CASE WHEN gross - refunded - paid_direct - paid_bank > 0 THEN gross - refunded - paid_direct - paid_bank ELSE 0 END)",
         )
         .await?,
     );
@@ -86,8 +86,13 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
     }
     // Dunning fees and default interest each buyer owes netterms, and the income they made.
     diffs.extend(
-        compare(conn, "dunning_receivable", "buyer_id", "SUM(dunning_fees + dunning_interest - dunning_waived)")
-            .await?,
+        compare(
+            conn,
+            "dunning_receivable",
+            "buyer_id",
+            "SUM(dunning_fees + dunning_interest - dunning_waived - dunning_paid)",
+        )
+        .await?,
     );
     let dunning: (i64, i64) = with_conn!(conn, c => {
         sqlx::query_as(
@@ -99,7 +104,58 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
     if dunning.0 != dunning.1 {
         diffs.push(("dunning_income".into(), dunning.0, dunning.1));
     }
+    // Money in the bank: payments received (matched, unmatched, or sent back) less transfers out.
+    diffs.extend(
+        compare_sql(
+            conn,
+            "SELECT 'bank_cash:' || currency, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
+               SELECT currency, amount AS expected, 0 AS found FROM bank_payments WHERE state IN ('matched', 'unmatched', 'refunded') \
+               UNION ALL SELECT currency, -amount, 0 FROM credit_transfers \
+               UNION ALL SELECT e.currency, 0, l.amount FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
+                 WHERE l.account = 'bank_cash' \
+             ) x GROUP BY currency HAVING SUM(expected) <> SUM(found)",
+        )
+        .await?,
+    );
+    // Money received that is nobody's yet: the unmatched queue.
+    diffs.extend(
+        compare_sql(
+            conn,
+            "SELECT 'unapplied_cash:' || currency, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
+               SELECT currency, -amount AS expected, 0 AS found FROM bank_payments WHERE state = 'unmatched' \
+               UNION ALL SELECT e.currency, 0, l.amount FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
+                 WHERE l.account = 'unapplied_cash' \
+             ) x GROUP BY currency HAVING SUM(expected) <> SUM(found)",
+        )
+        .await?,
+    );
+    // What is owed back to each buyer: refunds of what it had paid, and over-payments.
+    let buyer = |col: &str, b: Backend| uuid_text(col, b);
+    let sql = |b: Backend| {
+        format!(
+            "SELECT k, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
+               SELECT 'buyer_credit:' || {c} AS k, r.currency, -r.owed_to_buyer AS expected, 0 AS found \
+                 FROM refunds r JOIN captures c ON c.id = r.capture_id WHERE r.owed_to_buyer <> 0 \
+               UNION ALL SELECT 'buyer_credit:' || {p}, p.currency, -p.credit, 0 FROM bank_payments p \
+                 WHERE p.state = 'matched' AND p.credit <> 0 \
+               UNION ALL SELECT 'buyer_credit:' || {t}, t.currency, t.amount, 0 FROM credit_transfers t \
+                 WHERE t.kind = 'credit_refund' \
+               UNION ALL SELECT l.account, e.currency, 0, l.amount FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
+                 WHERE l.account LIKE 'buyer_credit:%' \
+             ) x GROUP BY k, currency HAVING SUM(expected) <> SUM(found)",
+            c = buyer("c.buyer_id", b),
+            p = buyer("p.buyer_id", b),
+            t = buyer("t.buyer_id", b),
+        )
+    };
+    let rows: Differences = with_conn!(conn, c, b => sqlx::query_as(&sql(b)).fetch_all(&mut *c).await?);
+    diffs.extend(rows);
     Ok(diffs)
+}
+
+/// The rows of a reconciliation query that already names (what, expected, found).
+async fn compare_sql(conn: &mut impl AsExec, sql: &str) -> StoreResult<Differences> {
+    Ok(with_conn!(conn, c => sqlx::query_as(sql).fetch_all(&mut *c).await?))
 }
 
 /// Balances of the `prefix:<id>` accounts against `expected` (an aggregate over captures grouped

@@ -13,6 +13,7 @@ use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 
 pub mod captures;
 pub mod checkout;
+pub mod direct_debits;
 pub mod dunning;
 pub mod events;
 pub mod idempotency;
@@ -21,6 +22,7 @@ pub mod ledger;
 pub mod merchants;
 pub mod messages;
 pub mod orders;
+pub mod payments;
 pub mod psps;
 pub mod secrets;
 pub mod webhooks;

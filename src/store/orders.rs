@@ -279,3 +279,16 @@ pub async fn update_order_details(
         .execute(&mut *c).await?.rows_affected() == 1
     }))
 }
+
+/// A complete order whose invoice is unpaid again (a returned direct debit) goes back to
+/// `shipped`; its merchant if it did.
+pub async fn reopen_if_complete(
+    tx: &mut impl AsExec,
+    id: OrderId,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<MerchantId>> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query_scalar("UPDATE orders SET state = 'shipped', updated_at = $2 WHERE id = $1 AND state = 'complete' RETURNING merchant_id")
+            .bind(id).bind(now).fetch_optional(&mut *c).await?
+    }))
+}

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 /// Placeholder ids used in the examples' bodies.
 pub const EXAMPLE_MERCHANT_ID: &str = "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b";
+pub const EXAMPLE_CAPTURE_ID: &str = "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a7c";
 
 fn amount(gross: i64) -> Value {
     let tax = gross * 19 / 119;
@@ -93,6 +94,20 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
             "external_payment_id": "PAY-2026-0815"
         }),
         ("post", "/v1/sandbox/clock/advance") => json!({"days": 30}),
+        ("post", "/v1/sandbox/payments") => json!({
+            "iban": "DE89370400440532013000",
+            "amount": {"currency": "EUR", "value": 11900},
+            "reference": "RF18 5390 0754 7034",
+            "debtor_name": "Kunde Maschinenbau GmbH"
+        }),
+        ("post", "/v1/sandbox/direct-debit-returns") => {
+            json!({"capture_id": EXAMPLE_CAPTURE_ID, "reason_code": "AM04"})
+        }
+        ("post", "/admin/v1/unmatched-payments/{payment_id}/assign") => json!({"capture_id": EXAMPLE_CAPTURE_ID}),
+        ("post", "/admin/v1/unmatched-payments/{payment_id}/refund") => json!({
+            "iban": "DE89 3704 0044 0532 0130 00",
+            "name": "Kunde Maschinenbau GmbH"
+        }),
         ("post", "/v1/webhook-endpoints") => json!({
             "url": "https://psp.example/webhooks/netterms",
             "event_types": ["authorization", "order.created", "capture.created", "capture.paid"],

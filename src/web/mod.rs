@@ -35,6 +35,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod pages;
+pub mod payments;
 pub mod sandbox;
 pub mod throttle;
 pub mod webhooks;
@@ -93,6 +94,7 @@ impl std::ops::Deref for AppInner {
         crate::domain::events::MerchantEventData,
         crate::domain::events::DunningEvent,
         crate::domain::events::DunningPauseEvent,
+        crate::domain::events::PaymentEvent,
     )),
     tags(
         (name = "Merchants", description = "Activate and manage the merchants a PSP serves"),
@@ -125,6 +127,7 @@ fn api_routes() -> ApiRoutes {
             .merge(checkout::psp_router())
             .merge(orders::router())
             .merge(sandbox::router())
+            .merge(payments::sandbox_router())
             .merge(messages::sandbox_router()),
         public: merchants::public_router(),
         checkout: checkout::checkout_api_router(),
@@ -132,7 +135,8 @@ fn api_routes() -> ApiRoutes {
             .merge(checkout::admin_router())
             .merge(jobs::router())
             .merge(dunning::router())
-            .merge(messages::admin_router()),
+            .merge(messages::admin_router())
+            .merge(payments::admin_router()),
     }
 }
 

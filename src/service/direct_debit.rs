@@ -1,0 +1,396 @@
+//! SEPA B2B direct debit (SPEC §9.5): collection files (pain.008.001.08) for invoices due in
+//! the configured window, booked when the statement shows the collection, and returns that
+//! reopen the invoice, reverse the booking and, for codes that mean the mandate cannot be used,
+//! switch the buyer to bank transfer.
+
+use chrono::{Duration, NaiveDate};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::Services;
+use super::orders::{OrderError, conflict, order_event};
+use super::payment_messages::queue_direct_debit_returned;
+use crate::clock::PspTime;
+use crate::domain::events::{Event, OrderEventKind, PaymentEvent, PaymentEventKind};
+use crate::domain::ids::{CaptureId, PspId};
+use crate::domain::ledger::{self, Applied};
+use crate::domain::order::OrderState;
+use crate::domain::sepa::{self, Collection, CollectionGroup, Party};
+use crate::store::captures as captures_store;
+use crate::store::direct_debits::{self as store, DirectDebitRow, FileRow};
+use crate::store::payments as payments_store;
+use crate::store::{StoreError, Tx, events, ledger as journal, orders as orders_store};
+
+/// Return codes after which the mandate is not used again: the buyer pays by transfer.
+pub const SWITCH_TO_TRANSFER: [&str; 6] = ["MD01", "MS02", "AC01", "AC04", "AG01", "MD07"];
+
+/// The most collections one file carries.
+const MAX_PER_FILE: i64 = 5_000;
+
+/// A collection file with its collections.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FileView {
+    pub file_id: uuid::Uuid,
+    /// `MsgId` of the pain.008.
+    pub message_id: String,
+    /// The earliest requested collection date in it.
+    pub collection_date: String,
+    pub currency: String,
+    pub count: i64,
+    /// Sum of the collections (minor units).
+    pub total: i64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub collections: Vec<CollectionView>,
+}
+
+/// One collection.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CollectionView {
+    pub capture_id: CaptureId,
+    pub end_to_end_id: String,
+    pub mandate_reference: String,
+    /// `FRST` or `RCUR`.
+    pub sequence: String,
+    pub amount: i64,
+    pub collection_date: String,
+    /// `pending` (in a file), `collected` (the statement showed it), `returned`.
+    pub state: String,
+    pub return_reason: Option<String>,
+}
+
+fn collection_view(d: &DirectDebitRow) -> CollectionView {
+    CollectionView {
+        capture_id: d.capture_id,
+        end_to_end_id: d.end_to_end_id.clone(),
+        mandate_reference: d.mandate_reference.clone(),
+        sequence: d.sequence.clone(),
+        amount: d.amount,
+        collection_date: d.collection_date.clone(),
+        state: d.state.clone(),
+        return_reason: d.return_reason.clone(),
+    }
+}
+
+async fn file_view(conn: &mut impl crate::store::AsExec, f: FileRow) -> Result<FileView, OrderError> {
+    let debits = store::debits_of_file(conn, f.id).await?;
+    Ok(FileView {
+        file_id: f.id,
+        message_id: f.message_id,
+        collection_date: f.collection_date,
+        currency: f.currency,
+        count: f.count,
+        total: f.total,
+        created_at: f.created_at,
+        collections: debits.iter().map(collection_view).collect(),
+    })
+}
+
+/// Writes the collection file for `psp_id`'s invoices due within the window on its clock `at`;
+/// `None` when nothing is due. Each invoice is collected once: a concurrent export of the same
+/// invoice fails on its unique attempt and this one is retried without it.
+pub async fn export_for(s: &Services, psp_id: PspId, at: PspTime) -> Result<Option<FileView>, OrderError> {
+    for _ in 0..3 {
+        match try_export(s, psp_id, at).await {
+            Err(OrderError::Store(e)) if e.is_unique_violation() || e.is_busy() => continue,
+            other => return other,
+        }
+    }
+    Err(conflict("another export is collecting the same invoices; retry"))
+}
+
+async fn try_export(s: &Services, psp_id: PspId, at: PspTime) -> Result<Option<FileView>, OrderError> {
+    let today = at.now.date_naive();
+    let until = today + Duration::days(s.config.direct_debit_days_ahead);
+    let mut tx = s.db.begin().await?;
+    let due = store::due_for_collection(&mut tx, psp_id, until, MAX_PER_FILE).await?;
+    if due.is_empty() {
+        return Ok(None);
+    }
+    let file_id = uuid::Uuid::now_v7();
+    let message_id = format!("NT{}", file_id.simple());
+    let mut groups: Vec<CollectionGroup> = Vec::new();
+    let mut rows = Vec::with_capacity(due.len());
+    let mut used_now: Vec<String> = Vec::new();
+    for d in &due {
+        let due_date: NaiveDate = d.due_date.parse().map_err(|_| StoreError::Corrupt("captures.due_date".into()))?;
+        // Collected on the due date, never before the next day (B2B: presented a day ahead).
+        let date = due_date.max(today + Duration::days(1));
+        let sequence = if d.mandate_used || used_now.contains(&d.mandate_reference) { "RCUR" } else { "FRST" };
+        used_now.push(d.mandate_reference.clone());
+        let id = uuid::Uuid::now_v7();
+        let row = DirectDebitRow {
+            id,
+            capture_id: d.capture_id,
+            psp_id: d.psp_id,
+            buyer_id: d.buyer_id,
+            attempt: 1,
+            file_id: Some(file_id),
+            end_to_end_id: format!("NT{}", id.simple()),
+            mandate_reference: d.mandate_reference.clone(),
+            sequence: sequence.into(),
+            currency: "EUR".into(),
+            amount: d.amount,
+            collection_date: date.to_string(),
+            state: "pending".into(),
+            payment_id: None,
+            return_reason: None,
+            created_at: at.now,
+        };
+        let item = Collection {
+            end_to_end_id: row.end_to_end_id.clone(),
+            amount: d.amount,
+            mandate_id: d.mandate_reference.clone(),
+            signed_on: d.signed_at.date_naive(),
+            debtor: Party { name: d.debtor_name.clone(), iban: d.debit_iban.clone(), bic: None },
+            remittance: format!("{} {}", d.payment_reference, d.external_invoice_number),
+        };
+        match groups.iter_mut().find(|g| g.sequence == sequence && g.date == date) {
+            Some(g) => g.items.push(item),
+            None => groups.push(CollectionGroup { sequence: sequence.into(), date, items: vec![item] }),
+        }
+        rows.push(row);
+    }
+    let creditor = Party {
+        name: s.config.creditor_name.clone(),
+        iban: s.config.bank_iban.clone(),
+        bic: Some(s.config.bank_bic.clone()),
+    };
+    let xml = sepa::pain008(&message_id, at.wall, &creditor, &s.config.sepa_creditor_id, &groups);
+    let earliest = groups.iter().map(|g| g.date).min().unwrap_or(today);
+    let file = FileRow {
+        id: file_id,
+        message_id,
+        collection_date: earliest.to_string(),
+        currency: "EUR".into(),
+        count: rows.len() as i64,
+        total: rows.iter().map(|r| r.amount).sum(),
+        xml,
+        created_at: at.now,
+    };
+    // The file first: its collections refer to it.
+    store::insert_file(&mut tx, &file);
+    for r in &rows {
+        store::insert_debit(&mut tx, r).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(file_id = %file.id, count = file.count, total = file.total, "direct-debit collection file written");
+    let mut conn = s.db.conn().await?;
+    Ok(Some(file_view(&mut conn, file).await?))
+}
+
+/// Writes collection files for every PSP's due invoices (CLI and admin API, on demand).
+pub async fn export_all(s: &Services) -> Result<Vec<FileView>, OrderError> {
+    let mut conn = s.db.conn().await?;
+    let clocks = crate::store::psps::clock_offsets(&mut conn).await?;
+    drop(conn);
+    let mut out = Vec::new();
+    for (p, offset) in clocks {
+        let at = PspTime::ahead(s.clock.now(), if s.config.is_sandbox() { offset } else { 0 });
+        if let Some(f) = export_for(s, p, at).await? {
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn list_files(
+    s: &Services,
+    starting_after: Option<uuid::Uuid>,
+    limit: i64,
+) -> Result<(Vec<FileView>, bool), OrderError> {
+    let mut conn = s.db.conn().await?;
+    let mut rows = store::list_files(&mut conn, starting_after, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let mut out = Vec::new();
+    for f in rows {
+        out.push(file_view(&mut conn, f).await?);
+    }
+    Ok((out, more))
+}
+
+/// A file's pain.008 XML.
+pub async fn file_xml(s: &Services, id: uuid::Uuid) -> Result<String, OrderError> {
+    let mut conn = s.db.conn().await?;
+    Ok(store::get_file(&mut conn, id).await?.ok_or(OrderError::NotFound("direct-debit file"))?.xml)
+}
+
+/// The statement showed a collection booked as payment `payment_id`.
+pub async fn collected(tx: &mut Tx, e2e: &str, payment_id: uuid::Uuid, at: PspTime) -> Result<bool, OrderError> {
+    Ok(store::mark_collected(tx, e2e, payment_id, at.now).await?)
+}
+
+/// A collection came back (`e2e` its end-to-end id, `reason` the bank's code): the invoice is
+/// unpaid again, the booking reversed, the PSP and the buyer told. `false` if `e2e` names no
+/// collected debit of ours (or it came back before).
+pub async fn returned(
+    s: &Services,
+    tx: &mut Tx,
+    e2e: &str,
+    reason: &str,
+    _amount: i64,
+    _entry_id: uuid::Uuid,
+    _key: &str,
+) -> Result<bool, OrderError> {
+    if e2e.is_empty() {
+        return Ok(false);
+    }
+    let Some(dd) = store::get_by_end_to_end(tx, e2e).await? else { return Ok(false) };
+    if dd.state != "collected" {
+        return Ok(false);
+    }
+    reverse(s, tx, &dd, if reason.is_empty() { "MS03" } else { reason }).await?;
+    Ok(true)
+}
+
+async fn reverse(s: &Services, tx: &mut Tx, dd: &DirectDebitRow, reason: &str) -> Result<(), OrderError> {
+    let at = s.now_for(tx, dd.psp_id).await?;
+    let payment_id = dd.payment_id.ok_or_else(|| StoreError::Corrupt("collected debit without payment".into()))?;
+    let p = payments_store::get_payment(tx, payment_id, None, true)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("collected debit's payment".into()))?;
+    if p.state != "matched" {
+        return Err(conflict(format!("the collection's payment is {}", p.state)));
+    }
+    let buyer = p.buyer_id.ok_or_else(|| StoreError::Corrupt("matched payment without buyer".into()))?;
+    let policy = super::dunning::policy(s, tx).await?;
+    let today = at.now.date_naive();
+    let mut undone = Applied { credit: p.credit, ..Applied::default() };
+    for (capture_id, charges, principal) in payments_store::allocations(tx, p.id).await? {
+        let c = captures_store::get_capture(tx, dd.psp_id, capture_id, true)
+            .await?
+            .ok_or(OrderError::NotFound("capture"))?;
+        let due: NaiveDate = c.due_date.parse().map_err(|_| StoreError::Corrupt("captures.due_date".into()))?;
+        let state = if due < today { "late" } else { "open" };
+        // Dunning picks up where the invoice stands now.
+        let next = policy.next_step(due, c.dunning_stage, today).map(|(_, on)| on);
+        if !captures_store::reopen_after_return(tx, &c, charges, principal, state, next, at.now).await? {
+            return Err(conflict("the invoice changed meanwhile; retry"));
+        }
+        undone.charges += charges;
+        undone.principal += principal;
+        if let Some(merchant_id) = orders_store::reopen_if_complete(tx, c.order_id, at.now).await? {
+            order_event(tx, dd.psp_id, OrderEventKind::Shipped, c.order_id, merchant_id, OrderState::Shipped, at)
+                .await?;
+        }
+        let after = captures_store::get_capture(tx, dd.psp_id, capture_id, false)
+            .await?
+            .ok_or(OrderError::NotFound("capture"))?;
+        let ev = PaymentEvent {
+            payment_id: p.id,
+            capture_id,
+            order_id: c.order_id,
+            currency: c.currency.clone(),
+            amount: -(charges + principal),
+            charges: -charges,
+            principal: -principal,
+            matched_by: p.rule.clone().unwrap_or_default(),
+            outstanding: after.outstanding(),
+            return_reason: Some(reason.to_owned()),
+        };
+        events::append(tx, dd.psp_id, &Event::Payment(PaymentEventKind::Returned, ev), at).await?;
+        let facts = super::messages::invoice_facts(s, tx, &after).await?;
+        queue_direct_debit_returned(s, tx, &facts, dd.id, reason, charges + principal, at);
+    }
+    let entry = ledger::bank_payment(buyer, undone).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let reversal = ledger::Entry { kind: "direct_debit_return", ..entry.reversal() };
+    journal::post(tx, &reversal, &p.currency, p.id, at.now).await?;
+    payments_store::move_payment(tx, p.id, "matched", "returned", at.now);
+    if !store::mark_returned(tx, dd.id, reason, at.now).await? {
+        return Err(conflict("the collection was returned meanwhile"));
+    }
+    if SWITCH_TO_TRANSFER.contains(&reason) {
+        let n = store::switch_buyer_to_transfer(tx, buyer, at.now).await?;
+        tracing::info!(orders = n, reason, "buyer switched to bank transfer after a direct-debit return");
+    }
+    Ok(())
+}
+
+/// Sandbox: the simulated bank books `psp_id`'s collections due by `at` as a statement would,
+/// through the same matching (their end-to-end ids). Idempotent by the collection.
+pub async fn sandbox_book_collections(s: &Services, psp_id: PspId, at: PspTime) -> Result<usize, OrderError> {
+    let mut conn = s.db.conn().await?;
+    let due = store::pending_due(&mut conn, psp_id, at.now.date_naive()).await?;
+    drop(conn);
+    let mut n = 0;
+    for d in due {
+        let mut tx = s.db.begin().await?;
+        let part = super::payments::Part {
+            amount: d.amount,
+            currency: d.currency.clone(),
+            tx: crate::domain::camt::TxDetails {
+                amount: Some(d.amount),
+                end_to_end_id: Some(d.end_to_end_id.clone()),
+                mandate_id: Some(d.mandate_reference.clone()),
+                ..Default::default()
+            },
+            booking_date: Some(d.collection_date.clone()),
+            ..Default::default()
+        };
+        let key = format!("sandbox-collection:{}", d.end_to_end_id);
+        let entry = super::statements::sandbox_entry(s, &mut tx, &key, &part).await;
+        let entry = match entry {
+            Ok(e) => e,
+            Err(OrderError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        if super::payments::receive(s, &mut tx, entry, key, &part, Some(psp_id)).await?.is_some() {
+            n += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(n)
+}
+
+/// `POST /v1/sandbox/direct-debit-returns`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxReturnInput {
+    #[schema(required = true)]
+    pub capture_id: Option<CaptureId>,
+    /// The SEPA reason code, e.g. `AM04` (insufficient funds) or `MD01` (no mandate).
+    #[schema(required = true, example = "AM04")]
+    pub reason_code: Option<String>,
+}
+
+/// What a sandbox return did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReturnView {
+    pub capture_id: CaptureId,
+    pub end_to_end_id: String,
+    pub reason_code: String,
+    /// Whether the buyer now pays by bank transfer (the code means the mandate cannot be used).
+    pub switched_to_bank_transfer: bool,
+}
+
+/// The collected direct debit of one of the PSP's invoices comes back, as a bank would return it.
+pub async fn sandbox_return(s: &Services, psp_id: PspId, input: SandboxReturnInput) -> Result<ReturnView, OrderError> {
+    let mut v = crate::domain::validate::Violations::new();
+    let capture_id = v.required("capture_id", input.capture_id);
+    let code = v.text("reason_code", input.reason_code, 4);
+    if let Some(c) = &code
+        && !(c.len() == 4 && c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+    {
+        v.add("reason_code", "reason_code must be a four-character SEPA reason code such as AM04");
+    }
+    v.finish().map_err(OrderError::Invalid)?;
+    let (Some(capture_id), Some(code)) = (capture_id, code) else { return Err(OrderError::Invalid(Vec::new())) };
+    let mut tx = s.db.begin().await?;
+    captures_store::get_capture(&mut tx, psp_id, capture_id, false).await?.ok_or(OrderError::NotFound("capture"))?;
+    let dd = store::latest_of_capture(&mut tx, capture_id).await?;
+    let Some(dd) = dd.filter(|d| d.psp_id == psp_id) else {
+        return Err(conflict("the invoice has no direct debit collected"));
+    };
+    if dd.state != "collected" {
+        return Err(conflict(format!("the invoice's direct debit is {}, not collected", dd.state)));
+    }
+    let dd = store::get_by_end_to_end(&mut tx, &dd.end_to_end_id).await?.ok_or(OrderError::NotFound("direct debit"))?;
+    reverse(s, &mut tx, &dd, &code).await?;
+    tx.commit().await?;
+    Ok(ReturnView {
+        capture_id,
+        end_to_end_id: dd.end_to_end_id,
+        switched_to_bank_transfer: SWITCH_TO_TRANSFER.contains(&code.as_str()),
+        reason_code: code,
+    })
+}

@@ -1,0 +1,163 @@
+//! The buyer's messages about money that arrived or came back (SPEC §9.2): `payment_received`
+//! and `direct_debit_returned`, in German and English.
+
+use super::Services;
+use super::messages::{Composed, InvoiceFacts, Locale, closing, compose, enqueue, greeting, outgoing, payment_rows};
+use crate::clock::PspTime;
+use crate::store::Tx;
+
+/// What one payment did to one invoice.
+#[derive(Debug, Clone, Copy)]
+pub struct Booked {
+    pub amount: i64,
+    pub charges: i64,
+    /// Principal still open afterwards (plus charges still open).
+    pub still_owed: i64,
+}
+
+/// `payment_received`: the amount, what it settled, what is left.
+pub fn payment_received(f: &InvoiceFacts, b: Booked) -> Composed {
+    let l = f.buyer.locale;
+    let subject = match l {
+        Locale::De => format!("Zahlungseingang zu Rechnung {} von {}", f.invoice_number, f.buyer.merchant),
+        Locale::En => format!("Payment received for invoice {} from {}", f.invoice_number, f.buyer.merchant),
+    };
+    let money = |m| l.money(m, &f.currency);
+    let mut paragraphs = vec![match (l, b.still_owed > 0) {
+        (Locale::De, false) => format!(
+            "vielen Dank: Ihre Zahlung über {} ist eingegangen. Rechnung {} ist damit vollständig bezahlt.",
+            money(b.amount),
+            f.invoice_number
+        ),
+        (Locale::De, true) => format!(
+            "vielen Dank: Ihre Zahlung über {} ist eingegangen und auf Rechnung {} verbucht. Offen sind noch {}.",
+            money(b.amount),
+            f.invoice_number,
+            money(b.still_owed)
+        ),
+        (Locale::En, false) => format!(
+            "thank you: your payment of {} has arrived. Invoice {} is now paid in full.",
+            money(b.amount),
+            f.invoice_number
+        ),
+        (Locale::En, true) => format!(
+            "thank you: your payment of {} has arrived and was booked on invoice {}. {} is still open.",
+            money(b.amount),
+            f.invoice_number,
+            money(b.still_owed)
+        ),
+    }];
+    if b.charges > 0 {
+        paragraphs.push(match l {
+            Locale::De => format!(
+                "Davon haben wir {} auf Mahngebühren und Verzugszinsen angerechnet (§ 367 BGB).",
+                money(b.charges)
+            ),
+            Locale::En => format!("Of it, {} went to dunning fees and default interest first.", money(b.charges)),
+        });
+    }
+    let mut rows = vec![
+        (l.pick("Eingegangen", "Received").into(), money(b.amount)),
+        (l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()),
+    ];
+    if b.still_owed > 0 {
+        rows.extend(payment_rows(f, b.still_owed, f.due));
+    }
+    compose(subject, greeting(f), &paragraphs, &rows, closing(l))
+}
+
+/// The reason code of a returned direct debit in plain words, and what the buyer should do.
+pub fn return_reason_text(code: &str, l: Locale) -> (&'static str, &'static str) {
+    match code {
+        "AM04" => (
+            l.pick("Das Konto war nicht ausreichend gedeckt.", "The account did not have sufficient funds."),
+            l.pick(
+                "Bitte überweisen Sie den Betrag mit den Zahlungsdaten unten.",
+                "Please transfer the amount using the payment details below.",
+            ),
+        ),
+        "MD01" => (
+            l.pick(
+                "Für das Konto liegt Ihrer Bank kein SEPA-Firmenlastschrift-Mandat vor.",
+                "Your bank holds no SEPA business direct-debit mandate for the account.",
+            ),
+            l.pick(
+                "Wir buchen Ihre Rechnungen künftig nicht mehr ab. Bitte überweisen Sie den Betrag; wenn Sie wieder \
+                 per Lastschrift zahlen möchten, hinterlegen Sie das Mandat bei Ihrer Bank.",
+                "We will no longer debit your invoices. Please transfer the amount; to pay by direct debit again, \
+                 register the mandate with your bank.",
+            ),
+        ),
+        "MS02" => (
+            l.pick(
+                "Die Lastschrift wurde von Ihnen oder Ihrer Bank abgelehnt.",
+                "You or your bank refused the direct debit.",
+            ),
+            l.pick(
+                "Wir buchen Ihre Rechnungen künftig nicht mehr ab. Bitte überweisen Sie den Betrag.",
+                "We will no longer debit your invoices. Please transfer the amount.",
+            ),
+        ),
+        "AC01" | "AC04" | "AC06" => (
+            l.pick("Das Konto ist falsch, aufgelöst oder gesperrt.", "The account is wrong, closed or blocked."),
+            l.pick("Bitte überweisen Sie den Betrag.", "Please transfer the amount."),
+        ),
+        _ => (
+            l.pick("Ihre Bank hat die Lastschrift zurückgegeben.", "Your bank returned the direct debit."),
+            l.pick("Bitte überweisen Sie den Betrag.", "Please transfer the amount."),
+        ),
+    }
+}
+
+/// `direct_debit_returned`: the reason in plain words, what to do, how to pay now.
+pub fn direct_debit_returned(f: &InvoiceFacts, code: &str, amount: i64) -> Composed {
+    let l = f.buyer.locale;
+    let subject = match l {
+        Locale::De => format!("Lastschrift zu Rechnung {} zurückgegeben", f.invoice_number),
+        Locale::En => format!("Direct debit for invoice {} was returned", f.invoice_number),
+    };
+    let (why, what) = return_reason_text(code, l);
+    let p = match l {
+        Locale::De => format!(
+            "die Lastschrift über {} zu Rechnung {} von {} wurde von Ihrer Bank zurückgegeben (Grund {code}). {why}",
+            l.money(amount, &f.currency),
+            f.invoice_number,
+            f.buyer.merchant
+        ),
+        Locale::En => format!(
+            "the direct debit of {} for invoice {} from {} was returned by your bank (reason {code}). {why}",
+            l.money(amount, &f.currency),
+            f.invoice_number,
+            f.buyer.merchant
+        ),
+    };
+    let rows = payment_rows(f, f.outstanding, f.due);
+    compose(subject, greeting(f), &[p, what.to_owned()], &rows, closing(l))
+}
+
+/// Queues the message that a payment was booked on an invoice.
+pub fn queue_payment_received(
+    s: &Services,
+    tx: &mut Tx,
+    f: &InvoiceFacts,
+    payment_id: uuid::Uuid,
+    b: Booked,
+    at: PspTime,
+) {
+    let cause = format!("payment:{payment_id}:capture:{}:payment_received", f.capture_id);
+    enqueue(s, tx, &outgoing(f, "payment_received", cause, None), &payment_received(f, b), at);
+}
+
+/// Queues the message that a collection came back.
+pub fn queue_direct_debit_returned(
+    s: &Services,
+    tx: &mut Tx,
+    f: &InvoiceFacts,
+    debit_id: uuid::Uuid,
+    code: &str,
+    amount: i64,
+    at: PspTime,
+) {
+    let cause = format!("direct_debit:{debit_id}:returned");
+    enqueue(s, tx, &outgoing(f, "direct_debit_returned", cause, None), &direct_debit_returned(f, code, amount), at);
+}

@@ -1,0 +1,496 @@
+//! Importing bank statements (camt.052/053/054): the whole document is read once to check it
+//! (a malformed, hostile or truncated file books nothing), then read again and booked entry by
+//! entry, a chunk of entries per transaction, while the reader streams — memory stays flat in
+//! the file's size. Every entry is recorded once under its key (the bank's reference, else a
+//! digest of the entry), so a second import of the same or an overlapping file books nothing
+//! twice, whichever node runs it and whenever it was interrupted.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::Services;
+use super::orders::OrderError;
+use super::payments::{Part, receive};
+use crate::domain::camt::{self, CamtError, Entry, Header, TxDetails};
+use crate::store::payments::{self as store, NewEntry, StatementRow};
+use crate::store::{StoreError, Tx};
+
+/// Entries booked in one transaction.
+const PER_TRANSACTION: usize = 100;
+/// How often a chunk is tried again after losing a race (busy, or a concurrent duplicate).
+const RETRIES: usize = 5;
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct ImportSummary {
+    pub statement_id: uuid::Uuid,
+    /// `camt.052`, `camt.053` or `camt.054`.
+    pub kind: String,
+    /// The message version, e.g. `camt.053.001.08`.
+    pub version: String,
+    /// Entries in the document.
+    pub entries: u64,
+    /// Buyer payments booked by this import.
+    pub payments: u64,
+    /// Of them, matched to invoices.
+    pub matched: u64,
+    /// Of them, held in the unmatched queue.
+    pub unmatched: u64,
+    /// Entries (or their payments) booked before, by an earlier import: nothing booked again.
+    pub duplicates: u64,
+    /// Returned direct debits booked.
+    pub returns: u64,
+    /// Batch entries whose transactions a later camt.054 will bring.
+    pub awaiting_details: u64,
+    /// Batch details kept for their batch entry, which has not arrived yet.
+    pub details_held: u64,
+    /// Entries that are no buyer payment (debits, returns of unknown collections).
+    pub ignored: u64,
+    /// Entries not booked by the bank yet (`PDNG`): imported when they are.
+    pub pending: u64,
+}
+
+/// Why an import was refused (nothing was booked).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{0}")]
+    Statement(#[from] CamtError),
+    #[error("the file cannot be read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Order(#[from] OrderError),
+}
+
+impl From<StoreError> for ImportError {
+    fn from(e: StoreError) -> ImportError {
+        ImportError::Order(OrderError::Store(e))
+    }
+}
+
+/// A document to import.
+#[derive(Debug, Clone)]
+pub enum Document {
+    File(PathBuf),
+    Bytes(bytes::Bytes),
+}
+
+impl Document {
+    fn open(&self) -> std::io::Result<Box<dyn BufRead + Send>> {
+        Ok(match self {
+            Document::File(p) => {
+                let f = std::fs::File::open(p)?;
+                if f.metadata()?.len() > camt::MAX_BYTES {
+                    return Err(std::io::Error::other(CamtError::TooLarge));
+                }
+                Box::new(BufReader::with_capacity(64 * 1024, f))
+            }
+            Document::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
+        })
+    }
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn io_or_camt(e: std::io::Error) -> ImportError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<CamtError>()) {
+        Some(c) => ImportError::Statement(c.clone()),
+        None => ImportError::Io(e),
+    }
+}
+
+/// Checks the whole document: its header, entry count and digest, or why it is refused.
+async fn check(doc: &Document) -> Result<(Header, u32, String), ImportError> {
+    let doc = doc.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut hashing = Hashing { inner: doc.open().map_err(io_or_camt)?, hash: Sha256::new() };
+        let (h, n) = camt::read(BufReader::with_capacity(64 * 1024, &mut hashing), |_, _| Ok::<_, CamtError>(()))?;
+        // Whatever follows the root element was read by the parser; hash the rest too.
+        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io_or_camt)?;
+        Ok((h, n, hex::encode(hashing.hash.finalize())))
+    })
+    .await
+    .map_err(|e| ImportError::Io(std::io::Error::other(e.to_string())))?
+}
+
+/// Imports a statement: checks it, then books every entry. `source` says who brought it
+/// (`api`, `cli`).
+pub async fn import(s: &Services, doc: Document, source: &str) -> Result<ImportSummary, ImportError> {
+    let (header, count, digest) = check(&doc).await?;
+    let statement_id = uuid::Uuid::now_v7();
+    let mut sum = ImportSummary {
+        statement_id,
+        kind: header.kind.as_str().into(),
+        version: header.version.clone(),
+        ..ImportSummary::default()
+    };
+    {
+        let mut tx = s.db.begin().await?;
+        let row = StatementRow { id: statement_id, kind: &sum.kind, version: &sum.version, digest: &digest, source };
+        store::insert_statement(&mut tx, &row, s.clock.now());
+        tx.commit().await?;
+    }
+    // Second pass: the reader streams entries through a bounded channel.
+    let (send, mut recv) = tokio::sync::mpsc::channel::<Entry>(4 * PER_TRANSACTION);
+    let reader = tokio::task::spawn_blocking(move || -> Result<(), ImportError> {
+        let input = doc.open().map_err(io_or_camt)?;
+        let r = camt::read(input, |_, e| {
+            // A closed channel means the booking side stopped (it reports why).
+            send.blocking_send(e).map_err(|_| ImportError::Io(std::io::Error::other("booking stopped")))
+        });
+        r.map(|_| ())
+    });
+    let mut chunk: Vec<Entry> = Vec::with_capacity(PER_TRANSACTION);
+    let mut booking: Result<(), ImportError> = Ok(());
+    while let Some(e) = recv.recv().await {
+        chunk.push(e);
+        if chunk.len() == PER_TRANSACTION {
+            booking = book_chunk(s, statement_id, &chunk, &mut sum).await;
+            chunk.clear();
+            if booking.is_err() {
+                break;
+            }
+        }
+    }
+    if booking.is_ok() && !chunk.is_empty() {
+        booking = book_chunk(s, statement_id, &chunk, &mut sum).await;
+    }
+    drop(recv);
+    let read = reader.await.map_err(|e| ImportError::Io(std::io::Error::other(e.to_string())))?;
+    booking?;
+    read?;
+    debug_assert_eq!(sum.entries, u64::from(count));
+    let mut tx = s.db.begin().await?;
+    crate::store::payments::set_statement_summary(&mut tx, statement_id, &crate::store::to_json(&sum)?).await?;
+    tx.commit().await?;
+    tracing::info!(
+        statement_id = %statement_id, kind = %sum.kind, entries = sum.entries, payments = sum.payments,
+        matched = sum.matched, unmatched = sum.unmatched, duplicates = sum.duplicates, "bank statement imported"
+    );
+    Ok(sum)
+}
+
+/// Books a chunk of entries in one transaction, tried again from the start when it loses a race
+/// (the entries that then exist count as duplicates).
+async fn book_chunk(
+    s: &Services,
+    statement: uuid::Uuid,
+    chunk: &[Entry],
+    sum: &mut ImportSummary,
+) -> Result<(), ImportError> {
+    let mut attempt = 0;
+    loop {
+        let mut part = ImportSummary::default();
+        let mut tx = s.db.begin().await?;
+        let mut r = Ok(());
+        for e in chunk {
+            r = book_entry(s, &mut tx, statement, e, &mut part).await;
+            if r.is_err() {
+                break;
+            }
+        }
+        let r = match r {
+            Ok(()) => tx.commit().await.map_err(OrderError::Store),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => {
+                add(sum, &part);
+                return Ok(());
+            }
+            Err(OrderError::Store(e)) if (e.is_busy() || e.is_unique_violation()) && attempt < RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
+            }
+            Err(OrderError::Conflict(_)) if attempt < RETRIES => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn add(sum: &mut ImportSummary, p: &ImportSummary) {
+    sum.entries += p.entries;
+    sum.payments += p.payments;
+    sum.matched += p.matched;
+    sum.unmatched += p.unmatched;
+    sum.duplicates += p.duplicates;
+    sum.returns += p.returns;
+    sum.awaiting_details += p.awaiting_details;
+    sum.details_held += p.details_held;
+    sum.ignored += p.ignored;
+    sum.pending += p.pending;
+}
+
+/// An entry's key: the bank's reference on the account, else a digest of what the entry says.
+pub fn entry_key(e: &Entry) -> String {
+    let account = e.account.as_deref().unwrap_or("");
+    if let Some(r) = &e.bank_ref {
+        return format!("ref:{account}:{r}");
+    }
+    let mut h = Sha256::new();
+    let mut field = |s: &str| {
+        h.update(s.as_bytes());
+        h.update([0x1f]);
+    };
+    field(account);
+    field(&e.currency);
+    field(&e.amount.to_string());
+    field(if e.credit { "C" } else { "D" });
+    field(if e.reversal { "R" } else { "" });
+    field(&e.status);
+    field(&e.booking_date.map(|d| d.to_string()).unwrap_or_default());
+    field(&e.value_date.map(|d| d.to_string()).unwrap_or_default());
+    field(e.entry_ref.as_deref().unwrap_or(""));
+    field(e.statement_id.as_deref().unwrap_or(""));
+    field(e.info.as_deref().unwrap_or(""));
+    for t in &e.transactions {
+        field(&serde_json::to_string(t).unwrap_or_default());
+    }
+    field(&e.index.to_string());
+    format!("digest:{}", hex::encode(h.finalize()))
+}
+
+/// How an entry's money divides into payments.
+enum Split {
+    Parts(Vec<Part>),
+    /// A batch whose transactions come later (camt.054).
+    NeedsDetails,
+}
+
+fn split(e: &Entry) -> Split {
+    let detailed: Vec<&TxDetails> = e.transactions.iter().filter(|t| !t.is_bare()).collect();
+    let batch = e.batch_count.unwrap_or(0);
+    if batch > 1 && (detailed.len() as u64) < u64::from(batch) {
+        return Split::NeedsDetails;
+    }
+    Split::Parts(parts_for(e, detailed.into_iter().cloned().collect()))
+}
+
+/// The payments `txs` make of entry `e`: one each when their amounts add up to the entry's,
+/// else one of the whole entry (with every reference the transactions carry).
+fn parts_for(e: &Entry, txs: Vec<TxDetails>) -> Vec<Part> {
+    let part = |amount: i64, tx: TxDetails| Part {
+        amount,
+        currency: e.currency.clone(),
+        tx,
+        account: e.account.clone(),
+        info: e.info.clone(),
+        booking_date: e.booking_date.or(e.value_date).map(|d| d.to_string()),
+    };
+    if txs.len() <= 1 {
+        return vec![part(e.amount, txs.into_iter().next().unwrap_or_default())];
+    }
+    let each: Option<i64> = txs
+        .iter()
+        .map(|t| {
+            let same = t.currency.as_deref().is_none_or(|c| c == e.currency) && t.credit != Some(false);
+            t.amount.filter(|_| same)
+        })
+        .try_fold(0i64, |acc, a| a.and_then(|a| acc.checked_add(a)));
+    if each == Some(e.amount) {
+        return txs.into_iter().map(|t| part(t.amount.unwrap_or(0), t)).collect();
+    }
+    let mut merged = TxDetails::default();
+    for t in txs {
+        merged.structured_refs.extend(t.structured_refs);
+        merged.unstructured.extend(t.unstructured);
+        merged.debtor_name = merged.debtor_name.or(t.debtor_name);
+    }
+    merged.unstructured.push("(the entry's transactions do not add up to it)".into());
+    vec![part(e.amount, merged)]
+}
+
+/// How an entry is filed: its state, the details it keeps, a note.
+struct Filed<'a>(&'a str, Option<String>, Option<&'a str>);
+
+/// Records entry `e` under `key` as `filed`; its id if this call recorded it (`None`: known).
+async fn claim(
+    tx: &mut Tx,
+    e: &Entry,
+    key: &str,
+    statement: uuid::Uuid,
+    filed: Filed<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<uuid::Uuid>, OrderError> {
+    let Filed(state, details, note) = filed;
+    let id = uuid::Uuid::now_v7();
+    let row = NewEntry {
+        id,
+        key,
+        statement_id: statement,
+        account: e.account.as_deref(),
+        currency: &e.currency,
+        amount: e.amount,
+        credit: e.credit,
+        status: &e.status,
+        state,
+        booking_date: e.booking_date.map(|d| d.to_string()),
+        details,
+        note: note.map(str::to_owned),
+    };
+    Ok(store::claim_entry(tx, &row, now).await?.then_some(id))
+}
+
+async fn book_parts(
+    s: &Services,
+    tx: &mut Tx,
+    entry_id: uuid::Uuid,
+    key: &str,
+    parts: &[Part],
+    sum: &mut ImportSummary,
+) -> Result<(), OrderError> {
+    for (i, p) in parts.iter().enumerate() {
+        match receive(s, tx, entry_id, format!("{key}#{i}"), p, None).await? {
+            Some(v) => {
+                sum.payments += 1;
+                if v.state == "matched" {
+                    sum.matched += 1;
+                } else {
+                    sum.unmatched += 1;
+                }
+            }
+            None => sum.duplicates += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Books one entry (see the module's comment for what each kind of entry does).
+async fn book_entry(
+    s: &Services,
+    tx: &mut Tx,
+    statement: uuid::Uuid,
+    e: &Entry,
+    sum: &mut ImportSummary,
+) -> Result<(), OrderError> {
+    sum.entries += 1;
+    if e.status == "PDNG" {
+        sum.pending += 1;
+        return Ok(());
+    }
+    let now = s.clock.now();
+    let key = entry_key(e);
+    let returns: Vec<&TxDetails> = e.transactions.iter().filter(|t| t.return_reason.is_some()).collect();
+    if !returns.is_empty() {
+        let Some(id) = claim(tx, e, &key, statement, Filed("booked", None, Some("returns")), now).await? else {
+            sum.duplicates += 1;
+            return Ok(());
+        };
+        for (i, t) in returns.iter().enumerate() {
+            let amount = t.amount.unwrap_or(if returns.len() == 1 { e.amount } else { 0 });
+            let reason = t.return_reason.as_deref().unwrap_or("");
+            let e2e = t.end_to_end_id.as_deref().unwrap_or("");
+            if super::direct_debit::returned(s, tx, e2e, reason, amount, id, &format!("{key}#r{i}")).await? {
+                sum.returns += 1;
+            } else {
+                sum.ignored += 1;
+            }
+        }
+        return Ok(());
+    }
+    if !e.credit {
+        if claim(tx, e, &key, statement, Filed("ignored", None, Some("a debit, not a buyer payment")), now)
+            .await?
+            .is_some()
+        {
+            sum.ignored += 1;
+        } else {
+            sum.duplicates += 1;
+        }
+        return Ok(());
+    }
+    let info = e.status != "BOOK";
+    match split(e) {
+        Split::NeedsDetails if info => sum.ignored += 1,
+        Split::NeedsDetails => {
+            if claim(tx, e, &key, statement, Filed("awaiting_details", None, None), now).await?.is_some() {
+                sum.awaiting_details += 1;
+                return Ok(());
+            }
+            // Its details came first: book them now.
+            let existing = store::entry_by_key(tx, &key).await?;
+            match existing {
+                Some(x) if x.state == "details" && store::move_entry(tx, x.id, "details", "booked").await? => {
+                    let txs: Vec<TxDetails> = serde_json::from_str(x.details.as_deref().unwrap_or("[]"))
+                        .map_err(|e| StoreError::Corrupt(format!("bank_entries.details: {e}")))?;
+                    book_parts(s, tx, x.id, &key, &parts_for(e, txs), sum).await?;
+                }
+                _ => sum.duplicates += 1,
+            }
+        }
+        Split::Parts(parts) => {
+            let (state, details) = if info {
+                let txs: Vec<&TxDetails> = parts.iter().map(|p| &p.tx).collect();
+                ("details", Some(crate::store::to_json(&txs)?))
+            } else {
+                ("booked", None)
+            };
+            if let Some(id) = claim(tx, e, &key, statement, Filed(state, details, None), now).await? {
+                if info {
+                    sum.details_held += 1;
+                } else {
+                    book_parts(s, tx, id, &key, &parts, sum).await?;
+                }
+                return Ok(());
+            }
+            // Known already: a batch waiting for these details (or details seen, now booked)?
+            let existing = store::entry_by_key(tx, &key).await?;
+            let waiting = match &existing {
+                Some(x) if x.state == "awaiting_details" && x.amount == e.amount => Some((x.id, "awaiting_details")),
+                Some(x) if x.state == "details" && !info => Some((x.id, "details")),
+                _ => None,
+            };
+            match waiting {
+                Some((id, from)) if store::move_entry(tx, id, from, "booked").await? => {
+                    book_parts(s, tx, id, &key, &parts, sum).await?;
+                }
+                _ => sum.duplicates += 1,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records the synthetic entry a sandbox payment books under.
+pub async fn sandbox_entry(s: &Services, tx: &mut Tx, key: &str, part: &Part) -> Result<uuid::Uuid, OrderError> {
+    let now = s.clock.now();
+    let statement = uuid::Uuid::now_v7();
+    let row = StatementRow { id: statement, kind: "sandbox", version: "sandbox", digest: key, source: "sandbox" };
+    store::insert_statement(tx, &row, now);
+    let id = uuid::Uuid::now_v7();
+    let row = NewEntry {
+        id,
+        key,
+        statement_id: statement,
+        account: part.tx.creditor_account.as_deref(),
+        currency: &part.currency,
+        amount: part.amount,
+        credit: true,
+        status: "BOOK",
+        state: "booked",
+        booking_date: part.booking_date.clone(),
+        details: None,
+        note: Some("sandbox payment".into()),
+    };
+    if !store::claim_entry(tx, &row, now).await? {
+        return Err(OrderError::Conflict("the sandbox payment exists already".into()));
+    }
+    Ok(id)
+}
