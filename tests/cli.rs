@@ -300,3 +300,45 @@ async fn webhooks_ignore_proxies_from_the_environment() {
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "the webhook reached the receiver directly");
     assert_eq!(proxied.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing went to the proxy");
 }
+
+/// `statements import` books a file once (a second import is all duplicates), refuses a hostile
+/// one naming why and booking nothing from it, and exits non-zero when any file was refused;
+/// `direct-debit export` says when nothing is due; the ledger still verifies.
+#[test]
+fn statements_import_and_direct_debit_export_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.xml");
+    std::fs::write(
+        &good,
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt><GrpHdr><MsgId>M</MsgId></GrpHdr>
+<Stmt><Id>S</Id><Acct><Id><IBAN>DE02120300000000202051</IBAN></Id></Acct>
+<Ntry><Amt Ccy="EUR">25.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts><AcctSvcrRef>CLI-1</AcctSvcrRef>
+<NtryDtls><TxDtls><RltdPties><Dbtr><Nm>Jemand</Nm></Dbtr></RltdPties><RmtInf><Ustrd>ohne Bezug</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>
+</Stmt></BkToCstmrStmt></Document>"#,
+    )
+    .unwrap();
+    let hostile = dir.path().join("hostile.xml");
+    std::fs::write(
+        &hostile,
+        r#"<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><Document>&x;</Document>"#,
+    )
+    .unwrap();
+    let out = netterms(dir.path()).args(["statements", "import"]).arg(&good).arg(&hostile).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("good.xml: camt.053 camt.053.001.02 — 1 entries, 1 payments (0 matched, 1 unmatched)"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("hostile.xml: refused, nothing booked") && stderr.contains("DOCTYPE"), "{stderr}");
+    let out = netterms(dir.path()).args(["statements", "import", "--json"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["payments"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(1)), "{v}");
+    let out = netterms(dir.path()).args(["direct-debit", "export"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing due for collection"));
+    let out = netterms(dir.path()).args(["ledger", "verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -205,10 +205,12 @@ pub struct ExtendInput {
     pub duration: Option<i64>,
 }
 
-/// An ISO 11649 creditor reference for a capture.
+/// An ISO 11649 creditor reference for a capture: its id's last 21 hex digits, which hold the
+/// UUIDv7's random bits (the leading ones are a timestamp and a per-millisecond counter, and
+/// repeated across invoices captured in the same millisecond by different threads).
 pub fn rf_reference(id: CaptureId) -> String {
     let body = id.0.simple().to_string().to_ascii_uppercase();
-    iban::with_check_digits("RF", &body[..21]).unwrap_or_default()
+    iban::with_check_digits("RF", &body[11..]).unwrap_or_default()
 }
 
 /// The fee on `gross` for a term of `duration` days: the PSP's rate (or its band's) plus the fixed fee.
@@ -659,5 +661,18 @@ mod tests {
             if v < 10 { (acc * 10 + v) % 97 } else { (acc * 100 + v) % 97 }
         });
         assert_eq!(rem, 1);
+    }
+
+    #[test]
+    fn rf_references_of_ids_made_at_once_differ() {
+        // Many ids in the same milliseconds, from several threads, as concurrent captures make them.
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..5_000).map(|_| rf_reference(CaptureId::new())).collect::<Vec<_>>()))
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
     }
 }

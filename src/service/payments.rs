@@ -136,9 +136,14 @@ async fn by_references(
         return Ok(None);
     }
     let found = store::captures_by_reference(conn, refs).await?;
-    // In the order the references were found, within scope, of the first buyer named.
+    // In the order the references were found, within scope, of the first buyer named. A
+    // reference that names more than one invoice (references issued before they were drawn from
+    // random bits could repeat) decides nothing.
     let mut hits: Vec<(String, CaptureId, BuyerId)> = Vec::new();
     for r in refs {
+        if found.iter().filter(|f| f.3 == *r).count() > 1 {
+            continue;
+        }
         for (id, psp, buyer, reference) in &found {
             if reference == r && scope.is_none_or(|p| p == *psp) && hits.first().is_none_or(|h| h.2 == *buyer) {
                 hits.push((r.clone(), *id, *buyer));

@@ -775,3 +775,28 @@ async fn in_a_sandbox_the_bank_books_collections_on_their_day() {
     assert!(events_of(&app, &psp, "capture.late").await.is_empty(), "collected on its due date, never late");
     verify_ledger(&app).await;
 }
+
+/// References issued before they were drawn from random bits could repeat across invoices: a
+/// payment naming such a reference pays neither invoice and waits for an operator.
+#[tokio::test]
+async fn a_reference_that_names_two_invoices_decides_nothing() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let a = capture_of(&app, &psp, &mid, "AMB-1", 11900).await;
+    let b = capture_of(&app, &psp, &mid, "AMB-2", 11900).await;
+    app.execute(&format!(
+        "UPDATE captures SET payment_reference = '{}' WHERE external_invoice_number = 'AMB-2'",
+        rf(&a)
+    ))
+    .await;
+    let s = import(
+        &app,
+        &camt053(Dialect::V02, "S-AMB", &[Ntry::credit("AMB-B1", 11900, Tx { rf: Some(rf(&a)), ..Tx::default() })]),
+    )
+    .await;
+    assert_eq!((s["matched"].as_u64(), s["unmatched"].as_u64()), (Some(0), Some(1)), "{s}");
+    assert_eq!(get_capture(&app, &psp, &id(&a)).await["state"], "open");
+    assert_eq!(get_capture(&app, &psp, &id(&b)).await["state"], "open");
+    verify_ledger(&app).await;
+}

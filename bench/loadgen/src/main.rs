@@ -9,6 +9,10 @@
 //! - the server's peak resident set,
 //! - a growth run: p99 of `GET /v1/orders/{id}` and of a capture at 10,000 and at 1,000,000 stored orders.
 //!
+//! `NETTERMS_BENCH_ONLY=statements` runs the bank-statement phase: 100,000 open invoices, and a
+//! camt.053 paying each by its RF reference imported and matched by `netterms statements
+//! import`, with the import's peak memory for a 20,000- and an 80,000-entry file.
+//!
 //! `NETTERMS_BENCH_ONLY=after_capture` runs the phase of the buyer's side instead: a sandbox clock
 //! advance of 120 days over 10,000 open invoices, PDFs per second and their size, e-mails per
 //! second to a local SMTP server.
@@ -653,9 +657,177 @@ async fn after_capture(backend: &str, db_url: &str, port: u16) -> Result<Value> 
     }))
 }
 
+/// One entry of a realistic, compact camt.053.001.02 crediting `cents` with RF reference `rf`.
+fn statement_entry(n: u64, cents: i64, rf: &str) -> String {
+    format!(
+        "<Ntry><Amt Ccy=\"EUR\">{}.{:02}</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts><BookgDt><Dt>2026-03-02</Dt></BookgDt>\
+         <ValDt><Dt>2026-03-02</Dt></ValDt><AcctSvcrRef>BENCH{n:09}</AcctSvcrRef><NtryDtls><TxDtls><Refs>\
+         <EndToEndId>NOTPROVIDED</EndToEndId></Refs><RltdPties><Dbtr><Nm>Kunde GmbH</Nm></Dbtr><DbtrAcct><Id>\
+         <IBAN>DE89370400440532013000</IBAN></Id></DbtrAcct></RltdPties><RmtInf><Strd><CdtrRefInf><Ref>{rf}</Ref>\
+         </CdtrRefInf></Strd></RmtInf></TxDtls></NtryDtls></Ntry>\n",
+        cents / 100,
+        cents % 100
+    )
+}
+
+/// Writes a camt.053 of the entries `(cents, rf)` to `path`.
+fn write_statement(path: &std::path::Path, first: u64, entries: &[(i64, String)]) -> Result<u64> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    write!(
+        f,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:camt.053.001.02\">\
+         <BkToCstmrStmt><GrpHdr><MsgId>BENCH</MsgId><CreDtTm>2026-03-02T18:00:00</CreDtTm></GrpHdr><Stmt><Id>BENCH-{first}</Id>\
+         <Acct><Id><IBAN>DE02120300000000202051</IBAN></Id><Ccy>EUR</Ccy></Acct>\n"
+    )?;
+    for (i, (cents, rf)) in entries.iter().enumerate() {
+        f.write_all(statement_entry(first + i as u64, *cents, rf).as_bytes())?;
+    }
+    write!(f, "</Stmt></BkToCstmrStmt></Document>\n")?;
+    f.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// `netterms statements import FILE --json` on the stopped server's database: wall time, the
+/// import's summary and the process's peak resident set (by /usr/bin/time).
+fn import_statement(db_url: &str, port: u16, path: &std::path::Path) -> Result<(f64, Value, f64)> {
+    let t = Instant::now();
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.arg("-f").arg("maxrss_kb=%M");
+    // NETTERMS_BENCH_PERF=FILE: the import runs under `perf record -g` writing FILE.
+    if let Ok(out) = std::env::var("NETTERMS_BENCH_PERF") {
+        cmd.args(["perf", "record", "-g", "-q", "-o", &out, "--"]);
+    }
+    cmd.arg(bin());
+    for (k, v) in netterms(db_url, port).get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.args(["statements", "import", "--json"]).arg(path).output()?;
+    let secs = t.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("import failed: {stderr}");
+    }
+    let rss_kb: f64 =
+        stderr.lines().find_map(|l| l.strip_prefix("maxrss_kb=")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
+    Ok((secs, serde_json::from_slice(&out.stdout)?, rss_kb / 1024.0))
+}
+
+/// The statements phase: 100,000 open invoices, then one camt.053 paying each by its RF
+/// reference imported and matched by the CLI; a 20,000-entry file first shows the memory the
+/// import needs does not grow with the file.
+async fn statements(backend: &str, db_url: &str, port: u16) -> Result<Value> {
+    let invoices: u64 = std::env::var("NETTERMS_BENCH_INVOICES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    // A file a fifth of the size first, of invoices of its own.
+    let small = invoices / 5;
+    let total = invoices + small;
+    let s = Arc::new(
+        start_with(db_url, port, &[("NETTERMS_JOB_WORKER", "false".into()), ("NETTERMS_LOG_LEVEL", "error".into())])
+            .await?,
+    );
+    let mut orders = Vec::new();
+    for i in 0..16 {
+        orders.push(s.order(3_000_000 + i, 1_000_000_000).await.context("preparing orders")?);
+    }
+    let orders = Arc::new(orders);
+    let refs = Arc::new(Mutex::new(Vec::new()));
+    let made = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let workers: Vec<_> = (0..32u64)
+        .map(|w| {
+            let (s, o, r, m) = (s.clone(), orders.clone(), refs.clone(), made.clone());
+            tokio::spawn(async move {
+                let mut i = w;
+                while m.fetch_add(1, Ordering::Relaxed) < total {
+                    let cents = 100 + i64::try_from(i % 900).unwrap_or(0);
+                    if let Some(v) = s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], cents).await {
+                        let rf = v["payment_instructions"]["reference"].as_str().unwrap_or_default().to_owned();
+                        r.lock().await.push((cents, rf));
+                    }
+                    i += 32;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    let capture_s = t.elapsed().as_secs_f64();
+    let refs = refs.lock().await.clone();
+    if u64::try_from(refs.len())? != total {
+        bail!("only {} of {total} invoices were captured", refs.len());
+    }
+    eprintln!("[{backend}] {total} invoices captured in {capture_s:.1} s");
+    drop(orders);
+    let s = Arc::try_unwrap(s).map_err(|_| anyhow::anyhow!("server still referenced"))?;
+    drop(s);
+
+    let dir = tempfile_dir()?;
+    let small_file = dir.join("small.xml");
+    let big_file = dir.join("big.xml");
+    let split = usize::try_from(small)?;
+    let small_bytes = write_statement(&small_file, 0, &refs[..split])?;
+    let big_bytes = write_statement(&big_file, small, &refs[split..])?;
+    // NETTERMS_BENCH_KEEP=DIR keeps the files and a copy of the SQLite database before the
+    // imports there, for profiling the import by hand.
+    if let Ok(keep) = std::env::var("NETTERMS_BENCH_KEEP")
+        && let Some(path) = db_url.strip_prefix("sqlite://")
+    {
+        std::fs::create_dir_all(&keep)?;
+        std::fs::copy(path, std::path::Path::new(&keep).join("before.db"))?;
+        std::fs::copy(&small_file, std::path::Path::new(&keep).join("small.xml"))?;
+        std::fs::copy(&big_file, std::path::Path::new(&keep).join("big.xml"))?;
+    }
+    let (small_s, small_sum, small_rss) = import_statement(db_url, port, &small_file)?;
+    eprintln!(
+        "[{backend}] {small} entries ({:.1} MB) imported in {small_s:.2} s, peak RSS {small_rss:.0} MB: {small_sum}",
+        small_bytes as f64 / 1e6
+    );
+    let (big_s, big_sum, big_rss) = import_statement(db_url, port, &big_file)?;
+    let big_n = invoices;
+    eprintln!(
+        "[{backend}] {big_n} entries ({:.1} MB) imported in {big_s:.2} s, peak RSS {big_rss:.0} MB: {big_sum}",
+        big_bytes as f64 / 1e6
+    );
+    // Again: every entry a duplicate.
+    let (again_s, again_sum, _) = import_statement(db_url, port, &big_file)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if big_sum["matched"].as_u64() != Some(big_n) || small_sum["matched"].as_u64() != Some(small) {
+        bail!("not every entry matched: {small_sum} {big_sum}");
+    }
+    Ok(json!({
+        "backend": backend,
+        "invoices": invoices,
+        "captures_per_s": total as f64 / capture_s,
+        "small_entries": small,
+        "small_mb": small_bytes as f64 / 1e6,
+        "small_import_s": small_s,
+        "small_entries_per_s": small as f64 / small_s,
+        "small_peak_rss_mb": small_rss,
+        "big_entries": big_n,
+        "big_mb": big_bytes as f64 / 1e6,
+        "big_import_s": big_s,
+        "big_entries_per_s": big_n as f64 / big_s,
+        "big_peak_rss_mb": big_rss,
+        "reimport_s": again_s,
+        "reimport_duplicates": again_sum["duplicates"],
+    }))
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("netterms-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
 async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench: Option<(f64, f64)>) -> Result<Value> {
     if std::env::var("NETTERMS_BENCH_ONLY").is_ok_and(|v| v == "after_capture") {
         return after_capture(backend, db_url, port).await;
+    }
+    if std::env::var("NETTERMS_BENCH_ONLY").is_ok_and(|v| v == "statements") {
+        return statements(backend, db_url, port).await;
     }
     let pgbench_tps = pgbench.map(|p| p.0);
     let pgbench_db_cpu_ms_per_tx = pgbench.map(|p| p.1);
