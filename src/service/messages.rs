@@ -596,6 +596,57 @@ pub fn enqueue(s: &Services, tx: &mut Tx, o: &Outgoing<'_>, c: &Composed, at: Ps
     );
 }
 
+/// [`enqueue`] for many messages: two statements for all of them (deferred).
+pub fn enqueue_many(s: &Services, tx: &mut Tx, items: &[(Outgoing<'_>, Composed, PspTime)]) {
+    let domain = mail_domain(s);
+    let mut ids = Vec::with_capacity(items.len());
+    let mut payloads = Vec::with_capacity(items.len());
+    for (o, _, _) in items {
+        let id = uuid::Uuid::now_v7();
+        ids.push((id, format!("<{}@{domain}>", id.simple())));
+        payloads
+            .push((serde_json::json!({ "cause_key": o.cause_key }).to_string(), format!("{SEND_JOB}:{}", o.cause_key)));
+    }
+    let mut messages = Vec::new();
+    let mut jobs_ = Vec::new();
+    for (((o, c, at), (id, message_id)), (payload, unique)) in items.iter().zip(&ids).zip(&payloads) {
+        if o.to.is_empty() {
+            continue;
+        }
+        messages.push((
+            NewMessage {
+                id: *id,
+                psp_id: o.psp_id,
+                order_id: o.order_id,
+                capture_id: o.capture_id,
+                kind: o.kind,
+                cause_key: &o.cause_key,
+                locale: o.locale.as_str(),
+                to: o.to,
+                subject: &c.subject,
+                text: &c.text,
+                html: &c.html,
+                attachment: o.attachment.as_deref(),
+                message_id,
+            },
+            at.now,
+        ));
+        jobs_.push((
+            NewJob {
+                kind: SEND_JOB,
+                psp_id: Some(o.psp_id),
+                payload,
+                unique_key: Some(unique),
+                run_at: at.wall,
+                max_attempts: MAX_ATTEMPTS,
+            },
+            at.wall,
+        ));
+    }
+    store::insert_many(tx, &messages);
+    jobs::enqueue_many(tx, &jobs_);
+}
+
 pub(super) fn outgoing<'a>(
     f: &'a InvoiceFacts,
     kind: &'a str,

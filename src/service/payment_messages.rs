@@ -144,8 +144,18 @@ pub fn queue_payment_received(
     b: Booked,
     at: PspTime,
 ) {
+    let (o, c) = payment_received_message(f, payment_id, b);
+    enqueue(s, tx, &o, &c, at);
+}
+
+/// What [`queue_payment_received`] queues, for queueing many at once.
+pub fn payment_received_message<'a>(
+    f: &'a InvoiceFacts,
+    payment_id: uuid::Uuid,
+    b: Booked,
+) -> (super::messages::Outgoing<'a>, Composed) {
     let cause = format!("payment:{payment_id}:capture:{}:payment_received", f.capture_id);
-    enqueue(s, tx, &outgoing(f, "payment_received", cause, None), &payment_received(f, b), at);
+    (outgoing(f, "payment_received", cause, None), payment_received(f, b))
 }
 
 /// Queues the message that a collection came back.

@@ -198,11 +198,19 @@ async fn book_chunk(
         let mut part = ImportSummary::default();
         let mut tx = s.db.begin().await?;
         let mut r = Ok(());
-        for e in chunk {
-            r = book_entry(s, &mut tx, statement, e, &mut part).await;
-            if r.is_err() {
-                break;
+        match fast_path(s, &mut tx, statement, chunk, &mut part).await {
+            Ok(handled) => {
+                for (e, done) in chunk.iter().zip(handled) {
+                    if done {
+                        continue;
+                    }
+                    r = book_entry(s, &mut tx, statement, e, &mut part).await;
+                    if r.is_err() {
+                        break;
+                    }
+                }
             }
+            Err(e) => r = Err(e),
         }
         let r = match r {
             Ok(()) => tx.commit().await.map_err(OrderError::Store),
@@ -466,6 +474,254 @@ async fn book_entry(
         }
     }
     Ok(())
+}
+
+/// A payment the fast path may book: a booked credit entry that is one payment naming one valid
+/// RF reference in its structured remittance, in a currency netterms serves.
+struct Simple<'a> {
+    index: usize,
+    key: String,
+    part: Part,
+    rf: String,
+    entry: &'a Entry,
+}
+
+fn simple<'a>(s: &Services, index: usize, e: &'a Entry) -> Option<Simple<'a>> {
+    if e.status != "BOOK" || !e.credit || e.amount <= 0 || e.transactions.iter().any(|t| t.return_reason.is_some()) {
+        return None;
+    }
+    let Split::Parts(mut parts) = split(e) else { return None };
+    if parts.len() != 1 || !s.config.currencies.contains(&e.currency) {
+        return None;
+    }
+    let part = parts.pop()?;
+    let refs: Vec<String> = part
+        .tx
+        .structured_refs
+        .iter()
+        .map(|r| crate::domain::iban::normalize(r))
+        .filter(|r| crate::domain::matching::is_rf(r))
+        .collect();
+    let [rf] = refs.as_slice() else { return None };
+    Some(Simple { index, key: entry_key(e), rf: rf.clone(), part, entry: e })
+}
+
+/// Books, set-wise, the entries of a chunk that are the common case — one RF reference naming one
+/// unpaid invoice outside dunning — in a few statements for the whole chunk: the entries claimed
+/// by key, their invoices locked and changed by compare-and-set, and the payments, allocations,
+/// ledger entries, events and e-mails written as the per-entry path writes them. Returns which
+/// entries it handled (booked, or found to be duplicates); the rest take the per-entry path in
+/// the same transaction.
+async fn fast_path(
+    s: &Services,
+    tx: &mut Tx,
+    statement: uuid::Uuid,
+    chunk: &[Entry],
+    sum: &mut ImportSummary,
+) -> Result<Vec<bool>, OrderError> {
+    use std::collections::{HashMap, HashSet};
+    let mut handled = vec![false; chunk.len()];
+    let mut cands: Vec<Simple<'_>> = chunk.iter().enumerate().filter_map(|(i, e)| simple(s, i, e)).collect();
+    // The same key twice in one chunk: the per-entry path sorts it out.
+    let mut seen = HashSet::new();
+    cands.retain(|c| seen.insert(c.key.clone()));
+    if cands.is_empty() {
+        return Ok(handled);
+    }
+    let now = s.clock.now();
+    let ids: Vec<uuid::Uuid> = cands.iter().map(|_| uuid::Uuid::now_v7()).collect();
+    let rows: Vec<NewEntry<'_>> = cands
+        .iter()
+        .zip(&ids)
+        .map(|(c, id)| NewEntry {
+            id: *id,
+            key: &c.key,
+            statement_id: statement,
+            account: c.entry.account.as_deref(),
+            currency: &c.entry.currency,
+            amount: c.entry.amount,
+            credit: true,
+            status: &c.entry.status,
+            state: "booked",
+            booking_date: c.entry.booking_date.map(|d| d.to_string()),
+            details: None,
+            note: None,
+        })
+        .collect();
+    let claimed: HashSet<String> = store::claim_entries(tx, &rows, now).await?.into_iter().collect();
+    let refs: Vec<String> = cands.iter().filter(|c| claimed.contains(&c.key)).map(|c| c.rf.clone()).collect();
+    let invoices = crate::store::captures::lock_by_references(tx, &refs).await?;
+    let mut by_ref: HashMap<&str, Vec<&crate::store::captures::CaptureWithContact>> = HashMap::new();
+    for i in &invoices {
+        by_ref.entry(i.capture.payment_reference.as_str()).or_default().push(i);
+    }
+    let mut times: HashMap<crate::domain::ids::PspId, crate::clock::PspTime> = HashMap::new();
+    let mut taken: HashSet<crate::domain::ids::CaptureId> = HashSet::new();
+    let mut booked: Vec<(store::PaymentRow, crate::domain::ids::CaptureId, i64)> = Vec::new();
+    let mut updates: Vec<(&crate::store::captures::CaptureRow, i64, &str)> = Vec::new();
+    let mut after: Vec<(
+        usize,
+        crate::store::captures::CaptureRow,
+        &crate::store::captures::CaptureWithContact,
+        i64,
+        i64,
+    )> = Vec::new();
+    for (c, entry_id) in cands.iter().zip(&ids) {
+        if !claimed.contains(&c.key) {
+            // Known: a duplicate, or a batch waiting for these details — the per-entry path knows.
+            continue;
+        }
+        let one = match by_ref.get(c.rf.as_str()).map(Vec::as_slice) {
+            Some([one]) => *one,
+            // No invoice, or more than one: the per-entry path (its entry is recorded already).
+            _ => {
+                sum.entries += 1;
+                handled[c.index] = true;
+                book_parts(s, tx, *entry_id, &c.key, std::slice::from_ref(&c.part), sum).await?;
+                continue;
+            }
+        };
+        let inv = &one.capture;
+        let plain = inv.is_unpaid()
+            && inv.currency == c.part.currency
+            && inv.interest_through.is_none()
+            && inv.dunning_charges() == 0
+            && taken.insert(inv.id);
+        if !plain {
+            sum.entries += 1;
+            handled[c.index] = true;
+            book_parts(s, tx, *entry_id, &c.key, std::slice::from_ref(&c.part), sum).await?;
+            continue;
+        }
+        let principal = c.part.amount.min(inv.outstanding());
+        let credit = c.part.amount - principal;
+        let state = super::captures::capture_state(
+            inv.gross,
+            inv.refunded,
+            inv.paid_direct,
+            inv.paid_bank + principal,
+            &inv.state,
+        );
+        let t = &c.part.tx;
+        let mut explanation = format!("the structured remittance names {}", c.rf);
+        if credit > 0 {
+            explanation.push_str(&format!("; {credit} more than owed became the buyer's credit"));
+        }
+        let at = match times.get(&inv.psp_id) {
+            Some(a) => *a,
+            None => {
+                let a = s.now_for(tx, inv.psp_id).await?;
+                times.insert(inv.psp_id, a);
+                a
+            }
+        };
+        booked.push((
+            store::PaymentRow {
+                id: uuid::Uuid::now_v7(),
+                payment_key: format!("{}#0", c.key),
+                entry_id: *entry_id,
+                psp_id: Some(inv.psp_id),
+                buyer_id: Some(inv.buyer_id),
+                currency: c.part.currency.clone(),
+                amount: c.part.amount,
+                debtor_name: t.debtor_name.clone().or(t.ultimate_debtor.clone()),
+                debtor_iban: t.debtor_account.clone(),
+                creditor_iban: t.creditor_account.clone().or(c.part.account.clone()),
+                reference: Some(t.structured_refs.join(" ")),
+                remittance: (!t.unstructured.is_empty()).then(|| t.unstructured.join(" ")),
+                end_to_end_id: t.end_to_end_id.clone(),
+                mandate_id: t.mandate_id.clone(),
+                booking_date: c.part.booking_date.clone(),
+                state: "matched".into(),
+                rule: Some(crate::domain::matching::Rule::StructuredReference.as_str().into()),
+                explanation: Some(explanation),
+                credit,
+                created_at: at.now,
+                updated_at: at.now,
+            },
+            inv.id,
+            principal,
+        ));
+        updates.push((inv, principal, state));
+        let mut next = inv.clone();
+        next.paid_bank += principal;
+        next.state = state.into();
+        after.push((c.index, next, one, principal, credit));
+    }
+    let changed = crate::store::captures::apply_payments(tx, &updates, now).await?;
+    if changed != updates.len() as u64 {
+        return Err(OrderError::Conflict("an invoice changed meanwhile; retry".into()));
+    }
+    store::insert_booked(tx, &booked);
+    let mut settled_orders = Vec::new();
+    let mut entries = Vec::with_capacity(booked.len());
+    let mut evs = Vec::with_capacity(booked.len() * 2);
+    let mut facts = Vec::with_capacity(booked.len());
+    for ((p, _, _), (index, inv, one, principal, credit)) in booked.iter().zip(&after) {
+        let at = times[&inv.psp_id];
+        let entry = crate::domain::ledger::bank_payment(
+            inv.buyer_id,
+            crate::domain::ledger::Applied { charges: 0, principal: *principal, credit: *credit },
+        )
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        entries.push((entry, p.currency.clone(), p.id, at.now));
+        use crate::domain::events::{CaptureEventData, CaptureEventKind, Event, PaymentEvent, PaymentEventKind};
+        if inv.state == "paid" {
+            evs.push((inv.psp_id, Event::Capture(CaptureEventKind::Paid, CaptureEventData { capture_id: inv.id }), at));
+            settled_orders.push((inv.order_id, inv.psp_id));
+        }
+        let ev = PaymentEvent {
+            payment_id: p.id,
+            capture_id: inv.id,
+            order_id: inv.order_id,
+            currency: inv.currency.clone(),
+            amount: *principal,
+            charges: 0,
+            principal: *principal,
+            matched_by: crate::domain::matching::Rule::StructuredReference.as_str().into(),
+            outstanding: inv.outstanding(),
+            return_reason: None,
+        };
+        evs.push((inv.psp_id, Event::Payment(PaymentEventKind::Received, ev), at));
+        let f = super::messages::InvoiceFacts::of(s, &super::messages::buyer_of(one.contact.clone())?, inv)?;
+        let b = super::payment_messages::Booked { amount: *principal, charges: 0, still_owed: inv.outstanding() };
+        facts.push((f, p.id, b, at));
+        sum.entries += 1;
+        sum.payments += 1;
+        sum.matched += 1;
+        handled[*index] = true;
+    }
+    crate::store::ledger::post_many(tx, &entries);
+    crate::store::events::append_many(tx, &evs);
+    let mails: Vec<_> = facts
+        .iter()
+        .map(|(f, id, b, at)| {
+            let (o, c) = super::payment_messages::payment_received_message(f, *id, *b);
+            (o, c, *at)
+        })
+        .collect();
+    super::messages::enqueue_many(s, tx, &mails);
+    // Orders whose last invoice this paid are complete (locked first, as one settlement does).
+    let mut order_ids: Vec<crate::domain::ids::OrderId> = settled_orders.iter().map(|(o, _)| *o).collect();
+    order_ids.sort_by_key(|o| o.0);
+    order_ids.dedup();
+    crate::store::orders::lock_orders(tx, &order_ids).await?;
+    for (order_id, merchant_id) in crate::store::orders::complete_many_if_settled(tx, &order_ids, now).await? {
+        if let Some((_, psp)) = settled_orders.iter().find(|(o, _)| *o == order_id) {
+            let at = times[psp];
+            super::orders::order_event(
+                tx,
+                *psp,
+                crate::domain::events::OrderEventKind::Complete,
+                order_id,
+                merchant_id,
+                crate::domain::order::OrderState::Complete,
+                at,
+            )
+            .await?;
+        }
+    }
+    Ok(handled)
 }
 
 /// Records the synthetic entry a sandbox payment books under.

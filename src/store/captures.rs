@@ -437,3 +437,73 @@ pub async fn reopen_after_return(
         .execute(&mut *x).await?.rows_affected() == 1
     }))
 }
+
+/// The invoices carrying these payment references, with their orders' contacts, locked.
+pub async fn lock_by_references(tx: &mut impl AsExec, refs: &[String]) -> StoreResult<Vec<CaptureWithContact>> {
+    if refs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = (1..=refs.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    Ok(with_conn!(tx, c, b => {
+        let l = if b == Backend::Postgres { " FOR UPDATE OF c" } else { "" };
+        let select = CAPTURE_SELECT.replacen(
+            " FROM captures c JOIN buyers b ON b.id = c.buyer_id",
+            ", o.order_data, o.payment_method, o.mandate_reference, s.locale, m.name AS merchant_name \
+             FROM captures c JOIN buyers b ON b.id = c.buyer_id JOIN orders o ON o.id = c.order_id \
+             LEFT JOIN checkout_sessions s ON s.id = o.session_id LEFT JOIN merchants m ON m.id = o.merchant_id",
+            1,
+        );
+        let sql = format!("{select} WHERE c.payment_reference IN ({list}) ORDER BY c.due_date, c.id{l}");
+        let mut q = sqlx::query_as(&sql);
+        for r in refs {
+            q = q.bind(r.as_str());
+        }
+        q.fetch_all(&mut *c).await?
+    }))
+}
+
+/// Books principal on many invoices read (and locked) as given, in one statement: each row is
+/// (invoice as read, principal, new state). How many it changed (fewer: one changed meanwhile).
+pub async fn apply_payments(
+    tx: &mut impl AsExec,
+    rows: &[(&CaptureRow, i64, &str)],
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    let mut n = 0;
+    for part in rows.chunks(super::rows_per_statement(4)) {
+        n += apply_payments_once(tx, part, now).await?;
+    }
+    Ok(n)
+}
+
+async fn apply_payments_once(
+    tx: &mut impl AsExec,
+    rows: &[(&CaptureRow, i64, &str)],
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    Ok(with_conn!(tx, c, b => {
+        let values = (0..rows.len())
+            .map(|i| {
+                let n = 4 * i + 2;
+                match b {
+                    Backend::Postgres => format!("(CAST(${} AS UUID), CAST(${} AS BIGINT), CAST(${} AS TEXT), CAST(${} AS BIGINT))", n, n + 1, n + 2, n + 3),
+                    Backend::Sqlite => format!("(${}, ${}, ${}, ${})", n, n + 1, n + 2, n + 3),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH v (id, principal, state, before) AS (VALUES {values}) \
+             UPDATE captures SET paid_bank = captures.paid_bank + v.principal, state = v.state, updated_at = $1 \
+             FROM v WHERE captures.id = v.id AND captures.paid_bank = v.before"
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for (r, principal, state) in rows {
+            q = q.bind(r.id).bind(*principal).bind(*state).bind(r.paid_bank);
+        }
+        q.execute(&mut *c).await?.rows_affected()
+    }))
+}

@@ -38,6 +38,73 @@ pub async fn append(
     Ok(id)
 }
 
+/// Appends many events with their deliveries in two statements (deferred), as [`append`] does
+/// one by one.
+pub fn append_many(tx: &mut Tx, items: &[(PspId, crate::domain::events::Event, PspTime)]) {
+    if items.is_empty() {
+        return;
+    }
+    let backend = tx.backend();
+    let mut rows = Vec::with_capacity(items.len());
+    let mut fan = Vec::with_capacity(items.len());
+    for (psp_id, event, at) in items {
+        let id = EventId::new();
+        let event_type = event.event_type();
+        let data = event.data();
+        let payload =
+            serde_json::json!({ "id": id, "type": event_type, "created_at": at.now, "data": &data }).to_string();
+        rows.push(vec![
+            id.0.into(),
+            psp_id.0.into(),
+            event_type.into(),
+            data.to_string().into(),
+            at.now.into(),
+            payload.into(),
+        ]);
+        fan.push((id, *psp_id, format!("%\"{event_type}\"%"), at.wall));
+    }
+    tx.defer_rows("INSERT INTO events (id, psp_id, type, data, created_at, payload) VALUES", rows, "");
+    // Deliveries: every enabled endpoint of the event's PSP whose filter takes its type.
+    let cast = |p: String, t: &str| match backend {
+        super::Backend::Postgres => format!("CAST({p} AS {t})"),
+        super::Backend::Sqlite => p,
+    };
+    for part in fan.chunks(super::rows_per_statement(4)) {
+        defer_deliveries(tx, part, &cast);
+    }
+}
+
+/// One statement of [`append_many`]'s deliveries.
+fn defer_deliveries(
+    tx: &mut Tx,
+    fan: &[(EventId, PspId, String, chrono::DateTime<chrono::Utc>)],
+    cast: &dyn Fn(String, &str) -> String,
+) {
+    let mut values = Vec::with_capacity(fan.len());
+    let mut args = Vec::with_capacity(fan.len() * 4);
+    for (i, (id, psp, pattern, wall)) in fan.iter().enumerate() {
+        let n = 4 * i + 1;
+        values.push(format!(
+            "({}, {}, {}, {})",
+            cast(format!("${n}"), "UUID"),
+            cast(format!("${}", n + 1), "UUID"),
+            cast(format!("${}", n + 2), "TEXT"),
+            cast(format!("${}", n + 3), "TIMESTAMPTZ")
+        ));
+        args.extend([id.0.into(), psp.0.into(), pattern.as_str().into(), (*wall).into()]);
+    }
+    tx.defer(
+        &format!(
+            "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
+             SELECT v.column1, e.id, 'pending', 0, v.column4, v.column4, v.column4 FROM (VALUES {}) AS v \
+             JOIN webhook_endpoints e ON e.psp_id = v.column2 \
+             WHERE e.status = 'enabled' AND (e.event_types = '[]' OR e.event_types LIKE v.column3)",
+            values.join(", ")
+        ),
+        args,
+    );
+}
+
 /// The types of a PSP's events, oldest first (for tests and diagnostics).
 pub async fn types_for_psp(conn: &mut impl AsExec, psp_id: PspId) -> StoreResult<Vec<String>> {
     Ok(with_conn!(conn, c => {

@@ -41,6 +41,33 @@ pub fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) {
     );
 }
 
+/// Enqueues many jobs in one statement (deferred), each once per unique key.
+pub fn enqueue_many(tx: &mut Tx, jobs: &[(NewJob<'_>, DateTime<Utc>)]) {
+    let rows = jobs
+        .iter()
+        .map(|(job, now)| {
+            vec![
+                JobId::new().0.into(),
+                job.kind.into(),
+                super::Arg::OptUuid(job.psp_id.map(|p| p.0)),
+                job.payload.into(),
+                job.unique_key.into(),
+                "queued".into(),
+                0i64.into(),
+                job.max_attempts.into(),
+                job.run_at.into(),
+                (*now).into(),
+                (*now).into(),
+            ]
+        })
+        .collect();
+    tx.defer_rows(
+        "INSERT INTO jobs (id, kind, psp_id, payload, unique_key, state, attempts, max_attempts, run_at, created_at, updated_at) VALUES",
+        rows,
+        "ON CONFLICT (unique_key) DO NOTHING",
+    );
+}
+
 /// A job as stored.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Job {

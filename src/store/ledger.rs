@@ -35,6 +35,22 @@ pub async fn post(
     Ok(())
 }
 
+/// Appends many balanced entries in two statements (deferred): each with its currency, the
+/// object it belongs to and its time.
+pub fn post_many(tx: &mut Tx, entries: &[(Entry, String, uuid::Uuid, DateTime<Utc>)]) {
+    let mut heads = Vec::with_capacity(entries.len());
+    let mut lines = Vec::new();
+    for (entry, currency, ref_id, now) in entries {
+        let id = EntryId::new();
+        heads.push(vec![id.0.into(), entry.kind.into(), (*ref_id).into(), currency.as_str().into(), (*now).into()]);
+        for (account, amount) in &entry.lines {
+            lines.push(vec![Arg::from(id.0), account.key().into(), (*amount).into()]);
+        }
+    }
+    tx.defer_rows("INSERT INTO ledger_entries (id, kind, ref_id, currency, created_at) VALUES", heads, "");
+    tx.defer_rows("INSERT INTO ledger_lines (entry_id, account, amount) VALUES", lines, "");
+}
+
 /// SQL that renders a UUID column as the hyphenated lower-case text ledger account names use.
 fn uuid_text(col: &str, b: Backend) -> String {
     match b {

@@ -51,6 +51,40 @@ pub fn insert(tx: &mut Tx, m: &NewMessage<'_>, now: DateTime<Utc>) {
     );
 }
 
+/// Inserts many messages in one statement (deferred), each once per cause.
+pub fn insert_many(tx: &mut Tx, rows: &[(NewMessage<'_>, DateTime<Utc>)]) {
+    let rows = rows
+        .iter()
+        .map(|(m, now)| {
+            vec![
+                m.id.into(),
+                m.psp_id.0.into(),
+                m.order_id.map(|o| o.0).into(),
+                m.capture_id.map(|c| c.0).into(),
+                m.kind.into(),
+                m.cause_key.into(),
+                m.locale.into(),
+                m.to.into(),
+                m.subject.into(),
+                m.text.into(),
+                m.html.into(),
+                m.attachment.into(),
+                m.message_id.into(),
+                "queued".into(),
+                0i64.into(),
+                (*now).into(),
+                (*now).into(),
+            ]
+        })
+        .collect();
+    tx.defer_rows(
+        "INSERT INTO messages (id, psp_id, order_id, capture_id, kind, cause_key, locale, to_address, subject, body_text, \
+         body_html, attachment, message_id, status, attempts, created_at, updated_at) VALUES",
+        rows,
+        "ON CONFLICT (cause_key) DO NOTHING",
+    );
+}
+
 /// A stored message.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Message {

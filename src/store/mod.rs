@@ -143,6 +143,35 @@ impl Tx {
         self.pending.push(sql, args);
     }
 
+    /// Defers one `INSERT` of many rows: `head` is `INSERT INTO t (columns) VALUES`, every row
+    /// has the same number of values, `tail` follows the rows (e.g. `ON CONFLICT … DO NOTHING`).
+    /// One statement instead of one per row.
+    /// Statements stay under [`MAX_PARAMS_PER_STATEMENT`] values.
+    pub fn defer_rows(&mut self, head: &str, rows: Vec<Vec<Arg>>, tail: &str) {
+        let Some(width) = rows.first().map(Vec::len) else { return };
+        debug_assert!(rows.iter().all(|r| r.len() == width), "rows of one insert have one width");
+        let per = rows_per_statement(width);
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let part: Vec<Vec<Arg>> = rows.by_ref().take(per).collect();
+            let values = (0..part.len())
+                .map(|i| {
+                    format!("({})", (1..=width).map(|k| format!("${}", i * width + k)).collect::<Vec<_>>().join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.defer(&format!("{head} {values} {tail}"), part.into_iter().flatten().collect());
+        }
+    }
+
+    /// The backend this transaction runs on.
+    pub fn backend(&self) -> Backend {
+        match self.inner {
+            TxInner::Pg(_) => Backend::Postgres,
+            TxInner::Lite(_) => Backend::Sqlite,
+        }
+    }
+
     /// Sends the deferred writes.
     pub async fn flush(&mut self) -> StoreResult<()> {
         let batch = std::mem::take(&mut self.pending);
@@ -198,6 +227,16 @@ impl AsExec for Tx {
     }
 }
 
+/// The most values one multi-row statement binds. SQLite looks a parameter's name up by a linear
+/// scan and sqlx does so for every parameter, so binding costs the square of a statement's
+/// parameters: many small statements bind faster than one large one.
+pub const MAX_PARAMS_PER_STATEMENT: usize = 240;
+
+/// How many rows of `width` values one statement takes.
+pub fn rows_per_statement(width: usize) -> usize {
+    (MAX_PARAMS_PER_STATEMENT / width.max(1)).max(1)
+}
+
 /// A value bound to a deferred write.
 #[derive(Debug, Clone)]
 pub enum Arg {
@@ -249,6 +288,11 @@ impl From<Option<uuid::Uuid>> for Arg {
 impl From<Option<chrono::DateTime<chrono::Utc>>> for Arg {
     fn from(v: Option<chrono::DateTime<chrono::Utc>>) -> Arg {
         Arg::OptTime(v)
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Arg {
+        Arg::I64(i64::from(v))
     }
 }
 impl From<uuid::Uuid> for Arg {

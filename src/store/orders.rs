@@ -292,3 +292,46 @@ pub async fn reopen_if_complete(
             .bind(id).bind(now).fetch_optional(&mut *c).await?
     }))
 }
+
+/// Locks these orders (PostgreSQL), in id order.
+pub async fn lock_orders(tx: &mut impl AsExec, ids: &[OrderId]) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let list = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    with_conn!(tx, c, b => {
+        if b == Backend::Postgres {
+            let sql = format!("SELECT id FROM orders WHERE id IN ({list}) ORDER BY id FOR UPDATE");
+            let mut q = sqlx::query(&sql);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *c).await?;
+        }
+    });
+    Ok(())
+}
+
+/// Completes those of these (locked) orders whose every invoice is settled: (order, merchant).
+pub async fn complete_many_if_settled(
+    tx: &mut impl AsExec,
+    ids: &[OrderId],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<(OrderId, MerchantId)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = (2..ids.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "UPDATE orders SET state = 'complete', updated_at = $1 WHERE id IN ({list}) AND state = 'shipped' \
+         AND NOT EXISTS (SELECT 1 FROM captures WHERE order_id = orders.id AND state IN ('open', 'late')) \
+         RETURNING id, merchant_id"
+    );
+    Ok(with_conn!(tx, c => {
+        let mut q = sqlx::query_as(&sql).bind(now);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(&mut *c).await?
+    }))
+}

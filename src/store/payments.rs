@@ -326,3 +326,102 @@ pub async fn get_credit_transfer(conn: &mut impl AsExec, id: uuid::Uuid) -> Stor
             .bind(id).fetch_optional(&mut *c).await?
     }))
 }
+
+/// Records many entries at once, skipping keys that exist; the keys this call recorded.
+pub async fn claim_entries(
+    tx: &mut impl AsExec,
+    rows: &[NewEntry<'_>],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<String>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for part in rows.chunks(super::rows_per_statement(12)) {
+        out.extend(claim_entries_once(tx, part, now).await?);
+    }
+    Ok(out)
+}
+
+async fn claim_entries_once(
+    tx: &mut impl AsExec,
+    rows: &[NewEntry<'_>],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<String>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values = (0..rows.len())
+        .map(|i| {
+            let n = 12 * i + 2;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $1)",
+                n,
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7,
+                n + 8,
+                n + 9,
+                n + 10,
+                n + 11
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO bank_entries (id, entry_key, statement_id, account, currency, amount, credit, status, state, \
+         booking_date, details, note, created_at) VALUES {values} ON CONFLICT (entry_key) DO NOTHING RETURNING entry_key"
+    );
+    Ok(with_conn!(tx, c => {
+        let mut q = sqlx::query_scalar(&sql).bind(now);
+        for e in rows {
+            q = q.bind(e.id).bind(e.key).bind(e.statement_id).bind(e.account).bind(e.currency).bind(e.amount)
+                .bind(e.credit).bind(e.status).bind(e.state).bind(e.booking_date.as_deref()).bind(e.details.as_deref())
+                .bind(e.note.as_deref());
+        }
+        q.fetch_all(&mut *c).await?
+    }))
+}
+
+/// Records payments already decided, with their allocations (deferred, a few statements).
+pub fn insert_booked(tx: &mut Tx, rows: &[(PaymentRow, CaptureId, i64)]) {
+    let payments = rows
+        .iter()
+        .map(|(p, _, _)| {
+            vec![
+                p.id.into(),
+                p.payment_key.as_str().into(),
+                p.entry_id.into(),
+                p.psp_id.map(|x| x.0).into(),
+                p.buyer_id.map(|x| x.0).into(),
+                p.currency.as_str().into(),
+                p.amount.into(),
+                p.debtor_name.clone().into(),
+                p.debtor_iban.clone().into(),
+                p.creditor_iban.clone().into(),
+                p.reference.clone().into(),
+                p.remittance.clone().into(),
+                p.end_to_end_id.clone().into(),
+                p.mandate_id.clone().into(),
+                p.booking_date.clone().into(),
+                p.state.as_str().into(),
+                p.rule.clone().into(),
+                p.explanation.clone().into(),
+                p.credit.into(),
+                p.created_at.into(),
+                p.updated_at.into(),
+            ]
+        })
+        .collect();
+    tx.defer_rows(&format!("INSERT INTO bank_payments ({PAYMENT_COLUMNS}) VALUES"), payments, "");
+    let allocations = rows
+        .iter()
+        .map(|(p, capture, principal)| vec![p.id.into(), capture.0.into(), 0i64.into(), (*principal).into()])
+        .collect();
+    tx.defer_rows(
+        "INSERT INTO payment_allocations (payment_id, capture_id, charges, principal) VALUES",
+        allocations,
+        "",
+    );
+}
