@@ -337,6 +337,22 @@ pub fn read<R: BufRead, E: From<CamtError>>(
         CamtError::Malformed { position: reader.error_position(), message }
     };
 
+    // The state a closing element may change, borrowed afresh for each close.
+    macro_rules! ctx {
+        () => {
+            Ctx {
+                statement_depth: &mut statement_depth,
+                statement_id: &mut statement_id,
+                account: &mut account,
+                entry_depth: &mut entry_depth,
+                tx_depth: &mut tx_depth,
+                entry: &mut entry,
+                tx: &mut tx,
+                tx_amount_rank: &mut tx_amount_rank,
+                domain: &mut domain,
+            }
+        };
+    }
     loop {
         let ev = reader.read_event_into(&mut buf).map_err(|e| E::from(malformed(&reader, &e)))?;
         match ev {
@@ -404,25 +420,10 @@ pub fn read<R: BufRead, E: From<CamtError>>(
                 }
                 if empty {
                     // An empty element has no text: close it at once.
-                    close(
-                        &mut path,
-                        &mut text,
-                        &mut ccy,
-                        Ctx {
-                            statement_depth: &mut statement_depth,
-                            statement_id: &mut statement_id,
-                            account: &mut account,
-                            entry_depth: &mut entry_depth,
-                            tx_depth: &mut tx_depth,
-                            entry: &mut entry,
-                            tx: &mut tx,
-                            tx_amount_rank: &mut tx_amount_rank,
-                            domain: &mut domain,
-                        },
-                    )
-                    .map_err(E::from)?
-                    .map(|e| emit(&header, e, &mut count, &mut on_entry))
-                    .transpose()?;
+                    close(&mut path, &mut text, &mut ccy, ctx!())
+                        .map_err(E::from)?
+                        .map(|e| emit(&header, e, &mut count, &mut on_entry))
+                        .transpose()?;
                 }
             }
             Event::Text(t) => {
@@ -449,23 +450,7 @@ pub fn read<R: BufRead, E: From<CamtError>>(
                 push_text(&mut text, c.encode_utf8(&mut b))?;
             }
             Event::End(_) => {
-                let done = close(
-                    &mut path,
-                    &mut text,
-                    &mut ccy,
-                    Ctx {
-                        statement_depth: &mut statement_depth,
-                        statement_id: &mut statement_id,
-                        account: &mut account,
-                        entry_depth: &mut entry_depth,
-                        tx_depth: &mut tx_depth,
-                        entry: &mut entry,
-                        tx: &mut tx,
-                        tx_amount_rank: &mut tx_amount_rank,
-                        domain: &mut domain,
-                    },
-                )
-                .map_err(E::from)?;
+                let done = close(&mut path, &mut text, &mut ccy, ctx!()).map_err(E::from)?;
                 if let Some(e) = done {
                     emit(&header, e, &mut count, &mut on_entry)?;
                 }

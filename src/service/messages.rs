@@ -555,49 +555,11 @@ fn mail_domain(s: &Services) -> String {
 /// Writes the message and the job that sends it into `tx` (deferred). A second message for the
 /// same cause is not written; without a recipient nothing is.
 pub fn enqueue(s: &Services, tx: &mut Tx, o: &Outgoing<'_>, c: &Composed, at: PspTime) {
-    if o.to.is_empty() {
-        // The order names no one to write to (no debtor person): nothing to send.
-        return;
-    }
-    let id = uuid::Uuid::now_v7();
-    let message_id = format!("<{}@{}>", id.simple(), mail_domain(s));
-    store::insert(
-        tx,
-        &NewMessage {
-            id,
-            psp_id: o.psp_id,
-            order_id: o.order_id,
-            capture_id: o.capture_id,
-            kind: o.kind,
-            cause_key: &o.cause_key,
-            locale: o.locale.as_str(),
-            to: o.to,
-            subject: &c.subject,
-            text: &c.text,
-            html: &c.html,
-            attachment: o.attachment.as_deref(),
-            message_id: &message_id,
-        },
-        at.now,
-    );
-    let payload = serde_json::json!({ "cause_key": o.cause_key }).to_string();
-    let unique = format!("{SEND_JOB}:{}", o.cause_key);
-    jobs::enqueue(
-        tx,
-        &NewJob {
-            kind: SEND_JOB,
-            psp_id: Some(o.psp_id),
-            payload: &payload,
-            unique_key: Some(&unique),
-            run_at: at.wall,
-            max_attempts: MAX_ATTEMPTS,
-        },
-        at.wall,
-    );
+    enqueue_many(s, tx, &[(o, c, at)]);
 }
 
 /// [`enqueue`] for many messages: two statements for all of them (deferred).
-pub fn enqueue_many(s: &Services, tx: &mut Tx, items: &[(Outgoing<'_>, Composed, PspTime)]) {
+pub fn enqueue_many(s: &Services, tx: &mut Tx, items: &[(&Outgoing<'_>, &Composed, PspTime)]) {
     let domain = mail_domain(s);
     let mut ids = Vec::with_capacity(items.len());
     let mut payloads = Vec::with_capacity(items.len());
@@ -611,6 +573,7 @@ pub fn enqueue_many(s: &Services, tx: &mut Tx, items: &[(Outgoing<'_>, Composed,
     let mut jobs_ = Vec::new();
     for (((o, c, at), (id, message_id)), (payload, unique)) in items.iter().zip(&ids).zip(&payloads) {
         if o.to.is_empty() {
+            // The order names no one to write to (no debtor person): nothing to send.
             continue;
         }
         messages.push((

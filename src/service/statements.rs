@@ -700,7 +700,8 @@ async fn fast_path(
             (o, c, *at)
         })
         .collect();
-    super::messages::enqueue_many(s, tx, &mails);
+    let refs: Vec<_> = mails.iter().map(|(o, c, at)| (o, c, *at)).collect();
+    super::messages::enqueue_many(s, tx, &refs);
     // Orders whose last invoice this paid are complete (locked first, as one settlement does).
     let mut order_ids: Vec<crate::domain::ids::OrderId> = settled_orders.iter().map(|(o, _)| *o).collect();
     order_ids.sort_by_key(|o| o.0);

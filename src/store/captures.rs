@@ -159,6 +159,17 @@ pub struct CaptureWithContact {
     pub contact: super::messages::OrderContact,
 }
 
+/// [`CAPTURE_SELECT`] with the order's contact columns.
+fn select_with_contact() -> String {
+    CAPTURE_SELECT.replacen(
+        " FROM captures c JOIN buyers b ON b.id = c.buyer_id",
+        ", o.order_data, o.payment_method, o.mandate_reference, s.locale, m.name AS merchant_name \
+         FROM captures c JOIN buyers b ON b.id = c.buyer_id JOIN orders o ON o.id = c.order_id \
+         LEFT JOIN checkout_sessions s ON s.id = o.session_id LEFT JOIN merchants m ON m.id = o.merchant_id",
+        1,
+    )
+}
+
 pub async fn get_capture_with_contact(
     conn: &mut impl AsExec,
     psp_id: PspId,
@@ -166,13 +177,7 @@ pub async fn get_capture_with_contact(
 ) -> StoreResult<Option<CaptureWithContact>> {
     Ok(with_conn!(conn, c, b => {
         let l = if b == Backend::Postgres { " FOR UPDATE OF c" } else { "" };
-        let select = CAPTURE_SELECT.replacen(
-            " FROM captures c JOIN buyers b ON b.id = c.buyer_id",
-            ", o.order_data, o.payment_method, o.mandate_reference, s.locale, m.name AS merchant_name \
-             FROM captures c JOIN buyers b ON b.id = c.buyer_id JOIN orders o ON o.id = c.order_id \
-             LEFT JOIN checkout_sessions s ON s.id = o.session_id LEFT JOIN merchants m ON m.id = o.merchant_id",
-            1,
-        );
+        let select = select_with_contact();
         sqlx::query_as(&format!("{select} WHERE c.id = $1 AND c.psp_id = $2{l}"))
             .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
     }))
@@ -446,13 +451,7 @@ pub async fn lock_by_references(tx: &mut impl AsExec, refs: &[String]) -> StoreR
     let list = (1..=refs.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
     Ok(with_conn!(tx, c, b => {
         let l = if b == Backend::Postgres { " FOR UPDATE OF c" } else { "" };
-        let select = CAPTURE_SELECT.replacen(
-            " FROM captures c JOIN buyers b ON b.id = c.buyer_id",
-            ", o.order_data, o.payment_method, o.mandate_reference, s.locale, m.name AS merchant_name \
-             FROM captures c JOIN buyers b ON b.id = c.buyer_id JOIN orders o ON o.id = c.order_id \
-             LEFT JOIN checkout_sessions s ON s.id = o.session_id LEFT JOIN merchants m ON m.id = o.merchant_id",
-            1,
-        );
+        let select = select_with_contact();
         let sql = format!("{select} WHERE c.payment_reference IN ({list}) ORDER BY c.due_date, c.id{l}");
         let mut q = sqlx::query_as(&sql);
         for r in refs {

@@ -25,20 +25,7 @@ pub struct NewJob<'a> {
 /// Enqueues a job with the transaction's other writes (deferred); a job with the same unique key
 /// already there wins.
 pub fn enqueue(tx: &mut Tx, job: &NewJob<'_>, now: DateTime<Utc>) {
-    tx.defer(
-        "INSERT INTO jobs (id, kind, psp_id, payload, unique_key, state, attempts, max_attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $8) ON CONFLICT (unique_key) DO NOTHING",
-        vec![
-            JobId::new().0.into(),
-            job.kind.into(),
-            super::Arg::OptUuid(job.psp_id.map(|p| p.0)),
-            job.payload.into(),
-            job.unique_key.into(),
-            job.max_attempts.into(),
-            job.run_at.into(),
-            now.into(),
-        ],
-    );
+    enqueue_many(tx, std::slice::from_ref(&(job.clone(), now)));
 }
 
 /// Enqueues many jobs in one statement (deferred), each once per unique key.

@@ -25,33 +25,8 @@ pub struct NewMessage<'a> {
     pub message_id: &'a str,
 }
 
-/// Writes a message with the transaction's other writes (deferred); a message with the same
-/// cause already there wins.
-pub fn insert(tx: &mut Tx, m: &NewMessage<'_>, now: DateTime<Utc>) {
-    tx.defer(
-        "INSERT INTO messages (id, psp_id, order_id, capture_id, kind, cause_key, locale, to_address, subject, body_text, \
-         body_html, attachment, message_id, status, attempts, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued', 0, $14, $14) ON CONFLICT (cause_key) DO NOTHING",
-        vec![
-            m.id.into(),
-            m.psp_id.0.into(),
-            m.order_id.map(|o| o.0).into(),
-            m.capture_id.map(|c| c.0).into(),
-            m.kind.into(),
-            m.cause_key.into(),
-            m.locale.into(),
-            m.to.into(),
-            m.subject.into(),
-            m.text.into(),
-            m.html.into(),
-            m.attachment.into(),
-            m.message_id.into(),
-            now.into(),
-        ],
-    );
-}
-
-/// Inserts many messages in one statement (deferred), each once per cause.
+/// Writes messages with the transaction's other writes (deferred), in one statement; a message
+/// with the same cause already there wins.
 pub fn insert_many(tx: &mut Tx, rows: &[(NewMessage<'_>, DateTime<Utc>)]) {
     let rows = rows
         .iter()

@@ -23,15 +23,7 @@ pub async fn advance_to(app: &TestApp, psp: &TestPsp, to: NaiveDate) -> Value {
 }
 
 pub async fn capture(app: &TestApp, psp: &TestPsp, mid: &str, number: &str) -> Value {
-    let oid = created_order(app, psp, mid).await;
-    let c = app
-        .send(
-            app.psp(psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
-                .json(&json!({"amount": amount(11900), "external_invoice_number": number})),
-        )
-        .await;
-    assert_eq!(c.status, 201, "{}", c.text());
-    c.json()
+    crate::payments::capture_of(app, psp, mid, number, 11900).await
 }
 
 async fn get_capture(app: &TestApp, psp: &TestPsp, id: &str) -> Value {

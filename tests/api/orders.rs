@@ -6,6 +6,12 @@ use crate::helpers::*;
 
 /// A confirmed (`created`) order of 11,900 and its id.
 pub async fn created_order(app: &TestApp, psp: &TestPsp, mid: &str) -> String {
+    created_order_paying(app, psp, mid, json!({"payment_method": "bank_transfer"})).await
+}
+
+/// An order authorized in the widget with `payment` (`payment_method`, and `iban` for direct
+/// debit) and confirmed by the PSP.
+pub async fn created_order_paying(app: &TestApp, psp: &TestPsp, mid: &str, payment: Value) -> String {
     let s = app
         .send(
             app.psp(psp, Method::POST, "/v1/widget-sessions")
@@ -16,9 +22,11 @@ pub async fn created_order(app: &TestApp, psp: &TestPsp, mid: &str) -> String {
     let sid = s["client_secret"].as_str().unwrap();
     let order = order_body("anna@kunde.example", 11900);
     let a = app
-        .send(app.client.post(app.url(&format!("/checkout-api/v1/sessions/{sid}/authorize"))).json(&json!({
-            "order": order, "payment_method": "bank_transfer", "terms_accepted": true
-        })))
+        .send(app.client.post(app.url(&format!("/checkout-api/v1/sessions/{sid}/authorize"))).json(&{
+            let mut body = json!({"order": order, "terms_accepted": true});
+            body.as_object_mut().unwrap().extend(payment.as_object().unwrap().clone());
+            body
+        }))
         .await
         .json();
     assert_eq!(a["state"], "authorized", "{a}");

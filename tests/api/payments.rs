@@ -6,7 +6,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::camt::{Dialect, Ntry, Tx, camt053, camt054};
-use crate::checkout::order_body;
 use crate::helpers::*;
 use crate::orders::{amount, created_order, verify_ledger};
 
@@ -591,30 +590,8 @@ async fn every_real_statement_in_the_fixtures_imports() {
 
 /// A direct-debit order's invoice (mandate given at checkout).
 pub async fn direct_debit_capture(app: &TestApp, psp: &TestPsp, mid: &str, number: &str) -> Value {
-    let s = app
-        .send(
-            app.psp(psp, Method::POST, "/v1/widget-sessions")
-                .json(&json!({"merchant_id": mid, "allowed_origins": ["https://shop.example"]})),
-        )
-        .await
-        .json();
-    let sid = s["client_secret"].as_str().unwrap();
-    let order = order_body("anna@kunde.example", 11900);
-    let a = app
-        .send(app.client.post(app.url(&format!("/checkout-api/v1/sessions/{sid}/authorize"))).json(&json!({
-            "order": order, "payment_method": "direct_debit", "iban": "DE89370400440532013000", "terms_accepted": true
-        })))
-        .await
-        .json();
-    assert_eq!(a["state"], "authorized", "{a}");
-    let c = app
-        .send(
-            app.psp(psp, Method::POST, &format!("/v1/widget-sessions/{}/confirm-authorization", session_id_of(sid)))
-                .json(&order),
-        )
-        .await;
-    assert_eq!(c.json()["state"], "created");
-    let oid = a["order_id"].as_str().unwrap();
+    let payment = json!({"payment_method": "direct_debit", "iban": "DE89370400440532013000"});
+    let oid = crate::orders::created_order_paying(app, psp, mid, payment).await;
     let c = app
         .send(
             app.psp(psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
