@@ -16,6 +16,10 @@ use serde_json::{Value, json};
 #[allow(dead_code)]
 mod smtp;
 
+#[path = "api/camt.rs"]
+#[allow(dead_code)]
+mod camt;
+
 const BIN: &str = env!("CARGO_BIN_EXE_netterms");
 
 struct Server {
@@ -519,5 +523,91 @@ async fn sigkill_during_a_clock_advance_skips_nothing_and_repeats_nothing() {
     server.kill();
     let out = server.cmd().args(["ledger", "verify"]).stdout(Stdio::piped()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    drop_database(pg_cleanup).await;
+}
+
+/// SIGKILL while `netterms statements import` books a statement: what it committed stays, the
+/// second import books exactly the rest — every invoice paid once, one payment per entry, the
+/// ledger verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_a_statement_import_books_each_entry_once() {
+    const INVOICES: usize = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, pg_cleanup) = new_server(&dir).await;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let c = reqwest::Client::new();
+    let (user, pass) = create_psp(&mut server, &c).await;
+    let auth = (user.as_str(), pass.as_str());
+    let mid = create_merchant(&c, &base, auth).await;
+    let order = created_order(&c, &base, auth, &mid, 0, 100 * INVOICES as i64).await;
+    let mut entries = Vec::new();
+    for i in 0..INVOICES {
+        let (status, v) = post_until_answered(
+            &c,
+            &format!("{base}/v1/orders/{order}/captures"),
+            auth,
+            &format!("cap-{i}"),
+            &json!({"amount": {"gross": 100, "net": 100, "tax": 0}, "external_invoice_number": format!("INV-{i}")}),
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        let rf = v["payment_instructions"]["reference"].as_str().unwrap().to_owned();
+        entries.push(camt::Ntry::credit(&format!("K-{i}"), 100, camt::Tx { rf: Some(rf), ..camt::Tx::default() }));
+    }
+    server.kill();
+    let file = dir.path().join("statement.xml");
+    std::fs::write(&file, camt::camt053(camt::Dialect::V02, "S-KILL", &entries)).unwrap();
+
+    // The import dies once its first chunks are committed.
+    let count = |sql: &'static str| {
+        let db = server.db_url.clone();
+        async move {
+            let n: i64 = if db.starts_with("postgres") {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+            } else {
+                use sqlx::Connection;
+                let mut c = sqlx::SqliteConnection::connect(&db).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+            };
+            n
+        }
+    };
+    let mut import = server.cmd().args(["statements", "import"]).arg(&file).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = count("SELECT COUNT(*) FROM bank_payments").await;
+        if n > 0 {
+            break;
+        }
+        assert!(import.try_wait().unwrap().is_none(), "the import ended before the kill");
+        assert!(Instant::now() < deadline, "the import booked nothing");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    import.kill().unwrap();
+    import.wait().unwrap();
+    let booked = count("SELECT COUNT(*) FROM bank_payments").await;
+    assert!(booked > 0 && booked < INVOICES as i64, "the kill came too late to test anything: {booked}");
+    assert_eq!(count("SELECT COUNT(*) FROM payment_allocations").await, booked, "whole chunks or nothing");
+
+    // Imported again: exactly the rest.
+    let out = server.cmd().args(["statements", "import", "--json"]).arg(&file).stdout(Stdio::piped()).output().unwrap();
+    assert!(out.status.success());
+    let sum: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["payments"].as_i64().unwrap() + booked, INVOICES as i64, "{sum}");
+    assert_eq!(sum["duplicates"].as_i64().unwrap(), booked, "{sum}");
+    assert_eq!(count("SELECT COUNT(*) FROM bank_payments").await, INVOICES as i64);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM captures WHERE state = 'paid' AND paid_bank = gross").await,
+        INVOICES as i64
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM (SELECT capture_id FROM payment_allocations GROUP BY capture_id HAVING COUNT(*) = 1) x").await,
+        INVOICES as i64
+    );
+    let verify = server.cmd().args(["ledger", "verify"]).stdout(Stdio::piped()).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    drop(server);
     drop_database(pg_cleanup).await;
 }
