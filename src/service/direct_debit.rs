@@ -91,7 +91,7 @@ async fn file_view(conn: &mut impl crate::store::AsExec, f: FileRow) -> Result<F
 pub async fn export_for(s: &Services, psp_id: PspId, at: PspTime) -> Result<Option<FileView>, OrderError> {
     for _ in 0..3 {
         match try_export(s, psp_id, at).await {
-            Err(OrderError::Store(e)) if e.is_unique_violation() || e.is_busy() => continue,
+            Err(OrderError::Store(e)) if e.is_retryable() => continue,
             other => return other,
         }
     }

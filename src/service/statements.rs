@@ -155,10 +155,12 @@ pub async fn import(s: &Services, doc: Document, source: &str) -> Result<ImportS
         });
         r.map(|_| ())
     });
-    let mut chunk: Vec<Entry> = Vec::with_capacity(PER_TRANSACTION);
+    let mut chunk: Vec<(Entry, String)> = Vec::with_capacity(PER_TRANSACTION);
+    let mut keys = Keys::default();
     let mut booking: Result<(), ImportError> = Ok(());
     while let Some(e) = recv.recv().await {
-        chunk.push(e);
+        let key = keys.key(&e);
+        chunk.push((e, key));
         if chunk.len() == PER_TRANSACTION {
             booking = book_chunk(s, statement_id, &chunk, &mut sum).await;
             chunk.clear();
@@ -190,7 +192,7 @@ pub async fn import(s: &Services, doc: Document, source: &str) -> Result<ImportS
 async fn book_chunk(
     s: &Services,
     statement: uuid::Uuid,
-    chunk: &[Entry],
+    chunk: &[(Entry, String)],
     sum: &mut ImportSummary,
 ) -> Result<(), ImportError> {
     let mut attempt = 0;
@@ -200,11 +202,11 @@ async fn book_chunk(
         let mut r = Ok(());
         match fast_path(s, &mut tx, statement, chunk, &mut part).await {
             Ok(handled) => {
-                for (e, done) in chunk.iter().zip(handled) {
+                for ((e, key), done) in chunk.iter().zip(handled) {
                     if done {
                         continue;
                     }
-                    r = book_entry(s, &mut tx, statement, e, &mut part).await;
+                    r = book_entry(s, &mut tx, statement, e, key, &mut part).await;
                     if r.is_err() {
                         break;
                     }
@@ -221,7 +223,7 @@ async fn book_chunk(
                 add(sum, &part);
                 return Ok(());
             }
-            Err(OrderError::Store(e)) if (e.is_busy() || e.is_unique_violation()) && attempt < RETRIES => {
+            Err(OrderError::Store(e)) if e.is_retryable() && attempt < RETRIES => {
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
             }
@@ -246,33 +248,57 @@ fn add(sum: &mut ImportSummary, p: &ImportSummary) {
     sum.pending += p.pending;
 }
 
-/// An entry's key: the bank's reference on the account, else a digest of what the entry says.
-pub fn entry_key(e: &Entry) -> String {
+/// An entry's key: the bank's reference on the account, else a digest of what the booking is —
+/// account, amount, direction, dates and transactions, not where it stands in the document nor
+/// what differs between a notification and the statement (statement id, entry reference, status,
+/// additional text) — with `occurrence`, how many identical entries came before it in the same
+/// document (so two equal payments on one day stay two, and a later document with the same
+/// entries books none of them again).
+pub fn entry_key(e: &Entry, occurrence: u32) -> String {
     let account = e.account.as_deref().unwrap_or("");
     if let Some(r) = &e.bank_ref {
         return format!("ref:{account}:{r}");
     }
+    format!("{}#{occurrence}", entry_digest(e))
+}
+
+/// The digest of an entry without a bank reference (see [`entry_key`]).
+pub fn entry_digest(e: &Entry) -> String {
     let mut h = Sha256::new();
     let mut field = |s: &str| {
         h.update(s.as_bytes());
         h.update([0x1f]);
     };
-    field(account);
+    field(e.account.as_deref().unwrap_or(""));
     field(&e.currency);
     field(&e.amount.to_string());
     field(if e.credit { "C" } else { "D" });
     field(if e.reversal { "R" } else { "" });
-    field(&e.status);
     field(&e.booking_date.map(|d| d.to_string()).unwrap_or_default());
     field(&e.value_date.map(|d| d.to_string()).unwrap_or_default());
-    field(e.entry_ref.as_deref().unwrap_or(""));
-    field(e.statement_id.as_deref().unwrap_or(""));
-    field(e.info.as_deref().unwrap_or(""));
     for t in &e.transactions {
         field(&serde_json::to_string(t).unwrap_or_default());
     }
-    field(&e.index.to_string());
     format!("digest:{}", hex::encode(h.finalize()))
+}
+
+/// Keys a document's entries as they stream in: the bank's reference, else the digest with the
+/// number of identical entries before it.
+#[derive(Default)]
+struct Keys {
+    seen: std::collections::HashMap<String, u32>,
+}
+
+impl Keys {
+    fn key(&mut self, e: &Entry) -> String {
+        if e.bank_ref.is_some() {
+            return entry_key(e, 0);
+        }
+        let n = self.seen.entry(entry_digest(e)).or_insert(0);
+        let key = entry_key(e, *n);
+        *n += 1;
+        key
+    }
 }
 
 /// How an entry's money divides into payments.
@@ -386,6 +412,7 @@ async fn book_entry(
     tx: &mut Tx,
     statement: uuid::Uuid,
     e: &Entry,
+    key: &str,
     sum: &mut ImportSummary,
 ) -> Result<(), OrderError> {
     sum.entries += 1;
@@ -394,7 +421,7 @@ async fn book_entry(
         return Ok(());
     }
     let now = s.clock.now();
-    let key = entry_key(e);
+    let key = key.to_owned();
     let returns: Vec<&TxDetails> = e.transactions.iter().filter(|t| t.return_reason.is_some()).collect();
     if !returns.is_empty() {
         let Some(id) = claim(tx, e, &key, statement, Filed("booked", None, Some("returns")), now).await? else {
@@ -486,7 +513,7 @@ struct Simple<'a> {
     entry: &'a Entry,
 }
 
-fn simple<'a>(s: &Services, index: usize, e: &'a Entry) -> Option<Simple<'a>> {
+fn simple<'a>(s: &Services, index: usize, e: &'a Entry, key: &str) -> Option<Simple<'a>> {
     if e.status != "BOOK" || !e.credit || e.amount <= 0 || e.transactions.iter().any(|t| t.return_reason.is_some()) {
         return None;
     }
@@ -503,7 +530,7 @@ fn simple<'a>(s: &Services, index: usize, e: &'a Entry) -> Option<Simple<'a>> {
         .filter(|r| crate::domain::matching::is_rf(r))
         .collect();
     let [rf] = refs.as_slice() else { return None };
-    Some(Simple { index, key: entry_key(e), rf: rf.clone(), part, entry: e })
+    Some(Simple { index, key: key.to_owned(), rf: rf.clone(), part, entry: e })
 }
 
 /// Books, set-wise, the entries of a chunk that are the common case — one RF reference naming one
@@ -516,12 +543,13 @@ async fn fast_path(
     s: &Services,
     tx: &mut Tx,
     statement: uuid::Uuid,
-    chunk: &[Entry],
+    chunk: &[(Entry, String)],
     sum: &mut ImportSummary,
 ) -> Result<Vec<bool>, OrderError> {
     use std::collections::{HashMap, HashSet};
     let mut handled = vec![false; chunk.len()];
-    let mut cands: Vec<Simple<'_>> = chunk.iter().enumerate().filter_map(|(i, e)| simple(s, i, e)).collect();
+    let mut cands: Vec<Simple<'_>> =
+        chunk.iter().enumerate().filter_map(|(i, (e, key))| simple(s, i, e, key)).collect();
     // The same key twice in one chunk: the per-entry path sorts it out.
     let mut seen = HashSet::new();
     cands.retain(|c| seen.insert(c.key.clone()));
@@ -566,6 +594,9 @@ async fn fast_path(
         i64,
         i64,
     )> = Vec::new();
+    // Claimed entries the general path books — after this path's writes, so that a second payment
+    // of an invoice in the same chunk sees the first.
+    let mut later: Vec<(usize, uuid::Uuid, &Simple<'_>)> = Vec::new();
     for (c, entry_id) in cands.iter().zip(&ids) {
         if !claimed.contains(&c.key) {
             // Known: a duplicate, or a batch waiting for these details — the per-entry path knows.
@@ -575,9 +606,7 @@ async fn fast_path(
             Some([one]) => *one,
             // No invoice, or more than one: the per-entry path (its entry is recorded already).
             _ => {
-                sum.entries += 1;
-                handled[c.index] = true;
-                book_parts(s, tx, *entry_id, &c.key, std::slice::from_ref(&c.part), sum).await?;
+                later.push((c.index, *entry_id, c));
                 continue;
             }
         };
@@ -588,9 +617,7 @@ async fn fast_path(
             && inv.dunning_charges() == 0
             && taken.insert(inv.id);
         if !plain {
-            sum.entries += 1;
-            handled[c.index] = true;
-            book_parts(s, tx, *entry_id, &c.key, std::slice::from_ref(&c.part), sum).await?;
+            later.push((c.index, *entry_id, c));
             continue;
         }
         let principal = c.part.amount.min(inv.outstanding());
@@ -721,6 +748,11 @@ async fn fast_path(
             )
             .await?;
         }
+    }
+    for (index, entry_id, c) in later {
+        sum.entries += 1;
+        handled[index] = true;
+        book_parts(s, tx, entry_id, &c.key, std::slice::from_ref(&c.part), sum).await?;
     }
     Ok(handled)
 }

@@ -46,6 +46,15 @@ impl StoreError {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
 
+    /// True when the same work may succeed if tried again from the start: the resource was busy,
+    /// a concurrent writer created the same row first, or PostgreSQL broke a deadlock or a
+    /// serialization conflict by aborting this transaction.
+    pub fn is_retryable(&self) -> bool {
+        let aborted = matches!(self, StoreError::Database(sqlx::Error::Database(e))
+            if matches!(e.code().as_deref(), Some("40P01" | "40001")));
+        aborted || self.is_busy() || self.is_unique_violation()
+    }
+
     /// True when the statement gave up waiting for a lock or ran past its time bound
     /// (PostgreSQL `lock_timeout` / `statement_timeout`, SQLite busy): the resource is busy.
     pub fn is_busy(&self) -> bool {

@@ -777,3 +777,26 @@ async fn a_reference_that_names_two_invoices_decides_nothing() {
     assert_eq!(get_capture(&app, &psp, &id(&b)).await["state"], "open");
     verify_ledger(&app).await;
 }
+
+/// Entries without a bank reference are keyed by what they book: two equal payments in one file
+/// stay two, and a later document with the same bookings at other positions books none again.
+#[tokio::test]
+async fn entries_without_a_bank_reference_are_booked_once_wherever_they_stand() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let c = capture_of(&app, &psp, &mid, "NR-1", 11900).await;
+    let pay = || Ntry {
+        bank_ref: None,
+        ..Ntry::credit("-", 5000, Tx { rf: Some(rf(&c)), debtor: Some("Kunde".into()), ..Tx::default() })
+    };
+    let other = Ntry { bank_ref: None, ..Ntry::credit("-", 777, Tx { text: Some("Spende".into()), ..Tx::default() }) };
+    let s = import(&app, &camt053(Dialect::V02, "S-NR1", &[pay(), pay()])).await;
+    assert_eq!(s["matched"], 2, "two equal payments are two: {s}");
+    assert_eq!(get_capture(&app, &psp, &id(&c)).await["paid"], 10000);
+    // Another statement id, another order, one more entry in front: only that one is new.
+    let s = import(&app, &camt053(Dialect::V08, "S-NR2", &[other, pay(), pay()])).await;
+    assert_eq!((s["payments"].as_u64(), s["duplicates"].as_u64()), (Some(1), Some(2)), "{s}");
+    assert_eq!(get_capture(&app, &psp, &id(&c)).await["paid"], 10000);
+    verify_ledger(&app).await;
+}
