@@ -683,7 +683,7 @@ fn write_statement(path: &std::path::Path, first: u64, entries: &[(i64, String)]
     for (i, (cents, rf)) in entries.iter().enumerate() {
         f.write_all(statement_entry(first + i as u64, *cents, rf).as_bytes())?;
     }
-    write!(f, "</Stmt></BkToCstmrStmt></Document>\n")?;
+    writeln!(f, "</Stmt></BkToCstmrStmt></Document>")?;
     f.flush()?;
     Ok(std::fs::metadata(path)?.len())
 }
