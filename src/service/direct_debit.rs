@@ -223,15 +223,7 @@ pub async fn collected(tx: &mut Tx, e2e: &str, payment_id: uuid::Uuid, at: PspTi
 /// A collection came back (`e2e` its end-to-end id, `reason` the bank's code): the invoice is
 /// unpaid again, the booking reversed, the PSP and the buyer told. `false` if `e2e` names no
 /// collected debit of ours (or it came back before).
-pub async fn returned(
-    s: &Services,
-    tx: &mut Tx,
-    e2e: &str,
-    reason: &str,
-    _amount: i64,
-    _entry_id: uuid::Uuid,
-    _key: &str,
-) -> Result<bool, OrderError> {
+pub async fn returned(s: &Services, tx: &mut Tx, e2e: &str, reason: &str) -> Result<bool, OrderError> {
     if e2e.is_empty() {
         return Ok(false);
     }

@@ -424,15 +424,14 @@ async fn book_entry(
     let key = key.to_owned();
     let returns: Vec<&TxDetails> = e.transactions.iter().filter(|t| t.return_reason.is_some()).collect();
     if !returns.is_empty() {
-        let Some(id) = claim(tx, e, &key, statement, Filed("booked", None, Some("returns")), now).await? else {
+        if claim(tx, e, &key, statement, Filed("booked", None, Some("returns")), now).await?.is_none() {
             sum.duplicates += 1;
             return Ok(());
-        };
-        for (i, t) in returns.iter().enumerate() {
-            let amount = t.amount.unwrap_or(if returns.len() == 1 { e.amount } else { 0 });
+        }
+        for t in returns {
             let reason = t.return_reason.as_deref().unwrap_or("");
             let e2e = t.end_to_end_id.as_deref().unwrap_or("");
-            if super::direct_debit::returned(s, tx, e2e, reason, amount, id, &format!("{key}#r{i}")).await? {
+            if super::direct_debit::returned(s, tx, e2e, reason).await? {
                 sum.returns += 1;
             } else {
                 sum.ignored += 1;

@@ -800,3 +800,30 @@ async fn entries_without_a_bank_reference_are_booked_once_wherever_they_stand() 
     assert_eq!(get_capture(&app, &psp, &id(&c)).await["paid"], 10000);
     verify_ledger(&app).await;
 }
+
+/// Two nodes writing collection files at the same moment collect each invoice once.
+#[tokio::test]
+async fn two_nodes_exporting_at_once_collect_each_invoice_once() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(id(&direct_debit_capture(&app, &psp, &mid, &format!("X2-{i}")).await));
+    }
+    let other = netterms::service::Services::open((*app.services.config).clone(), false).await.unwrap();
+    let pid = netterms::domain::ids::PspId(uuid::Uuid::parse_str(&psp.psp_id).unwrap());
+    let now = app.services.clock.now() + chrono::Duration::days(28);
+    let at = netterms::clock::PspTime { now, wall: now };
+    let (a, b) = tokio::join!(
+        netterms::service::direct_debit::export_for(&app.services, pid, at),
+        netterms::service::direct_debit::export_for(&other, pid, at),
+    );
+    let files: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    let collected: usize = files.iter().map(|f| f.collections.len()).sum();
+    assert_eq!(collected, 4, "{files:?}");
+    assert_eq!(app.count("direct_debits").await, 4);
+    for c in &ids {
+        assert!(files.iter().any(|f| f.collections.iter().any(|x| x.capture_id.0.to_string() == *c)));
+    }
+}
