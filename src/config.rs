@@ -126,6 +126,15 @@ pub struct Config {
     /// How long a request's `Idempotency-Key` counts as in flight; after a crash, a retry with the
     /// same key waits this long (409 `idempotency_in_progress`) before it runs again.
     pub idempotency_lock_secs: u64,
+    /// Buyer portal: how long a sign-in link is valid.
+    pub portal_link_ttl_secs: i64,
+    /// Buyer portal: a session ends after this long without a request …
+    pub portal_session_idle_secs: i64,
+    /// … and this long after sign-in in any case.
+    pub portal_session_max_secs: i64,
+    /// Buyer portal: sign-in links asked for per address, and per client address, in 15 minutes.
+    pub portal_links_per_address: u32,
+    pub portal_links_per_client: u32,
     /// PostgreSQL: the longest one statement may run or wait for a lock, in milliseconds (`0`:
     /// unbounded). Default: half of `idempotency_lock_secs`, so a request stuck behind a lock
     /// fails (409, retry) before its Idempotency-Key could be taken over.
@@ -177,6 +186,11 @@ impl Default for Config {
             authorization_ttl_hours: 72,
             idempotency_lock_secs: 60,
             db_statement_timeout_ms: None,
+            portal_link_ttl_secs: 15 * 60,
+            portal_session_idle_secs: 30 * 60,
+            portal_session_max_secs: 12 * 3600,
+            portal_links_per_address: 5,
+            portal_links_per_client: 30,
         }
     }
 }
@@ -247,6 +261,11 @@ const FIELDS: &[&str] = &[
     "authorization_ttl_hours",
     "idempotency_lock_secs",
     "db_statement_timeout_ms",
+    "portal_link_ttl_secs",
+    "portal_session_idle_secs",
+    "portal_session_max_secs",
+    "portal_links_per_address",
+    "portal_links_per_client",
 ];
 
 impl Config {
@@ -315,6 +334,17 @@ impl Config {
             if !self.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
                 errs.push("production needs an https public_url".to_owned());
             }
+        }
+        if !(1..=24 * 3600).contains(&self.portal_link_ttl_secs) {
+            errs.push("portal_link_ttl_secs must be between 1 and 86400".to_owned());
+        }
+        if self.portal_session_idle_secs < 1 || self.portal_session_max_secs < self.portal_session_idle_secs {
+            errs.push(
+                "portal_session_idle_secs must be at least 1 and portal_session_max_secs at least that".to_owned(),
+            );
+        }
+        if self.portal_links_per_address == 0 || self.portal_links_per_client == 0 {
+            errs.push("portal_links_per_address and portal_links_per_client must be at least 1".to_owned());
         }
         if !(1..=24 * 30).contains(&self.password_link_ttl_hours) {
             errs.push("password_link_ttl_hours must be between 1 and 720".to_owned());

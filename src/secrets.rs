@@ -69,6 +69,10 @@ pub enum Purpose {
     SessionSecret,
     /// A SEPA mandate reference, derived from its checkout session (and unlinkable to it).
     MandateReference,
+    /// Digests of the buyer portal's one-time sign-in tokens.
+    PortalLink,
+    /// Digests of the buyer portal's session ids.
+    PortalSession,
 }
 
 impl Purpose {
@@ -82,6 +86,8 @@ impl Purpose {
             Purpose::AdminToken => b"netterms/admin-token/v1",
             Purpose::SessionSecret => b"netterms/session-secret/v1",
             Purpose::MandateReference => b"netterms/mandate-reference/v1",
+            Purpose::PortalLink => b"netterms/portal-link/v1",
+            Purpose::PortalSession => b"netterms/portal-session/v1",
         }
     }
 }

@@ -305,6 +305,10 @@ pub async fn capture(
         },
         now,
     );
+    if url.is_some() {
+        // The merchant's invoice is fetched once from there (SPEC §9.4), unless uploaded first.
+        super::merchant_documents::queue_fetch(tx, psp_id, id, at.wall);
+    }
     let entry = ledger::capture(buyer, psp_id, amount.gross, fee).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     journal::post(tx, &entry, amount.currency.as_str(), id.0, now).await?;
     events::append(
@@ -363,6 +367,7 @@ pub async fn capture(
         interest_through: None,
         paid_bank: 0,
         dunning_paid: 0,
+        disputes_open: 0,
     };
     let facts = super::messages::InvoiceFacts::of(s, &buyer_to_tell, &row)?;
     super::messages::queue_payment_information(s, tx, &facts, at);

@@ -349,10 +349,24 @@ pub async fn authorize(
         (Outcome::Review, false) => OrderState::PreWaiting,
         (Outcome::Declined, _) => OrderState::Declined,
     };
-    let mandate = (method == PaymentMethod::DirectDebit && state != OrderState::Declined)
+    let mut mandate = (method == PaymentMethod::DirectDebit && state != OrderState::Declined)
         .then(|| mandate_reference(s, session_id));
     let lang = input.locale.as_deref().filter(|l| *l == "de" || *l == "en").unwrap_or(&session.locale);
-    let stored_mandate_text = mandate.as_ref().map(|_| mandate_text(lang));
+    let mut stored_mandate_text = mandate.as_ref().map(|_| mandate_text(lang).to_owned());
+    let (mut method, mut debit_iban, mut mandate_signed_at) = (method, debit_iban, None);
+    // A buyer who chose direct debit for its future orders in the portal (SPEC §9.6) pays this
+    // one so too, under that mandate, unless it gave another account here.
+    if method == PaymentMethod::BankTransfer
+        && state != OrderState::Declined
+        && let Some(email) = orders_store::contact_email(&data)
+        && let Some(p) = crate::store::portal::preference(&mut tx, &email, buyer.id).await?
+    {
+        method = PaymentMethod::DirectDebit;
+        debit_iban = Some(p.debit_iban);
+        mandate = Some(p.mandate_reference);
+        stored_mandate_text = Some(p.mandate_text);
+        mandate_signed_at = Some(p.signed_at);
+    }
     let expires_at = (!page && matches!(state, OrderState::Authorized | OrderState::PreWaiting))
         .then(|| now + Duration::hours(s.config.authorization_ttl_hours));
     let reason = decision.decline_reason.map(DeclineReason::as_str);
@@ -369,7 +383,8 @@ pub async fn authorize(
             payment_method: method.as_str(),
             debit_iban: debit_iban.as_deref(),
             mandate_reference: mandate.as_deref(),
-            mandate_text: stored_mandate_text,
+            mandate_text: stored_mandate_text.as_deref(),
+            mandate_signed_at,
             expires_at,
         },
         now,

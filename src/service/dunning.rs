@@ -232,7 +232,7 @@ async fn process(
     let c = row.capture;
     let today = at.now.date_naive();
     let mut p = progress_of(&c)?;
-    if !c.is_unpaid() || p.next_on.is_none_or(|d| d > today) {
+    if !c.is_unpaid() || c.disputes_open > 0 || p.next_on.is_none_or(|d| d > today) {
         return Ok(None);
     }
     let mut run = DunningRun::default();
@@ -449,14 +449,33 @@ pub async fn pause(s: &Services, id: CaptureId, input: PauseInput) -> Result<Psp
     v.finish().map_err(OrderError::Invalid)?;
     let (Some(reason), Some(until)) = (reason, until) else { return Err(OrderError::Invalid(Vec::new())) };
     let until = chrono::SubsecRound::trunc_subsecs(until, 6);
-    let mut p = progress_of(&c)?;
-    p.paused_until = Some(until);
-    p.pause_reason = Some(reason.clone());
-    save(&mut tx, &c, &p, at.now).await?;
-    let ev = DunningPauseEvent { capture_id: id, reason, until: Some(until) };
-    events::append(&mut tx, psp_id, &Event::DunningPaused(ev), at).await?;
+    pause_locked(&mut tx, &c, reason, Some(until), true, at).await?;
     tx.commit().await?;
     Ok(psp_id)
+}
+
+/// Pauses the dunning of `c` (locked by the caller) until `until` (`None`: while a dispute is
+/// open, counted on the invoice) and says so in a `dunning.paused` event. Unless `replace`, a
+/// longer pause already running stays.
+pub(crate) async fn pause_locked(
+    tx: &mut Tx,
+    c: &CaptureRow,
+    reason: String,
+    until: Option<DateTime<Utc>>,
+    replace: bool,
+    at: PspTime,
+) -> Result<(), OrderError> {
+    if let Some(until) = until {
+        let mut p = progress_of(c)?;
+        if replace || p.paused_until.is_none_or(|u| u < until) {
+            p.paused_until = Some(until);
+            p.pause_reason = Some(reason.clone());
+            save(tx, c, &p, at.now).await?;
+        }
+    }
+    let ev = DunningPauseEvent { capture_id: c.id, reason, until };
+    events::append(tx, c.psp_id, &Event::DunningPaused(ev), at).await?;
+    Ok(())
 }
 
 /// Resumes a paused invoice's dunning now (operator); a step that fell due meanwhile is taken by

@@ -95,7 +95,7 @@ impl Locale {
         }
     }
 
-    pub(super) fn pick(self, de: &'static str, en: &'static str) -> &'static str {
+    pub fn pick(self, de: &'static str, en: &'static str) -> &'static str {
         if self == Locale::De { de } else { en }
     }
 }
@@ -267,6 +267,11 @@ pub(super) fn greeting(f: &InvoiceFacts) -> String {
         Locale::De => format!("Guten Tag {},", f.buyer.addressee),
         Locale::En => format!("Dear {},", f.buyer.addressee),
     }
+}
+
+/// The closing of messages from the portal (not about one merchant's invoice).
+pub(super) fn closing_portal(l: Locale) -> &'static str {
+    l.pick("Mit freundlichen Grüßen\nIhr netterms-Kundenservice", "Kind regards\nnetterms customer service")
 }
 
 pub(super) fn closing(l: Locale) -> &'static str {

@@ -262,6 +262,7 @@ pub async fn apply(
             return Err(conflict("the invoice changed meanwhile; retry"));
         }
         store::insert_allocation(tx, p.id, c.id, a.charges, a.principal);
+        crate::store::portal::end_claims_by_payment(tx, &[(c.id, p.id)], at.now);
         applied.charges += a.charges;
         applied.principal += a.principal;
         out.allocations.push((c.id, a.charges, a.principal));

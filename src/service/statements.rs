@@ -679,6 +679,8 @@ async fn fast_path(
         return Err(OrderError::Conflict("an invoice changed meanwhile; retry".into()));
     }
     store::insert_booked(tx, &booked);
+    let paid: Vec<(crate::domain::ids::CaptureId, uuid::Uuid)> = booked.iter().map(|(p, c, _)| (*c, p.id)).collect();
+    crate::store::portal::end_claims_by_payment(tx, &paid, now);
     let mut settled_orders = Vec::new();
     let mut entries = Vec::with_capacity(booked.len());
     let mut evs = Vec::with_capacity(booked.len() * 2);

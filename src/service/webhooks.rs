@@ -248,7 +248,7 @@ fn is_public_v4(v4: std::net::Ipv4Addr) -> bool {
 
 /// DNS resolution for webhook requests that drops non-public addresses, so a hostname cannot
 /// lead a delivery to an internal service (checked on the addresses actually connected to).
-struct PublicOnlyResolver;
+pub(crate) struct PublicOnlyResolver;
 
 impl reqwest::dns::Resolve for PublicOnlyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {

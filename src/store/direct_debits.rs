@@ -140,7 +140,7 @@ pub async fn due_for_collection(
         sqlx::query_as(
             "SELECT c.id AS capture_id, c.psp_id, c.buyer_id, c.gross - c.refunded - c.paid_direct - c.paid_bank AS amount, \
                     c.due_date, c.payment_reference, c.external_invoice_number, o.mandate_reference, o.debit_iban, \
-                    o.created_at AS signed_at, b.name AS debtor_name, \
+                    COALESCE(o.mandate_signed_at, o.created_at) AS signed_at, b.name AS debtor_name, \
                     EXISTS (SELECT 1 FROM direct_debits u WHERE u.mandate_reference = o.mandate_reference) AS mandate_used \
              FROM captures c JOIN orders o ON o.id = c.order_id JOIN buyers b ON b.id = c.buyer_id \
              WHERE c.psp_id = $1 AND c.state IN ('open', 'late') AND c.currency = 'EUR' AND c.due_date <= $2 \

@@ -20,7 +20,7 @@ pub async fn due(
     Ok(with_conn!(conn, c => {
         sqlx::query_scalar(
             "SELECT id FROM captures WHERE psp_id = $1 AND next_dunning_on <= $2 AND state IN ('open', 'late') \
-             AND (dunning_paused_until IS NULL OR dunning_paused_until <= $3) ORDER BY next_dunning_on, id LIMIT $4",
+             AND disputes_open = 0 AND (dunning_paused_until IS NULL OR dunning_paused_until <= $3) ORDER BY next_dunning_on, id LIMIT $4",
         )
         .bind(psp_id).bind(today.to_string()).bind(now).bind(limit).fetch_all(&mut *c).await?
     }))

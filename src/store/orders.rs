@@ -158,7 +158,18 @@ pub struct NewOrder<'a> {
     pub debit_iban: Option<&'a str>,
     pub mandate_reference: Option<&'a str>,
     pub mandate_text: Option<&'a str>,
+    /// When the mandate was accepted, if before the order (a standing one from the portal).
+    pub mandate_signed_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The address whose portal shows the order: its person's e-mail, lower-cased (SPEC §9.6).
+pub fn contact_email(d: &OrderData) -> Option<String> {
+    d.debtor_person.as_ref().map(|p| p.email.trim().to_lowercase()).filter(|e| !e.is_empty())
+}
+
+fn contact_email_of_json(order_data: &str) -> Option<String> {
+    serde_json::from_str::<OrderData>(order_data).ok().as_ref().and_then(contact_email)
 }
 
 pub async fn insert_order(tx: &mut impl AsExec, o: &NewOrder<'_>, now: DateTime<Utc>) -> StoreResult<OrderId> {
@@ -169,13 +180,13 @@ pub async fn insert_order(tx: &mut impl AsExec, o: &NewOrder<'_>, now: DateTime<
         sqlx::query(
             "INSERT INTO orders (id, psp_id, merchant_id, session_id, buyer_id, state, decline_reason, external_order_id, \
              currency, gross, net, tax, duration, order_data, payment_method, debit_iban, mandate_reference, expires_at, \
-             created_at, updated_at, mandate_text) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20)",
+             created_at, updated_at, mandate_text, contact_email, mandate_signed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20, $21, $22)",
         )
         .bind(id).bind(o.psp_id).bind(o.merchant_id).bind(o.session_id).bind(o.buyer_id).bind(o.state.as_str())
         .bind(o.decline_reason).bind(&o.data.external_order_id).bind(a.currency.as_str()).bind(a.gross).bind(a.net).bind(a.tax)
         .bind(o.data.duration).bind(data).bind(o.payment_method).bind(o.debit_iban).bind(o.mandate_reference)
-        .bind(o.expires_at).bind(now).bind(o.mandate_text)
+        .bind(o.expires_at).bind(now).bind(o.mandate_text).bind(contact_email(o.data)).bind(o.mandate_signed_at)
         .execute(&mut *c).await?;
     });
     Ok(id)
@@ -272,10 +283,10 @@ pub async fn update_order_details(
     Ok(with_conn!(tx, c => {
         sqlx::query(
             "UPDATE orders SET external_order_id = $3, gross = $4, net = $5, tax = $6, duration = $7, order_data = $8, \
-             updated_at = $9, state = $10 WHERE id = $1 AND updated_at = $2 AND captured + canceled_amount <= $4",
+             updated_at = $9, state = $10, contact_email = $11 WHERE id = $1 AND updated_at = $2 AND captured + canceled_amount <= $4",
         )
         .bind(id).bind(expected_updated_at).bind(external_order_id).bind(amounts.0).bind(amounts.1).bind(amounts.2)
-        .bind(duration).bind(order_data).bind(now).bind(state)
+        .bind(duration).bind(order_data).bind(now).bind(state).bind(contact_email_of_json(order_data))
         .execute(&mut *c).await?.rows_affected() == 1
     }))
 }

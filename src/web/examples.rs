@@ -103,6 +103,9 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
         ("post", "/v1/sandbox/direct-debit-returns") => {
             json!({"capture_id": EXAMPLE_CAPTURE_ID, "reason_code": "AM04"})
         }
+        ("post", "/admin/v1/support-requests/{support_request_id}/answer") => json!({
+            "text": "Guten Tag, anbei die Rechnungskopie. Die Zahlung ist am 12. März eingegangen."
+        }),
         ("post", "/admin/v1/unmatched-payments/{payment_id}/assign") => json!({"capture_id": EXAMPLE_CAPTURE_ID}),
         ("post", "/admin/v1/unmatched-payments/{payment_id}/refund") => json!({
             "iban": "DE89 3704 0044 0532 0130 00",

@@ -23,6 +23,7 @@ pub mod admin;
 pub mod auth;
 pub mod checkout;
 pub mod checkout_pages;
+pub mod documents;
 pub mod dunning;
 pub mod error;
 pub mod examples;
@@ -36,6 +37,7 @@ pub mod ops;
 pub mod orders;
 pub mod pages;
 pub mod payments;
+pub mod portal;
 pub mod sandbox;
 pub mod throttle;
 pub mod webhooks;
@@ -56,6 +58,9 @@ pub struct AppInner {
     /// Checkout API calls per client address and per session (unauthenticated writes).
     pub checkout_per_address: throttle::Throttle<std::net::IpAddr>,
     pub checkout_per_session: throttle::Throttle<crate::domain::ids::SessionId>,
+    /// Portal sign-in links asked for per address and per client address.
+    pub portal_links_per_address: throttle::Throttle<String>,
+    pub portal_links_per_client: throttle::Throttle<std::net::IpAddr>,
     pub metrics: PrometheusHandle,
     pub openapi_json: String,
 }
@@ -128,7 +133,8 @@ fn api_routes() -> ApiRoutes {
             .merge(orders::router())
             .merge(sandbox::router())
             .merge(payments::sandbox_router())
-            .merge(messages::sandbox_router()),
+            .merge(messages::sandbox_router())
+            .merge(documents::psp_router()),
         public: merchants::public_router(),
         checkout: checkout::checkout_api_router(),
         admin: admin::router()
@@ -136,7 +142,8 @@ fn api_routes() -> ApiRoutes {
             .merge(jobs::router())
             .merge(dunning::router())
             .merge(messages::admin_router())
-            .merge(payments::admin_router()),
+            .merge(payments::admin_router())
+            .merge(documents::admin_router()),
     }
 }
 
@@ -169,6 +176,8 @@ impl AppState {
             admin_auth_failures: throttle::Throttle::new(c.auth_failure_limit, auth_window),
             checkout_per_address: throttle::Throttle::new(c.checkout_requests_per_minute_per_address, minute),
             checkout_per_session: throttle::Throttle::new(c.checkout_requests_per_minute_per_session, minute),
+            portal_links_per_address: throttle::Throttle::new(c.portal_links_per_address, 15 * minute),
+            portal_links_per_client: throttle::Throttle::new(c.portal_links_per_client, 15 * minute),
             metrics,
             openapi_json: openapi_pretty(),
             services,
@@ -200,6 +209,7 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
         .route("/assets/form.js", get(checkout_pages::form_js))
         .route("/assets/favicon.svg", get(checkout_pages::favicon))
         .route("/legal/{which}", get(checkout_pages::legal))
+        .merge(portal::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -11,7 +11,7 @@ const KEEP_DONE_JOBS: Duration = Duration::days(7);
 
 pub async fn run(s: &Services, kind: Kind) -> anyhow::Result<()> {
     match kind {
-        Kind::SendMessage => anyhow::bail!("send_message is not a housekeeping kind"),
+        Kind::SendMessage | Kind::FetchDocument => anyhow::bail!("{} is not a housekeeping kind", kind.as_str()),
         Kind::ScanDue => {
             let ran = crate::service::clock::run_due_for_all(s).await?;
             if ran != crate::service::clock::DueWork::default() {

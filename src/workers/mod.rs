@@ -27,16 +27,19 @@ pub enum Kind {
     Purge,
     /// One buyer e-mail to send (queued with its cause).
     SendMessage,
+    /// The merchant's invoice to fetch from a capture's `invoice_url`.
+    FetchDocument,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::ScanDue, Kind::Purge, Kind::SendMessage];
+    pub const ALL: [Kind; 4] = [Kind::ScanDue, Kind::Purge, Kind::SendMessage, Kind::FetchDocument];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ScanDue => "scan_due",
             Kind::Purge => "purge",
             Kind::SendMessage => crate::service::messages::SEND_JOB,
+            Kind::FetchDocument => crate::service::merchant_documents::FETCH_JOB,
         }
     }
 
@@ -53,7 +56,7 @@ impl Kind {
         match self {
             Kind::ScanDue => Some(Duration::minutes(1)),
             Kind::Purge => Some(Duration::hours(1)),
-            Kind::SendMessage => None,
+            Kind::SendMessage | Kind::FetchDocument => None,
         }
     }
 
@@ -168,6 +171,7 @@ impl Worker {
             Some(Kind::SendMessage) => {
                 crate::service::messages::send(s, &job.payload, job.attempts, job.max_attempts).await
             }
+            Some(Kind::FetchDocument) => crate::service::merchant_documents::fetch(s, &job.payload).await,
             Some(kind) => housekeeping::run(s, kind).await,
             None => Err(anyhow::anyhow!("unknown job kind {:?}", job.kind)),
         };

@@ -248,3 +248,150 @@ async fn the_reference_page_renders_in_a_real_browser() {
     shot(&c, "docs-phone.png").await;
     c.close().await.unwrap();
 }
+
+/// Screenshots of the page at `path` in German and English, at desktop and phone width.
+async fn portal_shots(c: &Client, base: &str, path: &str, name: &str) {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    for lang in ["en", "de"] {
+        c.goto(&format!("{base}{path}{sep}lang={lang}")).await.unwrap();
+        c.wait().for_element(Locator::Css("main")).await.unwrap();
+        assert_eq!(c.find(Locator::Css("html")).await.unwrap().attr("lang").await.unwrap().as_deref(), Some(lang));
+        full_shot(c, &format!("portal-{name}-{lang}-desktop.png"), 1200).await;
+        full_shot(c, &format!("portal-{name}-{lang}-phone.png"), 390).await;
+    }
+}
+
+/// The buyer portal in a real browser: a link read from the SMTP server, two invoices of two
+/// merchants of two PSPs, their PDFs, a switch to direct debit, "I have paid", a support
+/// request, sign-out; every page shot in both languages at phone and desktop width.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_buyer_portal_in_a_real_browser() {
+    let profile = tempfile::tempdir().unwrap();
+    let Some((_driver, c)) = browser(profile.path()).await else { return };
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let app = TestApp::spawn_with(|cfg| cfg.smtp_url = Some(netterms::secrets::Secret::new(smtp.url()))).await;
+    let (p1, p2) = (app.create_psp().await, app.create_psp().await);
+    let m1 = app.create_merchant(&p1, "werkzeug").await["merchant_id"].as_str().unwrap().to_owned();
+    let m2 = app.create_merchant(&p2, "buero").await["merchant_id"].as_str().unwrap().to_owned();
+    let a = crate::portal::invoice_for(
+        &app,
+        &p1,
+        &m1,
+        "anna@kunde.example",
+        "Kunde Maschinenbau GmbH",
+        "RE-2026-0815",
+        11900,
+    )
+    .await;
+    let b =
+        crate::portal::invoice_for(&app, &p2, &m2, "anna@kunde.example", "Kunde Maschinenbau GmbH", "B-4711", 59500)
+            .await;
+    let (a_id, b_id) = (crate::portal::cid(&a), crate::portal::cid(&b));
+    // A real PDF stands in for the merchant's invoice.
+    let pdf = app.send(app.psp(&p1, Method::GET, &format!("/v1/captures/{a_id}/payment-information.pdf"))).await.bytes;
+    let up = app
+        .send(
+            app.psp(&p1, Method::PUT, &format!("/v1/captures/{a_id}/invoice-document"))
+                .header("content-type", "application/pdf")
+                .body(pdf.clone()),
+        )
+        .await;
+    assert_eq!(up.status, 200, "{}", up.text());
+    let base = app.base.clone();
+
+    // Sign-in page, then the link from the mailbox.
+    portal_shots(&c, &base, "/portal", "sign-in").await;
+    c.find(Locator::Css("#email")).await.unwrap().send_keys("Anna@Kunde.example").await.unwrap();
+    c.find(Locator::Css("form[action='/portal/login'] button")).await.unwrap().click().await.unwrap();
+    assert!(text(&c, "main h1").await.contains("Postfach"));
+    full_shot(&c, "portal-link-sent-de-desktop.png", 1200).await;
+    app.run_jobs().await;
+    let mail = crate::portal::sign_in_mails(&smtp).pop().expect("the sign-in e-mail");
+    let at = mail.text.find("/portal/login/").unwrap();
+    let token: String =
+        mail.text[at + 14..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
+    app.secret(&token);
+    c.goto(&format!("{base}/portal/login/{token}")).await.unwrap();
+    full_shot(&c, "portal-confirm-de-desktop.png", 1200).await;
+    full_shot(&c, "portal-confirm-de-phone.png", 390).await;
+    c.find(Locator::Css("main form button")).await.unwrap().click().await.unwrap();
+    wait_url(&c, &format!("{base}/portal")).await;
+    let list = text(&c, "main").await;
+    assert!(list.contains("RE-2026-0815") && list.contains("B-4711"), "{list}");
+    assert!(list.contains("119,00 €") && list.contains("595,00 €"), "{list}");
+    let cookie = c.get_named_cookie("nt_portal").await.unwrap();
+    assert_eq!(cookie.http_only(), Some(true));
+    let session = cookie.value().to_owned();
+    app.secret(&session);
+    // The keyboard: the first Tab reaches the skip link.
+    c.find(Locator::Css("body")).await.unwrap().send_keys("\u{E004}").await.unwrap();
+    assert_eq!(c.active_element().await.unwrap().text().await.unwrap(), "Zum Inhalt");
+    portal_shots(&c, &base, "/portal", "invoices").await;
+    portal_shots(&c, &base, &format!("/portal/invoices/{a_id}"), "invoice").await;
+
+    // The PDFs, with the browser's session: netterms' payment information and the merchant's invoice.
+    let get = |path: String| app.client.get(app.url(&path)).header("cookie", format!("nt_portal={session}"));
+    let info = app.send(get(format!("/portal/invoices/{b_id}/payment-information.pdf"))).await;
+    assert_eq!((info.status.as_u16(), info.headers["content-type"].to_str().unwrap()), (200, "application/pdf"));
+    let merchant = app.send(get(format!("/portal/invoices/{a_id}/invoice.pdf"))).await;
+    assert_eq!(merchant.bytes, pdf);
+    if crate::smtp::pdf_tools() {
+        let t = crate::smtp::pdf_text(&info.bytes);
+        assert!(t.contains("B-4711") && t.contains("595,00"), "{t}");
+        assert!(!crate::smtp::pdf_text(&merchant.bytes).trim().is_empty());
+    }
+
+    // Invoice A to direct debit.
+    c.goto(&format!("{base}/portal/invoices/{a_id}?lang=de")).await.unwrap();
+    c.find(Locator::Css("#iban")).await.unwrap().send_keys("DE89 3704 0044 0532 0130 00").await.unwrap();
+    c.find(Locator::Css("#mandate")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("form[action$='/payment-method'] button")).await.unwrap().click().await.unwrap();
+    let notice = text(&c, ".notice.ok").await;
+    assert!(notice.contains("Firmenlastschrift"), "{notice}");
+    assert!(text(&c, "#pay-h").await.contains("Firmenlastschrift"));
+    full_shot(&c, "portal-direct-debit-de-desktop.png", 1200).await;
+    let order =
+        app.send(app.psp(&p1, Method::GET, &format!("/v1/orders/{}", a["order_id"].as_str().unwrap()))).await.json();
+    assert_eq!(order["payment_method"], "direct_debit");
+
+    // "I have paid" on invoice B (its form is open and filled with today and the open amount).
+    c.goto(&format!("{base}/portal/invoices/{b_id}")).await.unwrap();
+    c.find(Locator::Css("form[action$='/paid'] button")).await.unwrap().click().await.unwrap();
+    assert!(text(&c, ".notice.ok").await.contains("5 Tage"));
+    full_shot(&c, "portal-paid-de-desktop.png", 1200).await;
+    full_shot(&c, "portal-paid-de-phone.png", 390).await;
+    let claims = app.send(app.admin(Method::GET, "/admin/v1/payment-claims")).await.json();
+    assert_eq!(
+        (claims["data"][0]["capture_id"].as_str(), claims["data"][0]["amount"].as_i64()),
+        (Some(b_id.as_str()), Some(59500))
+    );
+
+    // A support request.
+    portal_shots(&c, &base, "/portal/support", "support").await;
+    c.find(Locator::Css("#subject")).await.unwrap().send_keys("Lieferschein").await.unwrap();
+    c.find(Locator::Css("#body"))
+        .await
+        .unwrap()
+        .send_keys("Bitte schicken Sie mir den Lieferschein zu B-4711.")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/portal/support'] button")).await.unwrap().click().await.unwrap();
+    assert!(text(&c, ".notice.ok").await.contains("Anfrage"));
+    assert!(text(&c, "main table").await.contains("Lieferschein"));
+    full_shot(&c, "portal-support-sent-de-desktop.png", 1200).await;
+    let queue = app.send(app.admin(Method::GET, "/admin/v1/support-requests")).await.json();
+    assert_eq!(queue["data"][0]["subject"], "Lieferschein");
+    portal_shots(&c, &base, "/portal/help", "help").await;
+    portal_shots(&c, &base, "/portal/help/reminders", "help-reminders").await;
+
+    // Sign out: the session is gone.
+    c.goto(&format!("{base}/portal")).await.unwrap();
+    c.find(Locator::Css("form[action='/portal/logout'] button")).await.unwrap().click().await.unwrap();
+    assert!(text(&c, ".notice.ok").await.contains("abgemeldet"));
+    c.goto(&format!("{base}/portal/invoices/{a_id}")).await.unwrap();
+    wait_url(&c, &format!("{base}/portal")).await;
+    assert!(c.find(Locator::Css("#email")).await.is_ok(), "back at the sign-in form");
+    assert_eq!(app.send(get(format!("/portal/invoices/{a_id}"))).await.status, 303, "the old cookie is worthless");
+    crate::orders::verify_ledger(&app).await;
+    c.close().await.unwrap();
+}

@@ -174,6 +174,23 @@ async fn every_documented_example_is_accepted() {
     let dd_ids: &[(&str, &str)] = &[(netterms::web::examples::EXAMPLE_CAPTURE_ID, dd_id)];
     send("post", "/v1/sandbox/direct-debit-returns", "/v1/sandbox/direct-debit-returns", Some(&p), dd_ids).await;
     send("put", "/admin/v1/base-rates/{valid_from}", "/admin/v1/base-rates/2026-07-01", None, &[]).await;
+    // A buyer's support request (as the portal stores it), answered.
+    let request = uuid::Uuid::now_v7();
+    let mut tx = app.db().begin().await.unwrap();
+    let new = netterms::store::portal::NewSupport {
+        id: request,
+        email: "anna@kunde.example",
+        psp_id: netterms::domain::ids::PspId(uuid::Uuid::parse_str(&psp_id).unwrap()),
+        capture_id: None,
+        locale: "de",
+        subject: "Rechnungskopie",
+        body: "Bitte senden Sie mir eine Kopie.",
+        attachment: None,
+    };
+    netterms::store::portal::insert_support(&mut tx, &new, chrono::Utc::now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let path = "/admin/v1/support-requests/{support_request_id}/answer";
+    send("post", path, &format!("/admin/v1/support-requests/{request}/answer"), None, &[]).await;
 
     assert_eq!(sent, documented, "every documented example was sent");
 }

@@ -12,6 +12,11 @@ pub async fn created_order(app: &TestApp, psp: &TestPsp, mid: &str) -> String {
 /// An order authorized in the widget with `payment` (`payment_method`, and `iban` for direct
 /// debit) and confirmed by the PSP.
 pub async fn created_order_paying(app: &TestApp, psp: &TestPsp, mid: &str, payment: Value) -> String {
+    created_order_with(app, psp, mid, order_body("anna@kunde.example", 11900), payment).await
+}
+
+/// [`created_order_paying`] for another order body.
+pub async fn created_order_with(app: &TestApp, psp: &TestPsp, mid: &str, order: Value, payment: Value) -> String {
     let s = app
         .send(
             app.psp(psp, Method::POST, "/v1/widget-sessions")
@@ -20,7 +25,6 @@ pub async fn created_order_paying(app: &TestApp, psp: &TestPsp, mid: &str, payme
         .await
         .json();
     let sid = s["client_secret"].as_str().unwrap();
-    let order = order_body("anna@kunde.example", 11900);
     let a = app
         .send(app.client.post(app.url(&format!("/checkout-api/v1/sessions/{sid}/authorize"))).json(&{
             let mut body = json!({"order": order, "terms_accepted": true});
