@@ -153,6 +153,9 @@ async fn signing_in_by_link_rotating_and_ending_sessions() {
         "{}",
         mails[0].subject
     );
+    // The sandbox mailbox of the PSP of the address's newest order shows it too.
+    let stored = app.send(app.psp(&psp, Method::GET, "/v1/sandbox/messages")).await.text();
+    assert!(stored.contains("portal_login") && stored.contains("/portal/login/"), "{stored}");
     // The address is matched whatever its case; the link is the 32-byte token.
     let token = link_for(&app, &smtp, "ANNA@kunde.example").await;
     assert_eq!(token.len(), 43);
@@ -508,6 +511,20 @@ async fn i_have_paid_pauses_dunning_until_the_payment_comes() {
     assert!(claims["data"][0]["payment_id"].is_string());
     let page = anna.get(&format!("/portal/invoices/{id}")).await.text();
     assert!(page.contains("Bezahlt"));
+    // The same through a bank statement (its set-wise booking of RF references).
+    let second = invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "R-2", 5950).await;
+    let id2 = cid(&second);
+    let r = anna
+        .post(&format!("/portal/invoices/{id2}/paid"), &[("csrf", &csrf), ("paid_on", &today), ("amount", "59.50")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let rf = second["payment_instructions"]["reference"].as_str().unwrap().to_owned();
+    let entry = crate::camt::Ntry::credit("BANK-REF-1", 5950, crate::camt::Tx { rf: Some(rf), ..Default::default() });
+    crate::payments::import(&app, &crate::camt::camt053(crate::camt::Dialect::V08, "S-1", &[entry])).await;
+    let claims = app.send(app.admin(Method::GET, "/admin/v1/payment-claims")).await.json();
+    let c2 = claims["data"].as_array().unwrap().iter().find(|c| c["capture_id"] == id2.as_str()).unwrap().clone();
+    assert_eq!(c2["state"], "matched", "{claims}");
+    assert_eq!(app.send(app.admin(Method::GET, "/admin/v1/payment-claims?state=open")).await.json()["data"], json!([]));
     verify_ledger(&app).await;
 }
 
