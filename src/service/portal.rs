@@ -226,16 +226,15 @@ pub struct InvoiceDetail {
     /// for future orders exists.
     pub portal_mandate: String,
     pub standing: Option<PreferenceRow>,
+    /// The invoice's PSP's clock.
+    pub now: DateTime<Utc>,
     pub today: NaiveDate,
 }
 
 impl InvoiceDetail {
+    /// Until when dunning is paused, if it is.
     pub fn dunning_paused_until(&self) -> Option<DateTime<Utc>> {
-        self.capture.dunning_paused_until.filter(|u| *u > self.facts_now())
-    }
-
-    fn facts_now(&self) -> DateTime<Utc> {
-        self.today.and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or_default()
+        self.capture.dunning_paused_until.filter(|u| *u > self.now)
     }
 }
 
@@ -257,7 +256,7 @@ pub async fn invoice(s: &Services, who: &Session, id: CaptureId) -> Result<Invoi
     let mandate = store::order_mandate(&mut conn, row.order_id).await?;
     let collection_pending = store::collection_pending(&mut conn, row.order_id).await?;
     let standing = store::preference(&mut conn, &who.email, row.buyer_id).await?;
-    let today = s.now_for(&mut conn, row.psp_id).await?.now.date_naive();
+    let now = s.now_for(&mut conn, row.psp_id).await?.now;
     let portal_mandate = portal_mandate_reference(s, &who.email, row.buyer_id);
     Ok(InvoiceDetail {
         row,
@@ -271,7 +270,8 @@ pub async fn invoice(s: &Services, who: &Session, id: CaptureId) -> Result<Invoi
         collection_pending,
         portal_mandate,
         standing,
-        today,
+        now,
+        today: now.date_naive(),
     })
 }
 

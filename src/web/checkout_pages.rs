@@ -170,18 +170,25 @@ pub fn format_money(minor: i64, currency: &str, lang: &str) -> String {
     }
 }
 
+/// The `<head>` of the buyer's pages (payment page, widget, portal).
+pub fn head(title: &str, style: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="robots" content="noindex";
+            title { (title) " · netterms" }
+            link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
+            style { (PreEscaped(style)) }
+        }
+    }
+}
+
 fn shell(t: &Texts, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(t.lang) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="robots" content="noindex";
-                title { (title) " · netterms" }
-                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
-                style { (PreEscaped(STYLE)) }
-            }
+            (head(title, STYLE))
             body { main { (body) } }
         }
     }

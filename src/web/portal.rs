@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use bytes::Bytes;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 use super::AppState;
 use super::checkout_pages::format_money;
@@ -197,14 +197,7 @@ fn shell(l: Locale, title: &str, who: Option<&Session>, here: &str, body: Markup
     html! {
         (DOCTYPE)
         html lang=(l.as_str()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="robots" content="noindex";
-                title { (title) " · netterms" }
-                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
-                style { (PreEscaped(STYLE)) }
-            }
+            (super::checkout_pages::head(title, STYLE))
             body {
                 a.skip href="#main" { (t(l, "Zum Inhalt", "Skip to content")) }
                 header {
@@ -940,6 +933,23 @@ pub async fn credit_note(
     }
 }
 
+/// What every invoice form starts with: the session (else the sign-in page), the session's
+/// CSRF token in the form (else 403, nothing changed), an invoice id in the path (else 404).
+async fn invoice_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    body: &Bytes,
+) -> Result<(Session, CaptureId, HashMap<String, String>), Response> {
+    let f = form(body);
+    let Some(who) = signed_in(state, headers, &HashMap::new()).await else { return Err(see_other("/portal")) };
+    if !f.get("csrf").is_some_and(|c| who.csrf_ok(c)) {
+        return Err(csrf_failed(who.locale, Some(&who)));
+    }
+    let Some(id) = capture_id(id) else { return Err(not_found(who.locale, Some(&who))) };
+    Ok((who, id, f))
+}
+
 /// `POST /portal/invoices/{id}/payment-method`.
 pub async fn payment_method(
     State(state): State<AppState>,
@@ -947,13 +957,11 @@ pub async fn payment_method(
     ApiPath(id): ApiPath<String>,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let who = session_or_sign_in!(&state, &headers, &HashMap::new());
+    let (who, id, f) = match invoice_form(&state, &headers, &id, &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     let l = who.locale;
-    if !f.get("csrf").is_some_and(|c| who.csrf_ok(c)) {
-        return csrf_failed(l, Some(&who));
-    }
-    let Some(id) = capture_id(&id) else { return not_found(l, Some(&who)) };
     let input = portal::SwitchInput {
         method: f.get("method").cloned().unwrap_or_default(),
         iban: f.get("iban").cloned(),
@@ -973,13 +981,11 @@ pub async fn paid(
     ApiPath(id): ApiPath<String>,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let who = session_or_sign_in!(&state, &headers, &HashMap::new());
+    let (who, id, f) = match invoice_form(&state, &headers, &id, &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     let l = who.locale;
-    if !f.get("csrf").is_some_and(|c| who.csrf_ok(c)) {
-        return csrf_failed(l, Some(&who));
-    }
-    let Some(id) = capture_id(&id) else { return not_found(l, Some(&who)) };
     let (on, amount) =
         (f.get("paid_on").map(String::as_str).unwrap_or(""), f.get("amount").map(String::as_str).unwrap_or(""));
     match portal::claim_paid(&state.services, &who, id, on, amount).await {
@@ -995,13 +1001,11 @@ pub async fn dispute(
     ApiPath(id): ApiPath<String>,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let who = session_or_sign_in!(&state, &headers, &HashMap::new());
+    let (who, id, f) = match invoice_form(&state, &headers, &id, &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     let l = who.locale;
-    if !f.get("csrf").is_some_and(|c| who.csrf_ok(c)) {
-        return csrf_failed(l, Some(&who));
-    }
-    let Some(id) = capture_id(&id) else { return not_found(l, Some(&who)) };
     let reason = f.get("reason_code").map(String::as_str).unwrap_or("");
     let description = f.get("description").map(String::as_str).unwrap_or("");
     match portal::open_dispute(&state.services, &who, id, reason, description).await {
@@ -1095,7 +1099,7 @@ pub async fn open_support(
             if !bytes.is_empty() {
                 attachment = Some(portal::Attachment { bytes: bytes.to_vec(), name: filename.unwrap_or_default() });
             }
-        } else if bytes.len() <= 20_000 {
+        } else if bytes.len() <= 64 * 1024 {
             fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
         }
     }

@@ -130,6 +130,15 @@ async fn portal_app(smtp: &SmtpServer) -> TestApp {
     .await
 }
 
+/// An app, a PSP with a merchant, and Anna's invoice R-1 of 119.00.
+async fn one_invoice(smtp: &SmtpServer) -> (TestApp, TestPsp, String, Value) {
+    let app = portal_app(smtp).await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let inv = invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "R-1", 11900).await;
+    (app, psp, mid, inv)
+}
+
 const PDF: &[u8] = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
 
 #[tokio::test]
@@ -351,10 +360,7 @@ async fn a_buyer_sees_its_invoices_across_psps_and_nothing_of_anyone_else() {
 #[tokio::test]
 async fn forms_change_only_with_the_sessions_token() {
     let smtp = SmtpServer::start().await;
-    let app = portal_app(&smtp).await;
-    let psp = app.create_psp().await;
-    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
-    let inv = invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "R-1", 11900).await;
+    let (app, _, _, inv) = one_invoice(&smtp).await;
     let id = cid(&inv);
     let anna = signed_in(&app, &smtp, "anna@kunde.example").await;
     let other = signed_in(&app, &smtp, "anna@kunde.example").await;
@@ -392,10 +398,7 @@ async fn forms_change_only_with_the_sessions_token() {
 #[tokio::test]
 async fn switching_to_direct_debit_reaches_the_next_collection_file() {
     let smtp = SmtpServer::start().await;
-    let app = portal_app(&smtp).await;
-    let psp = app.create_psp().await;
-    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
-    let inv = invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "R-1", 11900).await;
+    let (app, psp, mid, inv) = one_invoice(&smtp).await;
     let id = cid(&inv);
     let anna = signed_in(&app, &smtp, "anna@kunde.example").await;
     let page = anna.get(&format!("/portal/invoices/{id}")).await.text();
@@ -460,10 +463,7 @@ async fn switching_to_direct_debit_reaches_the_next_collection_file() {
 #[tokio::test]
 async fn i_have_paid_pauses_dunning_until_the_payment_comes() {
     let smtp = SmtpServer::start().await;
-    let app = portal_app(&smtp).await;
-    let psp = app.create_psp().await;
-    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
-    let inv = invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "R-1", 11900).await;
+    let (app, psp, mid, inv) = one_invoice(&smtp).await;
     let id = cid(&inv);
     let anna = signed_in(&app, &smtp, "anna@kunde.example").await;
     let csrf = anna.csrf(&format!("/portal/invoices/{id}")).await;
@@ -531,10 +531,7 @@ async fn i_have_paid_pauses_dunning_until_the_payment_comes() {
 #[tokio::test]
 async fn support_requests_and_disputes_reach_the_operator() {
     let smtp = SmtpServer::start().await;
-    let app = portal_app(&smtp).await;
-    let psp = app.create_psp().await;
-    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
-    let inv = invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "R-1", 11900).await;
+    let (app, psp, _, inv) = one_invoice(&smtp).await;
     let id = cid(&inv);
     let anna = signed_in(&app, &smtp, "anna@kunde.example").await;
     let csrf = anna.csrf("/portal/support").await;
