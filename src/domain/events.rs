@@ -95,7 +95,7 @@ pub struct DunningEvent {
 pub struct DunningPauseEvent {
     pub capture_id: CaptureId,
     pub reason: String,
-    /// Until when dunning is paused (on `dunning.paused`).
+    /// Until when dunning is paused (on `dunning.paused`; none while a dispute is open).
     pub until: Option<DateTime<Utc>>,
 }
 
@@ -358,7 +358,8 @@ pub fn catalogue() -> Vec<EventDoc> {
     out.extend(DunningEventKind::ALL.iter().map(|k| doc::<DunningEvent>(k.event_type(), k.summary())));
     out.push(doc::<DunningPauseEvent>(
         "dunning.paused",
-        "Dunning of the invoice is paused (by an operator, with a reason)",
+        "Dunning of the invoice is paused: by an operator, for 5 days after the buyer said it paid, or while a \
+         dispute is open (`until` null)",
     ));
     out.push(doc::<DunningPauseEvent>(
         "dunning.resumed",
