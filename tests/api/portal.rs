@@ -440,7 +440,7 @@ async fn switching_to_direct_debit_reaches_the_next_collection_file() {
     let fid = files[0]["file_id"].as_str().unwrap();
     let xml = app.send(app.admin(Method::GET, &format!("/admin/v1/direct-debit-files/{fid}"))).await.text();
     assert!(xml.contains(&format!("<MndtId>{reference}</MndtId>")) && xml.contains("DE89370400440532013000"), "{xml}");
-    crate::sepa_xsd::validate("pain.008.001.08", &xml);
+    crate::sepa_xsd::validate(&xml, "pain.008.001.08.xsd");
     // Once it is on its way, the method stays.
     let back = [("csrf", csrf.as_str()), ("method", "bank_transfer")];
     assert_eq!(anna.post(&format!("/portal/invoices/{id}/payment-method"), &back).await.status, 409);
