@@ -52,6 +52,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DirectDebitCommand,
     },
+    /// Payouts to PSPs: the SEPA credit transfer files (pain.001) for the bank.
+    Payouts {
+        #[command(subcommand)]
+        command: PayoutCommand,
+    },
     /// Print the OpenAPI document, or check a committed copy against it.
     Openapi {
         /// Compare with this file and fail if it differs.
@@ -84,6 +89,44 @@ pub enum DirectDebitCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum PayoutCommand {
+    /// Write the pain.001 of every euro payout not yet sent (marking it `sent`); with `--out DIR`
+    /// each file is written there as `<payout_id>.xml`.
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `netterms payouts export`.
+pub async fn run_payouts(config: Config, cmd: PayoutCommand) -> anyhow::Result<()> {
+    let PayoutCommand::Export { out, json } = cmd;
+    let s = Services::open(config, false).await?;
+    let files = crate::service::payouts::export_pending(&s).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(dir) = &out {
+        for (p, xml) in &files {
+            let path = dir.join(format!("{}.xml", p.payout_id));
+            std::fs::write(&path, xml).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    let views: Vec<_> = files.iter().map(|(p, _)| p.clone()).collect();
+    print(json, &views, || {
+        if views.is_empty() {
+            return "no payout to send".into();
+        }
+        views
+            .iter()
+            .map(|p| format!("{}  {} {} cents to {}", p.payout_id, p.currency, p.amount, p.creditor_iban))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    s.db.close().await;
+    Ok(())
+}
+
 /// `netterms statements import FILE…`.
 pub async fn run_statements(config: Config, cmd: StatementCommand) -> anyhow::Result<()> {
     let StatementCommand::Import { files, json } = cmd;
@@ -95,7 +138,7 @@ pub async fn run_statements(config: Config, cmd: StatementCommand) -> anyhow::Re
             Ok(sum) => print(json, &sum, || {
                 format!(
                     "{}: {} {} — {} entries, {} payments ({} matched, {} unmatched), {} duplicates, {} returns, \
-                     {} awaiting details, {} ignored, {} pending",
+                     {} awaiting details, {} ignored, {} pending, {} payouts paid",
                     f.display(),
                     sum.kind,
                     sum.version,
@@ -107,7 +150,8 @@ pub async fn run_statements(config: Config, cmd: StatementCommand) -> anyhow::Re
                     sum.returns,
                     sum.awaiting_details,
                     sum.ignored,
-                    sum.pending
+                    sum.pending,
+                    sum.payouts_paid
                 )
             })?,
             Err(e) => {

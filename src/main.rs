@@ -45,6 +45,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger { command } => netterms::cli::run_ledger(config, command).await,
         Command::Statements { command } => netterms::cli::run_statements(config, command).await,
         Command::DirectDebit { command } => netterms::cli::run_direct_debit(config, command).await,
+        Command::Payouts { command } => netterms::cli::run_payouts(config, command).await,
         Command::Demo { shop } => {
             anyhow::ensure!(
                 config.environment == netterms::config::Environment::Sandbox,

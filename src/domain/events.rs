@@ -148,6 +148,45 @@ impl PaymentEventKind {
     }
 }
 
+/// `payout.created`: a payout to the PSP was made up (its lines are what the ledger owed up to
+/// the cut-off); `payout.paid`: it left netterms' bank account.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PayoutEvent {
+    pub payout_id: uuid::Uuid,
+    pub currency: String,
+    /// Minor units.
+    pub amount: i64,
+    /// The cut-off (exclusive): everything booked before this day's start on the PSP's clock.
+    pub period_end: NaiveDate,
+    /// `pending`, `sent` or `paid`.
+    pub state: String,
+}
+
+/// Which payout event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayoutEventKind {
+    Created,
+    Paid,
+}
+
+impl PayoutEventKind {
+    pub const ALL: [PayoutEventKind; 2] = [Self::Created, Self::Paid];
+
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Self::Created => "payout.created",
+            Self::Paid => "payout.paid",
+        }
+    }
+
+    fn summary(self) -> &'static str {
+        match self {
+            Self::Created => "A payout was made up at the PSP's cut-off (report and SEPA file available)",
+            Self::Paid => "The payout left netterms' bank account (seen on the statement, or marked by an operator)",
+        }
+    }
+}
+
 /// Which dunning step event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DunningEventKind {
@@ -292,6 +331,7 @@ pub enum Event {
     DunningPaused(DunningPauseEvent),
     DunningResumed(DunningPauseEvent),
     Payment(PaymentEventKind, PaymentEvent),
+    Payout(PayoutEventKind, PayoutEvent),
 }
 
 impl Event {
@@ -309,6 +349,7 @@ impl Event {
             Event::DunningPaused(_) => "dunning.paused",
             Event::DunningResumed(_) => "dunning.resumed",
             Event::Payment(k, _) => k.event_type(),
+            Event::Payout(k, _) => k.event_type(),
         }
     }
 
@@ -325,6 +366,7 @@ impl Event {
             Event::Dunning(_, d) => serde_json::to_value(d),
             Event::DunningPaused(d) | Event::DunningResumed(d) => serde_json::to_value(d),
             Event::Payment(_, d) => serde_json::to_value(d),
+            Event::Payout(_, d) => serde_json::to_value(d),
         };
         // Plain structs of ids, numbers and strings always serialize.
         v.unwrap_or_default()
@@ -366,6 +408,7 @@ pub fn catalogue() -> Vec<EventDoc> {
         "Dunning of the invoice resumed (by an operator, or its pause ran out)",
     ));
     out.extend(PaymentEventKind::ALL.iter().map(|k| doc::<PaymentEvent>(k.event_type(), k.summary())));
+    out.extend(PayoutEventKind::ALL.iter().map(|k| doc::<PayoutEvent>(k.event_type(), k.summary())));
     out.push(doc::<MerchantEventData>("merchant.activated", "A merchant was activated or reactivated"));
     out.push(doc::<MerchantEventData>("merchant.deactivated", "A merchant was deactivated"));
     out
@@ -445,6 +488,14 @@ mod tests {
             return_reason: None,
         };
         all.extend(PaymentEventKind::ALL.iter().map(|k| Event::Payment(*k, payment.clone())));
+        let payout = PayoutEvent {
+            payout_id: uuid::Uuid::now_v7(),
+            currency: "EUR".into(),
+            amount: 11424,
+            period_end: NaiveDate::from_ymd_opt(2026, 12, 7).unwrap(),
+            state: "pending".into(),
+        };
+        all.extend(PayoutEventKind::ALL.iter().map(|k| Event::Payout(*k, payout.clone())));
         for e in &all {
             match e {
                 Event::Authorization(_)
@@ -458,7 +509,8 @@ mod tests {
                 | Event::Dunning(..)
                 | Event::DunningPaused(_)
                 | Event::DunningResumed(_)
-                | Event::Payment(..) => {}
+                | Event::Payment(..)
+                | Event::Payout(..) => {}
             }
         }
         all

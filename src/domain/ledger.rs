@@ -25,6 +25,8 @@ pub enum Account {
     DunningIncome,
     /// Money received that no invoice could be matched to yet (liability: it is someone's).
     UnappliedCash,
+    /// Payouts made and not yet seen leaving the bank account (liability).
+    PayoutsPending,
 }
 
 impl Account {
@@ -39,6 +41,7 @@ impl Account {
             Account::DunningReceivable(b) => format!("dunning_receivable:{b}"),
             Account::DunningIncome => "dunning_income".into(),
             Account::UnappliedCash => "unapplied_cash".into(),
+            Account::PayoutsPending => "payouts_pending".into(),
         }
     }
 }
@@ -108,6 +111,16 @@ pub fn refund(buyer: BuyerId, psp: PspId, amount: i64, against_receivable: i64) 
             (Account::BuyerCredit(buyer), -owed_back),
         ],
     )
+}
+
+/// A payout of `amount` to the PSP: owed no longer, on its way.
+pub fn payout(psp: PspId, amount: i64) -> Result<Entry, LedgerError> {
+    Entry::new("payout", vec![(Account::PspPayable(psp), amount), (Account::PayoutsPending, -amount)])
+}
+
+/// The payout left the bank account.
+pub fn payout_paid(amount: i64) -> Result<Entry, LedgerError> {
+    Entry::new("payout_paid", vec![(Account::PayoutsPending, amount), (Account::BankCash, -amount)])
 }
 
 /// The buyer paid the merchant directly: it owes less, and the PSP is paid that much less.

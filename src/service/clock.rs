@@ -37,6 +37,8 @@ pub struct DueWork {
     pub direct_debit_files: usize,
     /// Sandbox: collections the simulated bank booked on their collection date.
     pub collections_booked: usize,
+    /// Payouts made at the PSP's cut-off.
+    pub payouts: usize,
 }
 
 impl DueWork {
@@ -46,6 +48,7 @@ impl DueWork {
         self.dunning.add(o.dunning);
         self.direct_debit_files += o.direct_debit_files;
         self.collections_booked += o.collections_booked;
+        self.payouts += o.payouts;
     }
 }
 
@@ -65,7 +68,8 @@ pub async fn run_due(s: &Services, psp_id: PspId, at: PspTime) -> Result<DueWork
         if s.config.is_sandbox() { super::direct_debit::sandbox_book_collections(s, psp_id, at).await? } else { 0 };
     let late_invoices = super::captures::mark_overdue(s, psp_id, at).await?;
     let dunning = super::dunning::run_due(s, psp_id, at).await?;
-    Ok(DueWork { expired_authorizations, late_invoices, dunning, direct_debit_files, collections_booked })
+    let payouts = super::payouts::run_for(s, psp_id, at).await?;
+    Ok(DueWork { expired_authorizations, late_invoices, dunning, direct_debit_files, collections_booked, payouts })
 }
 
 /// Runs what is due for every PSP at its own current time (the periodic background scan).

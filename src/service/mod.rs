@@ -22,6 +22,7 @@ pub mod messages;
 pub mod orders;
 pub mod payment_messages;
 pub mod payments;
+pub mod payouts;
 pub mod portal;
 pub mod psps;
 pub mod sessions;

@@ -52,6 +52,8 @@ pub struct ImportSummary {
     pub ignored: u64,
     /// Entries not booked by the bank yet (`PDNG`): imported when they are.
     pub pending: u64,
+    /// Payouts to PSPs seen leaving the account (a debit with the payout's end-to-end id).
+    pub payouts_paid: u64,
 }
 
 /// Why an import was refused (nothing was booked).
@@ -246,6 +248,7 @@ fn add(sum: &mut ImportSummary, p: &ImportSummary) {
     sum.details_held += p.details_held;
     sum.ignored += p.ignored;
     sum.pending += p.pending;
+    sum.payouts_paid += p.payouts_paid;
 }
 
 /// An entry's key: the bank's reference on the account, else a digest of what the booking is —
@@ -440,13 +443,30 @@ async fn book_entry(
         return Ok(());
     }
     if !e.credit {
-        if claim(tx, e, &key, statement, Filed("ignored", None, Some("a debit, not a buyer payment")), now)
-            .await?
-            .is_some()
-        {
-            sum.ignored += 1;
-        } else {
+        // A debit is no buyer payment; one naming a payout's end-to-end id is that payout leaving.
+        let payouts: Vec<(uuid::Uuid, i64)> = e
+            .transactions
+            .iter()
+            .filter_map(|t| {
+                let id = uuid::Uuid::try_parse(t.end_to_end_id.as_deref()?).ok()?;
+                Some((id, t.amount.unwrap_or(e.amount)))
+            })
+            .collect();
+        let note = if payouts.is_empty() { "a debit, not a buyer payment" } else { "a payout to a PSP" };
+        if claim(tx, e, &key, statement, Filed("ignored", None, Some(note)), now).await?.is_none() {
             sum.duplicates += 1;
+            return Ok(());
+        }
+        let mut paid = 0;
+        if e.status == "BOOK" {
+            for (id, amount) in payouts {
+                paid += u64::from(super::payouts::paid_in(s, tx, id, Some(amount)).await?);
+            }
+        }
+        if paid > 0 {
+            sum.payouts_paid += paid;
+        } else {
+            sum.ignored += 1;
         }
         return Ok(());
     }

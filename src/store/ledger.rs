@@ -88,8 +88,45 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
         )
         .await?,
     );
-    // What each PSP is owed: captured gross less fees, refunds and direct payments (a credit).
-    diffs.extend(compare(conn, "psp_payable", "psp_id", "-SUM(gross - fee - refunded - paid_direct)").await?);
+    // What each PSP is owed: captured gross less fees, refunds and direct payments (a credit),
+    // less what was paid out to it.
+    let psp_sql = |b: Backend| {
+        format!(
+            "SELECT k, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
+               SELECT 'psp_payable:' || {c} AS k, currency, -SUM(gross - fee - refunded - paid_direct) AS expected, 0 AS found \
+                 FROM captures GROUP BY psp_id, currency \
+               UNION ALL SELECT 'psp_payable:' || {p}, currency, SUM(amount), 0 FROM payouts GROUP BY psp_id, currency \
+               UNION ALL SELECT l.account, e.currency, 0, SUM(l.amount) FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
+                 WHERE l.account LIKE 'psp_payable:%' GROUP BY l.account, e.currency \
+             ) x GROUP BY k, currency HAVING SUM(expected) <> SUM(found)",
+            c = uuid_text("psp_id", b),
+            p = uuid_text("psp_id", b),
+        )
+    };
+    let rows: Differences = with_conn!(conn, c, b => sqlx::query_as(&psp_sql(b)).fetch_all(&mut *c).await?);
+    diffs.extend(rows);
+    // Payouts made and not seen leaving the bank; and every payout is the sum of its lines.
+    diffs.extend(
+        compare_sql(
+            conn,
+            "SELECT 'payouts_pending:' || currency, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
+               SELECT currency, -amount AS expected, 0 AS found FROM payouts WHERE state <> 'paid' \
+               UNION ALL SELECT e.currency, 0, l.amount FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
+                 WHERE l.account = 'payouts_pending' \
+             ) x GROUP BY currency HAVING SUM(expected) <> SUM(found)",
+        )
+        .await?,
+    );
+    let lines_sql = |b: Backend| {
+        format!(
+            "SELECT 'payout:' || {p}, CAST(p.amount AS BIGINT), CAST(COALESCE(SUM(l.amount), 0) AS BIGINT) \
+             FROM payouts p LEFT JOIN payout_lines l ON l.payout_id = p.id GROUP BY p.id, p.amount \
+             HAVING p.amount <> COALESCE(SUM(l.amount), 0)",
+            p = uuid_text("p.id", b),
+        )
+    };
+    let rows: Differences = with_conn!(conn, c, b => sqlx::query_as(&lines_sql(b)).fetch_all(&mut *c).await?);
+    diffs.extend(rows);
     let fees: (i64, i64) = with_conn!(conn, c => {
         sqlx::query_as(
             "SELECT CAST(COALESCE((SELECT -SUM(fee) FROM captures), 0) AS BIGINT), \
@@ -127,6 +164,7 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
             "SELECT 'bank_cash:' || currency, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
                SELECT currency, amount AS expected, 0 AS found FROM bank_payments WHERE state IN ('matched', 'unmatched', 'refunded') \
                UNION ALL SELECT currency, -amount, 0 FROM credit_transfers \
+               UNION ALL SELECT currency, -amount, 0 FROM payouts WHERE state = 'paid' \
                UNION ALL SELECT e.currency, 0, l.amount FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
                  WHERE l.account = 'bank_cash' \
              ) x GROUP BY currency HAVING SUM(expected) <> SUM(found)",

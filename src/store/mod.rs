@@ -23,6 +23,7 @@ pub mod merchants;
 pub mod messages;
 pub mod orders;
 pub mod payments;
+pub mod payouts;
 pub mod portal;
 pub mod psps;
 pub mod secrets;

@@ -37,6 +37,7 @@ pub mod ops;
 pub mod orders;
 pub mod pages;
 pub mod payments;
+pub mod payouts;
 pub mod portal;
 pub mod sandbox;
 pub mod throttle;
@@ -100,11 +101,13 @@ impl std::ops::Deref for AppInner {
         crate::domain::events::DunningEvent,
         crate::domain::events::DunningPauseEvent,
         crate::domain::events::PaymentEvent,
+        crate::domain::events::PayoutEvent,
     )),
     tags(
         (name = "Merchants", description = "Activate and manage the merchants a PSP serves"),
         (name = "Checkout", description = "Payment-page and widget sessions, and confirming a widget authorization"),
         (name = "Orders", description = "Orders after checkout: captures (invoices), refunds (credit notes), direct payments, cancellation"),
+        (name = "Payouts", description = "What netterms pays the PSP: payouts at its frequency, their lines and reports"),
         (name = "Webhooks", description = "Signed event deliveries (Standard Webhooks) and the event log; every event type is listed under Webhooks at the end"),
         (name = "Reference data", description = "Lists clients need to build requests"),
         (name = "Checkout API", description = "Called by the hosted payment page and the widget in the buyer's browser; the session's client secret is the credential"),
@@ -134,7 +137,8 @@ fn api_routes() -> ApiRoutes {
             .merge(sandbox::router())
             .merge(payments::sandbox_router())
             .merge(messages::sandbox_router())
-            .merge(documents::psp_router()),
+            .merge(documents::psp_router())
+            .merge(payouts::psp_router()),
         public: merchants::public_router(),
         checkout: checkout::checkout_api_router(),
         admin: admin::router()
@@ -143,7 +147,8 @@ fn api_routes() -> ApiRoutes {
             .merge(dunning::router())
             .merge(messages::admin_router())
             .merge(payments::admin_router())
-            .merge(documents::admin_router()),
+            .merge(documents::admin_router())
+            .merge(payouts::admin_router()),
     }
 }
 

@@ -18,6 +18,7 @@ mod messages;
 mod ops;
 pub mod orders;
 pub mod payments;
+mod payouts;
 mod portal;
 mod psps;
 mod retry_safety;

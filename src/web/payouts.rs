@@ -1,0 +1,160 @@
+//! Payouts to the PSP (SPEC §10): the PSP lists and reads its payouts and streams their reports;
+//! the operator takes the SEPA file for the bank and marks payouts paid.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery, AuthedPsp, ListParams};
+use super::merchants::Page;
+use crate::service::payouts::{self, CSV_HEADER, PayoutDetail, PayoutView};
+
+pub fn psp_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_payouts)).routes(routes!(get_payout)).routes(routes!(report_csv))
+}
+
+pub fn admin_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(pain001)).routes(routes!(mark_paid))
+}
+
+/// List payouts.
+///
+/// Newest first. A payout is made at each cut-off of the PSP's payout frequency (its clock:
+/// daily; weekly on Mondays; monthly on the 1st), per currency, of everything owed up to it.
+#[utoipa::path(get, path = "/v1/payouts", tag = "Payouts", params(ListParams),
+    responses((status = 200, description = "A page of payouts", body = Page<PayoutView>),
+              (status = 400, description = "Unreadable query", body = ErrorBody),
+              (status = 422, description = "Invalid limit", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn list_payouts(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> Result<Json<Page<PayoutView>>, ApiError> {
+    let limit = q.limit()?;
+    let rows = payouts::list(&state.services, psp.psp_id, q.starting_after, limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit)))
+}
+
+/// `?limit=1..1000&starting_after=<entry_id>` for a payout's lines.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct LineParams {
+    /// How many lines (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// Lines after this `entry_id` (the last of the previous page).
+    starting_after: Option<uuid::Uuid>,
+}
+
+/// Get a payout with its lines.
+///
+/// The header and a page of its lines: one per ledger movement (capture net of fees, refund,
+/// direct payment), in booking order; all lines sum to `amount`.
+#[utoipa::path(get, path = "/v1/payouts/{payout_id}", tag = "Payouts",
+    params(("payout_id" = uuid::Uuid, Path), LineParams),
+    responses((status = 200, description = "The payout", body = PayoutDetail),
+              (status = 404, description = "No such payout for this PSP", body = ErrorBody),
+              (status = 422, description = "Invalid limit", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn get_payout(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiQuery(q): ApiQuery<LineParams>,
+) -> Result<Json<PayoutDetail>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::Validation(vec![crate::domain::validate::FieldError {
+            source: "limit".into(),
+            title: "limit must be between 1 and 1000".into(),
+        }]));
+    }
+    Ok(Json(payouts::get(&state.services, psp.psp_id, id, q.starting_after, limit).await?))
+}
+
+/// Lines per database round while streaming a report.
+const CSV_PAGE: i64 = 2000;
+
+/// A payout's report as CSV.
+///
+/// RFC 4180, UTF-8, CRLF, a header line, then one line per ledger movement in booking order:
+/// `payout_id, entry_id, booked_at, kind, amount` (minor units, what it adds to the payout),
+/// `currency, order_id, external_order_id, capture_id, external_invoice_number, refund_id,
+/// external_credit_note_number, direct_payment_id, merchant_id, merchant_external_id`. The amounts
+/// sum to the payout. Streamed: memory does not grow with the report.
+#[utoipa::path(get, path = "/v1/payouts/{payout_id}/report.csv", tag = "Payouts",
+    params(("payout_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The report", content_type = "text/csv", body = String),
+              (status = 404, description = "No such payout for this PSP", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn report_csv(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    payouts::owned(&state.services, psp.psp_id, id).await?;
+    let services = state.services.clone();
+    // First the header, then page after page until a short one.
+    let stream = futures_util::stream::unfold(Some(None), move |cursor: Option<Option<uuid::Uuid>>| {
+        let services = services.clone();
+        async move {
+            let after = cursor?;
+            match payouts::csv_page(&services, id, after, CSV_PAGE).await {
+                Ok((text, next)) => {
+                    let text = if after.is_none() { format!("{CSV_HEADER}{text}") } else { text };
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(text)), next.map(Some)))
+                }
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            }
+        }
+    });
+    let mut r = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8; header=present"));
+    let name = format!("attachment; filename=\"payout-{id}.csv\"");
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&name).map_err(ApiError::internal)?);
+    Ok(r)
+}
+
+/// Get a payout's SEPA credit transfer (operator).
+///
+/// pain.001.001.09 from netterms' account (`bank_iban`) to the PSP's payout IBAN, `EndToEndId` =
+/// the payout id without hyphens, for the bank. Fetching it marks a `pending` payout `sent`.
+#[utoipa::path(get, path = "/admin/v1/payouts/{payout_id}/pain.001", tag = "Operator",
+    params(("payout_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "pain.001.001.09", content_type = "application/xml", body = String),
+              (status = 404, description = "No such payout", body = ErrorBody),
+              (status = 409, description = "Not a euro payout", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn pain001(State(state): State<AppState>, ApiPath(id): ApiPath<uuid::Uuid>) -> Result<Response, ApiError> {
+    let xml = payouts::pain001(&state.services, id).await?;
+    let mut r = (StatusCode::OK, xml).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
+    Ok(r)
+}
+
+/// Mark a payout paid (operator).
+///
+/// The transfer left netterms' account (a statement showing the debit with the payout's
+/// end-to-end id does this by itself). Sends `payout.paid`.
+#[utoipa::path(post, path = "/admin/v1/payouts/{payout_id}/mark-paid", tag = "Operator",
+    params(("payout_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The payout, paid", body = PayoutView),
+              (status = 404, description = "No such payout", body = ErrorBody),
+              (status = 409, description = "Paid already", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn mark_paid(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Json<PayoutView>, ApiError> {
+    Ok(Json(payouts::mark_paid(&state.services, id).await?))
+}

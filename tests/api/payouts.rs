@@ -1,0 +1,234 @@
+//! Paying PSPs (SPEC §10) on the sandbox clock: weekly payouts of what the ledger owes, their
+//! lines and CSV reports adding up to the cent, the SEPA file for the bank, the statement that
+//! marks them paid, and runs that never pay twice.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::camt::{Dialect, Ntry, Tx, camt053};
+use crate::helpers::*;
+use crate::orders::{amount, verify_ledger};
+use crate::payments::{events_of, import};
+
+/// What the ledger says the PSP is owed by its captures, refunds and direct payments (all
+/// movements but payouts), in cents.
+async fn owed_by_ledger(app: &TestApp, psp: &TestPsp) -> i64 {
+    let mut conn = app.db().conn().await.unwrap();
+    let account = format!("psp_payable:{}", psp.psp_id);
+    let sum: netterms::store::StoreResult<i64> = async {
+        Ok(netterms::with_conn!(&mut conn, c => {
+            sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(l.amount), 0) AS BIGINT) FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
+                 WHERE l.account = $1 AND e.kind <> 'payout'",
+            )
+            .bind(account).fetch_one(&mut *c).await?
+        }))
+    }
+    .await;
+    -sum.unwrap()
+}
+
+fn csv_sum(csv: &str) -> (usize, i64) {
+    let mut lines = csv.split("\r\n").filter(|l| !l.is_empty());
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("payout_id,entry_id,booked_at,kind,amount,currency,"), "{header}");
+    let mut n = 0;
+    let mut sum = 0;
+    for l in lines {
+        let cols: Vec<&str> = l.split(',').collect();
+        sum += cols[4].parse::<i64>().unwrap();
+        n += 1;
+    }
+    (n, sum)
+}
+
+#[tokio::test]
+async fn weekly_payouts_add_up_are_sent_and_paid_once() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let other = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let omid = app.create_merchant(&other, "other").await["merchant_id"].as_str().unwrap().to_owned();
+    // Week 1: two invoices and a refund.
+    let a = crate::portal::invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "W1-A", 11900).await;
+    let b = crate::portal::invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "W1-B", 59500).await;
+    crate::portal::invoice_for(&app, &other, &omid, "anna@kunde.example", "Kunde GmbH", "O-1", 23800).await;
+    let refund = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{}/refunds", b["capture_id"].as_str().unwrap()))
+                .json(&json!({"amount": amount(5950), "external_credit_note_number": "GS-1"})),
+        )
+        .await;
+    assert_eq!(refund.status, 201, "{}", refund.text());
+    let week1 = owed_by_ledger(&app, &psp).await;
+    // To the next Monday: one payout of all of it.
+    let today: chrono::NaiveDate = app.send(app.psp(&psp, Method::GET, "/v1/sandbox/clock")).await.json()["today"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    use chrono::Datelike;
+    let monday = today + chrono::Duration::days(7 - i64::from(today.weekday().num_days_from_monday()));
+    let adv = crate::dunning::advance_to(&app, &psp, monday).await;
+    assert_eq!(adv["ran"]["payouts"], 1, "{adv}");
+    let list = app.send(app.psp(&psp, Method::GET, "/v1/payouts")).await.json();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+    let p1 = list["data"][0].clone();
+    assert_eq!((p1["amount"].as_i64(), p1["state"].as_str()), (Some(week1), Some("pending")), "{p1}");
+    assert_eq!(p1["period_end"], monday.to_string());
+    assert_eq!(p1["line_count"], 3);
+    // Another PSP sees none of it; its own run is its own.
+    let p1_id = p1["payout_id"].as_str().unwrap().to_owned();
+    app.send(app.psp(&other, Method::GET, &format!("/v1/payouts/{p1_id}")))
+        .await
+        .assert_error(404, "resource_not_found");
+    app.send(app.psp(&other, Method::GET, &format!("/v1/payouts/{p1_id}/report.csv")))
+        .await
+        .assert_error(404, "resource_not_found");
+
+    // Its lines (paged) and its CSV add up to it.
+    let page = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{p1_id}?limit=2"))).await.json();
+    assert_eq!((page["lines"].as_array().unwrap().len(), page["has_more"].as_bool()), (2, Some(true)));
+    let last = page["lines"][1]["entry_id"].as_str().unwrap();
+    let rest = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{p1_id}?starting_after={last}"))).await.json();
+    let lines: Vec<Value> =
+        page["lines"].as_array().unwrap().iter().chain(rest["lines"].as_array().unwrap()).cloned().collect();
+    assert_eq!(lines.iter().map(|l| l["amount"].as_i64().unwrap()).sum::<i64>(), week1);
+    let kinds: Vec<&str> = lines.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["capture", "capture", "refund"]);
+    let refund_line = &lines[2];
+    assert_eq!(
+        (refund_line["amount"].as_i64(), refund_line["external_credit_note_number"].as_str()),
+        (Some(-5950), Some("GS-1"))
+    );
+    assert_eq!(refund_line["external_invoice_number"], "W1-B");
+    assert_eq!(lines[0]["merchant_external_id"], "shop");
+    assert_eq!(lines[0]["capture_id"], a["capture_id"]);
+    let csv = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{p1_id}/report.csv"))).await;
+    assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert_eq!(csv_sum(&csv.text()), (3, week1));
+
+    // Running again — the scan, another node — makes nothing more.
+    let again = netterms::service::clock::run_due_for_all(&app.services).await.unwrap();
+    assert_eq!(again.payouts, 0);
+    let psp_id = netterms::domain::ids::PspId(uuid::Uuid::parse_str(&psp.psp_id).unwrap());
+    let at = app.services.now_for(&mut app.db().conn().await.unwrap(), psp_id).await.unwrap();
+    let (x, y) = tokio::join!(
+        netterms::service::payouts::run_for(&app.services, psp_id, at),
+        netterms::service::payouts::run_for(&app.services, psp_id, at)
+    );
+    assert_eq!((x.unwrap(), y.unwrap()), (0, 0));
+    assert_eq!(app.count("payouts").await, 1, "the other PSP's clock has not reached its Monday");
+    crate::dunning::advance_to(&app, &other, monday).await;
+    let theirs = app.send(app.psp(&other, Method::GET, "/v1/payouts")).await.json();
+    assert_eq!(theirs["data"].as_array().unwrap().len(), 1);
+    assert_eq!(theirs["data"][0]["amount"], owed_by_ledger(&app, &other).await);
+
+    // Week 2: a third invoice, and the buyer paid the merchant directly on the first.
+    crate::portal::invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "W2-C", 23800).await;
+    let direct = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{}/confirm-payment", a["capture_id"].as_str().unwrap()))
+                .json(&json!({"amount": 11900, "external_payment_id": "DP-1"})),
+        )
+        .await;
+    assert!(direct.status.is_success(), "{}", direct.text());
+    crate::dunning::advance_to(&app, &psp, monday + chrono::Duration::days(7)).await;
+    let list = app.send(app.psp(&psp, Method::GET, "/v1/payouts")).await.json();
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    let p2 = list["data"][0].clone();
+    let p2_id = p2["payout_id"].as_str().unwrap().to_owned();
+    let total = owed_by_ledger(&app, &psp).await;
+    assert_eq!(
+        p1["amount"].as_i64().unwrap() + p2["amount"].as_i64().unwrap(),
+        total,
+        "every cent the ledger owes, once"
+    );
+    let csv = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{p2_id}/report.csv"))).await.text();
+    assert_eq!(csv_sum(&csv), (2, p2["amount"].as_i64().unwrap()));
+    verify_ledger(&app).await;
+
+    // The SEPA file for the bank: valid, to the PSP's IBAN, the payout id as end-to-end id.
+    let xml = app.send(app.admin(Method::GET, &format!("/admin/v1/payouts/{p1_id}/pain.001"))).await;
+    assert_eq!(xml.status, 200, "{}", xml.text());
+    let xml = xml.text();
+    let e2e = p1["end_to_end_id"].as_str().unwrap().to_owned();
+    assert_eq!(e2e, p1_id.replace('-', ""));
+    assert!(
+        xml.contains(&format!("<EndToEndId>{e2e}</EndToEndId>")) && xml.contains("DE89370400440532013000"),
+        "{xml}"
+    );
+    crate::sepa_xsd::validate(&xml, "pain.001.001.09.xsd");
+    let p = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{p1_id}"))).await.json();
+    assert_eq!(p["state"], "sent");
+
+    // The statement shows the debit: paid, once; another amount under that id changes nothing.
+    let debit = |bank_ref: &str, cents: i64| Ntry {
+        bank_ref: Some(bank_ref.into()),
+        amount: cents,
+        credit: false,
+        status: "BOOK",
+        batch: None,
+        txs: vec![Tx { e2e: Some(e2e.clone()), amount: Some(cents), ..Tx::default() }],
+    };
+    let wrong = import(&app, &camt053(Dialect::V08, "S-PO-0", &[debit("PO-0", 1)])).await;
+    assert_eq!(wrong["payouts_paid"], 0, "{wrong}");
+    let sum = import(&app, &camt053(Dialect::V08, "S-PO-1", &[debit("PO-1", p1["amount"].as_i64().unwrap())])).await;
+    assert_eq!(sum["payouts_paid"], 1, "{sum}");
+    let p = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{p1_id}"))).await.json();
+    assert_eq!(p["state"], "paid");
+    let again = import(&app, &camt053(Dialect::V08, "S-PO-1", &[debit("PO-1", p1["amount"].as_i64().unwrap())])).await;
+    assert_eq!((again["payouts_paid"].as_i64(), again["duplicates"].as_i64()), (Some(0), Some(1)));
+    app.send(app.admin(Method::POST, &format!("/admin/v1/payouts/{p1_id}/mark-paid")))
+        .await
+        .assert_error(409, "state_conflict");
+    // The second by the operator.
+    let r = app.send(app.admin(Method::POST, &format!("/admin/v1/payouts/{p2_id}/mark-paid"))).await;
+    assert_eq!((r.status.as_u16(), r.json()["state"].as_str()), (200, Some("paid")), "{}", r.text());
+    app.send(app.admin(Method::POST, &format!("/admin/v1/payouts/{}/mark-paid", uuid::Uuid::now_v7())))
+        .await
+        .assert_error(404, "resource_not_found");
+    let created = events_of(&app, &psp, "payout.created").await;
+    let paid = events_of(&app, &psp, "payout.paid").await;
+    assert_eq!((created.len(), paid.len()), (2, 2));
+    assert_eq!(paid[0]["payout_id"], p1_id.as_str());
+    verify_ledger(&app).await;
+}
+
+#[tokio::test]
+async fn a_week_owing_nothing_pays_nothing_and_carries_over() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let a = crate::portal::invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "N-1", 11900).await;
+    let today: chrono::NaiveDate = app.send(app.psp(&psp, Method::GET, "/v1/sandbox/clock")).await.json()["today"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    use chrono::Datelike;
+    let monday = today + chrono::Duration::days(7 - i64::from(today.weekday().num_days_from_monday()));
+    crate::dunning::advance_to(&app, &psp, monday).await;
+    // Week 2: the invoice is refunded in full — the PSP owes it back: nothing is paid.
+    let r = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/captures/{}/refunds", a["capture_id"].as_str().unwrap()))
+                .json(&json!({"amount": amount(11900), "external_credit_note_number": "GS-9"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let adv = crate::dunning::advance_to(&app, &psp, monday + chrono::Duration::days(7)).await;
+    assert_eq!(adv["ran"]["payouts"], 0, "{adv}");
+    // Week 3: a new invoice outweighs it; the refund is recovered from this payout.
+    crate::portal::invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "N-2", 59500).await;
+    crate::dunning::advance_to(&app, &psp, monday + chrono::Duration::days(14)).await;
+    let list = app.send(app.psp(&psp, Method::GET, "/v1/payouts")).await.json();
+    let amounts: Vec<i64> = list["data"].as_array().unwrap().iter().map(|p| p["amount"].as_i64().unwrap()).collect();
+    assert_eq!(amounts.len(), 2, "{list}");
+    assert_eq!(amounts.iter().sum::<i64>(), owed_by_ledger(&app, &psp).await);
+    let newest = list["data"][0]["payout_id"].as_str().unwrap();
+    let detail = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{newest}"))).await.json();
+    let kinds: Vec<&str> = detail["lines"].as_array().unwrap().iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["refund", "capture"], "the refund carried over into it");
+    verify_ledger(&app).await;
+}
