@@ -493,6 +493,21 @@ async fn sigkill_during_a_clock_advance_skips_nothing_and_repeats_nothing() {
     {
         assert_eq!(counts.get(t).copied().unwrap_or(0), n * INVOICES, "{t}: {counts:?}");
     }
+    // The weekly payouts on the way, killed or not: the first Monday paid every invoice's net
+    // amount once; the later Mondays owed nothing more and made nothing.
+    let payouts = get_json(&c, format!("{base}/v1/payouts?limit=100"), auth).await;
+    let payouts = payouts["data"].as_array().unwrap();
+    assert_eq!(payouts.len(), 1, "{payouts:?}");
+    assert_eq!(counts.get("payout.created").copied(), Some(1));
+    let fees: i64 = {
+        let mut sum = 0;
+        for id in &captures {
+            sum += get_json(&c, format!("{base}/v1/captures/{id}"), auth).await["fee"].as_i64().unwrap();
+        }
+        sum
+    };
+    assert_eq!(payouts[0]["amount"].as_i64().unwrap(), 11_900 * INVOICES as i64 - fees);
+    assert_eq!(payouts[0]["line_count"].as_i64().unwrap(), INVOICES as i64);
 
     // Every message reaches the SMTP server; a resend after a kill between the server's answer
     // and our record of it carries the same Message-ID, so the recipient's server drops it.

@@ -13,6 +13,10 @@
 //! camt.053 paying each by its RF reference imported and matched by `netterms statements
 //! import`, with the import's peak memory for a 20,000- and an 80,000-entry file.
 //!
+//! `NETTERMS_BENCH_ONLY=payouts` runs the payout phase: 100,000 captures of one weekly PSP, the
+//! sandbox clock advanced to the next Monday (the run that pays them out), and the payout's
+//! CSV report streamed, with the server's peak memory before and after it.
+//!
 //! `NETTERMS_BENCH_ONLY=after_capture` runs the phase of the buyer's side instead: a sandbox clock
 //! advance of 120 days over 10,000 open invoices, PDFs per second and their size, e-mails per
 //! second to a local SMTP server.
@@ -816,6 +820,107 @@ async fn statements(backend: &str, db_url: &str, port: u16) -> Result<Value> {
     }))
 }
 
+async fn payouts(backend: &str, db_url: &str, port: u16) -> Result<Value> {
+    let invoices: u64 = std::env::var("NETTERMS_BENCH_INVOICES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let s = Arc::new(
+        start_with(db_url, port, &[("NETTERMS_JOB_WORKER", "false".into()), ("NETTERMS_LOG_LEVEL", "error".into())])
+            .await?,
+    );
+    let mut orders = Vec::new();
+    for i in 0..16 {
+        orders.push(s.order(4_000_000 + i, 1_000_000_000).await.context("preparing orders")?);
+    }
+    let orders = Arc::new(orders);
+    let made = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let workers: Vec<_> = (0..32u64)
+        .map(|w| {
+            let (s, o, m, d) = (s.clone(), orders.clone(), made.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut i = w;
+                while m.fetch_add(1, Ordering::Relaxed) < invoices {
+                    let cents = 100 + i64::try_from(i % 900).unwrap_or(0);
+                    if s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], cents).await.is_some() {
+                        d.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += 32;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    let capture_s = t.elapsed().as_secs_f64();
+    if done.load(Ordering::Relaxed) != invoices {
+        bail!("only {} of {invoices} invoices were captured", done.load(Ordering::Relaxed));
+    }
+    eprintln!("[{backend}] {invoices} invoices captured in {capture_s:.1} s");
+    let get = |path: String| s.client.get(format!("{}{path}", s.base)).basic_auth(&s.user, Some(&s.pass));
+    let clock: Value = get("/v1/sandbox/clock".into()).send().await?.json().await?;
+    let today: chrono::NaiveDate = clock["today"].as_str().unwrap_or_default().parse()?;
+    use chrono::Datelike;
+    let monday = today + chrono::Duration::days(7 - i64::from(today.weekday().num_days_from_monday()));
+    let t = Instant::now();
+    let r = s
+        .client
+        .post(format!("{}/v1/sandbox/clock/advance", s.base))
+        .basic_auth(&s.user, Some(&s.pass))
+        .json(&json!({"to": monday.to_string()}))
+        .send()
+        .await?;
+    let advance_s = t.elapsed().as_secs_f64();
+    let ran: Value = r.error_for_status()?.json().await?;
+    if ran["ran"]["payouts"] != 1 {
+        bail!("the advance made no payout: {ran}");
+    }
+    let list: Value = get("/v1/payouts".into()).send().await?.json().await?;
+    let payout = list["data"][0].clone();
+    let id = payout["payout_id"].as_str().unwrap_or_default().to_owned();
+    eprintln!(
+        "[{backend}] advanced to {monday} in {advance_s:.2} s: payout of {} lines, {} cents",
+        payout["line_count"], payout["amount"]
+    );
+    let rss_before = s.rss_mb();
+    let t = Instant::now();
+    let mut resp = get(format!("/v1/payouts/{id}/report.csv")).send().await?.error_for_status()?;
+    let (mut bytes, mut lines, mut sum) = (0usize, 0u64, 0i64);
+    let mut rest = String::new();
+    while let Some(chunk) = resp.chunk().await? {
+        bytes += chunk.len();
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(at) = rest.find("\r\n") {
+            let line: String = rest.drain(..at + 2).collect();
+            if lines > 0 {
+                sum += line.split(',').nth(4).and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
+            }
+            lines += 1;
+        }
+    }
+    let csv_s = t.elapsed().as_secs_f64();
+    let rss_after = s.rss_mb();
+    if lines != invoices + 1 || Some(sum) != payout["amount"].as_i64() {
+        bail!("the report has {lines} lines summing to {sum}, the payout {payout}");
+    }
+    eprintln!(
+        "[{backend}] report.csv: {lines} lines, {:.1} MB in {csv_s:.2} s; peak RSS {rss_before:.0} MB before, {rss_after:.0} MB after",
+        bytes as f64 / 1e6
+    );
+    drop(orders);
+    Ok(json!({
+        "backend": backend,
+        "captures": invoices,
+        "captures_per_s": invoices as f64 / capture_s,
+        "payout_run_s": advance_s,
+        "payout_lines": payout["line_count"],
+        "csv_mb": bytes as f64 / 1e6,
+        "csv_s": csv_s,
+        "peak_rss_mb_before_csv": rss_before,
+        "peak_rss_mb_after_csv": rss_after,
+    }))
+}
+
 fn tempfile_dir() -> Result<std::path::PathBuf> {
     let d = std::env::temp_dir().join(format!("netterms-bench-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&d)?;
@@ -828,6 +933,9 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench: Option<(f6
     }
     if std::env::var("NETTERMS_BENCH_ONLY").is_ok_and(|v| v == "statements") {
         return statements(backend, db_url, port).await;
+    }
+    if std::env::var("NETTERMS_BENCH_ONLY").is_ok_and(|v| v == "payouts") {
+        return payouts(backend, db_url, port).await;
     }
     let pgbench_tps = pgbench.map(|p| p.0);
     let pgbench_db_cpu_ms_per_tx = pgbench.map(|p| p.1);
