@@ -204,14 +204,18 @@ pub async fn lines(
                     cc.id AS capture_id, r.id AS refund_id, dp.id AS direct_payment_id, o.id AS order_id, \
                     o.external_order_id, cc.external_invoice_number, r.external_credit_note_number, \
                     m.id AS merchant_id, m.external_id AS merchant_external_id \
-             FROM payout_lines p JOIN ledger_entries e ON e.id = p.entry_id \
+             FROM (SELECT entry_id, amount FROM payout_lines WHERE payout_id = $1 AND entry_id > $2 \
+                   ORDER BY entry_id LIMIT $3) p \
+             JOIN ledger_entries e ON e.id = p.entry_id \
              LEFT JOIN refunds r ON e.kind = 'refund' AND r.id = e.ref_id \
              LEFT JOIN direct_payments dp ON e.kind = 'direct_payment' AND dp.id = e.ref_id \
              LEFT JOIN captures cc ON cc.id = CASE WHEN e.kind = 'capture' THEN e.ref_id \
                                                    WHEN e.kind = 'refund' THEN r.capture_id ELSE dp.capture_id END \
              LEFT JOIN orders o ON o.id = cc.order_id LEFT JOIN merchants m ON m.id = cc.merchant_id \
-             WHERE p.payout_id = $1 AND ($2 IS NULL OR p.entry_id > $2) ORDER BY p.entry_id LIMIT $3",
+             ORDER BY p.entry_id",
         )
-        .bind(payout_id).bind(after).bind(limit).fetch_all(&mut *c).await?
+        // From the start: after the nil id (every id is above it). A plain range keeps the
+        // index on (payout_id, entry_id) usable page after page (an `$2 IS NULL OR …` does not).
+        .bind(payout_id).bind(after.unwrap_or(uuid::Uuid::nil())).bind(limit).fetch_all(&mut *c).await?
     }))
 }
