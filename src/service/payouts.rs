@@ -34,13 +34,18 @@ pub fn cutoff(freq: PayoutFrequency, now: DateTime<Utc>) -> (NaiveDate, DateTime
 
 /// Runs the payout of `psp_id` due at `at` if it has not run; the payouts it made.
 pub async fn run_for(s: &Services, psp_id: PspId, at: PspTime) -> Result<usize, OrderError> {
-    let mut tx = s.db.begin().await?;
-    let Some(psp) = psps::get(&mut tx, psp_id).await? else { return Ok(0) };
-    let (period_end, cut) = cutoff(psp.payout_frequency, at.now);
-    if psp.created_at >= cut {
+    let (psp, period_end, cut) = {
+        // A read first: the scan asks every minute, and almost always the run is done.
+        let mut conn = s.db.conn().await?;
+        let Some(psp) = psps::get(&mut conn, psp_id).await? else { return Ok(0) };
+        let (period_end, cut) = cutoff(psp.payout_frequency, at.now);
         // Nothing can be owed from before the PSP existed.
-        return Ok(0);
-    }
+        if psp.created_at >= cut || store::run_done(&mut conn, psp_id, period_end).await? {
+            return Ok(0);
+        }
+        (psp, period_end, cut)
+    };
+    let mut tx = s.db.begin().await?;
     if !store::claim_run(&mut tx, psp_id, period_end, at.now).await? {
         return Ok(0);
     }

@@ -23,6 +23,15 @@ pub async fn claim_run(
     }))
 }
 
+/// Whether the run of `psp_id` at `period_end` is done (a read: the scan asks every minute).
+pub async fn run_done(conn: &mut impl AsExec, psp_id: PspId, period_end: NaiveDate) -> StoreResult<bool> {
+    let n: i64 = with_conn!(conn, c => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM payout_runs WHERE psp_id = $1 AND period_end = $2")
+            .bind(psp_id).bind(period_end.to_string()).fetch_one(&mut *c).await?
+    });
+    Ok(n > 0)
+}
+
 pub async fn count_run(tx: &mut impl AsExec, psp_id: PspId, period_end: NaiveDate, payouts: i64) -> StoreResult<()> {
     with_conn!(tx, c => {
         sqlx::query("UPDATE payout_runs SET payouts = $3 WHERE psp_id = $1 AND period_end = $2")
