@@ -526,6 +526,39 @@ async fn webhook_rate(s: &Arc<Server>) -> Result<f64> {
 /// After the capture (SPEC §13): a sandbox clock advance of 120 days over `NETTERMS_BENCH_INVOICES`
 /// (default 10,000) open invoices, payment-information PDFs rendered per second and their size, and
 /// e-mails per second to an SMTP server on loopback.
+/// `total` captures spread over `orders` by 32 workers, of `cents(i)` each: their answers (the
+/// failed ones are missing) and the seconds it took.
+async fn capture_many(
+    s: &Arc<Server>,
+    orders: &Arc<Vec<String>>,
+    total: u64,
+    cents: fn(u64) -> i64,
+) -> Result<(Vec<Value>, f64)> {
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let made = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let workers: Vec<_> = (0..32u64)
+        .map(|w| {
+            let (s, o, c, m) = (s.clone(), orders.clone(), captured.clone(), made.clone());
+            tokio::spawn(async move {
+                let mut i = w;
+                while m.fetch_add(1, Ordering::Relaxed) < total {
+                    if let Some(v) = s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], cents(i)).await {
+                        c.lock().await.push(v);
+                    }
+                    i += 32;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let out = captured.lock().await.clone();
+    Ok((out, secs))
+}
+
 async fn after_capture(backend: &str, db_url: &str, port: u16) -> Result<Value> {
     let invoices: u64 = std::env::var("NETTERMS_BENCH_INVOICES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let sink = smtp::SmtpServer::start().await;
@@ -538,32 +571,9 @@ async fn after_capture(backend: &str, db_url: &str, port: u16) -> Result<Value> 
         orders.push(s.order(2_000_000 + i, 1_000_000_000).await.context("preparing orders")?);
     }
     let orders = Arc::new(orders);
-    let captured = Arc::new(Mutex::new(Vec::new()));
-    let (s1, o1, c1) = (s.clone(), orders.clone(), captured.clone());
-    let made = Arc::new(AtomicU64::new(0));
-    let m1 = made.clone();
-    let t = Instant::now();
-    let workers: Vec<_> = (0..32u64)
-        .map(|w| {
-            let (s, o, c, m) = (s1.clone(), o1.clone(), c1.clone(), m1.clone());
-            tokio::spawn(async move {
-                let mut i = w;
-                while m.fetch_add(1, Ordering::Relaxed) < invoices {
-                    if let Some(v) = s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], 100).await {
-                        c.lock().await.push(v["capture_id"].as_str().unwrap_or_default().to_owned());
-                    }
-                    i += 32;
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await?;
-    }
-    drop((s1, o1, c1, m1));
-    let capture_s = t.elapsed().as_secs_f64();
+    let (captured, capture_s) = capture_many(&s, &orders, invoices, |_| 100).await?;
     eprintln!("[{backend}] {invoices} invoices captured in {capture_s:.1} s");
-    let ids = captured.lock().await.clone();
+    let ids: Vec<String> = captured.iter().map(|v| v["capture_id"].as_str().unwrap_or_default().to_owned()).collect();
     if u64::try_from(ids.len())? != invoices {
         bail!("only {} of {invoices} invoices were captured", ids.len());
     }
@@ -736,30 +746,14 @@ async fn statements(backend: &str, db_url: &str, port: u16) -> Result<Value> {
         orders.push(s.order(3_000_000 + i, 1_000_000_000).await.context("preparing orders")?);
     }
     let orders = Arc::new(orders);
-    let refs = Arc::new(Mutex::new(Vec::new()));
-    let made = Arc::new(AtomicU64::new(0));
-    let t = Instant::now();
-    let workers: Vec<_> = (0..32u64)
-        .map(|w| {
-            let (s, o, r, m) = (s.clone(), orders.clone(), refs.clone(), made.clone());
-            tokio::spawn(async move {
-                let mut i = w;
-                while m.fetch_add(1, Ordering::Relaxed) < total {
-                    let cents = 100 + i64::try_from(i % 900).unwrap_or(0);
-                    if let Some(v) = s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], cents).await {
-                        let rf = v["payment_instructions"]["reference"].as_str().unwrap_or_default().to_owned();
-                        r.lock().await.push((cents, rf));
-                    }
-                    i += 32;
-                }
-            })
+    let (captured, capture_s) = capture_many(&s, &orders, total, |i| 100 + i64::try_from(i % 900).unwrap_or(0)).await?;
+    let refs: Vec<(i64, String)> = captured
+        .iter()
+        .map(|v| {
+            let rf = v["payment_instructions"]["reference"].as_str().unwrap_or_default().to_owned();
+            (v["amount"]["gross"].as_i64().unwrap_or(0), rf)
         })
         .collect();
-    for w in workers {
-        w.await?;
-    }
-    let capture_s = t.elapsed().as_secs_f64();
-    let refs = refs.lock().await.clone();
     if u64::try_from(refs.len())? != total {
         bail!("only {} of {total} invoices were captured", refs.len());
     }
@@ -831,30 +825,10 @@ async fn payouts(backend: &str, db_url: &str, port: u16) -> Result<Value> {
         orders.push(s.order(4_000_000 + i, 1_000_000_000).await.context("preparing orders")?);
     }
     let orders = Arc::new(orders);
-    let made = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicU64::new(0));
-    let t = Instant::now();
-    let workers: Vec<_> = (0..32u64)
-        .map(|w| {
-            let (s, o, m, d) = (s.clone(), orders.clone(), made.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut i = w;
-                while m.fetch_add(1, Ordering::Relaxed) < invoices {
-                    let cents = 100 + i64::try_from(i % 900).unwrap_or(0);
-                    if s.capture(&o[usize::try_from(i).unwrap_or(0) % o.len()], cents).await.is_some() {
-                        d.fetch_add(1, Ordering::Relaxed);
-                    }
-                    i += 32;
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await?;
-    }
-    let capture_s = t.elapsed().as_secs_f64();
-    if done.load(Ordering::Relaxed) != invoices {
-        bail!("only {} of {invoices} invoices were captured", done.load(Ordering::Relaxed));
+    let (captured, capture_s) =
+        capture_many(&s, &orders, invoices, |i| 100 + i64::try_from(i % 900).unwrap_or(0)).await?;
+    if u64::try_from(captured.len())? != invoices {
+        bail!("only {} of {invoices} invoices were captured", captured.len());
     }
     eprintln!("[{backend}] {invoices} invoices captured in {capture_s:.1} s");
     let get = |path: String| s.client.get(format!("{}{path}", s.base)).basic_auth(&s.user, Some(&s.pass));
