@@ -301,19 +301,22 @@ async fn the_buyer_portal_in_a_real_browser() {
 
     // Sign-in page, then the link from the mailbox.
     portal_shots(&c, &base, "/portal", "sign-in").await;
-    c.find(Locator::Css("#email")).await.unwrap().send_keys("Anna@Kunde.example").await.unwrap();
-    c.find(Locator::Css("form[action='/portal/login'] button")).await.unwrap().click().await.unwrap();
-    assert!(text(&c, "main h1").await.contains("Postfach"));
-    full_shot(&c, "portal-link-sent-de-desktop.png", 1200).await;
-    app.run_jobs().await;
+    // Asked for in English first, then in German (the German link is the one used).
+    for (lang, heading) in [("en", "inbox"), ("de", "Postfach")] {
+        c.goto(&format!("{base}/portal?lang={lang}")).await.unwrap();
+        c.find(Locator::Css("#email")).await.unwrap().send_keys("Anna@Kunde.example").await.unwrap();
+        c.find(Locator::Css("form[action='/portal/login'] button")).await.unwrap().click().await.unwrap();
+        assert!(text(&c, "main h1").await.contains(heading));
+        full_shot(&c, &format!("portal-link-sent-{lang}-desktop.png"), 1200).await;
+        full_shot(&c, &format!("portal-link-sent-{lang}-phone.png"), 390).await;
+        app.run_jobs().await;
+    }
     let mail = crate::portal::sign_in_mails(&smtp).pop().expect("the sign-in e-mail");
     let at = mail.text.find("/portal/login/").unwrap();
     let token: String =
         mail.text[at + 14..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
     app.secret(&token);
-    c.goto(&format!("{base}/portal/login/{token}")).await.unwrap();
-    full_shot(&c, "portal-confirm-de-desktop.png", 1200).await;
-    full_shot(&c, "portal-confirm-de-phone.png", 390).await;
+    portal_shots(&c, &base, &format!("/portal/login/{token}"), "confirm").await;
     c.find(Locator::Css("main form button")).await.unwrap().click().await.unwrap();
     wait_url(&c, &format!("{base}/portal")).await;
     let list = text(&c, "main").await;
