@@ -2,9 +2,6 @@
 //! fetched once from the capture's `invoice_url` — through the webhooks' address guard, without
 //! redirects, at most 10 MB — and shown to the buyer in the portal.
 
-use std::sync::Arc;
-use std::time::Duration as StdDuration;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::Digest;
@@ -109,20 +106,6 @@ pub fn queue_fetch(tx: &mut Tx, psp_id: PspId, id: CaptureId, wall: DateTime<Utc
     jobs::enqueue(tx, &job, wall);
 }
 
-/// The client that fetches documents: the webhooks' rules (no proxy, no redirects, public
-/// addresses only unless the deployment allows private ones).
-fn client(s: &Services) -> anyhow::Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .timeout(StdDuration::from_secs(s.config.webhook_timeout_secs))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("netterms-documents/", env!("CARGO_PKG_VERSION")))
-        .no_proxy();
-    if !s.config.webhooks_may_reach_private() {
-        b = b.dns_resolver(Arc::new(super::webhooks::PublicOnlyResolver));
-    }
-    Ok(b.build()?)
-}
-
 /// Runs a fetch job: once the invoice has a document (fetched or uploaded) there is nothing to do.
 /// A refused answer (not a PDF, too large, not 200) is final and logged; a network failure retries.
 pub async fn fetch(s: &Services, payload: &str) -> anyhow::Result<()> {
@@ -148,7 +131,8 @@ pub async fn fetch(s: &Services, payload: &str) -> anyhow::Result<()> {
         tracing::warn!(capture_id = %p.capture_id, "invoice_url is not https: not fetched");
         return Ok(());
     }
-    let mut resp = client(s)?.get(&url).send().await?;
+    let client = super::webhooks::outbound_client(s, concat!("netterms-documents/", env!("CARGO_PKG_VERSION")))?;
+    let mut resp = client.get(&url).send().await?;
     if !resp.status().is_success() {
         if resp.status().is_server_error() {
             anyhow::bail!("invoice_url answered {}", resp.status());

@@ -248,7 +248,24 @@ fn is_public_v4(v4: std::net::Ipv4Addr) -> bool {
 
 /// DNS resolution for webhook requests that drops non-public addresses, so a hostname cannot
 /// lead a delivery to an internal service (checked on the addresses actually connected to).
-pub(crate) struct PublicOnlyResolver;
+struct PublicOnlyResolver;
+
+/// The client of every request netterms makes to an address a PSP gave (webhooks, `invoice_url`):
+/// `webhook_timeout_secs`, no redirects, never a proxy from the environment (it would resolve
+/// hostnames itself, past the address checks), and unless the deployment allows private
+/// addresses, only public ones after DNS resolution.
+pub(crate) fn outbound_client(s: &Services, user_agent: &'static str) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(StdDuration::from_secs(s.config.webhook_timeout_secs))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent)
+        .no_proxy()
+        .pool_max_idle_per_host(32);
+    if !s.config.webhooks_may_reach_private() {
+        builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+    }
+    builder.build()
+}
 
 impl reqwest::dns::Resolve for PublicOnlyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
@@ -291,20 +308,10 @@ const BATCH: i64 = 64;
 impl Dispatcher {
     pub fn new(services: Services, worker: &str) -> anyhow::Result<Dispatcher> {
         let allow_private = services.config.webhooks_may_reach_private();
-        let mut builder = reqwest::Client::builder()
-            .timeout(StdDuration::from_secs(services.config.webhook_timeout_secs))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("netterms-webhooks/", env!("CARGO_PKG_VERSION")))
-            // Never through a proxy from the environment: it would resolve hostnames itself,
-            // past the address checks below.
-            .no_proxy()
-            .pool_max_idle_per_host(32);
-        if !allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
-        }
+        let client = outbound_client(&services, concat!("netterms-webhooks/", env!("CARGO_PKG_VERSION")))?;
         let timeout = i64::try_from(services.config.webhook_timeout_secs).unwrap_or(60);
         let lease = Duration::seconds(timeout + LEASE_MARGIN_SECS);
-        Ok(Dispatcher { services, client: builder.build()?, worker: Arc::from(worker), allow_private, lease })
+        Ok(Dispatcher { services, client, worker: Arc::from(worker), allow_private, lease })
     }
 
     /// One round: claims up to a batch of due deliveries, sends them concurrently, stores every
