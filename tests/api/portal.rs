@@ -761,3 +761,32 @@ async fn an_invoice_url_is_fetched_once_within_limits() {
     let failed = app.send(app.admin(Method::GET, "/admin/v1/jobs?state=failed")).await.json();
     assert_eq!(failed["data"], json!([]), "refusals are final, not failures: {failed}");
 }
+
+#[tokio::test]
+async fn racing_a_link_or_a_dispute_wins_once() {
+    let smtp = SmtpServer::start().await;
+    let (app, _, _, inv) = one_invoice(&smtp).await;
+    let id = cid(&inv);
+    // Two browsers press the button of one link at once: one session.
+    let token = link_for(&app, &smtp, "anna@kunde.example").await;
+    let (a, b) = tokio::join!(sign_in_with(&app, &token), sign_in_with(&app, &token));
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [303, 410]);
+    let won = if a.status == 303 { &a } else { &b };
+    let cookie = cookie_of(won);
+    app.secret(&cookie);
+    let anna = Buyer { app: &app, cookie };
+    assert_eq!(app.count("portal_sessions").await, 1);
+    // Two reports of a problem with the invoice at once: one dispute, counted once.
+    let csrf = anna.csrf(&format!("/portal/invoices/{id}")).await;
+    let path = format!("/portal/invoices/{id}/dispute");
+    let form = [("csrf", csrf.as_str()), ("reason_code", "faulty_goods")];
+    let (x, y) = tokio::join!(anna.post(&path, &form), anna.post(&path, &form));
+    let mut statuses = [x.status.as_u16(), y.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [303, 409]);
+    assert_eq!(app.count("disputes").await, 1);
+    let disputes = app.send(app.admin(Method::GET, "/admin/v1/disputes")).await.json();
+    assert_eq!(disputes["data"].as_array().unwrap().len(), 1);
+}
