@@ -187,6 +187,56 @@ impl PayoutEventKind {
     }
 }
 
+/// `dispute.opened`: a dispute of an invoice was opened (dunning of it pauses); `dispute.closed`:
+/// an operator closed it, or its deadline passed without a defence (`result`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DisputeEvent {
+    pub dispute_id: uuid::Uuid,
+    pub capture_id: CaptureId,
+    /// `return`, `goods_not_received`, `faulty_goods`, `already_paid`, `incorrect_invoice` or
+    /// `unauthorized_purchase`.
+    pub reason_code: String,
+    pub currency: String,
+    /// Disputed, minor units.
+    pub amount: i64,
+    /// The PSP's defence is due by then.
+    pub deadline: DateTime<Utc>,
+    /// `open`, `resolved` or `chargeback`.
+    pub state: String,
+    /// What a chargeback took off the invoice (recovered from the PSP's next payout); 0 otherwise.
+    pub charged_back: i64,
+}
+
+/// Which dispute event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisputeEventKind {
+    Opened,
+    Closed,
+}
+
+impl DisputeEventKind {
+    pub const ALL: [DisputeEventKind; 2] = [Self::Opened, Self::Closed];
+
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Self::Opened => "dispute.opened",
+            Self::Closed => "dispute.closed",
+        }
+    }
+
+    fn summary(self) -> &'static str {
+        match self {
+            Self::Opened => {
+                "A dispute of an invoice was opened (by the buyer, an operator or the sandbox); its dunning pauses"
+            }
+            Self::Closed => {
+                "A dispute was closed: `resolved` (dunning resumes) or `chargeback` (recovered from the next payout), \
+                 by an operator or because its deadline passed without a defence"
+            }
+        }
+    }
+}
+
 /// Which dunning step event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DunningEventKind {
@@ -332,6 +382,7 @@ pub enum Event {
     DunningResumed(DunningPauseEvent),
     Payment(PaymentEventKind, PaymentEvent),
     Payout(PayoutEventKind, PayoutEvent),
+    Dispute(DisputeEventKind, DisputeEvent),
 }
 
 impl Event {
@@ -350,6 +401,7 @@ impl Event {
             Event::DunningResumed(_) => "dunning.resumed",
             Event::Payment(k, _) => k.event_type(),
             Event::Payout(k, _) => k.event_type(),
+            Event::Dispute(k, _) => k.event_type(),
         }
     }
 
@@ -367,6 +419,7 @@ impl Event {
             Event::DunningPaused(d) | Event::DunningResumed(d) => serde_json::to_value(d),
             Event::Payment(_, d) => serde_json::to_value(d),
             Event::Payout(_, d) => serde_json::to_value(d),
+            Event::Dispute(_, d) => serde_json::to_value(d),
         };
         // Plain structs of ids, numbers and strings always serialize.
         v.unwrap_or_default()
@@ -409,6 +462,7 @@ pub fn catalogue() -> Vec<EventDoc> {
     ));
     out.extend(PaymentEventKind::ALL.iter().map(|k| doc::<PaymentEvent>(k.event_type(), k.summary())));
     out.extend(PayoutEventKind::ALL.iter().map(|k| doc::<PayoutEvent>(k.event_type(), k.summary())));
+    out.extend(DisputeEventKind::ALL.iter().map(|k| doc::<DisputeEvent>(k.event_type(), k.summary())));
     out.push(doc::<MerchantEventData>("merchant.activated", "A merchant was activated or reactivated"));
     out.push(doc::<MerchantEventData>("merchant.deactivated", "A merchant was deactivated"));
     out
@@ -496,6 +550,17 @@ mod tests {
             state: "pending".into(),
         };
         all.extend(PayoutEventKind::ALL.iter().map(|k| Event::Payout(*k, payout.clone())));
+        let dispute = DisputeEvent {
+            dispute_id: uuid::Uuid::now_v7(),
+            capture_id: CaptureId::new(),
+            reason_code: "faulty_goods".into(),
+            currency: "EUR".into(),
+            amount: 11900,
+            deadline: DateTime::<Utc>::UNIX_EPOCH,
+            state: "open".into(),
+            charged_back: 0,
+        };
+        all.extend(DisputeEventKind::ALL.iter().map(|k| Event::Dispute(*k, dispute.clone())));
         for e in &all {
             match e {
                 Event::Authorization(_)
@@ -510,7 +575,8 @@ mod tests {
                 | Event::DunningPaused(_)
                 | Event::DunningResumed(_)
                 | Event::Payment(..)
-                | Event::Payout(..) => {}
+                | Event::Payout(..)
+                | Event::Dispute(..) => {}
             }
         }
         all

@@ -102,9 +102,25 @@ pub fn capture(buyer: BuyerId, psp: PspId, gross: i64, fee: i64) -> Result<Entry
 /// A refund of `amount`, of which `against_receivable` lowers what the buyer still owes and the
 /// rest is owed back to the buyer; the PSP bears all of it (recovered from its payout).
 pub fn refund(buyer: BuyerId, psp: PspId, amount: i64, against_receivable: i64) -> Result<Entry, LedgerError> {
+    borne_by_psp("refund", buyer, psp, amount, against_receivable)
+}
+
+/// A chargeback of a dispute: as a refund, the buyer owes `amount` no longer (what it had paid of
+/// it is owed back to it) and the PSP bears it (recovered from its next payout).
+pub fn chargeback(buyer: BuyerId, psp: PspId, amount: i64, against_receivable: i64) -> Result<Entry, LedgerError> {
+    borne_by_psp("chargeback", buyer, psp, amount, against_receivable)
+}
+
+fn borne_by_psp(
+    kind: &'static str,
+    buyer: BuyerId,
+    psp: PspId,
+    amount: i64,
+    against_receivable: i64,
+) -> Result<Entry, LedgerError> {
     let owed_back = amount.checked_sub(against_receivable).ok_or(LedgerError::Overflow)?;
     Entry::new(
-        "refund",
+        kind,
         vec![
             (Account::PspPayable(psp), amount),
             (Account::BuyerReceivable(buyer), -against_receivable),

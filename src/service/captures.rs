@@ -55,6 +55,9 @@ pub struct Capture {
     /// netterms' fee on this capture (minor units).
     pub fee: i64,
     pub refunded: i64,
+    /// Taken off the invoice by chargebacks of disputes (the buyer owes it no longer; the PSP's
+    /// payout bears it).
+    pub charged_back: i64,
     /// Paid by the buyer directly to the merchant (confirm-payment).
     pub paid_to_merchant: i64,
     /// Principal paid by the buyer to netterms (bank transfer or direct debit).
@@ -108,6 +111,7 @@ fn view(r: &CaptureRow) -> Result<Capture, StoreError> {
         amount: Amount { currency, gross: r.gross, net: r.net, tax: r.tax },
         fee: r.fee,
         refunded: r.refunded,
+        charged_back: r.charged_back,
         paid_to_merchant: r.paid_direct,
         paid: r.paid_bank,
         outstanding: r.outstanding(),
@@ -368,6 +372,7 @@ pub async fn capture(
         paid_bank: 0,
         dunning_paid: 0,
         disputes_open: 0,
+        charged_back: 0,
     };
     let facts = super::messages::InvoiceFacts::of(s, &buyer_to_tell, &row)?;
     super::messages::queue_payment_information(s, tx, &facts, at);
@@ -412,7 +417,7 @@ pub(crate) fn capture_state(
 }
 
 /// Writes a `capture.canceled`, `capture.late` or `capture.paid` event.
-async fn capture_event(
+pub(crate) async fn capture_event(
     tx: &mut Tx,
     psp_id: PspId,
     kind: CaptureEventKind,
@@ -481,14 +486,14 @@ pub async fn refund(
     if amount.currency.as_str() != c.currency {
         return Err(invalid("amount.currency", "currency must be the capture's"));
     }
-    let refundable = c.gross - c.refunded;
+    let refundable = c.gross - c.refunded - c.charged_back;
     if amount.gross > refundable {
         return Err(conflict(format!("only {refundable} of this capture can still be refunded")));
     }
     let against_receivable = amount.gross.min(c.outstanding());
     let owed = amount.gross - against_receivable;
     let refunded = c.refunded + amount.gross;
-    let state = capture_state(c.gross, refunded, c.paid_direct, c.paid_bank, &c.state);
+    let state = capture_state(c.gross, refunded + c.charged_back, c.paid_direct, c.paid_bank, &c.state);
     super::dunning::on_settlement_change(s, tx, &c, state, at).await?;
     if !store::update_capture_amounts(tx, capture_id, (c.refunded, c.paid_direct), refunded, c.paid_direct, state, now)
         .await?
@@ -567,7 +572,7 @@ pub async fn confirm_payment(
         return Err(conflict(format!("only {} of this capture is outstanding", c.outstanding())));
     }
     let paid = c.paid_direct + amount;
-    let state = capture_state(c.gross, c.refunded, paid, c.paid_bank, &c.state);
+    let state = capture_state(c.gross, c.refunded + c.charged_back, paid, c.paid_bank, &c.state);
     super::dunning::on_settlement_change(s, tx, &c, state, at).await?;
     if !store::update_capture_amounts(tx, capture_id, (c.refunded, c.paid_direct), c.refunded, paid, state, now).await?
     {

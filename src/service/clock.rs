@@ -39,6 +39,8 @@ pub struct DueWork {
     pub collections_booked: usize,
     /// Payouts made at the PSP's cut-off.
     pub payouts: usize,
+    /// Disputes left undefended past their deadline, closed as chargebacks.
+    pub disputes_charged_back: usize,
 }
 
 impl DueWork {
@@ -49,6 +51,7 @@ impl DueWork {
         self.direct_debit_files += o.direct_debit_files;
         self.collections_booked += o.collections_booked;
         self.payouts += o.payouts;
+        self.disputes_charged_back += o.disputes_charged_back;
     }
 }
 
@@ -66,10 +69,20 @@ pub async fn run_due(s: &Services, psp_id: PspId, at: PspTime) -> Result<DueWork
     let direct_debit_files = usize::from(super::direct_debit::export_for(s, psp_id, at).await?.is_some());
     let collections_booked =
         if s.config.is_sandbox() { super::direct_debit::sandbox_book_collections(s, psp_id, at).await? } else { 0 };
+    // Chargebacks before lateness and dunning: an invoice they settle is not dunned.
+    let disputes_charged_back = super::disputes::expire(s, psp_id, at).await?;
     let late_invoices = super::captures::mark_overdue(s, psp_id, at).await?;
     let dunning = super::dunning::run_due(s, psp_id, at).await?;
     let payouts = super::payouts::run_for(s, psp_id, at).await?;
-    Ok(DueWork { expired_authorizations, late_invoices, dunning, direct_debit_files, collections_booked, payouts })
+    Ok(DueWork {
+        expired_authorizations,
+        late_invoices,
+        dunning,
+        direct_debit_files,
+        collections_booked,
+        payouts,
+        disputes_charged_back,
+    })
 }
 
 /// Runs what is due for every PSP at its own current time (the periodic background scan).

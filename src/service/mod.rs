@@ -14,6 +14,7 @@ pub mod captures;
 pub mod checkout;
 pub mod clock;
 pub mod direct_debit;
+pub mod disputes;
 pub mod documents;
 pub mod dunning;
 pub mod merchant_documents;

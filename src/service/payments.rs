@@ -257,7 +257,7 @@ pub async fn apply(
         let Some(c) = current.iter().find(|c| c.id.0 == a.invoice) else { continue };
         let at = s.now_for(tx, c.psp_id).await?;
         let paid_bank = c.paid_bank + a.principal;
-        let state = capture_state(c.gross, c.refunded, c.paid_direct, paid_bank, &c.state);
+        let state = capture_state(c.gross, c.refunded + c.charged_back, c.paid_direct, paid_bank, &c.state);
         if !captures_store::apply_payment(tx, c, a.charges, a.principal, state, at.now).await? {
             return Err(conflict("the invoice changed meanwhile; retry"));
         }

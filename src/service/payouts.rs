@@ -123,7 +123,8 @@ pub struct PayoutLine {
     /// The ledger entry (lines are in booking order; page with `starting_after` = the last one).
     pub entry_id: uuid::Uuid,
     pub booked_at: DateTime<Utc>,
-    /// `capture` (gross less netterms' fee), `refund` or `direct_payment` (recovered, negative).
+    /// `capture` (gross less netterms' fee), `refund`, `direct_payment` or `chargeback`
+    /// (recovered, negative).
     pub kind: String,
     /// What it adds to the payout, minor units.
     pub amount: i64,
@@ -132,6 +133,8 @@ pub struct PayoutLine {
     pub capture_id: Option<uuid::Uuid>,
     pub refund_id: Option<uuid::Uuid>,
     pub direct_payment_id: Option<uuid::Uuid>,
+    /// Set on a `chargeback` line.
+    pub dispute_id: Option<uuid::Uuid>,
     pub external_order_id: Option<String>,
     pub external_invoice_number: Option<String>,
     pub external_credit_note_number: Option<String>,
@@ -151,6 +154,7 @@ impl From<LineRow> for PayoutLine {
             capture_id: r.capture_id,
             refund_id: r.refund_id,
             direct_payment_id: r.direct_payment_id,
+            dispute_id: r.dispute_id,
             external_order_id: r.external_order_id,
             external_invoice_number: r.external_invoice_number,
             external_credit_note_number: r.external_credit_note_number,
@@ -203,7 +207,7 @@ pub async fn owned(s: &Services, psp_id: PspId, id: uuid::Uuid) -> Result<Payout
 
 /// The report's columns (RFC 4180, UTF-8, one line per ledger movement; the amounts sum to the payout).
 pub const CSV_HEADER: &str = "payout_id,entry_id,booked_at,kind,amount,currency,order_id,external_order_id,capture_id,\
-external_invoice_number,refund_id,external_credit_note_number,direct_payment_id,merchant_id,merchant_external_id\r\n";
+external_invoice_number,refund_id,external_credit_note_number,direct_payment_id,dispute_id,merchant_id,merchant_external_id\r\n";
 
 /// A field of a CSV line, quoted when it must be (RFC 4180), and defused for spreadsheets (a
 /// leading `=`, `+`, `-` or `@` of a text field is prefixed with `'`).
@@ -223,7 +227,7 @@ pub fn csv_lines(payout_id: uuid::Uuid, lines: &[PayoutLine]) -> String {
     let id = payout_id.to_string();
     let opt = |u: &Option<uuid::Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
     for l in lines {
-        let cols: [(String, bool); 15] = [
+        let cols: [(String, bool); 16] = [
             (id.clone(), false),
             (l.entry_id.to_string(), false),
             (l.booked_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), false),
@@ -237,6 +241,7 @@ pub fn csv_lines(payout_id: uuid::Uuid, lines: &[PayoutLine]) -> String {
             (opt(&l.refund_id), false),
             (l.external_credit_note_number.clone().unwrap_or_default(), true),
             (opt(&l.direct_payment_id), false),
+            (opt(&l.dispute_id), false),
             (opt(&l.merchant_id), false),
             (l.merchant_external_id.clone().unwrap_or_default(), true),
         ];

@@ -14,27 +14,23 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Services;
+use super::disputes::{self, REASON_CODES};
 use super::messages::{self, Composed, Locale, Outgoing};
 use super::orders::{OrderError, conflict, invalid};
 use crate::domain::ids::{CaptureId, PspId};
 use crate::domain::validate::Violations;
 use crate::secrets::Purpose;
 use crate::store::captures::{self as captures_store, CaptureRow};
-use crate::store::portal::{self as store, ClaimRow, DisputeRow, InvoiceRow, PreferenceRow, SupportRow};
+use crate::store::disputes::{self as disputes_store, DisputeRow};
+use crate::store::portal::{self as store, ClaimRow, InvoiceRow, PreferenceRow, SupportRow};
 use crate::store::{AsExec, StoreError};
 
 /// How long "I have paid" holds dunning.
 pub const PAID_PAUSE_DAYS: i64 = 5;
-/// A dispute's defense deadline unless the operator names one (SPEC §10).
-pub const DISPUTE_DEADLINE_DAYS: i64 = 12;
 /// Attachments of support requests, and the merchant's documents.
 pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
 /// Invoices one page lists.
 pub const MAX_INVOICES: i64 = 500;
-
-/// The reason codes of a dispute (SPEC §10).
-pub const REASON_CODES: [&str; 6] =
-    ["return", "goods_not_received", "faulty_goods", "already_paid", "incorrect_invoice", "unauthorized_purchase"];
 
 /// 32 random bytes, URL-safe.
 fn random_token() -> String {
@@ -252,7 +248,7 @@ pub async fn invoice(s: &Services, who: &Session, id: CaptureId) -> Result<Invoi
     let refunds = store::refunds_of(&mut conn, id).await?;
     let documents = store::documents_of(&mut conn, id).await?;
     let claims = store::claims_of(&mut conn, id).await?;
-    let disputes = store::disputes_of(&mut conn, id).await?;
+    let disputes = disputes_store::of_capture(&mut conn, id).await?;
     let mandate = store::order_mandate(&mut conn, row.order_id).await?;
     let collection_pending = store::collection_pending(&mut conn, row.order_id).await?;
     let standing = store::preference(&mut conn, &who.email, row.buyer_id).await?;
@@ -523,7 +519,7 @@ pub fn is_pdf(bytes: &[u8]) -> bool {
 }
 
 /// A file name safe to show and to send back in a header.
-fn clean_name(name: &str, content_type: &str) -> String {
+pub(crate) fn clean_name(name: &str, content_type: &str) -> String {
     let n: String =
         name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ')).take(100).collect();
     let n = n.trim().to_owned();
@@ -635,30 +631,16 @@ pub async fn open_dispute(
     if c.state == "canceled" {
         return Err(conflict("this invoice was canceled"));
     }
-    if c.disputes_open > 0 {
-        return Err(conflict("a dispute of this invoice is open already"));
-    }
     let at = s.now_for(&mut tx, row.psp_id).await?;
-    let d = DisputeRow {
-        id: uuid::Uuid::now_v7(),
-        psp_id: row.psp_id,
-        capture_id: id,
-        opened_by: "buyer".into(),
+    let opening = disputes::Opening {
+        opened_by: "buyer",
         email: Some(who.email.clone()),
         reason_code: reason_code.to_owned(),
+        amount: None,
         description: description.to_owned(),
-        currency: c.currency.clone(),
-        amount: (c.gross - c.refunded).max(1),
-        state: "open".into(),
-        deadline: at.now + Duration::days(DISPUTE_DEADLINE_DAYS),
-        created_at: at.now,
-        updated_at: at.now,
+        deadline_days: disputes::DEADLINE_DAYS,
     };
-    store::insert_dispute(&mut tx, &d).await?;
-    if c.is_unpaid() {
-        let reason = format!("dispute opened by the buyer ({reason_code})");
-        super::dunning::pause_locked(&mut tx, &c, reason, None, false, at).await?;
-    }
+    let d = disputes::open_locked(&mut tx, &c, opening, at).await?;
     tx.commit().await?;
     Ok(d)
 }
@@ -825,55 +807,6 @@ pub async fn list_claims(
 ) -> Result<Vec<ClaimView>, OrderError> {
     let mut conn = s.db.conn().await?;
     Ok(store::list_claims(&mut conn, state, starting_after, limit).await?.into_iter().map(Into::into).collect())
-}
-
-/// A dispute as operators read it (the PSP's side comes with payouts, SPEC §10).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct DisputeView {
-    pub id: uuid::Uuid,
-    /// `open`, `resolved` or `chargeback`.
-    pub state: String,
-    pub psp_id: PspId,
-    pub capture_id: CaptureId,
-    /// `buyer` (portal), `operator` or `sandbox`.
-    pub opened_by: String,
-    pub email: Option<String>,
-    pub reason_code: String,
-    pub description: String,
-    pub currency: String,
-    /// In minor units.
-    pub amount: i64,
-    pub deadline: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<DisputeRow> for DisputeView {
-    fn from(r: DisputeRow) -> DisputeView {
-        DisputeView {
-            id: r.id,
-            state: r.state,
-            psp_id: r.psp_id,
-            capture_id: r.capture_id,
-            opened_by: r.opened_by,
-            email: r.email,
-            reason_code: r.reason_code,
-            description: r.description,
-            currency: r.currency,
-            amount: r.amount,
-            deadline: r.deadline,
-            created_at: r.created_at,
-        }
-    }
-}
-
-pub async fn list_disputes(
-    s: &Services,
-    state: Option<&str>,
-    starting_after: Option<uuid::Uuid>,
-    limit: i64,
-) -> Result<Vec<DisputeView>, OrderError> {
-    let mut conn = s.db.conn().await?;
-    Ok(store::list_disputes(&mut conn, state, starting_after, limit).await?.into_iter().map(Into::into).collect())
 }
 
 #[cfg(test)]

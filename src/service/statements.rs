@@ -643,7 +643,7 @@ async fn fast_path(
         let credit = c.part.amount - principal;
         let state = super::captures::capture_state(
             inv.gross,
-            inv.refunded,
+            inv.refunded + inv.charged_back,
             inv.paid_direct,
             inv.paid_bank + principal,
             &inv.state,

@@ -58,12 +58,14 @@ pub struct CaptureRow {
     pub dunning_paid: i64,
     /// Open disputes: dunning waits while there is one.
     pub disputes_open: i64,
+    /// What chargebacks took off the invoice: the buyer owes it no longer, the PSP bears it.
+    pub charged_back: i64,
 }
 
 impl CaptureRow {
     /// What the buyer still owes on this invoice.
     pub fn outstanding(&self) -> i64 {
-        (self.gross - self.refunded - self.paid_direct - self.paid_bank).max(0)
+        (self.gross - self.refunded - self.charged_back - self.paid_direct - self.paid_bank).max(0)
     }
 
     /// Dunning fees and default interest charged, neither waived nor paid.
@@ -81,7 +83,7 @@ const CAPTURE_SELECT: &str = "SELECT c.id, c.order_id, c.psp_id, c.merchant_id, 
      c.currency, c.gross, c.net, c.tax, c.fee, c.refunded, c.paid_direct, c.state, c.duration, c.due_date, c.payment_reference, \
      c.shipping_info, c.line_items, c.created_at, c.updated_at, b.virtual_iban, c.dunning_level, c.dunning_stage, \
      c.next_dunning_on, c.last_dunning_on, c.dunning_paused_until, c.dunning_pause_reason, c.collection_at, c.dunning_fees, c.dunning_interest, \
-     c.dunning_waived, c.interest_through, c.paid_bank, c.dunning_paid, c.disputes_open FROM captures c JOIN buyers b ON b.id = c.buyer_id";
+     c.dunning_waived, c.interest_through, c.paid_bank, c.dunning_paid, c.disputes_open, c.charged_back FROM captures c JOIN buyers b ON b.id = c.buyer_id";
 
 /// A new capture's fields.
 pub struct NewCapture<'a> {

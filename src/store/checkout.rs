@@ -62,7 +62,7 @@ pub async fn exposure(tx: &mut impl AsExec, column: ExposureOf, id: uuid::Uuid, 
         sqlx::query_as(&format!(
             "SELECT (SELECT CAST(SUM(gross - captured - canceled_amount) AS BIGINT) FROM orders WHERE {col} = $1 \
                      AND currency = $2 AND state IN ('pre_waiting', 'authorized', 'waiting', 'created', 'partially_shipped')), \
-                    (SELECT CAST(SUM(gross - refunded - paid_direct - paid_bank) AS BIGINT) FROM captures WHERE {col} = $1 \
+                    (SELECT CAST(SUM(gross - refunded - charged_back - paid_direct - paid_bank) AS BIGINT) FROM captures WHERE {col} = $1 \
                      AND currency = $2 AND state IN ('open', 'late'))"
         ))
         .bind(id).bind(currency).fetch_one(&mut *c).await?

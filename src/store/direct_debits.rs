@@ -138,14 +138,14 @@ pub async fn due_for_collection(
 ) -> StoreResult<Vec<DueDebit>> {
     Ok(with_conn!(conn, c => {
         sqlx::query_as(
-            "SELECT c.id AS capture_id, c.psp_id, c.buyer_id, c.gross - c.refunded - c.paid_direct - c.paid_bank AS amount, \
+            "SELECT c.id AS capture_id, c.psp_id, c.buyer_id, c.gross - c.refunded - c.charged_back - c.paid_direct - c.paid_bank AS amount, \
                     c.due_date, c.payment_reference, c.external_invoice_number, o.mandate_reference, o.debit_iban, \
                     COALESCE(o.mandate_signed_at, o.created_at) AS signed_at, b.name AS debtor_name, \
                     EXISTS (SELECT 1 FROM direct_debits u WHERE u.mandate_reference = o.mandate_reference) AS mandate_used \
              FROM captures c JOIN orders o ON o.id = c.order_id JOIN buyers b ON b.id = c.buyer_id \
              WHERE c.psp_id = $1 AND c.state IN ('open', 'late') AND c.currency = 'EUR' AND c.due_date <= $2 \
                AND o.payment_method = 'direct_debit' AND o.mandate_reference IS NOT NULL AND o.debit_iban IS NOT NULL \
-               AND c.gross - c.refunded - c.paid_direct - c.paid_bank > 0 \
+               AND c.gross - c.refunded - c.charged_back - c.paid_direct - c.paid_bank > 0 \
                AND NOT EXISTS (SELECT 1 FROM direct_debits d WHERE d.capture_id = c.id) \
              ORDER BY c.due_date, c.id LIMIT $3",
         )

@@ -84,7 +84,8 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
             conn,
             "buyer_receivable",
             "buyer_id",
-            "SUM(CASE WHEN gross - refunded - paid_direct - paid_bank > 0 THEN gross - refunded - paid_direct - paid_bank ELSE 0 END)",
+            "SUM(CASE WHEN gross - refunded - charged_back - paid_direct - paid_bank > 0 \
+             THEN gross - refunded - charged_back - paid_direct - paid_bank ELSE 0 END)",
         )
         .await?,
     );
@@ -93,7 +94,7 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
     let psp_sql = |b: Backend| {
         format!(
             "SELECT k, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
-               SELECT 'psp_payable:' || {c} AS k, currency, -SUM(gross - fee - refunded - paid_direct) AS expected, 0 AS found \
+               SELECT 'psp_payable:' || {c} AS k, currency, -SUM(gross - fee - refunded - charged_back - paid_direct) AS expected, 0 AS found \
                  FROM captures GROUP BY psp_id, currency \
                UNION ALL SELECT 'psp_payable:' || {p}, currency, SUM(amount), 0 FROM payouts GROUP BY psp_id, currency \
                UNION ALL SELECT l.account, e.currency, 0, SUM(l.amount) FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
@@ -126,6 +127,18 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
         )
     };
     let rows: Differences = with_conn!(conn, c, b => sqlx::query_as(&lines_sql(b)).fetch_all(&mut *c).await?);
+    diffs.extend(rows);
+    // What chargebacks took off each invoice is what its disputes closed as `chargeback` took.
+    let chargebacks_sql = |b: Backend| {
+        format!(
+            "SELECT 'chargebacks:' || {k}, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
+               SELECT id AS k, charged_back AS expected, 0 AS found FROM captures WHERE charged_back <> 0 \
+               UNION ALL SELECT capture_id, 0, charged_back FROM disputes WHERE state = 'chargeback' \
+             ) x GROUP BY k HAVING SUM(expected) <> SUM(found)",
+            k = uuid_text("k", b),
+        )
+    };
+    let rows: Differences = with_conn!(conn, c, b => sqlx::query_as(&chargebacks_sql(b)).fetch_all(&mut *c).await?);
     diffs.extend(rows);
     let fees: (i64, i64) = with_conn!(conn, c => {
         sqlx::query_as(
@@ -194,12 +207,15 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
                  WHERE p.state = 'matched' AND p.credit <> 0 \
                UNION ALL SELECT 'buyer_credit:' || {t}, t.currency, t.amount, 0 FROM credit_transfers t \
                  WHERE t.kind = 'credit_refund' \
+               UNION ALL SELECT 'buyer_credit:' || {d}, d.currency, -d.owed_to_buyer, 0 \
+                 FROM disputes d JOIN captures dc ON dc.id = d.capture_id WHERE d.owed_to_buyer <> 0 \
                UNION ALL SELECT l.account, e.currency, 0, l.amount FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
                  WHERE l.account LIKE 'buyer_credit:%' \
              ) x GROUP BY k, currency HAVING SUM(expected) <> SUM(found)",
             c = buyer("c.buyer_id", b),
             p = buyer("p.buyer_id", b),
             t = buyer("t.buyer_id", b),
+            d = buyer("dc.buyer_id", b),
         )
     };
     let rows: Differences = with_conn!(conn, c, b => sqlx::query_as(&sql(b)).fetch_all(&mut *c).await?);

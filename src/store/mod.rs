@@ -14,6 +14,7 @@ use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 pub mod captures;
 pub mod checkout;
 pub mod direct_debits;
+pub mod disputes;
 pub mod dunning;
 pub mod events;
 pub mod idempotency;

@@ -255,7 +255,7 @@ pub async fn unpaid_with_total(
         sqlx::query_as(
             "SELECT c.id, c.buyer_id, b.name FROM captures c JOIN buyers b ON b.id = c.buyer_id \
              WHERE c.state IN ('open', 'late') AND c.currency = $1 AND ($3 IS NULL OR c.psp_id = $3) \
-             AND c.gross - c.refunded - c.paid_direct - c.paid_bank + c.dunning_fees + c.dunning_interest \
+             AND c.gross - c.refunded - c.charged_back - c.paid_direct - c.paid_bank + c.dunning_fees + c.dunning_interest \
                  - c.dunning_waived - c.dunning_paid = $2 \
              ORDER BY c.due_date, c.id LIMIT $4",
         )

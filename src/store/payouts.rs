@@ -192,6 +192,7 @@ pub struct LineRow {
     pub capture_id: Option<uuid::Uuid>,
     pub refund_id: Option<uuid::Uuid>,
     pub direct_payment_id: Option<uuid::Uuid>,
+    pub dispute_id: Option<uuid::Uuid>,
     pub order_id: Option<uuid::Uuid>,
     pub external_order_id: Option<String>,
     pub external_invoice_number: Option<String>,
@@ -210,7 +211,7 @@ pub async fn lines(
     Ok(with_conn!(conn, c => {
         sqlx::query_as(
             "SELECT p.entry_id, e.created_at AS booked_at, e.kind, p.amount, e.currency, \
-                    cc.id AS capture_id, r.id AS refund_id, dp.id AS direct_payment_id, o.id AS order_id, \
+                    cc.id AS capture_id, r.id AS refund_id, dp.id AS direct_payment_id, d.id AS dispute_id, o.id AS order_id, \
                     o.external_order_id, cc.external_invoice_number, r.external_credit_note_number, \
                     m.id AS merchant_id, m.external_id AS merchant_external_id \
              FROM (SELECT entry_id, amount FROM payout_lines WHERE payout_id = $1 AND entry_id > $2 \
@@ -218,8 +219,10 @@ pub async fn lines(
              JOIN ledger_entries e ON e.id = p.entry_id \
              LEFT JOIN refunds r ON e.kind = 'refund' AND r.id = e.ref_id \
              LEFT JOIN direct_payments dp ON e.kind = 'direct_payment' AND dp.id = e.ref_id \
+             LEFT JOIN disputes d ON e.kind = 'chargeback' AND d.id = e.ref_id \
              LEFT JOIN captures cc ON cc.id = CASE WHEN e.kind = 'capture' THEN e.ref_id \
-                                                   WHEN e.kind = 'refund' THEN r.capture_id ELSE dp.capture_id END \
+                                                   WHEN e.kind = 'refund' THEN r.capture_id \
+                                                   WHEN e.kind = 'chargeback' THEN d.capture_id ELSE dp.capture_id END \
              LEFT JOIN orders o ON o.id = cc.order_id LEFT JOIN merchants m ON m.id = cc.merchant_id \
              ORDER BY p.entry_id",
         )

@@ -1,6 +1,6 @@
 //! The buyer portal's storage (SPEC §9.6): sign-in links and sessions (by digest only), what a
-//! signed-in address may see, the merchant's documents, "I have paid", support requests,
-//! disputes and standing payment methods.
+//! signed-in address may see, the merchant's documents, "I have paid", support requests and
+//! standing payment methods.
 
 use chrono::{DateTime, Utc};
 
@@ -149,6 +149,7 @@ pub struct InvoiceRow {
     pub external_invoice_number: String,
     pub currency: String,
     pub gross: i64,
+    /// Refunds and chargebacks: what the buyer was credited.
     pub refunded: i64,
     pub paid_direct: i64,
     pub paid_bank: i64,
@@ -175,7 +176,7 @@ impl InvoiceRow {
 }
 
 const INVOICE_SELECT: &str = "SELECT c.id, c.psp_id, c.order_id, c.buyer_id, b.name AS company, m.name AS merchant, \
-     c.external_invoice_number, c.currency, c.gross, c.refunded, c.paid_direct, c.paid_bank, c.state, c.due_date, \
+     c.external_invoice_number, c.currency, c.gross, c.refunded + c.charged_back AS refunded, c.paid_direct, c.paid_bank, c.state, c.due_date, \
      c.dunning_level, c.dunning_fees, c.dunning_interest, c.dunning_waived, c.dunning_paid, o.payment_method, c.created_at, c.collection_at \
      FROM captures c JOIN orders o ON o.id = c.order_id JOIN buyers b ON b.id = c.buyer_id JOIN merchants m ON m.id = c.merchant_id";
 
@@ -486,66 +487,6 @@ pub async fn answer_support(
              WHERE id = $1 AND state = 'open'",
         )
         .bind(id).bind(answer).bind(now).execute(&mut *c).await?.rows_affected() == 1
-    }))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Disputes
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DisputeRow {
-    pub id: uuid::Uuid,
-    pub psp_id: PspId,
-    pub capture_id: CaptureId,
-    pub opened_by: String,
-    pub email: Option<String>,
-    pub reason_code: String,
-    pub description: String,
-    pub currency: String,
-    pub amount: i64,
-    pub state: String,
-    pub deadline: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-const DISPUTE_COLUMNS: &str = "id, psp_id, capture_id, opened_by, email, reason_code, description, currency, amount, \
-     state, deadline, created_at, updated_at";
-
-/// Records a dispute and counts it on its invoice (dunning waits while one is open).
-pub async fn insert_dispute(tx: &mut impl AsExec, d: &DisputeRow) -> StoreResult<()> {
-    with_conn!(tx, c => {
-        sqlx::query(&format!("INSERT INTO disputes ({DISPUTE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
-            .bind(d.id).bind(d.psp_id).bind(d.capture_id).bind(&d.opened_by).bind(&d.email).bind(&d.reason_code)
-            .bind(&d.description).bind(&d.currency).bind(d.amount).bind(&d.state).bind(d.deadline)
-            .bind(d.created_at).bind(d.updated_at)
-            .execute(&mut *c).await?;
-        sqlx::query("UPDATE captures SET disputes_open = disputes_open + 1, updated_at = $2 WHERE id = $1")
-            .bind(d.capture_id).bind(d.updated_at).execute(&mut *c).await?;
-    });
-    Ok(())
-}
-
-pub async fn disputes_of(conn: &mut impl AsExec, capture_id: CaptureId) -> StoreResult<Vec<DisputeRow>> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_as(&format!("SELECT {DISPUTE_COLUMNS} FROM disputes WHERE capture_id = $1 ORDER BY id"))
-            .bind(capture_id).fetch_all(&mut *c).await?
-    }))
-}
-
-/// Disputes newest first, by state.
-pub async fn list_disputes(
-    conn: &mut impl AsExec,
-    state: Option<&str>,
-    starting_after: Option<uuid::Uuid>,
-    limit: i64,
-) -> StoreResult<Vec<DisputeRow>> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_as(&format!(
-            "SELECT {DISPUTE_COLUMNS} FROM disputes WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR id < $2) \
-             ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(state).bind(starting_after).bind(limit).fetch_all(&mut *c).await?
     }))
 }
 

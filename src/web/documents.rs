@@ -17,7 +17,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, AuthedPsp};
 use super::merchants::Page;
 use crate::domain::ids::CaptureId;
 use crate::service::merchant_documents::{self, DocumentView};
-use crate::service::portal::{self, AnswerInput, ClaimView, DisputeView, MAX_FILE_BYTES, SupportView};
+use crate::service::portal::{self, AnswerInput, ClaimView, MAX_FILE_BYTES, SupportView};
 
 pub fn psp_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(put_invoice_document)).routes(routes!(put_credit_note_document))
@@ -30,7 +30,6 @@ pub fn admin_router() -> OpenApiRouter<AppState> {
         .routes(routes!(support_attachment))
         .routes(routes!(answer_support_request))
         .routes(routes!(list_payment_claims))
-        .routes(routes!(list_disputes))
 }
 
 /// The body of a document upload: `application/pdf`, at most 10 MB.
@@ -94,18 +93,18 @@ async fn put_credit_note_document(
 /// `?state=&limit=&starting_after=`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct QueueParams {
+pub(crate) struct QueueParams {
     /// Only these (e.g. `open`).
-    state: Option<String>,
+    pub(crate) state: Option<String>,
     /// How many to return (1–100, default 20).
     #[param(minimum = 1, maximum = 100)]
-    limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
     /// Return objects older than this id (the last id of the previous page).
-    starting_after: Option<uuid::Uuid>,
+    pub(crate) starting_after: Option<uuid::Uuid>,
 }
 
 impl QueueParams {
-    fn checked(&self, states: &[&str]) -> Result<(Option<&str>, i64), ApiError> {
+    pub(crate) fn checked(&self, states: &[&str]) -> Result<(Option<&str>, i64), ApiError> {
         let lp = super::extract::ListParams { limit: self.limit, starting_after: self.starting_after };
         let limit = lp.limit()?;
         if let Some(s) = self.state.as_deref()
@@ -120,7 +119,7 @@ impl QueueParams {
     }
 }
 
-fn page<T>(mut rows: Vec<T>, limit: i64) -> Page<T> {
+pub(crate) fn page<T>(mut rows: Vec<T>, limit: i64) -> Page<T> {
     let has_more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     Page { data: rows, has_more }
@@ -209,21 +208,4 @@ async fn list_payment_claims(
 ) -> Result<Json<Page<ClaimView>>, ApiError> {
     let (st, limit) = q.checked(&["open", "matched"])?;
     Ok(Json(page(portal::list_claims(&state.services, st, q.starting_after, limit + 1).await?, limit)))
-}
-
-/// List disputes (operator).
-///
-/// Opened by buyers in the portal ("Problem with this invoice"), newest first; dunning of the
-/// invoice waits while one is open.
-#[utoipa::path(get, path = "/admin/v1/disputes", tag = "Operator", params(QueueParams),
-    responses((status = 200, description = "A page of disputes", body = Page<DisputeView>),
-              (status = 400, description = "Unreadable query", body = ErrorBody),
-              (status = 422, description = "Invalid state or limit", body = ErrorBody)),
-    security(("admin" = [])))]
-async fn list_disputes(
-    State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<QueueParams>,
-) -> Result<Json<Page<DisputeView>>, ApiError> {
-    let (st, limit) = q.checked(&["open", "resolved", "chargeback"])?;
-    Ok(Json(page(portal::list_disputes(&state.services, st, q.starting_after, limit + 1).await?, limit)))
 }

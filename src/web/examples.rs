@@ -103,6 +103,27 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
         ("post", "/v1/sandbox/direct-debit-returns") => {
             json!({"capture_id": EXAMPLE_CAPTURE_ID, "reason_code": "AM04"})
         }
+        ("post", "/v1/sandbox/disputes") => json!({
+            "capture_id": EXAMPLE_CAPTURE_ID,
+            "reason_code": "faulty_goods",
+            "amount": 5950,
+            "description": "Fünf der zehn Bohrmaschinen kamen defekt an."
+        }),
+        ("post", "/admin/v1/disputes") => json!({
+            "capture_id": EXAMPLE_CAPTURE_ID,
+            "reason_code": "goods_not_received",
+            "description": "Der Käufer sagt, die Lieferung sei nie angekommen.",
+            "deadline_days": 14
+        }),
+        ("post", "/v1/disputes/{dispute_id}/defend") => json!({
+            "reason": "Zugestellt am 3. März, unterschrieben von M. Weber; Lieferschein und Zustellnachweis anbei.",
+            "documents": [{
+                "name": "zustellnachweis.pdf",
+                "content_type": "application/pdf",
+                "content": "JVBERi0xLjQKMSAwIG9iaiA8PC9UeXBlIC9DYXRhbG9nPj4gZW5kb2JqCnRyYWlsZXIgPDwvUm9vdCAxIDAgUj4+CiUlRU9GCg=="
+            }]
+        }),
+        ("post", "/admin/v1/disputes/{dispute_id}/close") => json!({"result": "resolved"}),
         ("post", "/admin/v1/support-requests/{support_request_id}/answer") => json!({
             "text": "Guten Tag, anbei die Rechnungskopie. Die Zahlung ist am 12. März eingegangen."
         }),

@@ -15,7 +15,7 @@ use crate::domain::validate::Violations;
 /// A JSON body. Requires `Content-Type: application/json`; reports type errors with their path.
 pub struct ApiJson<T>(pub T);
 
-fn is_json(ct: Option<&axum::http::HeaderValue>) -> bool {
+pub(crate) fn is_json(ct: Option<&axum::http::HeaderValue>) -> bool {
     let Some(ct) = ct.and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -68,7 +68,8 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         .copied()
         .ok_or(ApiError::Unauthorized { challenge: super::auth::BASIC_CHALLENGE })?;
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| ApiError::TooLarge)?;
+    let limit = super::disputes::body_limit(parts.uri.path(), state.config.max_body_bytes);
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::TooLarge)?;
     let mut material = Vec::with_capacity(bytes.len() + 64);
     material.extend_from_slice(parts.method.as_str().as_bytes());
     material.push(b'\n');

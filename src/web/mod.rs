@@ -23,6 +23,7 @@ pub mod admin;
 pub mod auth;
 pub mod checkout;
 pub mod checkout_pages;
+pub mod disputes;
 pub mod documents;
 pub mod dunning;
 pub mod error;
@@ -102,12 +103,14 @@ impl std::ops::Deref for AppInner {
         crate::domain::events::DunningPauseEvent,
         crate::domain::events::PaymentEvent,
         crate::domain::events::PayoutEvent,
+        crate::domain::events::DisputeEvent,
     )),
     tags(
         (name = "Merchants", description = "Activate and manage the merchants a PSP serves"),
         (name = "Checkout", description = "Payment-page and widget sessions, and confirming a widget authorization"),
         (name = "Orders", description = "Orders after checkout: captures (invoices), refunds (credit notes), direct payments, cancellation"),
         (name = "Payouts", description = "What netterms pays the PSP: payouts at its frequency, their lines and reports"),
+        (name = "Disputes", description = "Disputes of invoices: read them, defend them with documents; a chargeback is recovered from the next payout"),
         (name = "Webhooks", description = "Signed event deliveries (Standard Webhooks) and the event log; every event type is listed under Webhooks at the end"),
         (name = "Reference data", description = "Lists clients need to build requests"),
         (name = "Checkout API", description = "Called by the hosted payment page and the widget in the buyer's browser; the session's client secret is the credential"),
@@ -138,7 +141,8 @@ fn api_routes() -> ApiRoutes {
             .merge(payments::sandbox_router())
             .merge(messages::sandbox_router())
             .merge(documents::psp_router())
-            .merge(payouts::psp_router()),
+            .merge(payouts::psp_router())
+            .merge(disputes::psp_router()),
         public: merchants::public_router(),
         checkout: checkout::checkout_api_router(),
         admin: admin::router()
@@ -148,7 +152,8 @@ fn api_routes() -> ApiRoutes {
             .merge(messages::admin_router())
             .merge(payments::admin_router())
             .merge(documents::admin_router())
-            .merge(payouts::admin_router()),
+            .merge(payouts::admin_router())
+            .merge(disputes::admin_router()),
     }
 }
 

@@ -89,7 +89,8 @@ const CSV_PAGE: i64 = 2000;
 /// RFC 4180, UTF-8, CRLF, a header line, then one line per ledger movement in booking order:
 /// `payout_id, entry_id, booked_at, kind, amount` (minor units, what it adds to the payout),
 /// `currency, order_id, external_order_id, capture_id, external_invoice_number, refund_id,
-/// external_credit_note_number, direct_payment_id, merchant_id, merchant_external_id`. The amounts
+/// external_credit_note_number, direct_payment_id, dispute_id, merchant_id, merchant_external_id`.
+/// `kind` is `capture` (net of netterms' fee), `refund`, `direct_payment` or `chargeback`. The amounts
 /// sum to the payout. Streamed: memory does not grow with the report.
 #[utoipa::path(get, path = "/v1/payouts/{payout_id}/report.csv", tag = "Payouts",
     params(("payout_id" = uuid::Uuid, Path)),

@@ -17,9 +17,10 @@ use super::AppState;
 use super::checkout_pages::format_money;
 use super::extract::ApiPath;
 use crate::domain::ids::CaptureId;
+use crate::service::disputes::REASON_CODES;
 use crate::service::messages::Locale;
 use crate::service::orders::OrderError;
-use crate::service::portal::{self, InvoiceDetail, LinkState, REASON_CODES, Session};
+use crate::service::portal::{self, InvoiceDetail, LinkState, Session};
 use crate::store::portal::InvoiceRow;
 
 /// The session cookie (its value is a random id; the database holds only its digest).

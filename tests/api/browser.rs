@@ -77,8 +77,35 @@ async fn wait_url(c: &Client, prefix: &str) -> url::Url {
     panic!("never reached {prefix}; at {}", c.current_url().await.unwrap());
 }
 
+/// The text of the first element matching `css`, waiting up to 10 s for it. A click that
+/// navigates may leave the old page's element found and then gone (stale): look again.
 async fn text(c: &Client, css: &str) -> String {
-    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    let mut last = None;
+    for _ in 0..50 {
+        match c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await {
+            Ok(e) => match e.text().await {
+                Ok(t) => return t,
+                Err(err) => last = Some(err),
+            },
+            Err(err) => last = Some(err),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no text at {css}: {last:?}");
+}
+
+/// Waits until the first element matching `css` holds `needle` — after a click the old page may
+/// still be there for a moment — and returns its text.
+async fn wait_text(c: &Client, css: &str, needle: &str) -> String {
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = text(c, css).await;
+        if seen.contains(needle) {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{css} never held {needle:?}; last: {seen:?}");
 }
 
 /// A screenshot of the whole page at `width`: the window grows to the page's height first.
@@ -158,7 +185,7 @@ async fn payment_page_and_widget_in_a_real_browser() {
     c.find(Locator::Css("#nt-form button[type=submit]")).await.unwrap().click().await.unwrap();
     let back =
         c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#nt-back:not([hidden])")).await.unwrap();
-    assert!(text(&c, "#nt-status").await.contains("nicht anbieten"));
+    wait_text(&c, "#nt-status", "nicht anbieten").await;
     shot(&c, "payment-page-declined.png").await;
     back.click().await.unwrap();
     let u = wait_url(&c, &format!("{shop_url}/return/decline")).await;
@@ -306,7 +333,7 @@ async fn the_buyer_portal_in_a_real_browser() {
         c.goto(&format!("{base}/portal?lang={lang}")).await.unwrap();
         c.find(Locator::Css("#email")).await.unwrap().send_keys("Anna@Kunde.example").await.unwrap();
         c.find(Locator::Css("form[action='/portal/login'] button")).await.unwrap().click().await.unwrap();
-        assert!(text(&c, "main h1").await.contains(heading));
+        wait_text(&c, "main h1", heading).await;
         full_shot(&c, &format!("portal-link-sent-{lang}-desktop.png"), 1200).await;
         full_shot(&c, &format!("portal-link-sent-{lang}-phone.png"), 390).await;
         app.run_jobs().await;
@@ -349,9 +376,8 @@ async fn the_buyer_portal_in_a_real_browser() {
     c.find(Locator::Css("#iban")).await.unwrap().send_keys("DE89 3704 0044 0532 0130 00").await.unwrap();
     c.find(Locator::Css("#mandate")).await.unwrap().click().await.unwrap();
     c.find(Locator::Css("form[action$='/payment-method'] button")).await.unwrap().click().await.unwrap();
-    let notice = text(&c, ".notice.ok").await;
-    assert!(notice.contains("Firmenlastschrift"), "{notice}");
-    assert!(text(&c, "#pay-h").await.contains("Firmenlastschrift"));
+    wait_text(&c, ".notice.ok", "Firmenlastschrift").await;
+    wait_text(&c, "#pay-h", "Firmenlastschrift").await;
     full_shot(&c, "portal-direct-debit-de-desktop.png", 1200).await;
     let order =
         app.send(app.psp(&p1, Method::GET, &format!("/v1/orders/{}", a["order_id"].as_str().unwrap()))).await.json();
@@ -360,7 +386,7 @@ async fn the_buyer_portal_in_a_real_browser() {
     // "I have paid" on invoice B (its form is open and filled with today and the open amount).
     c.goto(&format!("{base}/portal/invoices/{b_id}")).await.unwrap();
     c.find(Locator::Css("form[action$='/paid'] button")).await.unwrap().click().await.unwrap();
-    assert!(text(&c, ".notice.ok").await.contains("5 Tage"));
+    wait_text(&c, ".notice.ok", "5 Tage").await;
     full_shot(&c, "portal-paid-de-desktop.png", 1200).await;
     full_shot(&c, "portal-paid-de-phone.png", 390).await;
     let claims = app.send(app.admin(Method::GET, "/admin/v1/payment-claims")).await.json();
@@ -379,8 +405,8 @@ async fn the_buyer_portal_in_a_real_browser() {
         .await
         .unwrap();
     c.find(Locator::Css("form[action='/portal/support'] button")).await.unwrap().click().await.unwrap();
-    assert!(text(&c, ".notice.ok").await.contains("Anfrage"));
-    assert!(text(&c, "main table").await.contains("Lieferschein"));
+    wait_text(&c, ".notice.ok", "Anfrage").await;
+    wait_text(&c, "main table", "Lieferschein").await;
     full_shot(&c, "portal-support-sent-de-desktop.png", 1200).await;
     let queue = app.send(app.admin(Method::GET, "/admin/v1/support-requests")).await.json();
     assert_eq!(queue["data"][0]["subject"], "Lieferschein");
@@ -390,7 +416,7 @@ async fn the_buyer_portal_in_a_real_browser() {
     // Sign out: the session is gone.
     c.goto(&format!("{base}/portal")).await.unwrap();
     c.find(Locator::Css("form[action='/portal/logout'] button")).await.unwrap().click().await.unwrap();
-    assert!(text(&c, ".notice.ok").await.contains("abgemeldet"));
+    wait_text(&c, ".notice.ok", "abgemeldet").await;
     c.goto(&format!("{base}/portal/invoices/{a_id}")).await.unwrap();
     wait_url(&c, &format!("{base}/portal")).await;
     assert!(c.find(Locator::Css("#email")).await.is_ok(), "back at the sign-in form");

@@ -10,6 +10,7 @@ mod browser;
 mod camt;
 pub mod checkout;
 mod clock;
+mod disputes;
 pub mod dunning;
 mod idempotency;
 mod jobs;

@@ -173,6 +173,12 @@ async fn every_documented_example_is_accepted() {
     let dd_id = dd["capture_id"].as_str().unwrap();
     let dd_ids: &[(&str, &str)] = &[(netterms::web::examples::EXAMPLE_CAPTURE_ID, dd_id)];
     send("post", "/v1/sandbox/direct-debit-returns", "/v1/sandbox/direct-debit-returns", Some(&p), dd_ids).await;
+    // The returned invoice disputed in the sandbox, defended, resolved; then disputed by an operator.
+    let d = send("post", "/v1/sandbox/disputes", "/v1/sandbox/disputes", Some(&p), dd_ids).await;
+    let did = d["id"].as_str().unwrap();
+    send("post", "/v1/disputes/{dispute_id}/defend", &format!("/v1/disputes/{did}/defend"), Some(&p), &[]).await;
+    send("post", "/admin/v1/disputes/{dispute_id}/close", &format!("/admin/v1/disputes/{did}/close"), None, &[]).await;
+    send("post", "/admin/v1/disputes", "/admin/v1/disputes", None, dd_ids).await;
     send("put", "/admin/v1/base-rates/{valid_from}", "/admin/v1/base-rates/2026-07-01", None, &[]).await;
     // A buyer's support request (as the portal stores it), answered.
     let request = uuid::Uuid::now_v7();

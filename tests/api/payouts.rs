@@ -133,6 +133,20 @@ async fn weekly_payouts_add_up_are_sent_and_paid_once() {
         )
         .await;
     assert!(direct.status.is_success(), "{}", direct.text());
+    // And a dispute of part of the second, charged back: the PSP bears it.
+    let d = app
+        .send(app.psp(&psp, Method::POST, "/v1/sandbox/disputes").json(&json!({
+            "capture_id": b["capture_id"], "reason_code": "faulty_goods", "amount": 5000})))
+        .await;
+    assert_eq!(d.status, 201, "{}", d.text());
+    let dispute_id = d.json()["id"].as_str().unwrap().to_owned();
+    let r = app
+        .send(
+            app.admin(Method::POST, &format!("/admin/v1/disputes/{dispute_id}/close"))
+                .json(&json!({"result": "chargeback"})),
+        )
+        .await;
+    assert_eq!(r.json()["charged_back"], 5000, "{}", r.text());
     crate::dunning::advance_to(&app, &psp, monday + chrono::Duration::days(7)).await;
     let list = app.send(app.psp(&psp, Method::GET, "/v1/payouts")).await.json();
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
@@ -145,7 +159,15 @@ async fn weekly_payouts_add_up_are_sent_and_paid_once() {
         "every cent the ledger owes, once"
     );
     let csv = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{p2_id}/report.csv"))).await.text();
-    assert_eq!(csv_sum(&csv), (2, p2["amount"].as_i64().unwrap()));
+    assert_eq!(csv_sum(&csv), (3, p2["amount"].as_i64().unwrap()));
+    let lines = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{p2_id}"))).await.json()["lines"].clone();
+    let cb = lines.as_array().unwrap().iter().find(|l| l["kind"] == "chargeback").expect("a chargeback line").clone();
+    assert_eq!(
+        (cb["amount"].as_i64(), cb["dispute_id"].as_str(), cb["external_invoice_number"].as_str()),
+        (Some(-5000), Some(dispute_id.as_str()), Some("W1-B")),
+        "{cb}"
+    );
+    assert!(csv.contains(&dispute_id), "the CSV names the dispute");
     verify_ledger(&app).await;
 
     // The SEPA file for the bank: valid, to the PSP's IBAN, the payout id as end-to-end id.
@@ -260,16 +282,32 @@ struct Inv {
     gross: i64,
     refunded: i64,
     paid: i64,
+    charged_back: i64,
+    /// An open dispute: its id and amount.
+    dispute: Option<(String, i64)>,
 }
 
-/// Property: for random sequences of captures, refunds, direct payments, buyer payments and days
-/// passing, the payouts are exactly those of a model that pays, at each cut-off, the sum of the
+impl Inv {
+    /// What the buyer still owes on it.
+    fn open(&self) -> i64 {
+        (self.gross - self.refunded - self.charged_back - self.paid).max(0)
+    }
+
+    /// What a refund or a dispute may still take.
+    fn room(&self) -> i64 {
+        self.gross - self.refunded - self.charged_back
+    }
+}
+
+/// Property: for random sequences of captures, refunds, direct payments, buyer payments,
+/// disputes (resolved or charged back) and days passing, the payouts are exactly those of a model that pays, at each cut-off, the sum of the
 /// movements booked before it and not yet paid when that sum is positive (else carries it over);
 /// so all payouts plus what is still open equal what the ledger owes the PSP. Buyer payments
 /// change nothing of it. Seeded, so a failure names its case.
 #[tokio::test]
 async fn payouts_follow_the_model_for_random_histories() {
     use rand::{Rng, SeedableRng};
+    let mut chargebacks = 0;
     for seed in 0..4u64 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let app = TestApp::spawn().await;
@@ -289,7 +327,7 @@ async fn payouts_follow_the_model_for_random_histories() {
                 .unwrap();
         let mut last_cut = netterms::service::payouts::cutoff(freq, day.and_hms_opt(12, 0, 0).unwrap().and_utc()).0;
         for step in 0..40 {
-            match rng.gen_range(0..10) {
+            match rng.gen_range(0..12) {
                 0..=2 => {
                     let gross = rng.gen_range(500..60_000);
                     let c = crate::portal::invoice_for(
@@ -311,12 +349,14 @@ async fn payouts_follow_the_model_for_random_histories() {
                         gross,
                         refunded: 0,
                         paid: 0,
+                        charged_back: 0,
+                        dispute: None,
                     });
                 }
                 3 | 4 if !invoices.is_empty() => {
                     let i = rng.gen_range(0..invoices.len());
                     let inv = &mut invoices[i];
-                    let room = inv.gross - inv.refunded;
+                    let room = inv.room();
                     if room > 0 {
                         let x = rng.gen_range(1..=room);
                         let r = app
@@ -332,7 +372,7 @@ async fn payouts_follow_the_model_for_random_histories() {
                 5 if !invoices.is_empty() => {
                     let i = rng.gen_range(0..invoices.len());
                     let inv = &mut invoices[i];
-                    let open = inv.gross - inv.refunded - inv.paid;
+                    let open = inv.open();
                     if open > 0 {
                         let x = rng.gen_range(1..=open);
                         let r = app
@@ -350,7 +390,7 @@ async fn payouts_follow_the_model_for_random_histories() {
                     // The buyer pays netterms: nothing the PSP is owed changes.
                     let i = rng.gen_range(0..invoices.len());
                     let inv = &mut invoices[i];
-                    let open = inv.gross - inv.refunded - inv.paid;
+                    let open = inv.open();
                     if open > 0 {
                         let x = rng.gen_range(1..=open);
                         let r = app
@@ -361,6 +401,49 @@ async fn payouts_follow_the_model_for_random_histories() {
                             .await;
                         assert!(r.status.is_success(), "seed {seed}: {}", r.text());
                         inv.paid += x;
+                    }
+                }
+                10 if !invoices.is_empty() => {
+                    // A dispute, defended at once (so that no deadline decides it).
+                    let i = rng.gen_range(0..invoices.len());
+                    let inv = &mut invoices[i];
+                    if inv.dispute.is_none() && inv.room() > 0 {
+                        let x = rng.gen_range(1..=inv.room());
+                        let r = app
+                            .send(app.psp(&psp, Method::POST, "/v1/sandbox/disputes").json(&json!({
+                                "capture_id": inv.id, "reason_code": "faulty_goods", "amount": x})))
+                            .await;
+                        assert_eq!(r.status, 201, "seed {seed}: {}", r.text());
+                        let d = r.json()["id"].as_str().unwrap().to_owned();
+                        let r = app
+                            .send(
+                                app.psp(&psp, Method::POST, &format!("/v1/disputes/{d}/defend"))
+                                    .json(&json!({"reason": "geliefert"})),
+                            )
+                            .await;
+                        assert_eq!(r.status, 200, "seed {seed}: {}", r.text());
+                        inv.dispute = Some((d, x));
+                    }
+                }
+                11 if invoices.iter().any(|i| i.dispute.is_some()) => {
+                    let inv = invoices.iter_mut().find(|i| i.dispute.is_some()).unwrap();
+                    let (d, x) = inv.dispute.take().unwrap();
+                    let result = if rng.gen_bool(0.5) { "chargeback" } else { "resolved" };
+                    let r = app
+                        .send(
+                            app.admin(Method::POST, &format!("/admin/v1/disputes/{d}/close"))
+                                .json(&json!({"result": result})),
+                        )
+                        .await;
+                    assert_eq!(r.status, 200, "seed {seed}: {}", r.text());
+                    if result == "chargeback" {
+                        let taken = x.min(inv.room());
+                        assert_eq!(r.json()["charged_back"], taken, "seed {seed}");
+                        inv.charged_back += taken;
+                        if taken > 0 {
+                            chargebacks += 1;
+                            movements.push((day, -taken, false));
+                        }
                     }
                 }
                 _ => {
@@ -401,4 +484,5 @@ async fn payouts_follow_the_model_for_random_histories() {
         }
         verify_ledger(&app).await;
     }
+    assert!(chargebacks > 0, "the histories include chargebacks");
 }
