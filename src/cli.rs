@@ -323,6 +323,7 @@ pub async fn run_psp(config: Config, cmd: PspCommand) -> anyhow::Result<()> {
                 iban: Some(iban),
                 payout_frequency: Some(payout_frequency),
                 fee_bands: None,
+                billing: None,
             };
             let settings = input.validate().map_err(|e| fail_invalid(psps::PspError::Invalid(e)))?;
             let created = psps::create(&s, &settings).await.map_err(fail_invalid)?;
@@ -352,7 +353,8 @@ pub async fn run_psp(config: Config, cmd: PspCommand) -> anyhow::Result<()> {
             })?;
         }
         PspCommand::Update { psp_id, name, fee_rate_bps, fee_fixed, iban, payout_frequency, json } => {
-            let patch = PspPatch { name, fee_rate_bps, fee_fixed, iban, payout_frequency, fee_bands: None };
+            let patch =
+                PspPatch { name, fee_rate_bps, fee_fixed, iban, payout_frequency, fee_bands: None, billing: None };
             let psp = psps::update(&s, psp_id, patch).await.map_err(fail_invalid)?;
             print(json, &psp, || format!("updated {}", psp.psp_id))?;
         }

@@ -104,6 +104,21 @@ pub struct Config {
     pub bank_name: String,
     /// The account holder's name in SEPA files (creditor of collections, debtor of transfers).
     pub creditor_name: String,
+    /// netterms as the issuer of its fee invoices to PSPs (EN 16931 seller): legal name, address,
+    /// VAT id and contact.
+    pub issuer_name: String,
+    pub issuer_street: String,
+    pub issuer_postal_code: String,
+    pub issuer_city: String,
+    /// ISO 3166-1 alpha-2.
+    pub issuer_country: String,
+    pub issuer_vat_id: String,
+    pub issuer_email: String,
+    pub issuer_phone: String,
+    /// The VAT rate on netterms' fees to PSPs in the issuer's own country, in basis points
+    /// (1900 = 19 %). Fees are quoted including it; PSPs elsewhere in the EU with a VAT id get a
+    /// reverse-charge invoice, PSPs outside the EU one outside the scope of VAT here.
+    pub fee_vat_rate_bps: i64,
     /// Direct debit: invoices due within this many days go into the next collection file
     /// (collected on their due date, never before the next day).
     pub direct_debit_days_ahead: i64,
@@ -176,6 +191,15 @@ impl Default for Config {
             bank_bic: "NTRMDEB1XXX".into(),
             bank_name: "netterms sandbox bank".into(),
             creditor_name: "netterms".into(),
+            issuer_name: "netterms GmbH".into(),
+            issuer_street: "Musterstraße 1".into(),
+            issuer_postal_code: "10115".into(),
+            issuer_city: "Berlin".into(),
+            issuer_country: "DE".into(),
+            issuer_vat_id: "DE123456789".into(),
+            issuer_email: "rechnung@netterms.example".into(),
+            issuer_phone: "+49 30 1234567".into(),
+            fee_vat_rate_bps: 1900,
             direct_debit_days_ahead: 5,
             sandbox_clock_lease_secs: 30,
             webhook_timeout_secs: 15,
@@ -253,6 +277,15 @@ const FIELDS: &[&str] = &[
     "bank_bic",
     "bank_name",
     "creditor_name",
+    "issuer_name",
+    "issuer_street",
+    "issuer_postal_code",
+    "issuer_city",
+    "issuer_country",
+    "issuer_vat_id",
+    "issuer_email",
+    "issuer_phone",
+    "fee_vat_rate_bps",
     "direct_debit_days_ahead",
     "sandbox_clock_lease_secs",
     "webhook_timeout_secs",
@@ -399,6 +432,25 @@ impl Config {
         }
         if self.creditor_name.trim().is_empty() || self.creditor_name.chars().count() > 70 {
             errs.push("creditor_name must be 1 to 70 characters".to_owned());
+        }
+        for (name, v) in [
+            ("issuer_name", &self.issuer_name),
+            ("issuer_street", &self.issuer_street),
+            ("issuer_postal_code", &self.issuer_postal_code),
+            ("issuer_city", &self.issuer_city),
+            ("issuer_vat_id", &self.issuer_vat_id),
+            ("issuer_email", &self.issuer_email),
+            ("issuer_phone", &self.issuer_phone),
+        ] {
+            if v.trim().is_empty() || v.chars().count() > 200 {
+                errs.push(format!("{name} must be 1 to 200 characters"));
+            }
+        }
+        if !crate::domain::einvoice::is_country(&self.issuer_country) {
+            errs.push("issuer_country must be an ISO 3166 alpha-2 code such as DE".to_owned());
+        }
+        if !(0..=10_000).contains(&self.fee_vat_rate_bps) {
+            errs.push("fee_vat_rate_bps must be between 0 and 10000".to_owned());
         }
         if !(1..=30).contains(&self.direct_debit_days_ahead) {
             errs.push("direct_debit_days_ahead must be between 1 and 30".to_owned());

@@ -35,6 +35,7 @@ pub async fn provision(services: &Services, netterms: &str, origin: &str) -> any
         iban: Some("DE89370400440532013000".into()),
         payout_frequency: Some(PayoutFrequency::Weekly),
         fee_bands: None,
+        billing: None,
     };
     let settings = input.validate().map_err(|e| anyhow::anyhow!("demo psp: {e:?}"))?;
     let created = psps::create(services, &settings).await?;

@@ -8,7 +8,9 @@
 //! time; the layout here is by hand, which these one-page documents allow.
 
 pub mod epc;
+pub mod fee_invoice;
 pub mod layout;
+pub mod payout_statement;
 
 use chrono::NaiveDate;
 use krilla::Document;

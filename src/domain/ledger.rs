@@ -27,6 +27,8 @@ pub enum Account {
     UnappliedCash,
     /// Payouts made and not yet seen leaving the bank account (liability).
     PayoutsPending,
+    /// VAT on netterms' fees, invoiced to PSPs and owed to the tax office (liability).
+    VatPayable,
 }
 
 impl Account {
@@ -42,6 +44,7 @@ impl Account {
             Account::DunningIncome => "dunning_income".into(),
             Account::UnappliedCash => "unapplied_cash".into(),
             Account::PayoutsPending => "payouts_pending".into(),
+            Account::VatPayable => "vat_payable".into(),
         }
     }
 }
@@ -132,6 +135,12 @@ fn borne_by_psp(
 /// A payout of `amount` to the PSP: owed no longer, on its way.
 pub fn payout(psp: PspId, amount: i64) -> Result<Entry, LedgerError> {
     Entry::new("payout", vec![(Account::PspPayable(psp), amount), (Account::PayoutsPending, -amount)])
+}
+
+/// A fee invoice split `vat` out of the fees (quoted including VAT): netterms owes it to the
+/// tax office, it is no income.
+pub fn fee_vat(vat: i64) -> Result<Entry, LedgerError> {
+    Entry::new("fee_vat", vec![(Account::FeeRevenue, vat), (Account::VatPayable, -vat)])
 }
 
 /// The payout left the bank account.

@@ -3,6 +3,7 @@
 pub mod camt;
 pub mod decision;
 pub mod dunning;
+pub mod einvoice;
 pub mod events;
 pub mod iban;
 pub mod ids;

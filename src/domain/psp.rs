@@ -42,6 +42,51 @@ pub struct FeeBand {
     pub fee_rate_bps: i64,
 }
 
+/// The PSP as the recipient of netterms' fee invoices (EN 16931 buyer): its address and VAT id.
+/// Without a country, the payout IBAN's country counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Billing {
+    #[schema(example = "Zahlweg 5")]
+    pub street: Option<String>,
+    #[schema(example = "60311")]
+    pub postal_code: Option<String>,
+    #[schema(example = "Frankfurt am Main")]
+    pub city: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    #[schema(example = "DE")]
+    pub country: Option<String>,
+    /// VAT identification number; a PSP elsewhere in the EU with one is invoiced reverse charge.
+    #[schema(example = "DE987654321")]
+    pub vat_id: Option<String>,
+    /// Where fee invoices are addressed (BT-49).
+    #[schema(example = "buchhaltung@psp.example")]
+    pub email: Option<String>,
+}
+
+fn check_billing(v: &mut Violations, b: Billing) -> Billing {
+    let mut field = |name: &str, val: Option<String>, max: usize| {
+        let val = val.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        if val.as_ref().is_some_and(|s| s.chars().count() > max || s.chars().any(char::is_control)) {
+            v.add(format!("billing.{name}"), format!("billing.{name} must be at most {max} characters of text"));
+        }
+        val
+    };
+    let street = field("street", b.street, 200);
+    let postal_code = field("postal_code", b.postal_code, 20);
+    let city = field("city", b.city, 100);
+    let country = field("country", b.country, 2).map(|c| c.to_ascii_uppercase());
+    let vat_id = field("vat_id", b.vat_id, 32);
+    let email = field("email", b.email, 254);
+    if country.as_deref().is_some_and(|c| !super::einvoice::is_country(c)) {
+        v.add("billing.country", "billing.country must be an ISO 3166 alpha-2 code such as DE");
+    }
+    if email.as_deref().is_some_and(|e| !super::validate::is_email(e)) {
+        v.add("billing.email", "billing.email must be an e-mail address");
+    }
+    Billing { street, postal_code, city, country, vat_id, email }
+}
+
 /// The body of `POST /admin/v1/psps` (and the CLI's `psp create`).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct PspInput {
@@ -60,6 +105,8 @@ pub struct PspInput {
     pub payout_frequency: Option<PayoutFrequency>,
     /// Optional rates per payment-term band, overriding `fee_rate_bps` for terms up to `max_duration`.
     pub fee_bands: Option<Vec<FeeBand>>,
+    /// Address and VAT id for netterms' fee invoices.
+    pub billing: Option<Billing>,
 }
 
 /// The body of `PATCH /admin/v1/psps/{id}`: every field optional.
@@ -71,6 +118,8 @@ pub struct PspPatch {
     pub iban: Option<String>,
     pub payout_frequency: Option<PayoutFrequency>,
     pub fee_bands: Option<Vec<FeeBand>>,
+    /// Replaces the billing details as a whole.
+    pub billing: Option<Billing>,
 }
 
 /// A PSP's settings, checked.
@@ -82,6 +131,7 @@ pub struct PspSettings {
     pub payout_iban: String,
     pub payout_frequency: PayoutFrequency,
     pub fee_bands: Vec<FeeBand>,
+    pub billing: Billing,
 }
 
 fn check_rate(v: &mut Violations, source: &str, bps: i64) {
@@ -130,10 +180,19 @@ impl PspInput {
         let freq = v.required("payout_frequency", self.payout_frequency);
         let mut bands = self.fee_bands.unwrap_or_default();
         check_bands(&mut v, &mut bands);
+        let billing = check_billing(&mut v, self.billing.unwrap_or_default());
         v.finish()?;
         match (name, rate, fixed, iban, freq) {
             (Some(name), Some(fee_rate_bps), Some(fee_fixed_minor), Some(payout_iban), Some(payout_frequency)) => {
-                Ok(PspSettings { name, fee_rate_bps, fee_fixed_minor, payout_iban, payout_frequency, fee_bands: bands })
+                Ok(PspSettings {
+                    name,
+                    fee_rate_bps,
+                    fee_fixed_minor,
+                    payout_iban,
+                    payout_frequency,
+                    fee_bands: bands,
+                    billing,
+                })
             }
             _ => Err(vec![FieldError { source: String::new(), title: "request is incomplete".into() }]),
         }
@@ -172,6 +231,9 @@ impl PspPatch {
             check_bands(&mut v, &mut bands);
             next.fee_bands = bands;
         }
+        if let Some(b) = self.billing {
+            next.billing = check_billing(&mut v, b);
+        }
         v.finish()?;
         Ok(next)
     }
@@ -188,6 +250,8 @@ pub struct Psp {
     pub fee_bands: Vec<FeeBand>,
     pub iban: String,
     pub payout_frequency: PayoutFrequency,
+    /// Address and VAT id for netterms' fee invoices.
+    pub billing: Billing,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -201,6 +265,7 @@ impl Psp {
             payout_iban: self.iban.clone(),
             payout_frequency: self.payout_frequency,
             fee_bands: self.fee_bands.clone(),
+            billing: self.billing.clone(),
         }
     }
 }
@@ -221,9 +286,21 @@ mod tests {
                 FeeBand { max_duration: 30, fee_rate_bps: 100 },
                 FeeBand { max_duration: 30, fee_rate_bps: 200 },
             ]),
+            billing: Some(Billing { country: Some("Deutschland".into()), ..Billing::default() }),
         };
         let errs = input.validate().unwrap_err();
         let sources: Vec<_> = errs.iter().map(|e| e.source.as_str()).collect();
-        assert_eq!(sources, ["fee_rate_bps", "fee_fixed", "iban", "payout_frequency", "fee_bands[1].max_duration"]);
+        assert_eq!(
+            sources,
+            [
+                "fee_rate_bps",
+                "fee_fixed",
+                "iban",
+                "payout_frequency",
+                "fee_bands[1].max_duration",
+                "billing.country",
+                "billing.country"
+            ]
+        );
     }
 }

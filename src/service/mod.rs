@@ -17,6 +17,7 @@ pub mod direct_debit;
 pub mod disputes;
 pub mod documents;
 pub mod dunning;
+pub mod fee_invoices;
 pub mod merchant_documents;
 pub mod merchants;
 pub mod messages;

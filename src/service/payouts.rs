@@ -61,6 +61,7 @@ pub async fn run_for(s: &Services, psp_id: PspId, at: PspTime) -> Result<usize, 
         }
         let entry = ledger::payout(psp_id, sum).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         journal::post(&mut tx, &entry, &currency, id, at.now).await?;
+        super::fee_invoices::issue(s, &mut tx, &psp, id, &currency, period_end, at).await?;
         let ev =
             PayoutEvent { payout_id: id, currency: currency.clone(), amount: sum, period_end, state: "pending".into() };
         events::append(&mut tx, psp_id, &Event::Payout(PayoutEventKind::Created, ev), at).await?;
@@ -203,6 +204,36 @@ pub async fn get(
 pub async fn owned(s: &Services, psp_id: PspId, id: uuid::Uuid) -> Result<PayoutView, OrderError> {
     let mut conn = s.db.conn().await?;
     Ok(store::get(&mut conn, id, Some(psp_id), false).await?.ok_or(OrderError::NotFound("payout"))?.into())
+}
+
+/// The payout statement as PDF: the payout's parts by kind, adding up to its amount.
+pub async fn statement_pdf(s: &Services, psp_id: PspId, id: uuid::Uuid) -> Result<(String, Vec<u8>), OrderError> {
+    let mut conn = s.db.conn().await?;
+    let row = store::get(&mut conn, id, Some(psp_id), false).await?.ok_or(OrderError::NotFound("payout"))?;
+    let parts = store::summary(&mut conn, id).await?;
+    let (n, fees, _) = crate::store::fee_invoices::fees_of_payout(&mut conn, id).await?;
+    let net = parts.iter().find(|p| p.0 == "capture").map_or(0, |p| p.2);
+    let fee_invoice = crate::store::fee_invoices::of_payout(&mut conn, psp_id, id)
+        .await?
+        .and_then(|d| serde_json::from_str::<crate::domain::einvoice::FeeInvoice>(&d).ok())
+        .map(|f| f.number);
+    let st = crate::documents::payout_statement::Statement {
+        payout_id: row.id,
+        psp_name: row.creditor_name.clone(),
+        iban: row.creditor_iban.clone(),
+        end_to_end_id: row.id.simple().to_string(),
+        currency: row.currency.clone(),
+        period_end: row.period_end.clone(),
+        created: row.created_at.date_naive(),
+        state: row.state.clone(),
+        amount: row.amount,
+        captures: (n, net + fees, fees),
+        recoveries: parts.into_iter().filter(|p| p.0 != "capture").collect(),
+        fee_invoice,
+    };
+    let bytes = crate::documents::payout_statement::render(&st)
+        .map_err(|e| OrderError::Store(StoreError::Corrupt(e.to_string())))?;
+    Ok((format!("payout-{}.pdf", row.id.simple()), bytes))
 }
 
 /// The report's columns (RFC 4180, UTF-8, one line per ledger movement; the amounts sum to the payout).

@@ -140,15 +140,21 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
     };
     let rows: Differences = with_conn!(conn, c, b => sqlx::query_as(&chargebacks_sql(b)).fetch_all(&mut *c).await?);
     diffs.extend(rows);
-    let fees: (i64, i64) = with_conn!(conn, c => {
+    // Fees are income less the VAT fee invoices split out of them, which is owed to the tax office.
+    let fees: (i64, i64, i64, i64) = with_conn!(conn, c => {
         sqlx::query_as(
-            "SELECT CAST(COALESCE((SELECT -SUM(fee) FROM captures), 0) AS BIGINT), \
-                    CAST(COALESCE((SELECT SUM(amount) FROM ledger_lines WHERE account = 'fee_revenue'), 0) AS BIGINT)",
+            "SELECT CAST(COALESCE((SELECT -SUM(fee) FROM captures), 0) + COALESCE((SELECT SUM(vat) FROM fee_invoices), 0) AS BIGINT), \
+                    CAST(COALESCE((SELECT SUM(amount) FROM ledger_lines WHERE account = 'fee_revenue'), 0) AS BIGINT), \
+                    CAST(COALESCE((SELECT -SUM(vat) FROM fee_invoices), 0) AS BIGINT), \
+                    CAST(COALESCE((SELECT SUM(amount) FROM ledger_lines WHERE account = 'vat_payable'), 0) AS BIGINT)",
         )
         .fetch_one(&mut *c).await?
     });
     if fees.0 != fees.1 {
         diffs.push(("fee_revenue".into(), fees.0, fees.1));
+    }
+    if fees.2 != fees.3 {
+        diffs.push(("vat_payable".into(), fees.2, fees.3));
     }
     // Dunning fees and default interest each buyer owes netterms, and the income they made.
     diffs.extend(

@@ -17,6 +17,7 @@ pub mod direct_debits;
 pub mod disputes;
 pub mod dunning;
 pub mod events;
+pub mod fee_invoices;
 pub mod idempotency;
 pub mod jobs;
 pub mod ledger;

@@ -231,3 +231,14 @@ pub async fn lines(
         .bind(payout_id).bind(after.unwrap_or(uuid::Uuid::nil())).bind(limit).fetch_all(&mut *c).await?
     }))
 }
+
+/// A payout's lines summed by kind: (kind, how many, their sum), in a fixed order.
+pub async fn summary(conn: &mut impl AsExec, payout_id: uuid::Uuid) -> StoreResult<Vec<(String, i64, i64)>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT e.kind, COUNT(*), CAST(SUM(p.amount) AS BIGINT) FROM payout_lines p \
+             JOIN ledger_entries e ON e.id = p.entry_id WHERE p.payout_id = $1 GROUP BY e.kind ORDER BY e.kind",
+        )
+        .bind(payout_id).fetch_all(&mut *c).await?
+    }))
+}

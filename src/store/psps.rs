@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::{AsExec, StoreError, StoreResult};
 use crate::domain::ids::{CredentialId, PspId};
-use crate::domain::psp::{FeeBand, PayoutFrequency, Psp, PspSettings};
+use crate::domain::psp::{Billing, FeeBand, PayoutFrequency, Psp, PspSettings};
 use crate::with_conn;
 
 #[derive(sqlx::FromRow)]
@@ -16,6 +16,7 @@ struct PspRow {
     fee_bands: String,
     payout_iban: String,
     payout_frequency: String,
+    billing: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -35,14 +36,21 @@ impl TryFrom<PspRow> for Psp {
             fee_bands,
             iban: r.payout_iban,
             payout_frequency,
+            billing: match r.billing {
+                Some(b) => serde_json::from_str(&b).map_err(|e| StoreError::Corrupt(format!("psps.billing: {e}")))?,
+                None => Billing::default(),
+            },
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
     }
 }
 
-const PSP_COLUMNS: &str =
-    "id, name, fee_rate_bps, fee_fixed_minor, fee_bands, payout_iban, payout_frequency, created_at, updated_at";
+const PSP_COLUMNS: &str = "id, name, fee_rate_bps, fee_fixed_minor, fee_bands, payout_iban, payout_frequency, billing, created_at, updated_at";
+
+fn billing_json(b: &Billing) -> Option<String> {
+    (b != &Billing::default()).then(|| serde_json::to_string(b).unwrap_or_else(|_| "{}".into()))
+}
 
 fn bands_json(bands: &[FeeBand]) -> String {
     serde_json::to_string(bands).unwrap_or_else(|_| "[]".into())
@@ -51,11 +59,11 @@ fn bands_json(bands: &[FeeBand]) -> String {
 pub async fn insert(tx: &mut impl AsExec, id: PspId, s: &PspSettings, now: DateTime<Utc>) -> StoreResult<Psp> {
     with_conn!(tx, c => {
         sqlx::query(
-            "INSERT INTO psps (id, name, fee_rate_bps, fee_fixed_minor, fee_bands, payout_iban, payout_frequency, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            "INSERT INTO psps (id, name, fee_rate_bps, fee_fixed_minor, fee_bands, payout_iban, payout_frequency, created_at, \
+             updated_at, billing) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
         )
         .bind(id).bind(&s.name).bind(s.fee_rate_bps).bind(s.fee_fixed_minor).bind(bands_json(&s.fee_bands))
-        .bind(&s.payout_iban).bind(s.payout_frequency.as_str()).bind(now)
+        .bind(&s.payout_iban).bind(s.payout_frequency.as_str()).bind(now).bind(billing_json(&s.billing))
         .execute(&mut *c).await?;
     });
     get(tx, id).await?.ok_or_else(|| StoreError::Corrupt("inserted psp vanished".into()))
@@ -65,10 +73,10 @@ pub async fn update(tx: &mut impl AsExec, id: PspId, s: &PspSettings, now: DateT
     with_conn!(tx, c => {
         sqlx::query(
             "UPDATE psps SET name = $2, fee_rate_bps = $3, fee_fixed_minor = $4, fee_bands = $5, payout_iban = $6, \
-             payout_frequency = $7, updated_at = $8 WHERE id = $1",
+             payout_frequency = $7, updated_at = $8, billing = $9 WHERE id = $1",
         )
         .bind(id).bind(&s.name).bind(s.fee_rate_bps).bind(s.fee_fixed_minor).bind(bands_json(&s.fee_bands))
-        .bind(&s.payout_iban).bind(s.payout_frequency.as_str()).bind(now)
+        .bind(&s.payout_iban).bind(s.payout_frequency.as_str()).bind(now).bind(billing_json(&s.billing))
         .execute(&mut *c).await?;
     });
     get(tx, id).await

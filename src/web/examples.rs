@@ -143,7 +143,9 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
             "fee_fixed": 25,
             "iban": "DE89 3704 0044 0532 0130 00",
             "payout_frequency": "weekly",
-            "fee_bands": [{"max_duration": 30, "fee_rate_bps": 120}, {"max_duration": 120, "fee_rate_bps": 180}]
+            "fee_bands": [{"max_duration": 30, "fee_rate_bps": 120}, {"max_duration": 120, "fee_rate_bps": 180}],
+            "billing": {"street": "Zahlweg 5", "postal_code": "60311", "city": "Frankfurt am Main", "country": "DE",
+                        "vat_id": "DE987654321", "email": "buchhaltung@psp.example"}
         }),
         ("patch", "/admin/v1/psps/{psp_id}") => json!({"fee_rate_bps": 140, "payout_frequency": "daily"}),
         ("put", "/admin/v1/credit-policy") => json!({

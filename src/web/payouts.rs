@@ -15,10 +15,17 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiPath, ApiQuery, AuthedPsp, ListParams};
 use super::merchants::Page;
+use crate::service::fee_invoices;
 use crate::service::payouts::{self, CSV_HEADER, PayoutDetail, PayoutView};
 
 pub fn psp_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_payouts)).routes(routes!(get_payout)).routes(routes!(report_csv))
+    OpenApiRouter::new()
+        .routes(routes!(list_payouts))
+        .routes(routes!(get_payout))
+        .routes(routes!(report_csv))
+        .routes(routes!(statement_pdf))
+        .routes(routes!(fee_invoice_pdf))
+        .routes(routes!(fee_invoice_xml))
 }
 
 pub fn admin_router() -> OpenApiRouter<AppState> {
@@ -158,4 +165,71 @@ async fn mark_paid(
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Json<PayoutView>, ApiError> {
     Ok(Json(payouts::mark_paid(&state.services, id).await?))
+}
+
+/// Get a payout's statement as PDF.
+///
+/// One page: the payee, the payout's ids and state, and what it is made of — invoices captured
+/// (gross), netterms' fees, refunds, direct payments and chargebacks recovered — adding up to the
+/// amount paid out. The movements one by one are in `report.csv`.
+#[utoipa::path(get, path = "/v1/payouts/{payout_id}/statement.pdf", tag = "Payouts",
+    params(("payout_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The statement", content_type = "application/pdf", body = Vec<u8>),
+              (status = 404, description = "No such payout for this PSP", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn statement_pdf(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    let (name, bytes) = payouts::statement_pdf(&state.services, psp.psp_id, id).await?;
+    file(bytes, "application/pdf", &name)
+}
+
+/// Get a payout's fee invoice as Factur-X PDF.
+///
+/// netterms' invoice for the fees the payout withheld (numbered without gaps per year; VAT by
+/// where the PSP is: 19 % in Germany, reverse charge elsewhere in the EU with a VAT id, outside the
+/// scope of VAT beyond). ZUGFeRD / Factur-X profile EN 16931: PDF/A-3 with the CII XML embedded as
+/// `factur-x.xml`. 404 when the payout withheld no fees.
+#[utoipa::path(get, path = "/v1/payouts/{payout_id}/fee-invoice.pdf", tag = "Payouts",
+    params(("payout_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The invoice", content_type = "application/pdf", body = Vec<u8>),
+              (status = 404, description = "No such payout for this PSP, or no fees in it", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn fee_invoice_pdf(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    let (name, bytes) = fee_invoices::pdf(&state.services, psp.psp_id, id).await?;
+    file(bytes, "application/pdf", &name)
+}
+
+/// Get a payout's fee invoice as XRechnung CII XML.
+///
+/// The same invoice as an XRechnung 3.0 e-invoice (UN/CEFACT CII syntax).
+#[utoipa::path(get, path = "/v1/payouts/{payout_id}/fee-invoice.xml", tag = "Payouts",
+    params(("payout_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The invoice", content_type = "application/xml", body = String),
+              (status = 404, description = "No such payout for this PSP, or no fees in it", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn fee_invoice_xml(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    let (name, xml) = fee_invoices::xml(&state.services, psp.psp_id, id).await?;
+    file(xml.into_bytes(), "application/xml; charset=utf-8", &name)
+}
+
+fn file(bytes: Vec<u8>, content_type: &'static str, name: &str) -> Result<Response, ApiError> {
+    let mut r = (StatusCode::OK, bytes).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")).map_err(ApiError::internal)?,
+    );
+    Ok(r)
 }

@@ -12,6 +12,7 @@ pub mod checkout;
 mod clock;
 mod disputes;
 pub mod dunning;
+mod einvoice;
 mod idempotency;
 mod jobs;
 mod merchants;

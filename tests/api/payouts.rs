@@ -28,6 +28,21 @@ async fn owed_by_ledger(app: &TestApp, psp: &TestPsp) -> i64 {
     -sum.unwrap()
 }
 
+/// The fees of the captures a payout paid out.
+async fn fees_of(app: &TestApp, psp: &TestPsp, payout: &str) -> i64 {
+    let lines = app.send(app.psp(psp, Method::GET, &format!("/v1/payouts/{payout}?limit=1000"))).await.json();
+    let mut fees = 0;
+    for l in lines["lines"].as_array().unwrap().iter().filter(|l| l["kind"] == "capture") {
+        let c = crate::payments::get_capture(app, psp, l["capture_id"].as_str().unwrap()).await;
+        fees += c["fee"].as_i64().unwrap();
+    }
+    fees
+}
+
+fn decimal(minor: i64) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
+}
+
 fn csv_sum(csv: &str) -> (usize, i64) {
     let mut lines = csv.split("\r\n").filter(|l| !l.is_empty());
     let header = lines.next().unwrap();
@@ -208,6 +223,38 @@ async fn weekly_payouts_add_up_are_sent_and_paid_once() {
     let r = app.send(app.admin(Method::POST, &format!("/admin/v1/payouts/{p2_id}/mark-paid"))).await;
     assert_eq!((r.status.as_u16(), r.json()["state"].as_str()), (200, Some("paid")), "{}", r.text());
     app.send(app.admin(Method::POST, &format!("/admin/v1/payouts/{}/mark-paid", uuid::Uuid::now_v7())))
+        .await
+        .assert_error(404, "resource_not_found");
+    // The fee invoice of each payout: the fees it withheld, valid as Factur-X and as XRechnung.
+    for (pid, captures) in [(&p1_id, 2), (&p2_id, 1)] {
+        let pdf = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{pid}/fee-invoice.pdf"))).await;
+        assert_eq!((pdf.status.as_u16(), pdf.headers["content-type"].to_str().unwrap()), (200, "application/pdf"));
+        crate::einvoice::check_pdf(&pdf.bytes);
+        let xml = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{pid}/fee-invoice.xml"))).await.text();
+        crate::einvoice::check_xml(&xml);
+        assert!(xml.contains("urn:xeinkauf.de:kosit:xrechnung_3.0"), "{xml}");
+        let fees: i64 = fees_of(&app, &psp, pid).await;
+        assert!(
+            xml.contains(&format!("<ram:GrandTotalAmount>{}</ram:GrandTotalAmount>", decimal(fees))),
+            "{fees} {xml}"
+        );
+        assert!(xml.contains(&format!("Gebühren für {captures} Rechnungen")), "{xml}");
+        let text = crate::smtp::pdf_text(&pdf.bytes);
+        assert!(text.contains("NT-") && text.contains(&decimal(fees).replace('.', ",")), "{text}");
+    }
+    app.send(app.psp(&other, Method::GET, &format!("/v1/payouts/{p1_id}/fee-invoice.xml")))
+        .await
+        .assert_error(404, "resource_not_found");
+    // The statement: what the second payout is made of, adding up to it.
+    let st = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{p2_id}/statement.pdf"))).await;
+    assert_eq!((st.status.as_u16(), st.headers["content-type"].to_str().unwrap()), (200, "application/pdf"));
+    let text = crate::smtp::pdf_text(&st.bytes);
+    let euros = |m: i64| format!("{},{:02}", m / 100, (m % 100).abs());
+    for needle in ["Rückbelastungen", "Direkt an den Händler", &euros(-5000), &euros(p2["amount"].as_i64().unwrap())]
+    {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+    app.send(app.psp(&other, Method::GET, &format!("/v1/payouts/{p2_id}/statement.pdf")))
         .await
         .assert_error(404, "resource_not_found");
     let created = events_of(&app, &psp, "payout.created").await;
@@ -485,4 +532,102 @@ async fn payouts_follow_the_model_for_random_histories() {
         verify_ledger(&app).await;
     }
     assert!(chargebacks > 0, "the histories include chargebacks");
+}
+
+/// A PSP activated with these billing details.
+async fn psp_billed(app: &TestApp, iban: &str, billing: Value) -> TestPsp {
+    let r = app
+        .send(app.admin(Method::POST, "/admin/v1/psps").json(&json!({
+            "name": "Billed Payments GmbH", "fee_rate_bps": 150, "fee_fixed": 25,
+            "iban": iban, "payout_frequency": "daily", "billing": billing
+        })))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["psp"]["billing"]["country"], billing["country"], "{v}");
+    let password = app.reveal(v["password_url"].as_str().unwrap()).await;
+    TestPsp {
+        psp_id: v["psp_id"].as_str().unwrap().to_owned(),
+        username: v["username"].as_str().unwrap().to_owned(),
+        password,
+        credential_id: String::new(),
+    }
+}
+
+/// Fee invoices: one per payout with fees, numbered without gaps across PSPs, taxed by where the
+/// PSP is, each valid as Factur-X and XRechnung, and like the official samples.
+#[tokio::test]
+async fn fee_invoices_are_numbered_without_gaps_and_taxed_by_where_the_psp_is() {
+    let app = TestApp::spawn().await;
+    let address = |country: &str, vat: Option<&str>| {
+        json!({"street": "Zahlweg 5", "postal_code": "1010", "city": "Wien", "country": country, "vat_id": vat,
+               "email": "buchhaltung@psp.example"})
+    };
+    // Bad billing details are refused and make nothing.
+    let before = app.count("psps").await;
+    for billing in [json!({"country": "Austria"}), json!({"email": "not-an-address"}), json!({"town": "Wien"})] {
+        let r = app
+            .send(app.admin(Method::POST, "/admin/v1/psps").json(&json!({
+                "name": "X", "fee_rate_bps": 150, "fee_fixed": 25, "iban": "DE89370400440532013000",
+                "payout_frequency": "daily", "billing": billing})))
+            .await;
+        assert!(r.status == 422 || r.status == 400, "{}", r.text());
+    }
+    assert_eq!(app.count("psps").await, before);
+    let cases = [
+        ("DE89370400440532013000", address("DE", Some("DE987654321")), "S", "19"),
+        ("AT611904300234573201", address("AT", Some("ATU12345678")), "AE", "0"),
+        ("CH9300762011623852957", address("CH", Some("CHE-123.456.789")), "O", ""),
+        ("AT611904300234573201", address("AT", None), "S", "19"),
+    ];
+    let mut numbers = Vec::new();
+    for (i, (iban, billing, category, rate)) in cases.iter().enumerate() {
+        let psp = psp_billed(&app, iban, billing.clone()).await;
+        let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+        let c =
+            crate::portal::invoice_for(&app, &psp, &mid, "f@kunde.example", "Fee GmbH", &format!("F-{i}"), 59500).await;
+        let fee = c["fee"].as_i64().unwrap();
+        let today: chrono::NaiveDate = app.send(app.psp(&psp, Method::GET, "/v1/sandbox/clock")).await.json()["today"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        crate::dunning::advance_to(&app, &psp, today + chrono::Duration::days(1)).await;
+        let list = app.send(app.psp(&psp, Method::GET, "/v1/payouts")).await.json();
+        let pid = list["data"][0]["payout_id"].as_str().unwrap().to_owned();
+        let xml = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{pid}/fee-invoice.xml"))).await;
+        assert_eq!(xml.status, 200, "{}", xml.text());
+        let xml = xml.text();
+        crate::einvoice::check_xml(&xml);
+        crate::einvoice::compare_with_fixtures(&xml);
+        let pdf = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{pid}/fee-invoice.pdf"))).await;
+        crate::einvoice::check_pdf(&pdf.bytes);
+        assert!(xml.contains(&format!("<ram:CategoryCode>{category}</ram:CategoryCode>")), "{xml}");
+        if rate.is_empty() {
+            assert!(!xml.contains("RateApplicablePercent"), "no rate outside the scope of VAT");
+        } else {
+            assert!(xml.contains(&format!("<ram:RateApplicablePercent>{rate}</ram:RateApplicablePercent>")), "{xml}");
+        }
+        if *category != "S" {
+            assert!(xml.contains("<ram:ExemptionReasonCode>"), "{xml}");
+        }
+        // The totals: what was withheld, split into taxable amount and VAT; nothing due.
+        let (net, vat) = netterms::domain::einvoice::split_vat(fee, if *category == "S" { 1900 } else { 0 });
+        for (el, v) in [("TaxBasisTotalAmount", net), ("GrandTotalAmount", fee), ("TotalPrepaidAmount", fee)] {
+            assert!(xml.contains(&format!("<ram:{el}>{}</ram:{el}>", decimal(v))), "{el}: {xml}");
+        }
+        assert!(xml.contains(&format!(">{}</ram:TaxTotalAmount>", decimal(vat))));
+        assert!(xml.contains("<ram:DuePayableAmount>0.00</ram:DuePayableAmount>"));
+        let number = xml.split("<ram:ID>NT-").nth(1).unwrap().split('<').next().unwrap().to_owned();
+        numbers.push(number);
+        // Another PSP's invoice is 404; so is a payout's without one.
+        app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{}/fee-invoice.pdf", uuid::Uuid::now_v7())))
+            .await
+            .assert_error(404, "resource_not_found");
+    }
+    // `YYYY-NNNNNN`: the year of issue on the PSP's clock, then one number after the other.
+    let year = &numbers[0][..4];
+    let expected: Vec<String> = (1..=4).map(|n| format!("{year}-{n:06}")).collect();
+    assert_eq!(numbers, expected, "one number after the other");
+    verify_ledger(&app).await;
 }

@@ -1,0 +1,132 @@
+//! Checks netterms' fee invoices with an independent validator: PyPI `factur-x` (Akretion) — the
+//! Factur-X EN 16931 XSD of the XML, and the extraction of `factur-x.xml` from the PDF — plus
+//! pypdf's strict reader for the file's structure. `NETTERMS_FACTURX_PYTHON` names a Python with
+//! both installed (`.ci/run` makes one). Without it the check says it skipped, unless
+//! `NETTERMS_REQUIRE_TOOLS` is set (CI), where it fails.
+
+const CHECK: &str = r#"
+import sys
+from lxml import etree
+import facturx, pypdf
+kind, path = sys.argv[1], sys.argv[2]
+data = open(path, 'rb').read()
+if kind == 'pdf':
+    name, xml = facturx.get_xml_from_pdf(data, check_xsd=True)
+    assert name == 'factur-x.xml', name
+    level = facturx.get_level(etree.fromstring(xml))
+    assert level == 'en16931', level
+    reader = pypdf.PdfReader(path, strict=True)
+    meta = reader.xmp_metadata
+    assert meta is not None, 'no XMP'
+    raw = meta.rdf_root.toxml()
+    assert 'urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#' in raw, 'no fx: XMP'
+    assert 'EN 16931' in raw and 'factur-x.xml' in raw, raw[:300]
+    assert reader.trailer['/Root'].get('/AF') is not None, 'no /AF'
+    print(len(reader.pages), 'page(s);', name, level)
+else:
+    facturx.xml_check_xsd(data, flavor='factur-x', level='en16931')
+    print('XSD ok')
+"#;
+
+fn python() -> Option<String> {
+    let py = std::env::var("NETTERMS_FACTURX_PYTHON").ok().filter(|p| !p.is_empty());
+    if py.is_none() {
+        assert!(
+            std::env::var("NETTERMS_REQUIRE_TOOLS").is_err(),
+            "NETTERMS_REQUIRE_TOOLS is set but NETTERMS_FACTURX_PYTHON (a Python with factur-x) is missing"
+        );
+        eprintln!("skipped: e-invoice validation needs NETTERMS_FACTURX_PYTHON (a Python with PyPI factur-x)");
+    }
+    py
+}
+
+fn run(kind: &str, bytes: &[u8]) {
+    let Some(py) = python() else { return };
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    let out = std::process::Command::new(py).arg("-c").arg(CHECK).arg(kind).arg(file.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "factur-x refused the {kind}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A Factur-X PDF: the XML extracted and valid, the Factur-X XMP, a sound file.
+pub fn check_pdf(pdf: &[u8]) {
+    run("pdf", pdf);
+}
+
+/// A CII XML against the EN 16931 XSD.
+pub fn check_xml(xml: &str) {
+    run("xml", xml.as_bytes());
+}
+
+/// The element paths (local names from the root) of a CII document.
+pub fn paths(xml: &str) -> std::collections::BTreeSet<String> {
+    use quick_xml::events::Event;
+    let mut r = quick_xml::Reader::from_str(xml);
+    let mut stack: Vec<String> = Vec::new();
+    let mut out = std::collections::BTreeSet::new();
+    loop {
+        match r.read_event().unwrap() {
+            Event::Start(e) => {
+                stack.push(e.local_name().into_inner().to_owned());
+                out.insert(stack.join("/"));
+            }
+            Event::Empty(e) => {
+                stack.push(e.local_name().into_inner().to_owned());
+                out.insert(stack.join("/"));
+                stack.pop();
+            }
+            Event::End(_) => {
+                stack.pop();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every element our invoice uses appears, at the same place, in the official samples (but the
+/// exemption reasons, see below)
+/// (`../shared/fixtures/einvoice`: KoSIT's XRechnung 3.0 test case and the ZUGFeRD EN 16931
+/// ones), and those samples pass the same validator ours does.
+pub fn compare_with_fixtures(ours: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/einvoice");
+    if !dir.exists() {
+        assert!(
+            std::env::var("NETTERMS_REQUIRE_FIXTURES").is_err(),
+            "NETTERMS_REQUIRE_FIXTURES is set but {} is missing",
+            dir.display()
+        );
+        eprintln!("skipped: {} is not there (a fresh clone has no ../shared; CI has it)", dir.display());
+        return;
+    }
+    let mut known = std::collections::BTreeSet::new();
+    for name in [
+        "xrechnung-3.0-01.01a-cii.xml",
+        "xrechnung-einfach.cii.xml",
+        "zugferd-en16931-einfach.cii.xml",
+        "zugferd-en16931-gutschrift.cii.xml",
+        "zugferd-en16931-sepa-prenotification.cii.xml",
+        "zugferd-en16931-rechnungskorrektur.cii.xml",
+    ] {
+        let sample = std::fs::read_to_string(dir.join(name)).unwrap();
+        check_xml(&sample);
+        known.extend(paths(&sample));
+    }
+    // The samples are all taxed at the standard rate; reverse charge and "not subject to VAT"
+    // must state their exemption reason (BT-120/121, EN 16931 BR-AE-10, BR-O-10) — the XSD checks
+    // those, the samples cannot.
+    let exemption =
+        "CrossIndustryInvoice/SupplyChainTradeTransaction/ApplicableHeaderTradeSettlement/ApplicableTradeTax/";
+    for el in ["ExemptionReason", "ExemptionReasonCode"] {
+        known.insert(format!("{exemption}{el}"));
+    }
+    let unknown: Vec<String> = paths(ours).into_iter().filter(|p| !known.contains(p)).collect();
+    assert!(unknown.is_empty(), "elements no official sample has: {unknown:?}");
+    check_pdf(&std::fs::read(dir.join("zugferd-en16931-einfach.pdf")).unwrap());
+}
