@@ -91,6 +91,12 @@ pub enum DirectDebitCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PayoutCommand {
+    /// Make the payouts due now for every PSP (each on its own clock), as the server's background
+    /// scan does; a run already made makes nothing.
+    Run {
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the pain.001 of every euro payout not yet sent (marking it `sent`); with `--out DIR`
     /// each file is written there as `<payout_id>.xml`.
     Export {
@@ -101,10 +107,18 @@ pub enum PayoutCommand {
     },
 }
 
-/// `netterms payouts export`.
+/// `netterms payouts run` and `netterms payouts export`.
 pub async fn run_payouts(config: Config, cmd: PayoutCommand) -> anyhow::Result<()> {
-    let PayoutCommand::Export { out, json } = cmd;
     let s = Services::open(config, false).await?;
+    let (out, json) = match cmd {
+        PayoutCommand::Run { json } => {
+            let made = crate::service::payouts::run_all(&s).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            print(json, &serde_json::json!({"payouts": made}), || format!("{made} payouts made"))?;
+            s.db.close().await;
+            return Ok(());
+        }
+        PayoutCommand::Export { out, json } => (out, json),
+    };
     let files = crate::service::payouts::export_pending(&s).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(dir) = &out {
         for (p, xml) in &files {

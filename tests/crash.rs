@@ -626,3 +626,116 @@ async fn sigkill_during_a_statement_import_books_each_entry_once() {
     drop(server);
     drop_database(pg_cleanup).await;
 }
+
+/// One number from the database.
+async fn scalar(db: &str, sql: &str) -> i64 {
+    use sqlx::Connection;
+    if db.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(db).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    }
+}
+
+async fn execute(db: &str, sql: &str) {
+    use sqlx::Connection;
+    if db.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(db).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    }
+}
+
+/// `netterms payouts run` over many captures, killed again and again a little later each time:
+/// after every kill there is either no payout at all (no run claimed, no lines, no fee invoice,
+/// no number taken) or the whole one — its lines every capture's net once, summing to it, one
+/// fee invoice numbered 1 — and the run that finally completes pays every capture once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_inside_a_payout_run_leaves_no_half_payout() {
+    const CAPTURES: usize = 1500;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, pg_cleanup) = new_server(&dir).await;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let c = reqwest::Client::new();
+    let (user, pass) = create_psp(&mut server, &c).await;
+    let auth = (user.as_str(), pass.as_str());
+    let mid = create_merchant(&c, &base, auth).await;
+    let order = created_order(&c, &base, auth, &mid, 0, 100 * CAPTURES as i64).await;
+    let mut fees = 0;
+    for i in 0..CAPTURES {
+        let (status, v) = post_until_answered(
+            &c,
+            &format!("{base}/v1/orders/{order}/captures"),
+            auth,
+            &format!("cap-{i}"),
+            &json!({"amount": {"gross": 100, "net": 100, "tax": 0}, "external_invoice_number": format!("INV-{i}")}),
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        fees += v["fee"].as_i64().unwrap();
+    }
+    server.kill();
+    // Past the PSP's next daily cut-off: its payout is due.
+    execute(&server.db_url, "UPDATE psps SET clock_offset_us = clock_offset_us + 90000000000").await;
+    let db = server.db_url.clone();
+    let whole_or_nothing = |killed_after: u64| {
+        let db = db.clone();
+        async move {
+            let payouts = scalar(&db, "SELECT COUNT(*) FROM payouts").await;
+            let runs = scalar(&db, "SELECT COUNT(*) FROM payout_runs").await;
+            let lines = scalar(&db, "SELECT COUNT(*) FROM payout_lines").await;
+            let invoices = scalar(&db, "SELECT COUNT(*) FROM fee_invoices").await;
+            let numbers = scalar(&db, "SELECT COUNT(*) FROM fee_invoice_numbers").await;
+            let entries = scalar(&db, "SELECT COUNT(*) FROM ledger_entries WHERE kind IN ('payout', 'fee_vat')").await;
+            if payouts == 0 {
+                assert_eq!(
+                    (runs, lines, invoices, numbers, entries),
+                    (0, 0, 0, 0, 0),
+                    "killed after {killed_after} ms"
+                );
+                false
+            } else {
+                assert_eq!(payouts, 1);
+                assert_eq!((runs, lines, invoices), (1, CAPTURES as i64, 1), "killed after {killed_after} ms");
+                let amount = scalar(&db, "SELECT CAST(amount AS BIGINT) FROM payouts").await;
+                let sum = scalar(&db, "SELECT CAST(SUM(amount) AS BIGINT) FROM payout_lines").await;
+                assert_eq!((amount, sum), (100 * CAPTURES as i64 - fees, amount));
+                assert_eq!(scalar(&db, "SELECT CAST(MAX(seq) AS BIGINT) FROM fee_invoices").await, 1);
+                true
+            }
+        }
+    };
+    let mut kills = 0;
+    let mut delay = 10u64;
+    let done = loop {
+        let mut run = server.cmd().args(["payouts", "run"]).stdout(Stdio::null()).spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let finished = run.try_wait().unwrap().is_some();
+        if !finished {
+            run.kill().unwrap();
+            kills += 1;
+        }
+        run.wait().unwrap();
+        if whole_or_nothing(delay).await {
+            break finished;
+        }
+        assert!(delay < 60_000, "the run never completed");
+        // Small steps, so that kills sweep through start-up and the run itself.
+        delay += 2;
+    };
+    assert!(kills >= 5, "the run was killed {kills} times before it completed");
+    eprintln!("payout run: killed {kills} times, completed after {delay} ms (finished before the kill: {done})");
+    // Once made, running again makes nothing.
+    let out = server.cmd().args(["payouts", "run", "--json"]).stdout(Stdio::piped()).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["payouts"], 0);
+    assert!(whole_or_nothing(0).await);
+    let verify = server.cmd().args(["ledger", "verify"]).stdout(Stdio::piped()).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    drop(server);
+    drop_database(pg_cleanup).await;
+}

@@ -134,6 +134,7 @@ async fn weekly_payouts_add_up_are_sent_and_paid_once() {
     );
     assert_eq!((x.unwrap(), y.unwrap()), (0, 0));
     assert_eq!(app.count("payouts").await, 1, "the other PSP's clock has not reached its Monday");
+    assert_eq!(app.count("fee_invoices").await, 1, "one fee invoice with the one payout");
     crate::dunning::advance_to(&app, &other, monday).await;
     let theirs = app.send(app.psp(&other, Method::GET, "/v1/payouts")).await.json();
     assert_eq!(theirs["data"].as_array().unwrap().len(), 1);
