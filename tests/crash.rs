@@ -576,18 +576,7 @@ async fn sigkill_during_a_statement_import_books_each_entry_once() {
     // The import dies once its first chunks are committed.
     let count = |sql: &'static str| {
         let db = server.db_url.clone();
-        async move {
-            let n: i64 = if db.starts_with("postgres") {
-                use sqlx::Connection;
-                let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
-                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-            } else {
-                use sqlx::Connection;
-                let mut c = sqlx::SqliteConnection::connect(&db).await.unwrap();
-                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-            };
-            n
-        }
+        async move { scalar(&db, sql).await }
     };
     let mut import = server.cmd().args(["statements", "import"]).arg(&file).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);

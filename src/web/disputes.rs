@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -214,12 +214,5 @@ async fn admin_document(
     ApiPath((id, seq)): ApiPath<(uuid::Uuid, i64)>,
 ) -> Result<Response, ApiError> {
     let (ty, name, bytes) = disputes::document(&state.services, id, seq).await?;
-    let mut r = (StatusCode::OK, bytes).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&ty).map_err(ApiError::internal)?);
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")).map_err(ApiError::internal)?,
-    );
-    Ok(r)
+    Ok(super::download(bytes, &ty, &name, false))
 }

@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -165,14 +165,7 @@ async fn support_attachment(
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Response, ApiError> {
     let (bytes, ty, name) = portal::support_attachment(&state.services, None, id).await?;
-    let mut r = (StatusCode::OK, bytes).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&ty).map_err(ApiError::internal)?);
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")).map_err(ApiError::internal)?,
-    );
-    Ok(r)
+    Ok(super::download(bytes, &ty, &name, false))
 }
 
 /// Answer a support request (operator).

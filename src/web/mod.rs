@@ -130,6 +130,27 @@ impl utoipa::Modify for SecurityAddon {
     }
 }
 
+/// A file to download: its type, and its name in `Content-Disposition` (`inline` to show it in
+/// the browser, else as an attachment). Names are ours or sanitized; one that is no valid header
+/// value is left out.
+pub(crate) fn download(
+    bytes: impl Into<axum::body::Body>,
+    content_type: &str,
+    filename: &str,
+    inline: bool,
+) -> Response {
+    let disposition = format!("{}; filename=\"{filename}\"", if inline { "inline" } else { "attachment" });
+    let mut r = (StatusCode::OK, bytes.into()).into_response();
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
 /// The API routes with their OpenAPI description, before state and middleware.
 fn api_routes() -> ApiRoutes {
     ApiRoutes {

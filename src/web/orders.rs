@@ -226,12 +226,7 @@ async fn payment_information_pdf(
     ApiPath(id): ApiPath<CaptureId>,
 ) -> Result<Response, ApiError> {
     let doc = captures::payment_information_pdf(&state.services, psp.psp_id, id).await?;
-    let disposition = format!("inline; filename=\"{}\"", doc.filename);
-    let headers = [
-        (axum::http::header::CONTENT_TYPE, "application/pdf".to_owned()),
-        (axum::http::header::CONTENT_DISPOSITION, disposition),
-    ];
-    Ok(axum::response::IntoResponse::into_response((headers, doc.bytes)))
+    Ok(super::download(doc.bytes, "application/pdf", &doc.filename, true))
 }
 
 /// Refund a capture (credit note).

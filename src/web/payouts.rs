@@ -125,12 +125,8 @@ async fn report_csv(
             }
         }
     });
-    let mut r = (StatusCode::OK, Body::from_stream(stream)).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8; header=present"));
-    let name = format!("attachment; filename=\"payout-{id}.csv\"");
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&name).map_err(ApiError::internal)?);
-    Ok(r)
+    let csv = "text/csv; charset=utf-8; header=present";
+    Ok(super::download(Body::from_stream(stream), csv, &format!("payout-{id}.csv"), false))
 }
 
 /// Get a payout's SEPA credit transfer (operator).
@@ -183,7 +179,7 @@ async fn statement_pdf(
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Response, ApiError> {
     let (name, bytes) = payouts::statement_pdf(&state.services, psp.psp_id, id).await?;
-    file(bytes, "application/pdf", &name)
+    Ok(super::download(bytes, "application/pdf", &name, false))
 }
 
 /// Get a payout's fee invoice as Factur-X PDF.
@@ -203,7 +199,7 @@ async fn fee_invoice_pdf(
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Response, ApiError> {
     let (name, bytes) = fee_invoices::pdf(&state.services, psp.psp_id, id).await?;
-    file(bytes, "application/pdf", &name)
+    Ok(super::download(bytes, "application/pdf", &name, false))
 }
 
 /// Get a payout's fee invoice as XRechnung CII XML.
@@ -220,16 +216,5 @@ async fn fee_invoice_xml(
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Response, ApiError> {
     let (name, xml) = fee_invoices::xml(&state.services, psp.psp_id, id).await?;
-    file(xml.into_bytes(), "application/xml; charset=utf-8", &name)
-}
-
-fn file(bytes: Vec<u8>, content_type: &'static str, name: &str) -> Result<Response, ApiError> {
-    let mut r = (StatusCode::OK, bytes).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")).map_err(ApiError::internal)?,
-    );
-    Ok(r)
+    Ok(super::download(xml, "application/xml; charset=utf-8", &name, false))
 }

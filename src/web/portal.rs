@@ -121,15 +121,8 @@ fn see_other(to: &str) -> Response {
 }
 
 fn file(bytes: Vec<u8>, content_type: &str, filename: &str, inline: bool) -> Response {
-    let disposition = format!("{}; filename=\"{filename}\"", if inline { "inline" } else { "attachment" });
-    let mut r = (StatusCode::OK, bytes).into_response();
+    let mut r = super::download(bytes, content_type, filename, inline);
     let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        h.insert(header::CONTENT_TYPE, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
     r

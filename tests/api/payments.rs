@@ -560,16 +560,7 @@ async fn sandbox_payments_run_the_same_matching_among_the_psps_own_invoices() {
 
 #[tokio::test]
 async fn every_real_statement_in_the_fixtures_imports() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
-    if !dir.exists() {
-        assert!(
-            std::env::var("NETTERMS_REQUIRE_FIXTURES").is_err(),
-            "NETTERMS_REQUIRE_FIXTURES is set but {} is missing",
-            dir.display()
-        );
-        eprintln!("skipped: {} is not there (a fresh clone has no ../shared; CI has it)", dir.display());
-        return;
-    }
+    let Some(dir) = crate::helpers::fixtures("") else { return };
     let app = TestApp::spawn().await;
     let mut n = 0;
     for sub in ["camt053", "camt054"] {
