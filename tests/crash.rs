@@ -541,12 +541,9 @@ async fn sigkill_during_a_clock_advance_skips_nothing_and_repeats_nothing() {
     drop_database(pg_cleanup).await;
 }
 
-/// SIGKILL while `netterms statements import` books a statement: what it committed stays, the
-/// second import books exactly the rest — every invoice paid once, one payment per entry, the
-/// ledger verified.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sigkill_during_a_statement_import_books_each_entry_once() {
-    const INVOICES: usize = 600;
+/// A fresh server with one PSP, one merchant and one order captured in `n` invoices of 100 cents
+/// each (the server stopped afterwards): the invoices as the API answered them.
+async fn small_captures(n: usize) -> (tempfile::TempDir, Server, Option<(String, String)>, Vec<Value>) {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, pg_cleanup) = new_server(&dir).await;
     let base = format!("http://127.0.0.1:{}", server.port);
@@ -554,9 +551,9 @@ async fn sigkill_during_a_statement_import_books_each_entry_once() {
     let (user, pass) = create_psp(&mut server, &c).await;
     let auth = (user.as_str(), pass.as_str());
     let mid = create_merchant(&c, &base, auth).await;
-    let order = created_order(&c, &base, auth, &mid, 0, 100 * INVOICES as i64).await;
-    let mut entries = Vec::new();
-    for i in 0..INVOICES {
+    let order = created_order(&c, &base, auth, &mid, 0, 100 * n as i64).await;
+    let mut captures = Vec::with_capacity(n);
+    for i in 0..n {
         let (status, v) = post_until_answered(
             &c,
             &format!("{base}/v1/orders/{order}/captures"),
@@ -566,10 +563,27 @@ async fn sigkill_during_a_statement_import_books_each_entry_once() {
         )
         .await;
         assert_eq!(status, 201, "{v}");
-        let rf = v["payment_instructions"]["reference"].as_str().unwrap().to_owned();
-        entries.push(camt::Ntry::credit(&format!("K-{i}"), 100, camt::Tx { rf: Some(rf), ..camt::Tx::default() }));
+        captures.push(v);
     }
     server.kill();
+    (dir, server, pg_cleanup, captures)
+}
+
+/// SIGKILL while `netterms statements import` books a statement: what it committed stays, the
+/// second import books exactly the rest — every invoice paid once, one payment per entry, the
+/// ledger verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_a_statement_import_books_each_entry_once() {
+    const INVOICES: usize = 600;
+    let (dir, server, pg_cleanup, captures) = small_captures(INVOICES).await;
+    let entries: Vec<_> = captures
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let rf = v["payment_instructions"]["reference"].as_str().unwrap().to_owned();
+            camt::Ntry::credit(&format!("K-{i}"), 100, camt::Tx { rf: Some(rf), ..camt::Tx::default() })
+        })
+        .collect();
     let file = dir.path().join("statement.xml");
     std::fs::write(&file, camt::camt053(camt::Dialect::V02, "S-KILL", &entries)).unwrap();
 
@@ -646,28 +660,8 @@ async fn execute(db: &str, sql: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_inside_a_payout_run_leaves_no_half_payout() {
     const CAPTURES: usize = 1500;
-    let dir = tempfile::tempdir().unwrap();
-    let (mut server, pg_cleanup) = new_server(&dir).await;
-    let base = format!("http://127.0.0.1:{}", server.port);
-    let c = reqwest::Client::new();
-    let (user, pass) = create_psp(&mut server, &c).await;
-    let auth = (user.as_str(), pass.as_str());
-    let mid = create_merchant(&c, &base, auth).await;
-    let order = created_order(&c, &base, auth, &mid, 0, 100 * CAPTURES as i64).await;
-    let mut fees = 0;
-    for i in 0..CAPTURES {
-        let (status, v) = post_until_answered(
-            &c,
-            &format!("{base}/v1/orders/{order}/captures"),
-            auth,
-            &format!("cap-{i}"),
-            &json!({"amount": {"gross": 100, "net": 100, "tax": 0}, "external_invoice_number": format!("INV-{i}")}),
-        )
-        .await;
-        assert_eq!(status, 201, "{v}");
-        fees += v["fee"].as_i64().unwrap();
-    }
-    server.kill();
+    let (_dir, server, pg_cleanup, captures) = small_captures(CAPTURES).await;
+    let fees: i64 = captures.iter().map(|v| v["fee"].as_i64().unwrap()).sum();
     // Past the PSP's next daily cut-off: its payout is due.
     execute(&server.db_url, "UPDATE psps SET clock_offset_us = clock_offset_us + 90000000000").await;
     let db = server.db_url.clone();
