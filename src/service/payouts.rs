@@ -78,12 +78,8 @@ pub async fn run_for(s: &Services, psp_id: PspId, at: PspTime) -> Result<usize, 
 /// Runs the payouts due now for every PSP, each on its own clock (what the background scan does
 /// among its other work; `netterms payouts run`); the payouts it made.
 pub async fn run_all(s: &Services) -> Result<usize, OrderError> {
-    let mut conn = s.db.conn().await?;
-    let clocks = psps::clock_offsets(&mut conn).await?;
-    drop(conn);
     let mut made = 0;
-    for (psp_id, offset) in clocks {
-        let at = PspTime::ahead(s.clock.now(), if s.config.is_sandbox() { offset } else { 0 });
+    for (psp_id, at) in super::clock::psp_times(s).await? {
         made += run_for(s, psp_id, at).await?;
     }
     Ok(made)

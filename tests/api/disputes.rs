@@ -21,6 +21,11 @@ fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
 
+/// The PSP's sandbox clock.
+async fn psp_now(app: &TestApp, psp: &TestPsp) -> chrono::DateTime<chrono::Utc> {
+    app.send(app.psp(psp, Method::GET, "/v1/sandbox/clock")).await.json()["now"].as_str().unwrap().parse().unwrap()
+}
+
 async fn open(app: &TestApp, psp: &TestPsp, body: Value) -> Resp {
     app.send(app.psp(psp, Method::POST, "/v1/sandbox/disputes").json(&body)).await
 }
@@ -66,14 +71,25 @@ async fn disputes_are_opened_defended_resolved_and_charged_back() {
         .await
         .assert_error(404, "resource_not_found");
     open(&app, &psp, json!({"capture_id": a_id, "reason_code": 5})).await.assert_error(400, "request_invalid");
+    // The operator's opening checks the same way; an unknown capture is 404.
+    let admin_open = |body: Value| app.send(app.admin(Method::POST, "/admin/v1/disputes").json(&body));
+    admin_open(json!({"reason_code": "return"})).await.assert_error(422, "request_validation_error");
+    admin_open(json!({"capture_id": a_id, "reason_code": "return", "deadline_days": 91}))
+        .await
+        .assert_error(422, "request_validation_error");
+    admin_open(json!({"capture_id": uuid::Uuid::now_v7(), "reason_code": "return"}))
+        .await
+        .assert_error(404, "resource_not_found");
+    admin_open(json!({"capture_id": a_id, "reason_code": "return", "extra": 1}))
+        .await
+        .assert_error(400, "request_invalid");
     assert_eq!(snapshot(&app).await, before);
 
     // Opened in the sandbox: 12 days to defend, dunning paused, `dispute.opened`.
     let r = open(&app, &psp, json!({"capture_id": a_id, "reason_code": "faulty_goods", "description": "defekt"})).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let d = r.json();
-    let today = app.send(app.psp(&psp, Method::GET, "/v1/sandbox/clock")).await.json()["now"].clone();
-    let now: chrono::DateTime<chrono::Utc> = today.as_str().unwrap().parse().unwrap();
+    let now = psp_now(&app, &psp).await;
     let deadline: chrono::DateTime<chrono::Utc> = d["deadline"].as_str().unwrap().parse().unwrap();
     let created: chrono::DateTime<chrono::Utc> = d["created_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(deadline - created, chrono::Duration::days(12), "{d}");
@@ -119,6 +135,14 @@ async fn disputes_are_opened_defended_resolved_and_charged_back() {
             .assert_error(422, "request_validation_error");
     }
     defend(&app, &psp, &dispute, json!({"documents": [doc(PDF)]})).await.assert_error(422, "request_validation_error");
+    // Not JSON, or not sent as JSON, or of the wrong shape: 400.
+    let path = format!("/v1/disputes/{dispute}/defend");
+    let raw = |ct: &'static str, body: &'static str| {
+        app.send(app.psp(&psp, Method::POST, &path).header("content-type", ct).body(body))
+    };
+    raw("application/json", "{not json").await.assert_error(400, "request_invalid");
+    raw("text/plain", "{\"reason\": \"x\"}").await.assert_error(400, "request_invalid");
+    raw("application/json", "{\"reason\": \"x\", \"documents\": \"all\"}").await.assert_error(400, "request_invalid");
     assert_eq!(snapshot(&app).await, before);
     assert!(app.send(app.psp(&psp, Method::GET, &format!("/v1/disputes/{dispute}"))).await.json()["defense"].is_null());
 
@@ -201,12 +225,7 @@ async fn a_defence_in_time_holds_past_the_deadline_and_a_late_one_is_refused() {
     let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
     let a = capture_of(&app, &psp, &mid, "T-A", 11900).await;
     let b = capture_of(&app, &psp, &mid, "T-B", 11900).await;
-    let now: chrono::DateTime<chrono::Utc> =
-        app.send(app.psp(&psp, Method::GET, "/v1/sandbox/clock")).await.json()["now"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+    let now = psp_now(&app, &psp).await;
     let da = id(&open(&app, &psp, json!({"capture_id": a["capture_id"], "reason_code": "return", "deadline_days": 3}))
         .await
         .json());
@@ -273,12 +292,7 @@ async fn a_dispute_closed_twice_at_once_or_racing_its_deadline_closes_once() {
     let d = id(&open(&app, &psp, json!({"capture_id": c["capture_id"], "reason_code": "return", "deadline_days": 1}))
         .await
         .json());
-    let now: chrono::DateTime<chrono::Utc> =
-        app.send(app.psp(&psp, Method::GET, "/v1/sandbox/clock")).await.json()["now"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+    let now = psp_now(&app, &psp).await;
     let psp_id = netterms::domain::ids::PspId(uuid::Uuid::parse_str(&psp.psp_id).unwrap());
     let at = netterms::clock::PspTime { now: now + chrono::Duration::days(2), wall: chrono::Utc::now() };
     let (scan, op) =

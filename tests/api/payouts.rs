@@ -632,3 +632,29 @@ async fn fee_invoices_are_numbered_without_gaps_and_taxed_by_where_the_psp_is() 
     assert_eq!(numbers, expected, "one number after the other");
     verify_ledger(&app).await;
 }
+
+/// Two PSPs' payout runs at once (two nodes): each issues its fee invoice, and the numbers of the
+/// year are 1 and 2 — none twice, none skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fee_invoice_numbers_stay_gap_free_when_runs_race() {
+    let app = TestApp::spawn().await;
+    let mut psps = Vec::new();
+    for i in 0..2 {
+        let psp = psp_paid(&app, "daily").await;
+        let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+        crate::portal::invoice_for(&app, &psp, &mid, "r@kunde.example", "Race GmbH", &format!("RACE-{i}"), 23800).await;
+        psps.push(netterms::domain::ids::PspId(uuid::Uuid::parse_str(&psp.psp_id).unwrap()));
+    }
+    let at = netterms::clock::PspTime { now: chrono::Utc::now() + chrono::Duration::days(1), wall: chrono::Utc::now() };
+    let (a, b) = tokio::join!(
+        netterms::service::payouts::run_for(&app.services, psps[0], at),
+        netterms::service::payouts::run_for(&app.services, psps[1], at)
+    );
+    assert_eq!((a.unwrap(), b.unwrap()), (1, 1));
+    let year = i64::from(chrono::Datelike::year(&at.now.date_naive()));
+    let mut conn = app.db().conn().await.unwrap();
+    let seqs = netterms::store::fee_invoices::numbers_of_year(&mut conn, year).await.unwrap();
+    assert_eq!(seqs, [1, 2]);
+    drop(conn);
+    verify_ledger(&app).await;
+}
