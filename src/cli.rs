@@ -119,14 +119,20 @@ pub async fn run_payouts(config: Config, cmd: PayoutCommand) -> anyhow::Result<(
         }
         PayoutCommand::Export { out, json } => (out, json),
     };
-    let files = crate::service::payouts::export_pending(&s).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(dir) = &out {
-        for (p, xml) in &files {
+    if let Some(dir) = &out
+        && !dir.is_dir()
+    {
+        anyhow::bail!("--out {}: no such directory (nothing was exported)", dir.display());
+    }
+    // Each file is written before its payout is marked sent.
+    let views = crate::service::payouts::export_pending(&s, |p, xml| -> anyhow::Result<()> {
+        if let Some(dir) = &out {
             let path = dir.join(format!("{}.xml", p.payout_id));
             std::fs::write(&path, xml).with_context(|| format!("writing {}", path.display()))?;
         }
-    }
-    let views: Vec<_> = files.iter().map(|(p, _)| p.clone()).collect();
+        Ok(())
+    })
+    .await?;
     print(json, &views, || {
         if views.is_empty() {
             return "no payout to send".into();
@@ -182,6 +188,11 @@ pub async fn run_statements(config: Config, cmd: StatementCommand) -> anyhow::Re
 /// `netterms direct-debit export`.
 pub async fn run_direct_debit(config: Config, cmd: DirectDebitCommand) -> anyhow::Result<()> {
     let DirectDebitCommand::Export { out, json } = cmd;
+    if let Some(dir) = &out
+        && !dir.is_dir()
+    {
+        anyhow::bail!("--out {}: no such directory (nothing was exported)", dir.display());
+    }
     let s = Services::open(config, false).await?;
     let files = crate::service::direct_debit::export_all(&s).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(dir) = &out {
@@ -253,8 +264,13 @@ pub enum PspCommand {
         /// Payout IBAN.
         #[arg(long)]
         iban: String,
+        /// BIC of the payout bank (required for an IBAN outside the EEA, e.g. CH or GB).
+        #[arg(long)]
+        bic: Option<String>,
         #[arg(long, value_enum)]
         payout_frequency: PayoutFrequency,
+        #[command(flatten)]
+        billing: BillingArgs,
         #[arg(long)]
         json: bool,
     },
@@ -274,8 +290,13 @@ pub enum PspCommand {
         fee_fixed: Option<i64>,
         #[arg(long)]
         iban: Option<String>,
+        /// BIC of the payout bank; "" removes it.
+        #[arg(long)]
+        bic: Option<String>,
         #[arg(long, value_enum)]
         payout_frequency: Option<PayoutFrequency>,
+        #[command(flatten)]
+        billing: BillingArgs,
         #[arg(long)]
         json: bool,
     },
@@ -284,6 +305,49 @@ pub enum PspCommand {
         #[command(subcommand)]
         command: CredentialCommand,
     },
+}
+
+/// Where netterms' fee invoices to the PSP go (a fee invoice needs the address).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BillingArgs {
+    /// Billing address: street and number.
+    #[arg(long)]
+    billing_street: Option<String>,
+    #[arg(long)]
+    billing_postal_code: Option<String>,
+    #[arg(long)]
+    billing_city: Option<String>,
+    /// ISO 3166-1 alpha-2, e.g. DE.
+    #[arg(long)]
+    billing_country: Option<String>,
+    /// The PSP's VAT identification number.
+    #[arg(long)]
+    vat_id: Option<String>,
+    /// Where fee invoices are sent.
+    #[arg(long)]
+    billing_email: Option<String>,
+}
+
+impl BillingArgs {
+    /// `current` with the details given here in place of its own; `None` if no flag was given.
+    fn over(self, current: &crate::domain::psp::Billing) -> Option<crate::domain::psp::Billing> {
+        let given = crate::domain::psp::Billing {
+            street: self.billing_street,
+            postal_code: self.billing_postal_code,
+            city: self.billing_city,
+            country: self.billing_country,
+            vat_id: self.vat_id,
+            email: self.billing_email,
+        };
+        (given != crate::domain::psp::Billing::default()).then(|| crate::domain::psp::Billing {
+            street: given.street.or_else(|| current.street.clone()),
+            postal_code: given.postal_code.or_else(|| current.postal_code.clone()),
+            city: given.city.or_else(|| current.city.clone()),
+            country: given.country.or_else(|| current.country.clone()),
+            vat_id: given.vat_id.or_else(|| current.vat_id.clone()),
+            email: given.email.or_else(|| current.email.clone()),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -329,15 +393,16 @@ fn fail_invalid(e: psps::PspError) -> anyhow::Error {
 pub async fn run_psp(config: Config, cmd: PspCommand) -> anyhow::Result<()> {
     let s = Services::open(config, false).await?;
     match cmd {
-        PspCommand::Create { name, fee_rate_bps, fee_fixed, iban, payout_frequency, json } => {
+        PspCommand::Create { name, fee_rate_bps, fee_fixed, iban, bic, payout_frequency, billing, json } => {
             let input = PspInput {
                 name: Some(name),
                 fee_rate_bps: Some(fee_rate_bps),
                 fee_fixed: Some(fee_fixed),
                 iban: Some(iban),
+                bic,
                 payout_frequency: Some(payout_frequency),
                 fee_bands: None,
-                billing: None,
+                billing: billing.over(&crate::domain::psp::Billing::default()),
             };
             let settings = input.validate().map_err(|e| fail_invalid(psps::PspError::Invalid(e)))?;
             let created = psps::create(&s, &settings).await.map_err(fail_invalid)?;
@@ -366,9 +431,11 @@ pub async fn run_psp(config: Config, cmd: PspCommand) -> anyhow::Result<()> {
                     .join("\n")
             })?;
         }
-        PspCommand::Update { psp_id, name, fee_rate_bps, fee_fixed, iban, payout_frequency, json } => {
+        PspCommand::Update { psp_id, name, fee_rate_bps, fee_fixed, iban, bic, payout_frequency, billing, json } => {
+            let current = psps::get(&s, psp_id).await.map_err(fail_invalid)?.billing;
+            let billing = billing.over(&current);
             let patch =
-                PspPatch { name, fee_rate_bps, fee_fixed, iban, payout_frequency, fee_bands: None, billing: None };
+                PspPatch { name, fee_rate_bps, fee_fixed, iban, bic, payout_frequency, fee_bands: None, billing };
             let psp = psps::update(&s, psp_id, patch).await.map_err(fail_invalid)?;
             print(json, &psp, || format!("updated {}", psp.psp_id))?;
         }

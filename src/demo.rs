@@ -33,6 +33,7 @@ pub async fn provision(services: &Services, netterms: &str, origin: &str) -> any
         fee_rate_bps: Some(150),
         fee_fixed: Some(25),
         iban: Some("DE89370400440532013000".into()),
+        bic: None,
         payout_frequency: Some(PayoutFrequency::Weekly),
         fee_bands: None,
         billing: None,

@@ -307,7 +307,7 @@ fn draw(c: &mut Canvas<'_, '_>, l: Locale, title: &str, inv: &Invoice, dunning: 
             c.text(MARGIN, y, pick(l, "SEPA-Lastschrift", "SEPA direct debit"), Weight::Bold, 11.0);
             let rows = [
                 (pick(l, "Betrag", "Amount"), l.money(amount, cur)),
-                (pick(l, "Einzug am", "Collection date"), l.date(inv.due)),
+                (pick(l, "Einzug am", "Collection date"), l.date(crate::domain::sepa::business_day_from(inv.due))),
                 (pick(l, "Mandatsreferenz", "Mandate reference"), mandate.clone()),
                 (pick(l, "Gläubiger-ID", "Creditor identifier"), inv.creditor_id.clone()),
             ];

@@ -148,7 +148,7 @@ pub enum CamtError {
     NotAStatement(String),
     #[error("the XML is malformed at byte {position}: {message}")]
     Malformed { position: u64, message: String },
-    #[error("entry {index}: {message}")]
+    #[error("entry {} (counted from 1): {message}", u64::from(*index) + 1)]
     Entry { index: u32, message: String },
 }
 
@@ -542,7 +542,7 @@ fn close(path: &mut Path, text: &mut String, ccy: &mut Option<String>, c: Ctx<'_
         if depth == ed {
             let mut e = std::mem::take(c.entry);
             if e.currency.is_empty() {
-                return Err(CamtError::Entry { index: e.index, message: "the entry has no amount (Amt)".into() });
+                amount_from_transactions(&mut e)?;
             }
             if e.status.is_empty() {
                 e.status = "BOOK".into();
@@ -570,6 +570,30 @@ fn close(path: &mut Path, text: &mut String, ccy: &mut Option<String>, c: Ctx<'_
     }
     path.pop();
     Ok(finished)
+}
+
+/// An entry without its own `Amt` (PostFinance's camt.054 gives it only in the transaction):
+/// the sum of its transactions' amounts, all in one currency, each signed by its own
+/// `CdtDbtInd` or else the entry's.
+fn amount_from_transactions(e: &mut Entry) -> Result<(), CamtError> {
+    let bad = |message: &str| CamtError::Entry { index: e.index, message: message.to_owned() };
+    if e.transactions.is_empty() || e.transactions.iter().any(|t| t.amount.is_none()) {
+        return Err(bad("the entry has no amount (Amt), neither its own nor in each of its transactions"));
+    }
+    let currency = e.transactions[0].currency.clone().unwrap_or_default();
+    let mut net: i64 = 0;
+    for t in &e.transactions {
+        if t.currency.as_deref() != Some(currency.as_str()) {
+            return Err(bad("the entry has no amount (Amt) and its transactions are in different currencies"));
+        }
+        let a = t.amount.unwrap_or(0);
+        let signed = if t.credit.unwrap_or(e.credit) { a } else { -a };
+        net = net.checked_add(signed).ok_or_else(|| bad("the entry's transactions add up beyond any amount"))?;
+    }
+    e.amount = net.abs();
+    e.credit = if net == 0 { e.credit } else { net > 0 };
+    e.currency = currency;
+    Ok(())
 }
 
 fn amount_of(t: &str, ccy: &Option<String>, index: u32) -> Result<(i64, String), CamtError> {
@@ -764,7 +788,9 @@ mod tests {
         assert!(matches!(read_all(pain).unwrap_err(), CamtError::NotAStatement(m) if m.contains("pain.008")));
         assert!(matches!(read_all("<html><body/></html>").unwrap_err(), CamtError::NotAStatement(_)));
         let bad_amount = V02.replace(">119.00</Amt><CdtDbtInd>", ">11,90</Amt><CdtDbtInd>");
-        assert!(matches!(read_all(&bad_amount).unwrap_err(), CamtError::Entry { index: 0, .. }));
+        let e = read_all(&bad_amount).unwrap_err();
+        assert!(matches!(e, CamtError::Entry { index: 0, .. }));
+        assert!(e.to_string().starts_with("entry 1 (counted from 1): "), "{e}");
         let bad_currency =
             V02.replace(r#"<Amt Ccy="EUR">119.00</Amt><CdtDbtInd>"#, r#"<Amt Ccy="EURO">119.00</Amt><CdtDbtInd>"#);
         assert!(
@@ -777,6 +803,36 @@ mod tests {
             "x".repeat(MAX_TEXT + 1)
         );
         assert!(matches!(read_all(&long).unwrap_err(), CamtError::Malformed { .. }));
+    }
+
+    /// PostFinance's camt.054.001.08 states the amount of an entry only in its transaction.
+    #[test]
+    fn an_entry_without_its_own_amount_takes_its_transactions() {
+        let doc = |txs: &str| {
+            format!(
+                r#"<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"><BkToCstmrDbtCdtNtfctn><Ntfctn><Id>PF1</Id>
+                <Ntry><Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>2027-01-05</Dt></BookgDt><AcctSvcrRef>PF-REF</AcctSvcrRef>
+                <NtryDtls>{txs}</NtryDtls></Ntry></Ntfctn></BkToCstmrDbtCdtNtfctn></Document>"#
+            )
+        };
+        let tx = |amount: &str, ccy: &str, ind: &str| {
+            format!(
+                r#"<TxDtls><Refs><EndToEndId>E2E-{amount}</EndToEndId></Refs><Amt Ccy="{ccy}">{amount}</Amt><CdtDbtInd>{ind}</CdtDbtInd></TxDtls>"#
+            )
+        };
+        let one = read_all(&doc(&tx("1692.22", "CHF", "CRDT"))).unwrap().1;
+        assert_eq!((one[0].amount, one[0].currency.as_str(), one[0].credit), (169_222, "CHF", true));
+        assert_eq!(one[0].transactions[0].amount, Some(169_222));
+        let debit = read_all(&doc(&tx("15.00", "EUR", "DBIT"))).unwrap().1;
+        assert_eq!((debit[0].amount, debit[0].credit), (1_500, false));
+        let two = read_all(&doc(&format!("{}{}", tx("10.00", "EUR", "CRDT"), tx("2.50", "EUR", "DBIT")))).unwrap().1;
+        assert_eq!((two[0].amount, two[0].credit), (750, true));
+        let mixed = doc(&format!("{}{}", tx("10.00", "EUR", "CRDT"), tx("2.50", "CHF", "CRDT")));
+        assert!(
+            matches!(read_all(&mixed).unwrap_err(), CamtError::Entry { message, .. } if message.contains("currencies"))
+        );
+        let none = doc("<TxDtls><Refs><EndToEndId>X</EndToEndId></Refs></TxDtls>");
+        assert!(matches!(read_all(&none).unwrap_err(), CamtError::Entry { index: 0, .. }));
     }
 
     #[test]

@@ -89,6 +89,36 @@ pub fn validate(input: &str) -> Result<String, IbanError> {
     }
 }
 
+/// The EEA: the EU, Iceland, Liechtenstein and Norway. A SEPA transfer to an account outside it
+/// (Switzerland, the United Kingdom, Monaco, …) must name the payee's bank by its BIC.
+const EEA: &[&str] = &[
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IS", "IT", "LI", "LT",
+    "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK",
+];
+
+/// Whether a (valid) IBAN's account is held in the EEA.
+pub fn in_eea(iban: &str) -> bool {
+    iban.get(..2).is_some_and(|c| EEA.contains(&c))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BicError {
+    #[error(
+        "a BIC has 8 or 11 characters: 4 letters (bank), 2 letters (country), 2 letters or digits (location), optionally 3 letters or digits (branch)"
+    )]
+    Format,
+}
+
+/// Validates a BIC (ISO 9362) and returns it upper-cased without spaces.
+pub fn validate_bic(input: &str) -> Result<String, BicError> {
+    let bic = normalize(input);
+    let b = bic.as_bytes();
+    let ok = (b.len() == 8 || b.len() == 11)
+        && b[..6].iter().all(u8::is_ascii_uppercase)
+        && b[6..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if ok { Ok(bic) } else { Err(BicError::Format) }
+}
+
 /// Builds an IBAN from a country and a BBAN, computing the check digits.
 pub fn with_check_digits(country: &str, bban: &str) -> Option<String> {
     let provisional = format!("{country}00{bban}");
@@ -113,6 +143,21 @@ mod tests {
         assert_eq!(validate("DE8937040044053201300"), Err(IbanError::Length));
         assert_eq!(validate("XX89370400440532013000"), Err(IbanError::Country));
         assert_eq!(validate("DE89-3704"), Err(IbanError::Characters));
+    }
+
+    #[test]
+    fn bics_and_the_eea() {
+        assert_eq!(validate_bic("cobadeff xxx").unwrap(), "COBADEFFXXX");
+        assert_eq!(validate_bic("POFICHBE").unwrap(), "POFICHBE");
+        for bad in ["", "COBADEF", "COBADEFFXX", "C0BADEFFXXX", "COBADEFF-XX", "COBADEFFXXXX", "ÄOBADEFF"] {
+            assert_eq!(validate_bic(bad), Err(BicError::Format), "{bad}");
+        }
+        assert!(in_eea("DE89370400440532013000") && in_eea("NO9386011117947") && in_eea("LI21088100002324013AA"));
+        assert!(
+            !in_eea("CH9300762011623852957")
+                && !in_eea("GB82WEST12345698765432")
+                && !in_eea("MC5811222000010123456789030")
+        );
     }
 
     #[test]

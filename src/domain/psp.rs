@@ -101,6 +101,10 @@ pub struct PspInput {
     /// Payout account (IBAN, mod-97 checked).
     #[schema(required = true, example = "DE89370400440532013000")]
     pub iban: Option<String>,
+    /// BIC of the payout account's bank (ISO 9362, 8 or 11 characters); required for an account
+    /// outside the EEA (e.g. CH, GB), where SEPA transfers must name the bank.
+    #[schema(example = "COBADEFFXXX")]
+    pub bic: Option<String>,
     #[schema(required = true)]
     pub payout_frequency: Option<PayoutFrequency>,
     /// Optional rates per payment-term band, overriding `fee_rate_bps` for terms up to `max_duration`.
@@ -116,6 +120,8 @@ pub struct PspPatch {
     pub fee_rate_bps: Option<i64>,
     pub fee_fixed: Option<i64>,
     pub iban: Option<String>,
+    /// The payout bank's BIC; `""` removes it (allowed for an account in the EEA).
+    pub bic: Option<String>,
     pub payout_frequency: Option<PayoutFrequency>,
     pub fee_bands: Option<Vec<FeeBand>>,
     /// Replaces the billing details as a whole.
@@ -129,6 +135,7 @@ pub struct PspSettings {
     pub fee_rate_bps: i64,
     pub fee_fixed_minor: i64,
     pub payout_iban: String,
+    pub payout_bic: Option<String>,
     pub payout_frequency: PayoutFrequency,
     pub fee_bands: Vec<FeeBand>,
     pub billing: Billing,
@@ -151,6 +158,30 @@ fn check_bands(v: &mut Violations, bands: &mut [FeeBand]) {
         if i > 0 && bands[i - 1].max_duration == b.max_duration {
             v.add(format!("{src}.max_duration"), "fee bands must have distinct max_duration values");
         }
+    }
+}
+
+fn check_bic(v: &mut Violations, raw: &str) -> Option<String> {
+    match iban::validate_bic(raw) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            v.add("bic", format!("bic is not valid: {e}"));
+            None
+        }
+    }
+}
+
+/// Outside the EEA a SEPA transfer names the payee's bank.
+fn check_bic_needed(v: &mut Violations, payout_iban: &str, bic: &Option<String>) {
+    if bic.is_none() && !iban::in_eea(payout_iban) {
+        v.add(
+            "bic",
+            format!(
+                "bic is required: the payout account is held outside the EEA ({}), where a SEPA transfer must name \
+                 the bank",
+                payout_iban.get(..2).unwrap_or("")
+            ),
+        );
     }
 }
 
@@ -177,6 +208,12 @@ impl PspInput {
             v.add("fee_fixed", "fee_fixed must not be negative");
         }
         let iban = v.text("iban", self.iban, 64).and_then(|raw| check_iban(&mut v, raw));
+        let bic = self.bic.as_deref().and_then(|raw| check_bic(&mut v, raw));
+        if let Some(i) = &iban
+            && self.bic.is_none()
+        {
+            check_bic_needed(&mut v, i, &bic);
+        }
         let freq = v.required("payout_frequency", self.payout_frequency);
         let mut bands = self.fee_bands.unwrap_or_default();
         check_bands(&mut v, &mut bands);
@@ -189,6 +226,7 @@ impl PspInput {
                     fee_rate_bps,
                     fee_fixed_minor,
                     payout_iban,
+                    payout_bic: bic,
                     payout_frequency,
                     fee_bands: bands,
                     billing,
@@ -224,6 +262,14 @@ impl PspPatch {
         {
             next.payout_iban = i;
         }
+        match self.bic.as_deref() {
+            Some("") => next.payout_bic = None,
+            Some(raw) => next.payout_bic = check_bic(&mut v, raw).or(next.payout_bic),
+            None => {}
+        }
+        if self.bic.as_deref().is_none_or(|b| b.is_empty()) {
+            check_bic_needed(&mut v, &next.payout_iban, &next.payout_bic);
+        }
         if let Some(f) = self.payout_frequency {
             next.payout_frequency = f;
         }
@@ -249,6 +295,8 @@ pub struct Psp {
     pub fee_fixed: i64,
     pub fee_bands: Vec<FeeBand>,
     pub iban: String,
+    /// The payout bank's BIC, when given.
+    pub bic: Option<String>,
     pub payout_frequency: PayoutFrequency,
     /// Address and VAT id for netterms' fee invoices.
     pub billing: Billing,
@@ -263,6 +311,7 @@ impl Psp {
             fee_rate_bps: self.fee_rate_bps,
             fee_fixed_minor: self.fee_fixed,
             payout_iban: self.iban.clone(),
+            payout_bic: self.bic.clone(),
             payout_frequency: self.payout_frequency,
             fee_bands: self.fee_bands.clone(),
             billing: self.billing.clone(),
@@ -275,12 +324,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_payout_account_outside_the_eea_needs_a_bic() {
+        let input = |iban: &str, bic: Option<&str>| PspInput {
+            name: Some("P".into()),
+            fee_rate_bps: Some(100),
+            fee_fixed: Some(0),
+            iban: Some(iban.into()),
+            bic: bic.map(str::to_owned),
+            payout_frequency: Some(PayoutFrequency::Weekly),
+            ..PspInput::default()
+        };
+        let ch = "CH9300762011623852957";
+        let errs = input(ch, None).validate().unwrap_err();
+        assert_eq!(errs[0].source, "bic", "{errs:?}");
+        assert!(errs[0].title.contains("outside the EEA (CH)"), "{errs:?}");
+        let ok = input(ch, Some("poficHBE xxx")).validate().unwrap();
+        assert_eq!(ok.payout_bic.as_deref(), Some("POFICHBEXXX"));
+        assert_eq!(input("DE89370400440532013000", None).validate().unwrap().payout_bic, None);
+        // Moving the account to Switzerland without a BIC, or removing the BIC of a Swiss account, is refused.
+        let de = input("DE89370400440532013000", None).validate().unwrap();
+        let to_ch = PspPatch { iban: Some(ch.into()), ..PspPatch::default() };
+        assert_eq!(to_ch.apply(&de).unwrap_err()[0].source, "bic");
+        let swiss = PspPatch { iban: Some(ch.into()), bic: Some("POFICHBEXXX".into()), ..PspPatch::default() };
+        let swiss = swiss.apply(&de).unwrap();
+        let drop_bic = PspPatch { bic: Some(String::new()), ..PspPatch::default() };
+        assert_eq!(drop_bic.apply(&swiss).unwrap_err()[0].source, "bic");
+        assert!(PspPatch { name: Some("Q".into()), ..PspPatch::default() }.apply(&swiss).is_ok());
+    }
+
+    #[test]
     fn psp_input_checks_iban_and_rates() {
         let input = PspInput {
             name: Some("P".into()),
             fee_rate_bps: Some(20_000),
             fee_fixed: Some(-1),
             iban: Some("DE00370400440532013000".into()),
+            bic: Some("COBADEF".into()),
             payout_frequency: None,
             fee_bands: Some(vec![
                 FeeBand { max_duration: 30, fee_rate_bps: 100 },
@@ -296,6 +375,7 @@ mod tests {
                 "fee_rate_bps",
                 "fee_fixed",
                 "iban",
+                "bic",
                 "payout_frequency",
                 "fee_bands[1].max_duration",
                 "billing.country",

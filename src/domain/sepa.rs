@@ -4,8 +4,55 @@
 //! digits and `/ - ? : ( ) . , ' +` and space), umlauts spelled out, and cut to their maximum
 //! lengths; amounts are euro with two decimals.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc, Weekday};
 use quick_xml::escape::escape;
+
+/// Easter Sunday of `year` (Gregorian; the anonymous algorithm of Meeus/Jones/Butcher).
+pub fn easter(year: i32) -> Option<NaiveDate> {
+    let a = year.rem_euclid(19);
+    let b = year.div_euclid(100);
+    let c = year.rem_euclid(100);
+    let d = b / 4;
+    let e = b % 4;
+    let f = (b + 8) / 25;
+    let g = (b - f + 1) / 3;
+    let h = (19 * a + b - d - g + 15).rem_euclid(30);
+    let i = c / 4;
+    let k = c % 4;
+    let l = (32 + 2 * e + 2 * i - h - k).rem_euclid(7);
+    let m = (a + 11 * h + 22 * l) / 451;
+    let month = (h + l - 7 * m + 114) / 31;
+    let day = (h + l - 7 * m + 114) % 31 + 1;
+    NaiveDate::from_ymd_opt(year, u32::try_from(month).ok()?, u32::try_from(day).ok()?)
+}
+
+/// Whether SEPA settles on `d`: a TARGET2 business day (not a weekend, 1 January, Good Friday,
+/// Easter Monday, 1 May, 25 or 26 December).
+pub fn is_business_day(d: NaiveDate) -> bool {
+    if matches!(d.weekday(), Weekday::Sat | Weekday::Sun) {
+        return false;
+    }
+    if matches!((d.month(), d.day()), (1, 1) | (5, 1) | (12, 25) | (12, 26)) {
+        return false;
+    }
+    match easter(d.year()) {
+        Some(e) => d != e - Duration::days(2) && d != e + Duration::days(1),
+        None => true,
+    }
+}
+
+/// `d` if it is a TARGET2 business day, else the next one (what a bank collects on).
+pub fn business_day_from(d: NaiveDate) -> NaiveDate {
+    let mut day = d;
+    // At most five closed days follow each other (e.g. Good Friday to Easter Monday).
+    for _ in 0..7 {
+        if is_business_day(day) {
+            return day;
+        }
+        day += Duration::days(1);
+    }
+    day
+}
 
 /// A party with an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +199,18 @@ fn header(x: &mut Xml, message_id: &str, created: DateTime<Utc>, count: usize, s
         .end();
 }
 
+/// The id of the `n`-th payment block of message `message_id`: the message id with `-n`, within
+/// the 35 characters allowed. Where both do not fit, the message id gives up its leading
+/// characters (netterms' ids end in their random bits), so every block keeps its number.
+pub fn block_id(message_id: &str, n: usize) -> String {
+    let suffix = format!("-{n}");
+    let id = sepa_text(message_id, 35);
+    let keep = 35usize.saturating_sub(suffix.len());
+    let skip = id.chars().count().saturating_sub(keep);
+    let head: String = id.chars().skip(skip).collect();
+    format!("{head}{suffix}")
+}
+
 /// A pain.008.001.08 of SEPA B2B collections for `creditor` (netterms' account) under its
 /// creditor identifier, one `PmtInf` per group.
 pub fn pain008(
@@ -167,7 +226,7 @@ pub fn pain008(
     header(&mut x, message_id, created, all.len(), all.iter().map(|c| c.amount).sum(), &creditor.name);
     for (i, g) in groups.iter().enumerate() {
         x.start("PmtInf")
-            .leaf("PmtInfId", &sepa_text(&format!("{message_id}-{}", i + 1), 35))
+            .leaf("PmtInfId", &block_id(message_id, i + 1))
             .leaf("PmtMtd", "DD")
             .leaf("BtchBookg", "true")
             .leaf("NbOfTxs", &g.items.len().to_string())
@@ -232,7 +291,7 @@ pub fn pain001(
     let sum = transfers.iter().map(|t| t.amount).sum();
     header(&mut x, message_id, created, transfers.len(), sum, &debtor.name);
     x.start("PmtInf")
-        .leaf("PmtInfId", &sepa_text(&format!("{message_id}-1"), 35))
+        .leaf("PmtInfId", &block_id(message_id, 1))
         .leaf("PmtMtd", "TRF")
         .leaf("BtchBookg", "true")
         .leaf("NbOfTxs", &transfers.len().to_string())
@@ -270,6 +329,45 @@ mod tests {
 
     fn party(name: &str, iban: &str) -> Party {
         Party { name: name.into(), iban: iban.into(), bic: None }
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn collections_fall_on_target2_business_days() {
+        assert_eq!(easter(2027), Some(day("2027-03-28")));
+        assert_eq!(easter(2026), Some(day("2026-04-05")));
+        assert_eq!(easter(2024), Some(day("2024-03-31")));
+        assert_eq!(easter(2038), Some(day("2038-04-25")));
+        // Saturday 2 January 2027 → Monday 4 January; Easter Sunday 2027 → Tuesday after Easter
+        // Monday; Good Friday → Tuesday.
+        assert_eq!(business_day_from(day("2027-01-02")), day("2027-01-04"));
+        assert_eq!(business_day_from(day("2027-03-28")), day("2027-03-30"));
+        assert_eq!(business_day_from(day("2027-03-26")), day("2027-03-30"));
+        assert_eq!(business_day_from(day("2027-01-01")), day("2027-01-04"));
+        assert_eq!(business_day_from(day("2026-05-01")), day("2026-05-04"));
+        assert_eq!(business_day_from(day("2026-12-25")), day("2026-12-28"));
+        assert_eq!(business_day_from(day("2027-12-24")), day("2027-12-24"), "a Friday, open");
+        assert_eq!(business_day_from(day("2027-12-25")), day("2027-12-27"));
+        assert_eq!(business_day_from(day("2027-03-31")), day("2027-03-31"));
+        // Every day of a decade maps to a business day no more than five days on.
+        let mut d = day("2026-01-01");
+        while d < day("2036-01-01") {
+            let b = business_day_from(d);
+            assert!(is_business_day(b) && b >= d && (b - d).num_days() <= 5, "{d} → {b}");
+            d += Duration::days(1);
+        }
+    }
+
+    #[test]
+    fn payment_blocks_have_their_own_ids() {
+        let long = format!("NT{}", "0123456789abcdef".repeat(2));
+        let ids: Vec<String> = (1..=12).map(|n| block_id(&long, n)).collect();
+        assert!(ids.iter().all(|i| i.len() <= 35 && !i.ends_with('-')), "{ids:?}");
+        assert_eq!(ids.iter().collect::<std::collections::HashSet<_>>().len(), 12);
+        assert_eq!(block_id("NTMSG1", 2), "NTMSG1-2");
     }
 
     #[test]

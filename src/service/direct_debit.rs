@@ -85,6 +85,13 @@ async fn file_view(conn: &mut impl crate::store::AsExec, f: FileRow) -> Result<F
     })
 }
 
+/// The day an invoice due on `due` is collected when its file is written `today`: the due date,
+/// never before the next day (B2B: presented a day ahead), moved to the next TARGET2 business
+/// day (the pre-notification names the same day).
+pub fn collection_day(due: NaiveDate, today: NaiveDate) -> NaiveDate {
+    sepa::business_day_from(due.max(today + Duration::days(1)))
+}
+
 /// Writes the collection file for `psp_id`'s invoices due within the window on its clock `at`;
 /// `None` when nothing is due. Each invoice is collected once: a concurrent export of the same
 /// invoice fails on its unique attempt and this one is retried without it.
@@ -113,8 +120,7 @@ async fn try_export(s: &Services, psp_id: PspId, at: PspTime) -> Result<Option<F
     let mut used_now: Vec<String> = Vec::new();
     for d in &due {
         let due_date: NaiveDate = d.due_date.parse().map_err(|_| StoreError::Corrupt("captures.due_date".into()))?;
-        // Collected on the due date, never before the next day (B2B: presented a day ahead).
-        let date = due_date.max(today + Duration::days(1));
+        let date = collection_day(due_date, today);
         let sequence = if d.mandate_used || used_now.contains(&d.mandate_reference) { "RCUR" } else { "FRST" };
         used_now.push(d.mandate_reference.clone());
         let id = uuid::Uuid::now_v7();

@@ -248,13 +248,19 @@ async fn process(
         run.resumed = 1;
     }
     let due: NaiveDate = c.due_date.parse().map_err(|_| StoreError::Corrupt("captures.due_date".into()))?;
+    // An invoice paid by direct debit is collected, not reminded to be paid by transfer; it is
+    // dunned only once its collection came back.
+    let collecting = row.contact.payment_method == "direct_debit"
+        && row.contact.mandate_reference.is_some()
+        && crate::store::direct_debits::latest_of_capture(tx, id).await?.is_none_or(|d| d.state != "returned");
     let created = c.created_at.date_naive();
     let mut earliest = p.last_on.map_or(created, |l| created.max(l + Duration::days(MIN_DAYS_BETWEEN_STEPS)));
     let step = loop {
         match policy.next_step(due, p.stage, earliest) {
             None => break None,
-            // Too late to help before the due date: passed over, not sent.
-            Some((Step::Reminder, _)) if today >= due => {
+            // Too late to help before the due date, or not needed (the pre-notification said when
+            // the amount is debited): passed over, not sent.
+            Some((Step::Reminder, _)) if today >= due || collecting => {
                 p.stage = Step::Reminder.rank();
                 earliest = earliest.max(today);
             }
@@ -268,6 +274,15 @@ async fn process(
             p.next_on = other.map(|(_, on)| on);
             None
         }
+    };
+    let due_step = match due_step {
+        Some(Step::Level(_) | Step::Collection) if collecting => {
+            // Still on its way (a collection day after the due date, a statement not yet read):
+            // looked at again tomorrow.
+            p.next_on = Some(today + Duration::days(1));
+            None
+        }
+        other => other,
     };
     let Some(step) = due_step else {
         if let Some(ev) = resumed {

@@ -13,6 +13,7 @@ use maud::{Markup, html};
 use super::Services;
 use crate::clock::PspTime;
 use crate::domain::ids::{CaptureId, OrderId, PspId};
+use crate::domain::sepa;
 use crate::store::captures::CaptureRow;
 use crate::store::jobs::{self, NewJob};
 use crate::store::messages::{self as store, NewMessage};
@@ -307,20 +308,20 @@ pub fn payment_information(f: &InvoiceFacts) -> Composed {
             let p = match l {
                 Locale::De => format!(
                     "Ihre Bestellung bei {} wird per Rechnungskauf über netterms abgewickelt. Wir ziehen den Betrag \
-                     von {} per SEPA-Firmenlastschrift zum Fälligkeitstag von Ihrem Konto ein (Vorabankündigung).",
+                     von {} per SEPA-Firmenlastschrift zum unten genannten Einzugstag von Ihrem Konto ein (Vorabankündigung).",
                     f.buyer.merchant,
                     l.money(f.outstanding, &f.currency)
                 ),
                 Locale::En => format!(
                     "Your purchase from {} is paid on invoice through netterms. We will collect {} by SEPA B2B direct \
-                     debit from your account on the due date (pre-notification).",
+                     debit from your account on the collection date below (pre-notification).",
                     f.buyer.merchant,
                     l.money(f.outstanding, &f.currency)
                 ),
             };
             let rows = vec![
                 (l.pick("Betrag", "Amount").into(), l.money(f.outstanding, &f.currency)),
-                (l.pick("Einzug am", "Collection date").into(), l.date(f.due)),
+                (l.pick("Einzug am", "Collection date").into(), l.date(sepa::business_day_from(f.due))),
                 (l.pick("Mandatsreferenz", "Mandate reference").into(), mandate.clone()),
                 (l.pick("Gläubiger-ID", "Creditor identifier").into(), f.creditor_id.clone()),
                 (l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()),

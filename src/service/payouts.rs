@@ -52,8 +52,17 @@ pub async fn run_for(s: &Services, psp_id: PspId, at: PspTime) -> Result<usize, 
     let mut made = 0;
     for currency in store::open_currencies(&mut tx, psp_id, cut).await? {
         let id = uuid::Uuid::now_v7();
-        let (_, sum) =
-            store::make_up(&mut tx, id, psp_id, &currency, period_end, cut, (&psp.name, &psp.iban), at.now).await?;
+        let (_, sum) = store::make_up(
+            &mut tx,
+            id,
+            psp_id,
+            &currency,
+            period_end,
+            cut,
+            (&psp.name, &psp.iban, psp.bic.as_deref()),
+            at.now,
+        )
+        .await?;
         if sum <= 0 {
             // Nothing to pay: the movements stay open and count towards the next payout.
             store::discard(&mut tx, id).await?;
@@ -98,9 +107,10 @@ pub struct PayoutView {
     /// The cut-off day: everything booked before its start (on the PSP's clock) is in it.
     pub period_end: String,
     pub cutoff: DateTime<Utc>,
-    /// Who is paid: the PSP's name and payout IBAN at the time.
+    /// Who is paid: the PSP's name, payout IBAN and (if given) BIC at the time.
     pub creditor_name: String,
     pub creditor_iban: String,
+    pub creditor_bic: Option<String>,
     /// The end-to-end id of its credit transfer (the payout id without hyphens).
     pub end_to_end_id: String,
     pub created_at: DateTime<Utc>,
@@ -120,6 +130,7 @@ impl From<PayoutRow> for PayoutView {
             cutoff: r.cutoff,
             creditor_name: r.creditor_name,
             creditor_iban: r.creditor_iban,
+            creditor_bic: r.creditor_bic,
             end_to_end_id: r.id.simple().to_string(),
             created_at: r.created_at,
             sent_at: r.sent_at,
@@ -315,11 +326,23 @@ pub async fn csv_page(
 /// end-to-end id is the payout id. Fetching it marks a pending payout `sent`.
 pub async fn pain001(s: &Services, id: uuid::Uuid) -> Result<String, OrderError> {
     let mut tx = s.db.begin().await?;
-    let row = store::get(&mut tx, id, None, true).await?.ok_or(OrderError::NotFound("payout"))?;
+    let (_, xml) = pain001_in(s, &mut tx, id).await?;
+    tx.commit().await?;
+    Ok(xml)
+}
+
+/// Writes payout `id`'s pain.001 and marks it `sent` in `tx` (the caller commits once the file
+/// is where it goes).
+async fn pain001_in(
+    s: &Services,
+    tx: &mut crate::store::Tx,
+    id: uuid::Uuid,
+) -> Result<(PayoutRow, String), OrderError> {
+    let row = store::get(tx, id, None, true).await?.ok_or(OrderError::NotFound("payout"))?;
     if row.currency != "EUR" {
         return Err(conflict("SEPA credit transfers are in euro; this payout is not"));
     }
-    let at = s.now_for(&mut tx, row.psp_id).await?;
+    let at = s.now_for(tx, row.psp_id).await?;
     let c = &s.config;
     let debtor = crate::domain::sepa::Party {
         name: c.creditor_name.clone(),
@@ -332,29 +355,36 @@ pub async fn pain001(s: &Services, id: uuid::Uuid) -> Result<String, OrderError>
         creditor: crate::domain::sepa::Party {
             name: row.creditor_name.clone(),
             iban: row.creditor_iban.clone(),
-            bic: None,
+            bic: row.creditor_bic.clone(),
         },
         remittance: format!("netterms payout {} until {}", row.id.simple(), row.period_end),
     };
     let message_id = format!("NTPO{}", &row.id.simple().to_string()[..28]);
     let xml = crate::domain::sepa::pain001(&message_id, row.created_at, &debtor, at.now.date_naive(), &[transfer]);
-    store::transition(&mut tx, id, &["pending"], "sent", at.now).await?;
-    tx.commit().await?;
-    Ok(xml)
+    store::transition(tx, id, &["pending"], "sent", at.now).await?;
+    let row = store::get(tx, id, None, false).await?.ok_or(OrderError::NotFound("payout"))?;
+    Ok((row, xml))
 }
 
-/// `netterms payouts export`: the pain.001 of every euro payout not yet sent (each marked `sent`).
-pub async fn export_pending(s: &Services) -> Result<Vec<(PayoutView, String)>, OrderError> {
+/// `netterms payouts export`: the pain.001 of every euro payout not yet sent, each handed to
+/// `write` and marked `sent` only once `write` succeeded (a file that could not be written leaves
+/// its payout pending for the next export).
+pub async fn export_pending<E: From<OrderError>>(
+    s: &Services,
+    mut write: impl FnMut(&PayoutView, &str) -> Result<(), E>,
+) -> Result<Vec<PayoutView>, E> {
     let ids = {
-        let mut conn = s.db.conn().await?;
-        store::pending_euro(&mut conn).await?
+        let mut conn = s.db.conn().await.map_err(OrderError::from)?;
+        store::pending_euro(&mut conn).await.map_err(OrderError::from)?
     };
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let xml = pain001(s, id).await?;
-        let mut conn = s.db.conn().await?;
-        let row = store::get(&mut conn, id, None, false).await?.ok_or(OrderError::NotFound("payout"))?;
-        out.push((row.into(), xml));
+        let mut tx = s.db.begin().await.map_err(OrderError::from)?;
+        let (row, xml) = pain001_in(s, &mut tx, id).await?;
+        let view = PayoutView::from(row);
+        write(&view, &xml)?;
+        tx.commit().await.map_err(OrderError::from)?;
+        out.push(view);
     }
     Ok(out)
 }

@@ -380,12 +380,11 @@ pub async fn switch_method(
                 store::set_preference(&mut tx, &who.email, row.buyer_id, Some(&mandate), at.now).await?;
             }
             let due: NaiveDate = c.due_date.parse().map_err(|_| StoreError::Corrupt("captures.due_date".into()))?;
-            let tomorrow = at.now.date_naive() + Duration::days(1);
             Switched {
                 method: "direct_debit",
                 mandate_reference: Some(mandate.mandate_reference),
                 iban: Some(iban),
-                collection_on: Some(due.max(tomorrow)),
+                collection_on: Some(super::direct_debit::collection_day(due, at.now.date_naive())),
             }
         }
         "bank_transfer" => {

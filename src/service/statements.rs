@@ -251,16 +251,24 @@ fn add(sum: &mut ImportSummary, p: &ImportSummary) {
     sum.payouts_paid += p.payouts_paid;
 }
 
-/// An entry's key: the bank's reference on the account, else a digest of what the booking is —
-/// account, amount, direction, dates and transactions, not where it stands in the document nor
-/// what differs between a notification and the statement (statement id, entry reference, status,
-/// additional text) — with `occurrence`, how many identical entries came before it in the same
-/// document (so two equal payments on one day stay two, and a later document with the same
+/// An entry's key, with `occurrence`, how many entries of the same key came before it in the
+/// same document (so two equal payments on one day stay two, and a later document with the same
 /// entries books none of them again).
+///
+/// With the bank's reference: the reference on the account together with what the entry books
+/// (direction, currency, amount, booking date) — banks repeat references (PostFinance gives two
+/// payments one, GLS a return and a credit), so the reference alone would drop real payments.
+/// The transactions are left out there: a statement may carry a booking without the details its
+/// notification gave, and must still find the notification's entry. Without a reference: a
+/// digest of what the booking is — account, amount, direction, dates and transactions, not where
+/// it stands in the document nor what differs between a notification and the statement
+/// (statement id, entry reference, status, additional text).
 pub fn entry_key(e: &Entry, occurrence: u32) -> String {
     let account = e.account.as_deref().unwrap_or("");
     if let Some(r) = &e.bank_ref {
-        return format!("ref:{account}:{r}");
+        let direction = if e.credit { "C" } else { "D" };
+        let booked = e.booking_date.map(|d| d.to_string()).unwrap_or_default();
+        return format!("ref:{account}:{r}:{direction}:{}{}:{booked}#{occurrence}", e.currency, e.amount);
     }
     format!("{}#{occurrence}", entry_digest(e))
 }
@@ -285,8 +293,8 @@ pub fn entry_digest(e: &Entry) -> String {
     format!("digest:{}", hex::encode(h.finalize()))
 }
 
-/// Keys a document's entries as they stream in: the bank's reference, else the digest with the
-/// number of identical entries before it.
+/// Keys a document's entries as they stream in, each with the number of entries of the same key
+/// before it.
 #[derive(Default)]
 struct Keys {
     seen: std::collections::HashMap<String, u32>,
@@ -294,10 +302,7 @@ struct Keys {
 
 impl Keys {
     fn key(&mut self, e: &Entry) -> String {
-        if e.bank_ref.is_some() {
-            return entry_key(e, 0);
-        }
-        let n = self.seen.entry(entry_digest(e)).or_insert(0);
+        let n = self.seen.entry(entry_key(e, 0)).or_insert(0);
         let key = entry_key(e, *n);
         *n += 1;
         key

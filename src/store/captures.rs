@@ -364,7 +364,13 @@ pub async fn overdue(
     limit: i64,
 ) -> StoreResult<Vec<CaptureId>> {
     Ok(with_conn!(conn, c => {
-        sqlx::query_scalar("SELECT id FROM captures WHERE psp_id = $1 AND state = 'open' AND due_date < $2 ORDER BY due_date, id LIMIT $3")
+        // An invoice whose direct debit is on its way is not late: its collection day may fall
+        // after the due date (weekends, holidays).
+        sqlx::query_scalar(
+            "SELECT id FROM captures WHERE psp_id = $1 AND state = 'open' AND due_date < $2 \
+             AND NOT EXISTS (SELECT 1 FROM direct_debits d WHERE d.capture_id = captures.id AND d.state = 'pending') \
+             ORDER BY due_date, id LIMIT $3",
+        )
             .bind(psp_id).bind(today.to_string()).bind(limit).fetch_all(&mut *c).await?
     }))
 }

@@ -66,6 +66,7 @@ pub struct PayoutRow {
     pub state: String,
     pub creditor_name: String,
     pub creditor_iban: String,
+    pub creditor_bic: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
     pub paid_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -73,7 +74,7 @@ pub struct PayoutRow {
 }
 
 const COLUMNS: &str = "id, psp_id, currency, period_end, cutoff, amount, line_count, state, creditor_name, creditor_iban, \
-     sent_at, paid_at, created_at, updated_at";
+     creditor_bic, sent_at, paid_at, created_at, updated_at";
 
 /// Makes up the payout of `psp_id` in `currency` at `cutoff`: every movement of its payable booked
 /// before it and not paid out yet becomes a line. Returns the lines' count and sum; the caller
@@ -86,16 +87,16 @@ pub async fn make_up(
     currency: &str,
     period_end: NaiveDate,
     cutoff: DateTime<Utc>,
-    creditor: (&str, &str),
+    creditor: (&str, &str, Option<&str>),
     now: DateTime<Utc>,
 ) -> StoreResult<(i64, i64)> {
     let account = crate::domain::ledger::Account::PspPayable(psp_id).key();
     Ok(with_conn!(tx, c => {
         sqlx::query(&format!(
-            "INSERT INTO payouts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, 0, 0, 'pending', $6, $7, NULL, NULL, $8, $8)"
+            "INSERT INTO payouts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, 0, 0, 'pending', $6, $7, $9, NULL, NULL, $8, $8)"
         ))
         .bind(id).bind(psp_id).bind(currency).bind(period_end.to_string()).bind(cutoff).bind(creditor.0)
-        .bind(creditor.1).bind(now).execute(&mut *c).await?;
+        .bind(creditor.1).bind(now).bind(creditor.2).execute(&mut *c).await?;
         sqlx::query(
             "INSERT INTO payout_lines (entry_id, payout_id, amount) \
              SELECT e.id, $1, -l.amount FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \

@@ -15,6 +15,7 @@ struct PspRow {
     fee_fixed_minor: i64,
     fee_bands: String,
     payout_iban: String,
+    payout_bic: Option<String>,
     payout_frequency: String,
     billing: Option<String>,
     created_at: DateTime<Utc>,
@@ -35,6 +36,7 @@ impl TryFrom<PspRow> for Psp {
             fee_fixed: r.fee_fixed_minor,
             fee_bands,
             iban: r.payout_iban,
+            bic: r.payout_bic,
             payout_frequency,
             billing: match r.billing {
                 Some(b) => serde_json::from_str(&b).map_err(|e| StoreError::Corrupt(format!("psps.billing: {e}")))?,
@@ -46,7 +48,7 @@ impl TryFrom<PspRow> for Psp {
     }
 }
 
-const PSP_COLUMNS: &str = "id, name, fee_rate_bps, fee_fixed_minor, fee_bands, payout_iban, payout_frequency, billing, created_at, updated_at";
+const PSP_COLUMNS: &str = "id, name, fee_rate_bps, fee_fixed_minor, fee_bands, payout_iban, payout_bic, payout_frequency, billing, created_at, updated_at";
 
 fn billing_json(b: &Billing) -> Option<String> {
     (b != &Billing::default()).then(|| serde_json::to_string(b).unwrap_or_else(|_| "{}".into()))
@@ -60,11 +62,11 @@ pub async fn insert(tx: &mut impl AsExec, id: PspId, s: &PspSettings, now: DateT
     with_conn!(tx, c => {
         sqlx::query(
             "INSERT INTO psps (id, name, fee_rate_bps, fee_fixed_minor, fee_bands, payout_iban, payout_frequency, created_at, \
-             updated_at, billing) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
+             updated_at, billing, payout_bic) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)",
         )
         .bind(id).bind(&s.name).bind(s.fee_rate_bps).bind(s.fee_fixed_minor).bind(bands_json(&s.fee_bands))
         .bind(&s.payout_iban).bind(s.payout_frequency.as_str()).bind(now).bind(billing_json(&s.billing))
-        .execute(&mut *c).await?;
+        .bind(&s.payout_bic).execute(&mut *c).await?;
     });
     get(tx, id).await?.ok_or_else(|| StoreError::Corrupt("inserted psp vanished".into()))
 }
@@ -73,11 +75,11 @@ pub async fn update(tx: &mut impl AsExec, id: PspId, s: &PspSettings, now: DateT
     with_conn!(tx, c => {
         sqlx::query(
             "UPDATE psps SET name = $2, fee_rate_bps = $3, fee_fixed_minor = $4, fee_bands = $5, payout_iban = $6, \
-             payout_frequency = $7, updated_at = $8, billing = $9 WHERE id = $1",
+             payout_frequency = $7, updated_at = $8, billing = $9, payout_bic = $10 WHERE id = $1",
         )
         .bind(id).bind(&s.name).bind(s.fee_rate_bps).bind(s.fee_fixed_minor).bind(bands_json(&s.fee_bands))
         .bind(&s.payout_iban).bind(s.payout_frequency.as_str()).bind(now).bind(billing_json(&s.billing))
-        .execute(&mut *c).await?;
+        .bind(&s.payout_bic).execute(&mut *c).await?;
     });
     get(tx, id).await
 }

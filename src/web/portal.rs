@@ -670,8 +670,12 @@ fn pay_card(l: Locale, d: &InvoiceDetail, total: i64) -> Markup {
     let f = &d.facts;
     let cur = d.row.currency.as_str();
     if let Some((iban, mandate)) = &d.mandate {
-        let on =
-            d.row.due_date.parse::<chrono::NaiveDate>().ok().map(|due| due.max(d.today + chrono::Duration::days(1)));
+        let on = d
+            .row
+            .due_date
+            .parse::<chrono::NaiveDate>()
+            .ok()
+            .map(|due| crate::service::direct_debit::collection_day(due, d.today));
         return html! {
             section.card aria-labelledby="pay-h" {
                 h2 id="pay-h" { (t(l, "So bezahlen Sie: SEPA-Firmenlastschrift", "How you pay: SEPA business direct debit")) }

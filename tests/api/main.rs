@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod bank_files;
 mod browser;
 mod camt;
 pub mod checkout;

@@ -540,7 +540,9 @@ async fn psp_billed(app: &TestApp, iban: &str, billing: Value) -> TestPsp {
     let r = app
         .send(app.admin(Method::POST, "/admin/v1/psps").json(&json!({
             "name": "Billed Payments GmbH", "fee_rate_bps": 150, "fee_fixed": 25,
-            "iban": iban, "payout_frequency": "daily", "billing": billing
+            "iban": iban, "payout_frequency": "daily", "billing": billing,
+            // Outside the EEA the payout bank's BIC is required.
+            "bic": iban.starts_with("CH").then_some("POFICHBEXXX")
         })))
         .await;
     assert_eq!(r.status, 201, "{}", r.text());

@@ -1,0 +1,319 @@
+//! What banks and buyers would notice in the files netterms reads and writes (issue 19, items
+//! 1–5 and 9): collection days, payment-block ids, no transfer reminder for an invoice being
+//! collected, entries whose bank reference repeats, entries with their amount in the
+//! transaction, and a BIC for payouts outside the EEA.
+
+use chrono::{Datelike, Duration, NaiveDate, Weekday};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::camt::{Dialect, Ntry, Tx, camt053, camt054};
+use crate::helpers::*;
+use crate::orders::verify_ledger;
+use crate::payments::{capture_of, direct_debit_capture, events_of, get_capture, id, import, rf};
+
+/// Moves `c`'s due date forward to `target`.
+async fn due_on(app: &TestApp, psp: &TestPsp, c: &Value, target: NaiveDate) {
+    let duration = c["duration"].as_i64().unwrap() + (target - due_of(c)).num_days();
+    let r = app
+        .send(
+            app.psp(psp, Method::POST, &format!("/v1/captures/{}/extend-duration", id(c)))
+                .json(&json!({"duration": duration})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["due_date"], target.to_string());
+}
+
+/// The first `weekday` after `d`.
+fn next(d: NaiveDate, weekday: Weekday) -> NaiveDate {
+    let mut t = d + Duration::days(1);
+    while t.weekday() != weekday {
+        t += Duration::days(1);
+    }
+    t
+}
+
+async fn kinds_of_messages(app: &TestApp, psp: &TestPsp, c: &Value) -> Vec<String> {
+    let m = app.send(app.psp(psp, Method::GET, &format!("/v1/sandbox/messages?capture_id={}", id(c)))).await.json();
+    m["data"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap().to_owned()).collect()
+}
+
+/// An invoice due on a Saturday is collected on the Monday after (and one due on the Tuesday on
+/// that Tuesday): the file has two payment blocks with their own ids, the pre-notification names
+/// the Monday, the sandbox bank books it on the Monday, and the invoice is never late nor
+/// reminded to be paid by transfer. Dunning starts only once a collection came back.
+#[tokio::test]
+async fn collections_fall_on_business_days_and_are_never_reminded_as_transfers() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let a = direct_debit_capture(&app, &psp, &mid, "WE-1").await;
+    let b = direct_debit_capture(&app, &psp, &mid, "WE-2").await;
+    let saturday = next(due_of(&a), Weekday::Sat);
+    let monday = saturday + Duration::days(2);
+    let tuesday = saturday + Duration::days(3);
+    due_on(&app, &psp, &a, saturday).await;
+    due_on(&app, &psp, &b, tuesday).await;
+
+    // Written two days before Saturday, the file holds both: two collection days, two blocks.
+    let pid = netterms::domain::ids::PspId(uuid::Uuid::parse_str(&psp.psp_id).unwrap());
+    let today = crate::dunning::psp_today(&app, &psp).await;
+    let now = app.services.clock.now() + Duration::days((saturday - Duration::days(2) - today).num_days());
+    let file =
+        netterms::service::direct_debit::export_for(&app.services, pid, netterms::clock::PspTime { now, wall: now })
+            .await
+            .unwrap()
+            .unwrap();
+    let day_of = |c: &Value| {
+        let x = file.collections.iter().find(|x| x.capture_id.0.to_string() == id(c)).unwrap();
+        x.collection_date.clone()
+    };
+    assert_eq!(day_of(&a), monday.to_string(), "Saturday's invoice is collected on Monday: {file:?}");
+    assert_eq!(day_of(&b), tuesday.to_string(), "{file:?}");
+    let xml = app.send(app.admin(Method::GET, &format!("/admin/v1/direct-debit-files/{}", file.file_id))).await.text();
+    assert_eq!(xml.matches("<PmtInf>").count(), 2, "{xml}");
+    assert!(xml.contains(&format!("<ReqdColltnDt>{monday}</ReqdColltnDt>")), "{xml}");
+    // Unique block ids, business days, within 35 characters: the bank's rules and the XSD.
+    crate::sepa_xsd::validate(&xml, "pain.008.001.08.xsd");
+
+    // Saturday and Sunday: still on its way, neither booked nor late.
+    crate::dunning::advance_to(&app, &psp, saturday + Duration::days(1)).await;
+    let v = get_capture(&app, &psp, &id(&a)).await;
+    assert_eq!(v["state"], "open", "{v}");
+    // Monday: the bank books it.
+    let adv = crate::dunning::advance_to(&app, &psp, monday).await;
+    assert!(adv.to_string().contains("\"collections_booked\":1"), "{adv}");
+    assert_eq!(get_capture(&app, &psp, &id(&a)).await["state"], "paid");
+    crate::dunning::advance_to(&app, &psp, tuesday).await;
+    assert_eq!(get_capture(&app, &psp, &id(&b)).await["state"], "paid");
+    assert!(events_of(&app, &psp, "capture.late").await.is_empty(), "collected invoices are never late");
+    for c in [&a, &b] {
+        let kinds = kinds_of_messages(&app, &psp, c).await;
+        assert!(!kinds.iter().any(|k| k == "payment_reminder" || k == "dunning"), "{kinds:?}");
+    }
+
+    // B comes back (insufficient funds): now it is dunned like any unpaid invoice.
+    let r = app
+        .send(
+            app.psp(&psp, Method::POST, "/v1/sandbox/direct-debit-returns")
+                .json(&json!({"capture_id": id(&b), "reason_code": "AM04"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    crate::dunning::advance_to(&app, &psp, tuesday + Duration::days(10)).await;
+    let kinds = kinds_of_messages(&app, &psp, &b).await;
+    assert!(kinds.iter().any(|k| k == "dunning"), "dunned after the return: {kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "payment_reminder"), "{kinds:?}");
+    assert_eq!(get_capture(&app, &psp, &id(&b)).await["state"], "late");
+    verify_ledger(&app).await;
+}
+
+fn due_of(c: &Value) -> NaiveDate {
+    c["due_date"].as_str().unwrap().parse().unwrap()
+}
+
+/// The pre-notification (e-mail and PDF) names the collection day, not a due date on a weekend.
+#[tokio::test]
+async fn the_pre_notification_names_the_business_day_of_the_collection() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    // A due date 30 days on falls on a Saturday when the clock starts 30 days before one.
+    let today = crate::dunning::psp_today(&app, &psp).await;
+    let mut start = today + Duration::days(1);
+    while (start + Duration::days(30)).weekday() != Weekday::Sat {
+        start += Duration::days(1);
+    }
+    crate::dunning::advance_to(&app, &psp, start).await;
+    let c = direct_debit_capture(&app, &psp, &mid, "PN-1").await;
+    assert_eq!(c["duration"], 30, "{c}");
+    let saturday = due_of(&c);
+    assert_eq!(saturday.weekday(), Weekday::Sat);
+    let monday = saturday + Duration::days(2);
+    let m = app.send(app.psp(&psp, Method::GET, &format!("/v1/sandbox/messages?capture_id={}", id(&c)))).await.json();
+    let info = m["data"].as_array().unwrap().iter().find(|m| m["kind"] == "payment_information").unwrap().clone();
+    let text = info["text"].as_str().unwrap();
+    let german = monday.format("%d.%m.%Y").to_string();
+    let english = monday.format("%-d %B %Y").to_string();
+    assert!(text.contains(&german) || text.contains(&english), "{text}");
+    let saturday_de = saturday.format("%d.%m.%Y").to_string();
+    let saturday_en = saturday.format("%-d %B %Y").to_string();
+    assert!(!text.contains(&saturday_de) && !text.contains(&saturday_en), "{text}");
+    let pdf = app.send(app.psp(&psp, Method::GET, &format!("/v1/captures/{}/payment-information.pdf", id(&c)))).await;
+    assert_eq!(pdf.status, 200);
+    if let Some(t) = pdf_text(&pdf.bytes) {
+        assert!(t.contains(&german) || t.contains(&english), "{t}");
+    }
+}
+
+/// The text of a PDF by pdftotext (poppler-utils), or `None` where it is missing outside CI.
+fn pdf_text(pdf: &[u8]) -> Option<String> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), pdf).unwrap();
+    match std::process::Command::new("pdftotext").arg(file.path()).arg("-").output() {
+        Ok(out) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Err(_) => {
+            assert!(std::env::var("NETTERMS_REQUIRE_TOOLS").is_err(), "pdftotext is missing");
+            eprintln!("skipped: reading the PDF needs pdftotext");
+            None
+        }
+    }
+}
+
+/// Banks repeat their entry references (PostFinance gave CHF 1,692.22 and CHF 1,537.00 one, GLS a
+/// return and a credit): entries that share a reference but book something else are all booked;
+/// the same file again, and a notification of one of them, book nothing.
+#[tokio::test]
+async fn a_bank_reference_repeated_for_other_bookings_loses_no_payment() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let invoice =
+        |n: &'static str, gross| crate::portal::invoice_for(&app, &psp, &mid, "r@kunde.example", "Rep AG", n, gross);
+    let a = invoice("REP-1", 169_222).await;
+    let b = invoice("REP-2", 153_700).await;
+    let pay = |c: &Value, amount| Ntry::credit("PF-0001", amount, Tx { rf: Some(rf(c)), ..Tx::default() });
+    // And a debit under the same reference (a charge of the bank): not a payment, not a duplicate.
+    let charge =
+        Ntry { credit: false, ..Ntry::credit("PF-0001", 500, Tx { text: Some("Gebuehr".into()), ..Tx::default() }) };
+    let doc = camt053(Dialect::V08, "S-REP", &[pay(&a, 169_222), pay(&b, 153_700), charge]);
+    let s = import(&app, &doc).await;
+    assert_eq!((s["entries"].as_u64(), s["matched"].as_u64()), (Some(3), Some(2)), "{s}");
+    assert_eq!(get_capture(&app, &psp, &id(&a)).await["state"], "paid");
+    assert_eq!(get_capture(&app, &psp, &id(&b)).await["state"], "paid");
+    let again = import(&app, &doc).await;
+    assert_eq!((again["payments"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(3)), "{again}");
+    let note = import(&app, &camt054("N-REP", &[pay(&b, 153_700)])).await;
+    assert_eq!(note["payments"], 0, "{note}");
+    // Two identical entries under one reference in one document are two payments.
+    let c = invoice("REP-3", 10_000).await;
+    let half = || Ntry::credit("PF-0002", 5_000, Tx { rf: Some(rf(&c)), ..Tx::default() });
+    let s = import(&app, &camt053(Dialect::V02, "S-REP2", &[half(), half()])).await;
+    assert_eq!(s["matched"], 2, "{s}");
+    assert_eq!(get_capture(&app, &psp, &id(&c)).await["state"], "paid");
+    assert_eq!(import(&app, &camt053(Dialect::V02, "S-REP2", &[half(), half()])).await["payments"], 0);
+    verify_ledger(&app).await;
+}
+
+/// PostFinance writes camt.054.001.08 entries without their own `Amt`: the amount and direction
+/// are those of the one transaction. A broken entry is named counting from 1.
+#[tokio::test]
+async fn an_entry_with_its_amount_only_in_the_transaction_is_booked() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let c = capture_of(&app, &psp, &mid, "PF-1", 11900).await;
+    let entry = Ntry::credit("PF-TX-1", 11900, Tx { amount: Some(11900), rf: Some(rf(&c)), ..Tx::default() });
+    let doc = camt054("N-PF", &[entry]);
+    let own = "<Amt Ccy=\"EUR\">119.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>";
+    assert!(doc.contains(own), "{doc}");
+    let doc = doc.replacen(own, "<Sts>", 1);
+    assert_eq!(doc.matches("<Amt ").count(), 1, "only the transaction's amount: {doc}");
+    let s = import(&app, &doc).await;
+    assert_eq!(s["matched"], 1, "{s}");
+    assert_eq!(get_capture(&app, &psp, &id(&c)).await["state"], "paid");
+    // Entry 2 of 2 has no amount at all: the error says "entry 2", and nothing is booked.
+    let d = crate::portal::invoice_for(&app, &psp, &mid, "p@kunde.example", "PF AG", "PF-2", 5000).await;
+    let ok = Ntry::credit("PF-TX-2", 5000, Tx { rf: Some(rf(&d)), ..Tx::default() });
+    let broken = Ntry::credit("PF-TX-3", 777, Tx::default());
+    let doc = camt053(Dialect::V02, "S-PF2", &[ok, broken])
+        .replace("<Amt Ccy=\"EUR\">7.77</Amt><CdtDbtInd>CRDT</CdtDbtInd>", "<CdtDbtInd>CRDT</CdtDbtInd>");
+    let r = app
+        .send(app.admin(Method::POST, "/admin/v1/bank-statements").header("content-type", "application/xml").body(doc))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("entry 2 (counted from 1)"), "{}", r.text());
+    assert_eq!(get_capture(&app, &psp, &id(&d)).await["state"], "open");
+    verify_ledger(&app).await;
+}
+
+/// A PSP paid to a Swiss account must give its bank's BIC (the EPC rulebook requires it outside
+/// the EEA); the payout's credit transfer names it.
+#[tokio::test]
+async fn payouts_outside_the_eea_name_the_bank() {
+    let app = TestApp::spawn().await;
+    let body = |bic: Option<&str>| {
+        json!({"name": "Zuerich Pay AG", "fee_rate_bps": 150, "fee_fixed": 25, "iban": "CH9300762011623852957",
+               "payout_frequency": "daily", "bic": bic})
+    };
+    let before = app.count("psps").await;
+    let r = app.send(app.admin(Method::POST, "/admin/v1/psps").json(&body(None))).await;
+    r.assert_error(422, "request_validation_error");
+    assert!(r.text().contains("\"bic\"") && r.text().contains("outside the EEA"), "{}", r.text());
+    let r = app.send(app.admin(Method::POST, "/admin/v1/psps").json(&body(Some("POFI-CHBE")))).await;
+    r.assert_error(422, "request_validation_error");
+    assert_eq!(app.count("psps").await, before, "nothing made");
+    let r = app.send(app.admin(Method::POST, "/admin/v1/psps").json(&body(Some("pofichbexxx")))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["psp"]["bic"], "POFICHBEXXX", "{v}");
+    let psp = TestPsp {
+        psp_id: v["psp_id"].as_str().unwrap().to_owned(),
+        username: v["username"].as_str().unwrap().to_owned(),
+        password: app.reveal(v["password_url"].as_str().unwrap()).await,
+        credential_id: String::new(),
+    };
+    // Removing the BIC of a Swiss account is refused too.
+    let r =
+        app.send(app.admin(Method::PATCH, &format!("/admin/v1/psps/{}", psp.psp_id)).json(&json!({"bic": ""}))).await;
+    r.assert_error(422, "request_validation_error");
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    capture_of(&app, &psp, &mid, "CH-1", 11900).await;
+    let today = crate::dunning::psp_today(&app, &psp).await;
+    crate::dunning::advance_to(&app, &psp, today + Duration::days(1)).await;
+    let list = app.send(app.psp(&psp, Method::GET, "/v1/payouts")).await.json();
+    let payout = &list["data"][0];
+    assert_eq!(payout["creditor_bic"], "POFICHBEXXX", "{list}");
+    let xml = app
+        .send(app.admin(Method::GET, &format!("/admin/v1/payouts/{}/pain.001", payout["payout_id"].as_str().unwrap())))
+        .await
+        .text();
+    assert!(xml.contains("<CdtrAgt><FinInstnId><BICFI>POFICHBEXXX</BICFI></FinInstnId></CdtrAgt>"), "{xml}");
+    crate::sepa_xsd::validate(&xml, "pain.001.001.09.xsd");
+    verify_ledger(&app).await;
+}
+
+/// What a file writer of the export says went wrong.
+#[derive(Debug, PartialEq)]
+struct WriteFailed(String);
+
+impl From<netterms::service::orders::OrderError> for WriteFailed {
+    fn from(e: netterms::service::orders::OrderError) -> WriteFailed {
+        WriteFailed(e.to_string())
+    }
+}
+
+async fn first_payout_state(app: &TestApp, psp: &TestPsp) -> Value {
+    app.send(app.psp(psp, Method::GET, "/v1/payouts")).await.json()["data"][0]["state"].clone()
+}
+
+/// A payout's credit-transfer file that could not be written leaves the payout pending: the next
+/// export writes it (`netterms payouts export --out DIR` with a missing DIR once lost payouts).
+#[tokio::test]
+async fn a_payout_is_sent_only_once_its_file_is_written() {
+    use netterms::service::payouts::export_pending;
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    capture_of(&app, &psp, &mid, "EXP-1", 11900).await;
+    let today = crate::dunning::psp_today(&app, &psp).await;
+    crate::dunning::advance_to(&app, &psp, next(today, Weekday::Mon) + Duration::days(1)).await;
+    assert_eq!(first_payout_state(&app, &psp).await, "pending");
+    let failed = export_pending(&app.services, |_, _| Err(WriteFailed("disk full".into()))).await;
+    assert_eq!(failed.unwrap_err(), WriteFailed("disk full".into()));
+    assert_eq!(first_payout_state(&app, &psp).await, "pending", "not sent: its file was not written");
+    let mut written = Vec::new();
+    let sent = export_pending(&app.services, |p, xml| -> Result<(), WriteFailed> {
+        written.push((p.payout_id, xml.to_owned()));
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!((sent.len(), written.len()), (1, 1));
+    assert_eq!(sent[0].state, "sent");
+    assert_eq!(first_payout_state(&app, &psp).await, "sent");
+    crate::sepa_xsd::validate(&written[0].1, "pain.001.001.09.xsd");
+    let again = export_pending(&app.services, |_, _| -> Result<(), WriteFailed> { Ok(()) }).await.unwrap();
+    assert!(again.is_empty(), "sent once");
+}
