@@ -240,6 +240,11 @@ pub async fn capture(
         v.required("amount", input.amount).and_then(|a| a.validate(&mut v, "amount", &s.config.currencies, true));
     let number = v.text("external_invoice_number", input.external_invoice_number, 255);
     let url = v.opt_text("invoice_url", input.invoice_url, 2048);
+    if let Some(u) = &url
+        && let Err(e) = super::outbound::check_url(u, s.config.webhooks_may_reach_private())
+    {
+        v.add("invoice_url", format!("invoice_url {e}"));
+    }
     let items = validate_line_items(&mut v, "line_items", input.line_items, &s.config.currencies, amount);
     let shipping = input.shipping_info.map(serde_json::Value::Object);
     if let Some(info) = &shipping {

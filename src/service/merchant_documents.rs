@@ -126,13 +126,16 @@ pub async fn fetch(s: &Services, payload: &str) -> anyhow::Result<()> {
         let Some(url) = c.invoice_url else { return Ok(()) };
         (psp_id, url)
     };
-    let https = url.starts_with("https://");
-    if !https && !s.config.webhooks_may_reach_private() {
-        tracing::warn!(capture_id = %p.capture_id, "invoice_url is not https: not fetched");
-        return Ok(());
-    }
-    let client = super::webhooks::outbound_client(s, concat!("netterms-documents/", env!("CARGO_PKG_VERSION")))?;
-    let mut resp = client.get(&url).send().await?;
+    let outbound = super::outbound::Outbound::new(s, concat!("netterms-documents/", env!("CARGO_PKG_VERSION")))?;
+    let request = match outbound.request(reqwest::Method::GET, &url) {
+        Ok(r) => r,
+        Err(e) => {
+            // Final: the same address would be refused again.
+            tracing::warn!(capture_id = %p.capture_id, reason = %e, "invoice_url refused: not fetched");
+            return Ok(());
+        }
+    };
+    let mut resp = request.send().await?;
     if !resp.status().is_success() {
         if resp.status().is_server_error() {
             anyhow::bail!("invoice_url answered {}", resp.status());

@@ -22,6 +22,7 @@ pub mod merchant_documents;
 pub mod merchants;
 pub mod messages;
 pub mod orders;
+pub mod outbound;
 pub mod payment_messages;
 pub mod payments;
 pub mod payouts;

@@ -1,7 +1,6 @@
 //! Webhooks: endpoint management for PSPs, the event API, and the delivery worker that sends
 //! the outbox over HTTP following Standard Webhooks.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -11,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Services;
+use super::outbound::Outbound;
 use crate::domain::ids::{EndpointId, EventId, PspId};
 use crate::domain::validate::{self, FieldError, Violations};
 use crate::domain::webhook;
@@ -90,8 +90,8 @@ fn validate_input(
     if let Some(u) = &url {
         if !validate::is_http_url(u) {
             v.add("url", "url must be an absolute http(s) URL");
-        } else if !u.starts_with("https://") && !s.config.webhooks_may_reach_private() {
-            v.add("url", "url must use https");
+        } else if let Err(e) = super::outbound::check_url(u, s.config.webhooks_may_reach_private()) {
+            v.add("url", format!("url {e}"));
         }
     }
     let description = v.opt_text("description", input.description, 255);
@@ -190,96 +190,6 @@ pub async fn redeliver(s: &Services, tx: &mut Tx, psp_id: PspId, id: EventId) ->
     Ok(EventDetail { event, deliveries })
 }
 
-/// Whether an address is one webhooks may reach when private addresses are refused: not in any
-/// block of the IANA special-purpose registries that is not globally reachable. IPv6 forms that
-/// carry an IPv4 address (mapped, compatible, NAT64, 6to4) are judged by that address.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            let seg = v6.segments();
-            let embedded = |hi: u16, lo: u16| {
-                let [a, b] = hi.to_be_bytes();
-                let [c, d] = lo.to_be_bytes();
-                std::net::Ipv4Addr::new(a, b, c, d)
-            };
-            // ::/96 (IPv4-compatible, also :: and ::1), ::ffff:0:0/96 (mapped), 64:ff9b::/96 (NAT64).
-            if seg[..6] == [0, 0, 0, 0, 0, 0]
-                || seg[..6] == [0, 0, 0, 0, 0, 0xffff]
-                || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
-            {
-                return is_public_v4(embedded(seg[6], seg[7]));
-            }
-            // 2002::/16 (6to4): the IPv4 address follows the prefix.
-            if seg[0] == 0x2002 {
-                return is_public_v4(embedded(seg[1], seg[2]));
-            }
-            !((seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) // 64:ff9b:1::/48 local-use NAT64
-                || (seg[0] == 0x100 && seg[1..4] == [0, 0, 0]) // 100::/64 discard-only
-                || (seg[0] == 0x2001 && seg[1] < 0x200) // 2001::/23 IETF protocol assignments (Teredo, …)
-                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // 2001:db8::/32 documentation
-                || (seg[0] & 0xfff0) == 0x3ff0 // 3fff::/20 documentation
-                || seg[0] == 0x5f00 // 5f00::/16 segment routing
-                || (seg[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local
-                || (seg[0] & 0xffc0) == 0xfe80 // fe80::/10 link-local
-                || (seg[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
-                || (seg[0] & 0xff00) == 0xff00) // ff00::/8 multicast
-        }
-    }
-}
-
-fn is_public_v4(v4: std::net::Ipv4Addr) -> bool {
-    let o = v4.octets();
-    !(o[0] == 0 // 0.0.0.0/8 "this network"
-        || o[0] == 10 // private
-        || (o[0] == 100 && (64..128).contains(&o[1])) // 100.64.0.0/10 shared (CGNAT)
-        || o[0] == 127 // loopback
-        || (o[0] == 169 && o[1] == 254) // link-local
-        || (o[0] == 172 && (16..32).contains(&o[1])) // private
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24 IETF protocol assignments
-        || (o[0] == 192 && o[1] == 0 && o[2] == 2) // TEST-NET-1
-        || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 6to4 relay anycast (deprecated)
-        || (o[0] == 192 && o[1] == 168) // private
-        || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
-        || (o[0] == 198 && o[1] == 51 && o[2] == 100) // TEST-NET-2
-        || (o[0] == 203 && o[1] == 0 && o[2] == 113) // TEST-NET-3
-        || o[0] >= 224) // multicast, reserved, broadcast
-}
-
-/// DNS resolution for webhook requests that drops non-public addresses, so a hostname cannot
-/// lead a delivery to an internal service (checked on the addresses actually connected to).
-struct PublicOnlyResolver;
-
-/// The client of every request netterms makes to an address a PSP gave (webhooks, `invoice_url`):
-/// `webhook_timeout_secs`, no redirects, never a proxy from the environment (it would resolve
-/// hostnames itself, past the address checks), and unless the deployment allows private
-/// addresses, only public ones after DNS resolution.
-pub(crate) fn outbound_client(s: &Services, user_agent: &'static str) -> reqwest::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(StdDuration::from_secs(s.config.webhook_timeout_secs))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(user_agent)
-        .no_proxy()
-        .pool_max_idle_per_host(32);
-    if !s.config.webhooks_may_reach_private() {
-        builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
-    }
-    builder.build()
-}
-
-impl reqwest::dns::Resolve for PublicOnlyResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.filter(|a| is_public(a.ip())).collect();
-            if addrs.is_empty() {
-                return Err("refused: the host resolves only to private, loopback or link-local addresses".into());
-            }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 /// The outcome of sending one attempt.
 #[derive(Debug)]
 struct Sent {
@@ -293,9 +203,8 @@ struct Sent {
 #[derive(Clone)]
 pub struct Dispatcher {
     services: Services,
-    client: reqwest::Client,
+    outbound: Outbound,
     worker: Arc<str>,
-    allow_private: bool,
     lease: Duration,
 }
 
@@ -307,11 +216,10 @@ const BATCH: i64 = 64;
 
 impl Dispatcher {
     pub fn new(services: Services, worker: &str) -> anyhow::Result<Dispatcher> {
-        let allow_private = services.config.webhooks_may_reach_private();
-        let client = outbound_client(&services, concat!("netterms-webhooks/", env!("CARGO_PKG_VERSION")))?;
+        let outbound = Outbound::new(&services, concat!("netterms-webhooks/", env!("CARGO_PKG_VERSION")))?;
         let timeout = i64::try_from(services.config.webhook_timeout_secs).unwrap_or(60);
         let lease = Duration::seconds(timeout + LEASE_MARGIN_SECS);
-        Ok(Dispatcher { services, client, worker: Arc::from(worker), allow_private, lease })
+        Ok(Dispatcher { services, outbound, worker: Arc::from(worker), lease })
     }
 
     /// One round: claims up to a batch of due deliveries, sends them concurrently, stores every
@@ -392,13 +300,10 @@ impl Dispatcher {
     async fn send(&self, url: &str, id: &str, body: &[u8], seeds: &[String]) -> Sent {
         let started = Instant::now();
         let fail = |e: String| Sent { status: None, error: Some(e), duration: started.elapsed() };
-        if !self.allow_private {
-            let host = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-            let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>();
-            if literal.is_ok_and(|ip| !is_public(ip)) {
-                return fail("refused: private, loopback or link-local address".into());
-            }
-        }
+        let request = match self.outbound.request(reqwest::Method::POST, url) {
+            Ok(r) => r,
+            Err(e) => return fail(format!("refused: the url {e}")),
+        };
         let timestamp = self.services.clock.now().timestamp();
         let signatures = seeds
             .iter()
@@ -406,9 +311,7 @@ impl Dispatcher {
             .map(|key| webhook::sign(&key, id, timestamp, body))
             .collect::<Vec<_>>()
             .join(" ");
-        let result = self
-            .client
-            .post(url)
+        let result = request
             .header("content-type", "application/json")
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -445,55 +348,6 @@ impl Dispatcher {
                     _ = stop.changed() => {}
                 }
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_public;
-
-    #[test]
-    fn special_purpose_addresses_are_not_public() {
-        for a in [
-            "10.1.2.3",
-            "127.0.0.1",
-            "169.254.169.254",
-            "172.16.0.1",
-            "192.168.1.1",
-            "100.64.0.1",
-            "0.0.0.0",
-            "192.0.0.8",
-            "192.0.2.1",
-            "198.18.0.1",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::",
-            "::1",
-            "::ffff:127.0.0.1",
-            "::127.0.0.1",
-            "::10.0.0.1",
-            "64:ff9b::a9fe:a9fe",
-            "64:ff9b::7f00:1",
-            "64:ff9b:1::1",
-            "2002:7f00:1::1",
-            "2002:c0a8:101::1",
-            "2001::1",
-            "2001:db8::1",
-            "fc00::1",
-            "fd12:3456::1",
-            "fe80::1",
-            "fec0::1",
-            "ff02::1",
-            "100::1",
-            "3fff::1",
-        ] {
-            assert!(!is_public(a.parse().unwrap()), "{a} must be refused");
-        }
-        for a in
-            ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "64:ff9b::808:808", "::ffff:8.8.8.8", "2002:808:808::1"]
-        {
-            assert!(is_public(a.parse().unwrap()), "{a} is public");
         }
     }
 }

@@ -204,3 +204,50 @@ async fn rotating_a_secret_honours_the_idempotency_key() {
     assert_eq!(a.bytes, b.bytes);
     assert_eq!(app.count("webhook_secrets").await, secrets, "rotated once");
 }
+
+/// A server on loopback that counts the connections made to it (TLS or not).
+async fn loopback_counter() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (port, hits)
+}
+
+/// An IP address written into `invoice_url` in any notation (`127.0.0.1`, `2130706433`,
+/// `0x7f.1`, `[::ffff:127.0.0.1]`) is refused when the capture is made, and a document fetch to
+/// such an address stored before never connects: one guard checks every outbound request.
+#[tokio::test]
+async fn an_address_written_into_a_url_never_leads_a_request_to_loopback() {
+    let app = TestApp::spawn_with(|c| c.webhook_allow_private = Some(false)).await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let (port, hits) = loopback_counter().await;
+    let capture = |oid: String, url: String| {
+        app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures")).json(&json!({
+            "amount": crate::orders::amount(11900), "external_invoice_number": "SSRF-1", "invoice_url": url
+        }))
+    };
+    let oid = crate::orders::created_order(&app, &psp, &mid).await;
+    for host in ["127.0.0.1", "2130706433", "0x7f.1", "0177.0.0.1", "[::ffff:127.0.0.1]", "[::1]", "localhost"] {
+        let r = app.send(capture(oid.clone(), format!("https://{host}:{port}/inv.pdf"))).await;
+        r.assert_error(422, "request_validation_error");
+        assert_eq!(r.sources(), ["invoice_url"], "{host}");
+    }
+    assert_eq!(app.count("captures").await, 0, "nothing made");
+    // A capture whose address is changed to loopback behind its back (or was stored before).
+    let r = app.send(capture(oid, "https://documents.shop.example/inv.pdf".into())).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    app.execute(&format!("UPDATE captures SET invoice_url = 'https://2130706433:{port}/inv.pdf'")).await;
+    app.run_jobs().await;
+    app.run_jobs().await;
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no connection to loopback");
+    let failed = app.send(app.admin(Method::GET, "/admin/v1/jobs?state=failed")).await.json();
+    assert_eq!(failed["data"], json!([]), "a refusal is final, not a failure to retry: {failed}");
+}

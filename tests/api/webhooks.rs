@@ -212,8 +212,21 @@ async fn private_addresses_are_refused_when_not_allowed() {
     let r = app.send(app.psp(&psp, Method::POST, "/v1/webhook-endpoints").json(&json!({"url": rx.url}))).await;
     assert_eq!(r.sources(), ["url"]);
     let port = rx.url.split(':').nth(2).unwrap().split('/').next().unwrap().to_owned();
-    app.create_endpoint(&psp, &format!("https://127.0.0.1:{port}/hook"), &[]).await;
-    app.create_endpoint(&psp, &format!("https://localhost:{port}/hook"), &[]).await;
+    // Private targets are refused when registered, in every notation of the address.
+    for host in ["127.0.0.1", "2130706433", "0x7f.1", "[::ffff:127.0.0.1]", "localhost"] {
+        let url = format!("https://{host}:{port}/hook");
+        let r = app.send(app.psp(&psp, Method::POST, "/v1/webhook-endpoints").json(&json!({"url": url}))).await;
+        assert_eq!(r.sources(), ["url"], "{url}: {}", r.text());
+    }
+    assert_eq!(app.count("webhook_endpoints").await, 0);
+    // Endpoints stored before (or pointed there since): refused at delivery.
+    app.create_endpoint(&psp, "https://hooks.psp.example/a", &[]).await;
+    app.create_endpoint(&psp, "https://hooks.psp.example/b", &[]).await;
+    app.execute(&format!(
+        "UPDATE webhook_endpoints SET url = CASE WHEN url LIKE '%/a' THEN 'https://2130706433:{port}/hook' \
+         ELSE 'https://localhost:{port}/hook' END"
+    ))
+    .await;
     app.create_merchant(&psp, "shop").await;
     assert_eq!(app.deliver_all().await, 2);
     assert!(rx.hits().is_empty());
