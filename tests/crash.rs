@@ -386,6 +386,7 @@ async fn sigkill_during_a_clock_advance_skips_nothing_and_repeats_nothing() {
         ("NETTERMS_SANDBOX_CLOCK_LEASE_SECS".into(), "1".into()),
         ("NETTERMS_JOB_LEASE_SECS".into(), "4".into()),
         ("NETTERMS_SMTP_TIMEOUT_SECS".into(), "2".into()),
+        ("NETTERMS_IDEMPOTENCY_LOCK_SECS".into(), "2".into()),
     ];
     let base = format!("http://127.0.0.1:{}", server.port);
     let c = reqwest::Client::new();
@@ -411,13 +412,14 @@ async fn sigkill_during_a_clock_advance_skips_nothing_and_repeats_nothing() {
     // Due at +30; collection at due + 49.
     let target = start + chrono::Duration::days(80);
 
-    // The advance runs; the server dies under it.
+    // The advance runs (80 days, under an idempotency key); the server dies under it.
     let advance = {
         let (c, base, user, pass) = (c.clone(), base.clone(), user.clone(), pass.clone());
         tokio::spawn(async move {
             c.post(format!("{base}/v1/sandbox/clock/advance"))
                 .basic_auth(&user, Some(&pass))
-                .json(&json!({"to": target.to_string()}))
+                .header("idempotency-key", "advance-80")
+                .json(&json!({"days": 80}))
                 .send()
                 .await
         })
@@ -440,7 +442,9 @@ async fn sigkill_during_a_clock_advance_skips_nothing_and_repeats_nothing() {
     assert!(first.is_err() || !first.unwrap().status().is_success(), "the advance was cut short");
     server.start().await;
 
-    // The second advance (retried while the first one's lease runs out) finishes the way.
+    // The retry of the same request (same key, `days: 80`), while the first one's lease runs
+    // out, finishes that advance: 80 days from where the clock stood first, not from where the
+    // first attempt stopped.
     let today = get_json(&c, format!("{base}/v1/sandbox/clock"), auth).await;
     let today: chrono::NaiveDate = today["today"].as_str().unwrap().parse().unwrap();
     assert!(today < target, "the kill came too late to test anything: {today}");
@@ -448,9 +452,7 @@ async fn sigkill_during_a_clock_advance_skips_nothing_and_repeats_nothing() {
     let done = loop {
         attempt += 1;
         let url = format!("{base}/v1/sandbox/clock/advance");
-        let (status, v) =
-            post_until_answered(&c, &url, auth, &format!("advance-{attempt}"), &json!({"to": target.to_string()}))
-                .await;
+        let (status, v) = post_until_answered(&c, &url, auth, "advance-80", &json!({"days": 80})).await;
         if status == 409 && v["errors"][0]["code"] == "state_conflict" && attempt < 100 {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;

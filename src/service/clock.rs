@@ -197,6 +197,26 @@ pub async fn advance(s: &Services, psp_id: PspId, input: &AdvanceInput) -> Resul
     let start = s.now_for(&mut conn, psp_id).await?;
     drop(conn);
     let days = days_to_advance(start.now.date_naive(), input)?;
+    advance_days(s, psp_id, start, days).await
+}
+
+/// The date `input` asks `psp_id`'s clock to move to, from where it stands now.
+pub async fn target_of(s: &Services, psp_id: PspId, input: &AdvanceInput) -> Result<NaiveDate, OrderError> {
+    let today = get(s, psp_id).await?.today;
+    Ok(today + Duration::days(days_to_advance(today, input)?))
+}
+
+/// Moves `psp_id`'s clock on to `target` as [`advance`] does; nothing if it is there already (a
+/// retry of an advance that got there before its answer was lost).
+pub async fn advance_until(s: &Services, psp_id: PspId, target: NaiveDate) -> Result<Advanced, OrderError> {
+    let mut conn = s.db.conn().await?;
+    let start = s.now_for(&mut conn, psp_id).await?;
+    drop(conn);
+    let days = (target - start.now.date_naive()).num_days().max(0);
+    advance_days(s, psp_id, start, days).await
+}
+
+async fn advance_days(s: &Services, psp_id: PspId, start: PspTime, days: i64) -> Result<Advanced, OrderError> {
     let mut tx = s.db.begin().await?;
     let wall = s.clock.now();
     if !psps::lease_clock(&mut tx, psp_id, wall, wall + lease(s)).await? {

@@ -92,7 +92,8 @@ pub async fn claim(
                     let expired = r.created_at + RETAIN_FOR <= now;
                     let taken = sqlx::query(
                         "UPDATE idempotency_keys SET fingerprint = $3, locked_until = $4, response_status = NULL, \
-                         response_body = NULL, created_at = $5, token = $7 \
+                         response_body = NULL, created_at = $5, token = $7, \
+                         pinned = CASE WHEN fingerprint = $3 AND NOT $8 THEN pinned ELSE NULL END \
                          WHERE psp_id = $1 AND key = $2 AND created_at = $6 AND (response_status IS NULL OR $8)",
                     )
                     .bind(psp_id).bind(key).bind(fingerprint).bind(lock).bind(now).bind(r.created_at).bind(token).bind(expired)
@@ -137,11 +138,45 @@ pub async fn complete_and_commit(
 pub async fn release(db: &Db, psp_id: PspId, key: &str, token: uuid::Uuid) -> StoreResult<()> {
     let mut tx = db.begin().await?;
     with_conn!(&mut tx, c => {
-        sqlx::query("DELETE FROM idempotency_keys WHERE psp_id = $1 AND key = $2 AND token = $3 AND response_status IS NULL")
-            .bind(psp_id).bind(key).bind(token).execute(&mut *c).await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE psp_id = $1 AND key = $2 AND token = $3 AND response_status IS NULL \
+             AND pinned IS NULL",
+        )
+        .bind(psp_id).bind(key).bind(token).execute(&mut *c).await?;
+        // A request that pinned what it does may have done part of it: its retry, with the same
+        // body, finishes the same thing (see [`pin`]); the key is only unlocked.
+        sqlx::query(
+            "UPDATE idempotency_keys SET locked_until = NULL WHERE psp_id = $1 AND key = $2 AND token = $3 \
+             AND response_status IS NULL",
+        )
+        .bind(psp_id).bind(key).bind(token).execute(&mut *c).await?;
     });
     tx.commit().await?;
     Ok(())
+}
+
+/// Fixes what a claimed request does, for every retry of it: the first call stores `value` under
+/// the key (claimed with `token`), and every call, this one and those of retries that took the
+/// claim over, answers the value stored first. Used where a request's meaning depends on when it
+/// runs (a sandbox advance by `days` means a date): a retry after a crash finishes the same work
+/// instead of doing it again from where the first attempt stopped.
+pub async fn pin(
+    db: &Db,
+    psp_id: PspId,
+    key: &str,
+    token: uuid::Uuid,
+    value: Option<&str>,
+) -> StoreResult<Option<String>> {
+    let mut tx = db.begin().await?;
+    let pinned: Option<Option<String>> = with_conn!(&mut tx, c => {
+        sqlx::query_scalar(
+            "UPDATE idempotency_keys SET pinned = COALESCE(pinned, $4) WHERE psp_id = $1 AND key = $2 AND token = $3 \
+             RETURNING pinned",
+        )
+        .bind(psp_id).bind(key).bind(token).bind(value).fetch_optional(&mut *c).await?
+    });
+    tx.commit().await?;
+    Ok(pinned.flatten())
 }
 
 /// Deletes keys older than the retention window; returns how many.

@@ -65,7 +65,24 @@ async fn advance_clock(
     ApiJson(body): ApiJson<AdvanceInput>,
 ) -> Result<Response, ApiError> {
     sandbox_only(&state)?;
-    let advanced = clock::advance(&state.services, psp.psp_id, &body).await?;
+    let advanced = match &idem.0 {
+        // With a key, `days` means the date it reaches from where the clock stood at the first
+        // attempt: a retry after a crash finishes that advance rather than starting another.
+        Some(k) => {
+            let target = clock::target_of(&state.services, psp.psp_id, &body).await;
+            let fresh = target.as_ref().ok().map(ToString::to_string);
+            let pinned = crate::store::idempotency::pin(&state.db, k.psp_id, &k.key, k.token, fresh.as_deref()).await?;
+            match pinned.and_then(|p| p.parse::<chrono::NaiveDate>().ok()) {
+                Some(t) => clock::advance_until(&state.services, psp.psp_id, t).await?,
+                None => {
+                    return Err(target
+                        .err()
+                        .map_or_else(|| ApiError::Internal("unreadable pinned target".into()), Into::into));
+                }
+            }
+        }
+        None => clock::advance(&state.services, psp.psp_id, &body).await?,
+    };
     let tx = state.db.begin().await?;
     respond(tx, &idem, StatusCode::OK, &advanced).await
 }
