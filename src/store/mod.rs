@@ -60,13 +60,33 @@ impl StoreError {
     }
 
     /// True when the statement gave up waiting for a lock or ran past its time bound
-    /// (PostgreSQL `lock_timeout` / `statement_timeout`, SQLite busy): the resource is busy.
+    /// (PostgreSQL `lock_timeout` / `statement_timeout`, SQLite busy), or no connection could be
+    /// had: the resource or the database is busy, and the same work may succeed later.
     pub fn is_busy(&self) -> bool {
         match self {
             StoreError::Database(sqlx::Error::Database(e)) => {
                 matches!(e.code().as_deref(), Some("55P03" | "57014" | "5" | "261" | "517"))
             }
-            StoreError::Database(sqlx::Error::PoolTimedOut) => true,
+            _ => self.is_unavailable(),
+        }
+    }
+
+    /// True when the database itself could not serve the request: no connection from the pool in
+    /// time, a connection lost or refused, the server shutting down, out of connections or other
+    /// resources, or a statement past its time bound. Not a conflict of the request with others:
+    /// the client should retry after a while.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_),
+            ) => true,
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                let code = e.code();
+                let code = code.as_deref().unwrap_or("");
+                // 08: connection exception; 53: insufficient resources; 57P0x: shutdown, cannot
+                // connect now; 57014: statement timeout (the database is too slow to answer).
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0") || code == "57014"
+            }
             _ => false,
         }
     }

@@ -60,6 +60,10 @@ pub enum ApiError {
     /// 429: throttled.
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// 503: the database could not serve the request now (no connection in time, a connection
+    /// lost); nothing was changed, retry after the indicated time.
+    #[error("service unavailable")]
+    Unavailable { retry_after_secs: u64 },
     /// 500: our fault; the cause is logged, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -120,6 +124,7 @@ impl ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -150,6 +155,11 @@ impl ApiError {
             ApiError::RateLimited { .. } => {
                 one("rate_limited", "too many requests; retry after the indicated time".into())
             }
+            ApiError::Unavailable { .. } => one(
+                "service_unavailable",
+                "the service cannot answer this request right now; nothing was changed, retry after the indicated time"
+                    .into(),
+            ),
             ApiError::Internal(_) => one("internal_error", "something went wrong on our side".into()),
         }
     }
@@ -167,6 +177,10 @@ impl From<StoreError> for ApiError {
         // the client's conflict, never a server error.
         if e.is_unique_violation() {
             return ApiError::already_exists("a concurrent request created the same thing first; retry to see it");
+        }
+        if e.is_unavailable() {
+            tracing::warn!(error = %error_chain(&e), "database unavailable");
+            return ApiError::Unavailable { retry_after_secs: 2 };
         }
         if e.is_busy() {
             return ApiError::conflict("the resource is busy with another request; retry shortly");
@@ -199,7 +213,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized { challenge } => {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
             }
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs } | ApiError::Unavailable { retry_after_secs } => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
             }
             _ => {}

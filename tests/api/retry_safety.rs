@@ -293,3 +293,32 @@ async fn merchant_and_psp_limits_hold_under_concurrent_checkouts() {
         assert_eq!(app.count("buyers").await, 12);
     }
 }
+
+/// A database that cannot be reached is not the client's conflict: every request is answered
+/// 503 `service_unavailable` with `Retry-After`, so a client retries instead of giving up (the
+/// soak's driver gave up on imports answered 409 during an outage).
+#[tokio::test]
+async fn an_unreachable_database_is_answered_503_with_retry_after() {
+    let (app, psp, mid) = setup().await;
+    let oid = created_order(&app, &psp, &mid).await;
+    app.db().close().await;
+    let capture = app
+        .send(
+            app.psp(&psp, Method::POST, &format!("/v1/orders/{oid}/captures"))
+                .json(&json!({"amount": amount(11900), "external_invoice_number": "DOWN-1"})),
+        )
+        .await;
+    let read = app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{oid}"))).await;
+    let import = app
+        .send(
+            app.admin(Method::POST, "/admin/v1/bank-statements")
+                .header("content-type", "application/xml")
+                .body(crate::camt::camt053(crate::camt::Dialect::V02, "S-DOWN", &[])),
+        )
+        .await;
+    for r in [&capture, &read, &import] {
+        r.assert_error(503, "service_unavailable");
+        let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+    }
+}
