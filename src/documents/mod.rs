@@ -271,11 +271,11 @@ fn draw(c: &mut Canvas<'_, '_>, l: Locale, title: &str, inv: &Invoice, dunning: 
                 ));
             }
             if d.interest > 0 {
-                rows.push((
-                    pick(l, "Verzugszinsen (§ 288 Abs. 2 BGB) bis heute", "Default interest (§ 288(2) BGB) to date")
-                        .to_owned(),
-                    l.money(d.interest, cur),
-                ));
+                let label = match l {
+                    Locale::De => format!("Verzugszinsen (§ 288 Abs. 2 BGB) bis {}", l.date(d.deadline)),
+                    Locale::En => format!("Default interest (§ 288(2) BGB) to {}", l.date(d.deadline)),
+                };
+                rows.push((label, l.money(d.interest, cur)));
             }
             for (k, v) in &rows {
                 c.text(MARGIN, y, k, Weight::Regular, 10.0);

@@ -88,6 +88,9 @@ pub struct DunningEvent {
     pub total_due: i64,
     /// The new payment deadline the buyer's notice names, if any.
     pub deadline: Option<NaiveDate>,
+    /// What the notice asks the buyer to pay by `deadline`: `total_due` with default interest
+    /// up to the deadline. Paid by then, it settles the invoice.
+    pub total_by_deadline: Option<i64>,
 }
 
 /// `dunning.paused`, `dunning.resumed`.
@@ -524,6 +527,7 @@ mod tests {
             interest_charged: 72,
             total_due: 15972,
             deadline: None,
+            total_by_deadline: None,
         };
         all.extend(DunningEventKind::ALL.iter().map(|k| Event::Dunning(*k, dunning.clone())));
         let pause = DunningPauseEvent { capture_id: CaptureId::new(), reason: "buyer disputes".into(), until: None };

@@ -351,7 +351,17 @@ async fn process(
         interest_charged: interest,
         total_due: c.outstanding() + p.fees + p.interest - p.waived,
         deadline,
+        total_by_deadline: None,
     };
+    // The notice states interest up to its pay-by date: what it asks settles the invoice if paid
+    // by then (see `interest_through_for_payment`).
+    let until_deadline = match (deadline, p.interest_through) {
+        (Some(d), Some(from)) if c.currency == "EUR" => {
+            rules::interest(c.outstanding(), from, d, rates, policy.interest_points_bps)
+        }
+        _ => 0,
+    };
+    let data = DunningEvent { total_by_deadline: deadline.map(|_| data.total_due + until_deadline), ..data };
     let total = data.total_due;
     events::append(tx, psp_id, &Event::Dunning(kind, data), at).await?;
     store::defer_progress(tx, c.id, c.dunning_stage, &p, at.now);
@@ -363,8 +373,8 @@ async fn process(
                 level: p.level,
                 title: title.cloned().unwrap_or_default(),
                 fees: p.fees,
-                interest: p.interest,
-                total,
+                interest: p.interest + until_deadline,
+                total: total + until_deadline,
                 deadline: deadline.unwrap_or(today),
             };
             super::messages::queue_dunning(s, tx, &f, &d, at);
@@ -392,6 +402,19 @@ pub async fn on_settlement_change(
     new_state: &str,
     at: PspTime,
 ) -> Result<(), OrderError> {
+    on_settlement_change_through(s, tx, c, new_state, at, at.now.date_naive()).await
+}
+
+/// [`on_settlement_change`] with interest charged up to `through` (today, or the pay-by date of
+/// a notice whose total a payment pays).
+pub async fn on_settlement_change_through(
+    s: &Services,
+    tx: &mut Tx,
+    c: &CaptureRow,
+    new_state: &str,
+    at: PspTime,
+    through: NaiveDate,
+) -> Result<(), OrderError> {
     if c.interest_through.is_none() && c.dunning_charges() == 0 {
         return Ok(());
     }
@@ -399,7 +422,7 @@ pub async fn on_settlement_change(
     if c.is_unpaid() && p.interest_through.is_some() {
         let points = policy(s, tx).await?.interest_points_bps;
         let rates = store::base_rates(tx).await?;
-        let (interest, through) = interest_due(c, &p, &rates, points, at.now.date_naive());
+        let (interest, through) = interest_due(c, &p, &rates, points, through);
         charge(tx, c, "default_interest", interest, at.now).await?;
         p.interest += interest;
         p.interest_through = through;
@@ -416,6 +439,40 @@ pub async fn on_settlement_change(
         p.next_on = None;
     }
     save(tx, c, &p, at.now).await
+}
+
+/// Up to which day a payment of `amount` charges the interest running on `rows` (the invoices
+/// it pays, in order): the pay-by date of each invoice's newest notice not yet past, if the
+/// payment pays everything those notices asked (interest up to their dates, as they stated it);
+/// today otherwise. `None` for an invoice on which no interest runs.
+pub async fn interest_through_for_payment(
+    s: &Services,
+    tx: &mut Tx,
+    rows: &[CaptureRow],
+    amount: i64,
+) -> Result<Vec<Option<NaiveDate>>, OrderError> {
+    if rows.iter().all(|c| c.interest_through.is_none()) {
+        return Ok(vec![None; rows.len()]);
+    }
+    let points = policy(s, tx).await?.interest_points_bps;
+    let rates = store::base_rates(tx).await?;
+    let mut today = Vec::with_capacity(rows.len());
+    let mut by_deadline = Vec::with_capacity(rows.len());
+    let mut asked: i64 = 0;
+    for c in rows {
+        let now = s.now_for(tx, c.psp_id).await?.now.date_naive();
+        let deadline = match c.interest_through {
+            Some(_) => store::latest_deadline(tx, c.id).await?.filter(|d| *d >= now),
+            None => None,
+        };
+        let p = progress_of(c)?;
+        let until = deadline.unwrap_or(now);
+        let (interest, _) = interest_due(c, &p, &rates, points, until);
+        asked = asked.saturating_add(c.outstanding() + c.dunning_charges() + interest);
+        today.push(c.interest_through.as_ref().map(|_| now));
+        by_deadline.push(c.interest_through.as_ref().map(|_| until));
+    }
+    Ok(if amount >= asked { by_deadline } else { today })
 }
 
 /// `POST /admin/v1/captures/{id}/dunning/pause`.

@@ -377,7 +377,9 @@ pub struct DunningFacts {
     pub level: i64,
     pub title: String,
     pub fees: i64,
+    /// Default interest up to the deadline (charged so far, and what runs until then).
     pub interest: i64,
+    /// What settles the invoice if paid by the deadline.
     pub total: i64,
     pub deadline: NaiveDate,
 }
@@ -416,10 +418,11 @@ pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts) -> Composed {
         ));
     }
     if d.interest > 0 {
-        rows.push((
-            l.pick("Verzugszinsen bis heute", "Default interest to date").into(),
-            l.money(d.interest, &f.currency),
-        ));
+        let label = match l {
+            Locale::De => format!("Verzugszinsen (§ 288 Abs. 2 BGB) bis {}", l.date(d.deadline)),
+            Locale::En => format!("Default interest (§ 288(2) BGB) to {}", l.date(d.deadline)),
+        };
+        rows.push((label, l.money(d.interest, &f.currency)));
     }
     rows.push((l.pick("Gesamtbetrag", "Total due").into(), l.money(d.total, &f.currency)));
     rows.push((l.pick("Zahlbar bis", "Pay by").into(), l.date(d.deadline)));

@@ -228,12 +228,14 @@ pub async fn apply(
             rows.retain(|c| c.id == id);
         }
     }
-    // Interest that runs is charged up to today before the payment is spread.
+    // Interest that runs is charged up to today before the payment is spread — or up to the
+    // pay-by date of the notices whose totals the payment pays.
+    let through = super::dunning::interest_through_for_payment(s, tx, &rows, p.amount).await?;
     let mut current = Vec::with_capacity(rows.len());
-    for c in rows {
-        if c.interest_through.is_some() {
+    for (c, through) in rows.into_iter().zip(through) {
+        if let Some(through) = through {
             let at = s.now_for(tx, c.psp_id).await?;
-            super::dunning::on_settlement_change(s, tx, &c, &c.state, at).await?;
+            super::dunning::on_settlement_change_through(s, tx, &c, &c.state, at, through).await?;
             let fresh =
                 captures_store::get_capture(tx, c.psp_id, c.id, false).await?.ok_or(OrderError::NotFound("capture"))?;
             current.push(fresh);

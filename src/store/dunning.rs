@@ -57,6 +57,15 @@ pub fn record_step(tx: &mut Tx, r: &StepRow<'_>) {
     );
 }
 
+/// The pay-by date of the newest dunning notice sent for invoice `id`, if any.
+pub async fn latest_deadline(conn: &mut impl AsExec, id: CaptureId) -> StoreResult<Option<NaiveDate>> {
+    let d: Option<Option<String>> = with_conn!(conn, c => {
+        sqlx::query_scalar("SELECT MAX(deadline) FROM dunning_steps WHERE capture_id = $1")
+            .bind(id).fetch_optional(&mut *c).await?
+    });
+    d.flatten().map(|d| d.parse().map_err(|_| StoreError::Corrupt("dunning_steps.deadline".into()))).transpose()
+}
+
 /// An invoice's dunning after a step or a change, written if its stage is still `expected_stage`.
 pub struct Progress {
     pub stage: i64,

@@ -186,6 +186,9 @@ async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interes
     let level2 = &events[3].1;
     assert_eq!(level2["deadline"], day(31).to_string());
     assert_eq!(level2["total_due"], 11900 + 4000 + i2);
+    // The notice asks for interest up to its pay-by date (day 31): 10 more days at 11.50 %.
+    let d2 = by_hand(11900, &[(10, 1150)]);
+    assert_eq!(level2["total_by_deadline"], 11900 + 4000 + i2 + d2);
 
     let c = get_capture(&app, &psp, &id).await;
     assert_eq!(c["state"], "collection");
@@ -210,14 +213,15 @@ async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interes
         ]
     );
     let level2 = &mails[2];
-    let total2 = 11900 + 4000 + i2;
+    let total2 = 11900 + 4000 + i2 + d2;
     let euros = |minor: i64| format!("{},{:02} €", minor / 100, minor % 100);
-    assert!(level2.text.contains("40,00 €") && level2.text.contains(&euros(i2)), "{}", level2.text);
+    assert!(level2.text.contains("40,00 €") && level2.text.contains(&euros(i2 + d2)), "{}", level2.text);
+    assert!(level2.text.contains(&format!("bis {}", day(31).format("%d.%m.%Y"))), "{}", level2.text);
     assert!(level2.text.contains(&euros(total2)), "{}", level2.text);
     assert_eq!(mails.iter().map(|m| m.attachments.len()).collect::<Vec<_>>(), [0, 1, 1, 1, 0]);
     if pdf_tools() {
         let text = pdf_text(&level2.attachments[0].2);
-        for needle in ["1. Mahnung", "Verzugspauschale", "40,00 €", euros(i2).as_str(), euros(total2).as_str()] {
+        for needle in ["1. Mahnung", "Verzugspauschale", "40,00 €", euros(i2 + d2).as_str(), euros(total2).as_str()] {
             assert!(text.contains(needle), "{needle} not in {text}");
         }
         let codes = pdf_qr_codes(&level2.attachments[0].2);
@@ -465,4 +469,71 @@ async fn start_up_warns_when_the_half_year_has_no_base_rate() {
     assert!(captured_logs().contains("no row for the current half-year"));
     put_base_rate(&app, day("2031-07-01"), 150).await;
     assert!(netterms::service::dunning::warn_if_base_rate_missing(s, day("2031-08-01")).await.unwrap());
+}
+
+/// Property over the days of a notice: paying exactly the total a dunning notice asks (the one
+/// its GiroCode carries) on any day from the notice to its pay-by date settles the invoice — no
+/// cents of interest left open, no further e-mail. (Interest is stated up to the pay-by date.)
+#[tokio::test]
+async fn paying_a_notices_total_by_its_date_settles_the_invoice() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    // A base rate for every half-year the test may cross.
+    let today = psp_today(&app, &psp).await;
+    let mut h = NaiveDate::from_ymd_opt(today.year() - 1, 1, 1).unwrap();
+    while h < today + Duration::days(400) {
+        put_base_rate(&app, h, 127).await;
+        h = next_half_year(h);
+    }
+    // One invoice for each day from the notice to its pay-by date (10 days later).
+    let mut invoices = Vec::new();
+    for i in 0..=10 {
+        invoices.push(capture(&app, &psp, &mid, &format!("T-{i}")).await);
+    }
+    let due: NaiveDate = invoices[0]["due_date"].as_str().unwrap().parse().unwrap();
+    // Level 2 ("1. Mahnung") at due + 21: the flat fee, and interest from the day after the due date.
+    let notice_day = due + Duration::days(21);
+    advance_to(&app, &psp, notice_day).await;
+    let notices = crate::payments::events_of(&app, &psp, "dunning.level_changed").await;
+    for (i, c) in invoices.iter().enumerate() {
+        let id = c["capture_id"].as_str().unwrap();
+        let n = notices.iter().find(|n| n["capture_id"] == id && n["level"] == 2).unwrap();
+        let deadline: NaiveDate = n["deadline"].as_str().unwrap().parse().unwrap();
+        assert_eq!(deadline, notice_day + Duration::days(10));
+        let total = n["total_by_deadline"].as_i64().unwrap();
+        assert!(total > n["total_due"].as_i64().unwrap(), "interest runs until the deadline: {n}");
+        // The notice the buyer got asks exactly that total.
+        let mail = app.send(app.psp(&psp, Method::GET, &format!("/v1/sandbox/messages?capture_id={id}"))).await.json();
+        let text = mail["data"].as_array().unwrap().iter().find(|m| m["kind"] == "dunning").unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let euros = format!("{},{:02}", total / 100, total % 100);
+        assert!(text.contains(&euros), "{euros} in {text}");
+        // Paid on day i after the notice, exactly that amount.
+        let day = notice_day + Duration::days(i64::try_from(i).unwrap());
+        if day > psp_today(&app, &psp).await {
+            advance_to(&app, &psp, day).await;
+        }
+        let r = app
+            .send(app.psp(&psp, Method::POST, "/v1/sandbox/payments").json(&json!({
+                "iban": c["payment_instructions"]["iban"], "amount": {"currency": "EUR", "value": total},
+                "reference": c["payment_instructions"]["reference"], "debtor_name": "Kunde GmbH"
+            })))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.json()["credit"], 0, "nothing paid too much: {}", r.text());
+        let after = get_capture(&app, &psp, id).await;
+        assert_eq!(after["state"], "paid", "paid {total} on day {i} of the notice: {after}");
+        assert_eq!(after["outstanding"], 0, "{after}");
+    }
+    // Nothing more happens to them: no further notice, no credit left over.
+    advance_to(&app, &psp, notice_day + Duration::days(40)).await;
+    for c in &invoices {
+        let id = c["capture_id"].as_str().unwrap();
+        let after = get_capture(&app, &psp, id).await;
+        assert_eq!((after["state"].as_str(), after["dunning"]["level"].as_i64()), (Some("paid"), Some(2)), "{after}");
+    }
+    crate::orders::verify_ledger(&app).await;
 }
