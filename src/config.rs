@@ -115,6 +115,12 @@ pub struct Config {
     pub issuer_vat_id: String,
     pub issuer_email: String,
     pub issuer_phone: String,
+    /// The issuer's commercial register entry (§ 35a GmbHG): court and number, and its managing
+    /// directors; printed on fee invoices and in their XML (legal registration id, BT-30, and
+    /// additional legal information, BT-33).
+    pub issuer_register_court: String,
+    pub issuer_register_number: String,
+    pub issuer_managing_directors: String,
     /// The VAT rate on netterms' fees to PSPs in the issuer's own country, in basis points
     /// (1900 = 19 %). Fees are quoted including it; PSPs elsewhere in the EU with a VAT id get a
     /// reverse-charge invoice, PSPs outside the EU one outside the scope of VAT here.
@@ -199,6 +205,9 @@ impl Default for Config {
             issuer_vat_id: "DE123456789".into(),
             issuer_email: "rechnung@netterms.example".into(),
             issuer_phone: "+49 30 1234567".into(),
+            issuer_register_court: "Amtsgericht Berlin-Charlottenburg".into(),
+            issuer_register_number: "HRB 000000 B".into(),
+            issuer_managing_directors: "Erika Mustermann".into(),
             fee_vat_rate_bps: 1900,
             direct_debit_days_ahead: 5,
             sandbox_clock_lease_secs: 30,
@@ -285,6 +294,9 @@ const FIELDS: &[&str] = &[
     "issuer_vat_id",
     "issuer_email",
     "issuer_phone",
+    "issuer_register_court",
+    "issuer_register_number",
+    "issuer_managing_directors",
     "fee_vat_rate_bps",
     "direct_debit_days_ahead",
     "sandbox_clock_lease_secs",
@@ -441,6 +453,9 @@ impl Config {
             ("issuer_vat_id", &self.issuer_vat_id),
             ("issuer_email", &self.issuer_email),
             ("issuer_phone", &self.issuer_phone),
+            ("issuer_register_court", &self.issuer_register_court),
+            ("issuer_register_number", &self.issuer_register_number),
+            ("issuer_managing_directors", &self.issuer_managing_directors),
         ] {
             if v.trim().is_empty() || v.chars().count() > 200 {
                 errs.push(format!("{name} must be 1 to 200 characters"));

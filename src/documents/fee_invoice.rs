@@ -20,7 +20,7 @@ use crate::service::messages::Locale;
 
 const RIGHT: f32 = A4_WIDTH - MARGIN;
 
-/// The Factur-X properties and the PDF/A extension schema that declares them.
+/// The Factur-X properties.
 const FX_XMP: &str = concat!(
     "<rdf:Description rdf:about=\"\" xmlns:fx=\"urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#\">",
     "<fx:DocumentType>INVOICE</fx:DocumentType>",
@@ -28,9 +28,12 @@ const FX_XMP: &str = concat!(
     "<fx:Version>1.0</fx:Version>",
     "<fx:ConformanceLevel>EN 16931</fx:ConformanceLevel>",
     "</rdf:Description>",
-    "<rdf:Description rdf:about=\"\" xmlns:pdfaExtension=\"http://www.aiim.org/pdfa/ns/extension/\" ",
-    "xmlns:pdfaSchema=\"http://www.aiim.org/pdfa/ns/schema#\" xmlns:pdfaProperty=\"http://www.aiim.org/pdfa/ns/property#\">",
-    "<pdfaExtension:schemas><rdf:Bag><rdf:li rdf:parseType=\"Resource\">",
+);
+
+/// The PDF/A extension schema that declares them: one more entry of the packet's one
+/// `pdfaExtension:schemas` bag (a second bag is a duplicate property, which XMP parsers refuse).
+const FX_SCHEMA: &str = concat!(
+    "<rdf:li rdf:parseType=\"Resource\">",
     "<pdfaSchema:schema>Factur-X PDFA Extension Schema</pdfaSchema:schema>",
     "<pdfaSchema:namespaceURI>urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#</pdfaSchema:namespaceURI>",
     "<pdfaSchema:prefix>fx</pdfaSchema:prefix>",
@@ -47,7 +50,7 @@ const FX_XMP: &str = concat!(
     "<rdf:li rdf:parseType=\"Resource\"><pdfaProperty:name>ConformanceLevel</pdfaProperty:name>",
     "<pdfaProperty:valueType>Text</pdfaProperty:valueType><pdfaProperty:category>external</pdfaProperty:category>",
     "<pdfaProperty:description>The conformance level of the embedded Factur-X data</pdfaProperty:description></rdf:li>",
-    "</rdf:Seq></pdfaSchema:property></rdf:li></rdf:Bag></pdfaExtension:schemas></rdf:Description>",
+    "</rdf:Seq></pdfaSchema:property></rdf:li>",
 );
 
 fn pdf_date(d: chrono::NaiveDate) -> DateTime {
@@ -95,7 +98,7 @@ pub fn render(inv: &FeeInvoice) -> Result<Vec<u8>, RenderError> {
         page.finish();
     }
     let bytes = doc.finish().map_err(|e| RenderError::Pdf(format!("{e:?}")))?;
-    with_xmp(bytes, FX_XMP)
+    with_xmp(bytes, FX_XMP, FX_SCHEMA)
 }
 
 fn draw(c: &mut Canvas<'_, '_>, inv: &FeeInvoice) {
@@ -124,7 +127,7 @@ fn draw(c: &mut Canvas<'_, '_>, inv: &FeeInvoice) {
             y += 13.0;
         }
     }
-    if let Some(vat) = &b.vat_id {
+    if let Some(vat) = b.vat_id.as_ref().filter(|_| inv.category != VatCategory::OutsideScope) {
         c.text(MARGIN, y, &format!("USt-IdNr. {vat}"), Weight::Regular, 10.0);
     }
     c.text_right(RIGHT, 112.0, &format!("Rechnungsnummer: {}", inv.number), Weight::Regular, 10.0);
@@ -183,6 +186,10 @@ fn draw(c: &mut Canvas<'_, '_>, inv: &FeeInvoice) {
         inv.payout_id
     );
     c.paragraph(MARGIN, y, RIGHT - MARGIN, &note, Weight::Regular, 9.0);
+    // The issuer's legal details at the foot of the page (§ 35a GmbHG).
+    c.rule(MARGIN, RIGHT, A4_HEIGHT - 62.0);
+    let foot = format!("{} · {}", s.name, s.legal_info.as_deref().unwrap_or(""));
+    c.paragraph(MARGIN, A4_HEIGHT - 50.0, RIGHT - MARGIN, &foot, Weight::Regular, 7.5);
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -199,19 +206,39 @@ fn digits_at(b: &[u8], at: usize) -> (usize, usize) {
     (v, len)
 }
 
-/// `pdf` with `extra` (rdf:Description elements) added to its XMP packet: the metadata stream,
-/// its length and the offsets of the cross-reference table rewritten to match.
-pub fn with_xmp(pdf: Vec<u8>, extra: &str) -> Result<Vec<u8>, RenderError> {
+/// `pdf` with `description` (rdf:Description elements) added to its XMP packet and `schema` (an
+/// `rdf:li` of a PDF/A extension schema) added to the packet's `pdfaExtension:schemas` bag (or in
+/// a bag of its own if the packet has none): the metadata stream, its length and the offsets of
+/// the cross-reference table rewritten to match.
+pub fn with_xmp(pdf: Vec<u8>, description: &str, schema: &str) -> Result<Vec<u8>, RenderError> {
     let bad = |w: &str| RenderError::Pdf(format!("XMP: {w}"));
     let packet_end = find(&pdf, b"<?xpacket end=").ok_or_else(|| bad("no packet"))?;
-    let insert = rfind(&pdf[..packet_end], b"</rdf:RDF>").ok_or_else(|| bad("no rdf:RDF"))?;
-    let stream_kw = rfind(&pdf[..insert], b"stream\n").ok_or_else(|| bad("no stream"))?;
+    let rdf_end = rfind(&pdf[..packet_end], b"</rdf:RDF>").ok_or_else(|| bad("no rdf:RDF"))?;
+    let stream_kw = rfind(&pdf[..rdf_end], b"stream\n").ok_or_else(|| bad("no stream"))?;
     let length_kw = rfind(&pdf[..stream_kw], b"/Length ").ok_or_else(|| bad("no /Length"))? + b"/Length ".len();
+    // Where the schema goes: into the packet's bag of extension schemas, before it closes.
+    let bag_end = rfind(&pdf[stream_kw..rdf_end], b"</pdfaExtension:schemas>")
+        .and_then(|e| rfind(&pdf[stream_kw..stream_kw + e], b"</rdf:Bag>"))
+        .map(|b| stream_kw + b);
+    let own_bag;
+    let inserts: Vec<(usize, &str)> = match bag_end {
+        Some(at) => vec![(at, schema), (rdf_end, description)],
+        None => {
+            own_bag = format!(
+                "{description}<rdf:Description rdf:about=\"\" xmlns:pdfaExtension=\"http://www.aiim.org/pdfa/ns/extension/\" \
+                 xmlns:pdfaSchema=\"http://www.aiim.org/pdfa/ns/schema#\" xmlns:pdfaProperty=\"http://www.aiim.org/pdfa/ns/property#\">\
+                 <pdfaExtension:schemas><rdf:Bag>{schema}</rdf:Bag></pdfaExtension:schemas></rdf:Description>"
+            );
+            vec![(rdf_end, own_bag.as_str())]
+        }
+    };
+    let added: usize = inserts.iter().map(|(_, t)| t.len()).sum();
     let (old_len, old_digits) = digits_at(&pdf, length_kw);
-    let new_len = old_len + extra.len();
+    let new_len = old_len + added;
     let new_digits = new_len.to_string();
     let d1 = new_digits.len() as i64 - old_digits as i64;
-    let d2 = d1 + extra.len() as i64;
+    let d2 = d1 + added as i64;
+    let insert = stream_kw;
     let xref_at = rfind(&pdf, b"startxref").ok_or_else(|| bad("no startxref"))?;
     let (xref_offset, _) = digits_at(&pdf, xref_at + b"startxref\n".len());
     if pdf.get(xref_offset..xref_offset + 4) != Some(b"xref".as_slice()) || xref_offset < insert {
@@ -228,12 +255,16 @@ pub fn with_xmp(pdf: Vec<u8>, extra: &str) -> Result<Vec<u8>, RenderError> {
         };
         n as usize
     };
-    let mut out = Vec::with_capacity(pdf.len() + extra.len() + 8);
+    let mut out = Vec::with_capacity(pdf.len() + added + 8);
     out.extend_from_slice(&pdf[..length_kw]);
     out.extend_from_slice(new_digits.as_bytes());
-    out.extend_from_slice(&pdf[length_kw + old_digits..insert]);
-    out.extend_from_slice(extra.as_bytes());
-    out.extend_from_slice(&pdf[insert..xref_offset]);
+    let mut from = length_kw + old_digits;
+    for (at, text) in &inserts {
+        out.extend_from_slice(&pdf[from..*at]);
+        out.extend_from_slice(text.as_bytes());
+        from = *at;
+    }
+    out.extend_from_slice(&pdf[from..xref_offset]);
     // The table: `xref`, then sections `first count` each followed by 20-byte entries.
     let table = &pdf[xref_offset..xref_at];
     let mut i = table.iter().position(|&c| c == b'\n').ok_or_else(|| bad("xref"))? + 1;
@@ -280,6 +311,8 @@ mod tests {
             vat_id: Some(format!("{country}123456789")),
             email: Some("rechnung@netterms.example".into()),
             phone: Some("+49 30 1234567".into()),
+            registration: Some("HRB 000000 B".into()),
+            legal_info: Some("Registergericht: Amtsgericht Berlin-Charlottenburg, HRB 000000 B".into()),
         };
         FeeInvoice {
             number: "NT-2026-000001".into(),
@@ -290,12 +323,23 @@ mod tests {
             currency: "EUR".into(),
             captures: 2,
             net: 1000,
-            vat: 190,
-            gross: 1190,
+            vat: if category == VatCategory::Standard { 190 } else { 0 },
+            gross: if category == VatCategory::Standard { 1190 } else { 1000 },
             vat_rate_bps: 1900,
             category,
             seller: party("netterms GmbH", "DE"),
-            buyer: party("Example Payments GmbH", "DE"),
+            buyer: Party {
+                registration: None,
+                legal_info: None,
+                ..party(
+                    "Example Payments GmbH",
+                    match category {
+                        VatCategory::Standard => "DE",
+                        VatCategory::ReverseCharge => "AT",
+                        VatCategory::OutsideScope => "CH",
+                    },
+                )
+            },
             buyer_reference: "psp".into(),
         }
     }

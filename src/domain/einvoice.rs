@@ -32,6 +32,12 @@ pub struct Party {
     pub vat_id: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
+    /// The legal registration identifier (BT-30), e.g. the commercial register number.
+    #[serde(default)]
+    pub registration: Option<String>,
+    /// Additional legal information (BT-33): register court, managing directors.
+    #[serde(default)]
+    pub legal_info: Option<String>,
 }
 
 /// The VAT treatment of the fees (UNTDID 5305 category).
@@ -187,8 +193,19 @@ fn date(d: NaiveDate) -> String {
     format!("<udt:DateTimeString format=\"102\">{}</udt:DateTimeString>", d.format("%Y%m%d"))
 }
 
-fn party(out: &mut String, p: &Party, seller: bool) {
+/// A trade party. `vat_id`: whether its VAT identifier is named (not on an invoice outside the
+/// scope of VAT, BR-O-02).
+fn party(out: &mut String, p: &Party, seller: bool, vat_id: bool) {
     out.push_str(&format!("<ram:Name>{}</ram:Name>", esc(&p.name)));
+    if let Some(info) = &p.legal_info {
+        out.push_str(&format!("<ram:Description>{}</ram:Description>", esc(info)));
+    }
+    if let Some(id) = &p.registration {
+        out.push_str(&format!(
+            "<ram:SpecifiedLegalOrganization><ram:ID>{}</ram:ID></ram:SpecifiedLegalOrganization>",
+            esc(id)
+        ));
+    }
     if seller {
         out.push_str("<ram:DefinedTradeContact>");
         out.push_str(&format!("<ram:PersonName>{}</ram:PersonName>", esc(&p.name)));
@@ -223,7 +240,7 @@ fn party(out: &mut String, p: &Party, seller: bool) {
             esc(email)
         ));
     }
-    if let Some(vat) = &p.vat_id {
+    if let Some(vat) = p.vat_id.as_ref().filter(|_| vat_id) {
         out.push_str(&format!(
             "<ram:SpecifiedTaxRegistration><ram:ID schemeID=\"VA\">{}</ram:ID></ram:SpecifiedTaxRegistration>",
             esc(vat)
@@ -235,14 +252,19 @@ fn party(out: &mut String, p: &Party, seller: bool) {
 pub fn cii(inv: &FeeInvoice, g: Guideline) -> String {
     let cur = esc(&inv.currency);
     let category = inv.category.code();
-    // No rate at all for `O` (BR-O-05), 0 for reverse charge, the configured one otherwise.
+    // The line: no rate for `O` (BR-O-05), 0 for reverse charge, the configured one otherwise.
+    // The breakdown always names one (XRechnung BR-DE-14): 0 for `O` too.
+    let zero = "<ram:RateApplicablePercent>0</ram:RateApplicablePercent>".to_owned();
     let rate_el = match inv.category {
         VatCategory::OutsideScope => String::new(),
-        VatCategory::ReverseCharge => "<ram:RateApplicablePercent>0</ram:RateApplicablePercent>".to_owned(),
+        VatCategory::ReverseCharge => zero.clone(),
         VatCategory::Standard => {
             format!("<ram:RateApplicablePercent>{}</ram:RateApplicablePercent>", rate(inv.vat_rate_bps))
         }
     };
+    let breakdown_rate = if inv.category == VatCategory::OutsideScope { zero } else { rate_el.clone() };
+    // Outside the scope of VAT neither party's VAT identifier is named (BR-O-02).
+    let vat_ids = inv.category != VatCategory::OutsideScope;
     let mut x = String::with_capacity(6000);
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     x.push_str(
@@ -302,9 +324,9 @@ pub fn cii(inv: &FeeInvoice, g: Guideline) -> String {
     x.push_str("<ram:ApplicableHeaderTradeAgreement>");
     x.push_str(&format!("<ram:BuyerReference>{}</ram:BuyerReference>", esc(&inv.buyer_reference)));
     x.push_str("<ram:SellerTradeParty>");
-    party(&mut x, &inv.seller, true);
+    party(&mut x, &inv.seller, true, vat_ids);
     x.push_str("</ram:SellerTradeParty><ram:BuyerTradeParty>");
-    party(&mut x, &inv.buyer, false);
+    party(&mut x, &inv.buyer, false, vat_ids);
     x.push_str("</ram:BuyerTradeParty></ram:ApplicableHeaderTradeAgreement>");
     // The service was rendered over the line's period; BG-13 needs no more.
     x.push_str("<ram:ApplicableHeaderTradeDelivery/>");
@@ -326,7 +348,7 @@ pub fn cii(inv: &FeeInvoice, g: Guideline) -> String {
     if let Some((code, _)) = inv.category.exemption() {
         x.push_str(&format!("<ram:ExemptionReasonCode>{code}</ram:ExemptionReasonCode>"));
     }
-    x.push_str(&format!("{rate_el}</ram:ApplicableTradeTax>"));
+    x.push_str(&format!("{breakdown_rate}</ram:ApplicableTradeTax>"));
     x.push_str(&format!(
         "<ram:SpecifiedTradePaymentTerms><ram:Description>Bereits beglichen: mit der Auszahlung {} einbehalten. Nichts zu zahlen.</ram:Description></ram:SpecifiedTradePaymentTerms>",
         inv.payout_id

@@ -30,7 +30,18 @@ fn seller(s: &Services) -> Party {
         vat_id: Some(c.issuer_vat_id.clone()),
         email: Some(c.issuer_email.clone()),
         phone: Some(c.issuer_phone.clone()),
+        registration: Some(c.issuer_register_number.clone()),
+        legal_info: Some(legal_info(s)),
     }
+}
+
+/// The issuer's register entry and managing directors, as one line (§ 35a GmbHG).
+pub fn legal_info(s: &Services) -> String {
+    let c = &s.config;
+    format!(
+        "Registergericht: {}, {} · Geschäftsführung: {}",
+        c.issuer_register_court, c.issuer_register_number, c.issuer_managing_directors
+    )
 }
 
 /// The PSP as the buyer: its billing details; without a country, its payout IBAN's.
@@ -45,7 +56,30 @@ fn buyer(psp: &Psp) -> Party {
         vat_id: b.vat_id.clone(),
         email: b.email.clone(),
         phone: None,
+        registration: None,
+        legal_info: None,
     }
+}
+
+/// Whether `psp`'s billing details name the address a fee invoice must carry.
+pub fn billable(psp: &Psp) -> bool {
+    let b = &psp.billing;
+    [&b.street, &b.postal_code, &b.city, &b.country].iter().all(|f| f.as_deref().is_some_and(|v| !v.trim().is_empty()))
+}
+
+/// Issues, in `tx`, the invoices held for want of `psp`'s billing address (it has one now): one
+/// for each of its payouts that withheld fees and has none, dated today on its clock.
+pub async fn issue_held(s: &Services, tx: &mut Tx, psp: &Psp) -> Result<usize, OrderError> {
+    if !billable(psp) {
+        return Ok(0);
+    }
+    let at = s.now_for(tx, psp.psp_id).await?;
+    let mut n = 0;
+    for (payout_id, currency, period_end) in store::payouts_without_invoice(tx, psp.psp_id).await? {
+        let period_end = period_end.parse().map_err(corrupt)?;
+        n += usize::from(issue(s, tx, psp, payout_id, &currency, period_end, at).await?.is_some());
+    }
+    Ok(n)
 }
 
 /// Issues the invoice for the fees payout `payout_id` withheld, in the payout's transaction;
@@ -61,6 +95,18 @@ pub async fn issue(
 ) -> Result<Option<FeeInvoice>, OrderError> {
     let (captures, fees, first) = store::fees_of_payout(tx, payout_id).await?;
     if fees <= 0 {
+        return Ok(None);
+    }
+    if !billable(psp) {
+        // An invoice must name the buyer's address (EN 16931 BG-8; XRechnung BR-DE-8/9 want
+        // city and post code): held until the operator gives it, then issued (`issue_held`).
+        tracing::warn!(
+            alert = "operator",
+            psp_id = %psp.psp_id,
+            %payout_id,
+            "fee invoice held: the PSP has no billing address (street, postal code, city, country); it is issued \
+             once one is given"
+        );
         return Ok(None);
     }
     let issue_date = at.now.date_naive();

@@ -105,8 +105,13 @@ pub async fn update(s: &Services, id: PspId, patch: PspPatch) -> Result<Psp, Psp
     let current = psps::get_for_update(&mut tx, id).await?.ok_or(PspError::NotFound)?;
     let next = patch.apply(&current.settings()).map_err(PspError::Invalid)?;
     let psp = psps::update(&mut tx, id, &next, now).await?.ok_or(PspError::NotFound)?;
+    // Fee invoices held for want of a billing address are issued once it is there.
+    let issued = super::fee_invoices::issue_held(s, &mut tx, &psp).await.map_err(|e| match e {
+        super::orders::OrderError::Store(e) => PspError::Store(e),
+        other => PspError::Store(StoreError::Corrupt(other.to_string())),
+    })?;
     tx.commit().await?;
-    tracing::info!(psp_id = %id, "psp updated");
+    tracing::info!(psp_id = %id, fee_invoices_issued = issued, "psp updated");
     Ok(psp)
 }
 

@@ -32,6 +32,20 @@ pub async fn fees_of_payout(
     }))
 }
 
+/// `psp_id`'s payouts without a fee invoice (id, currency, period end), oldest first.
+pub async fn payouts_without_invoice(
+    tx: &mut impl AsExec,
+    psp_id: PspId,
+) -> StoreResult<Vec<(uuid::Uuid, String, String)>> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query_as(
+            "SELECT p.id, p.currency, p.period_end FROM payouts p WHERE p.psp_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM fee_invoices f WHERE f.payout_id = p.id) ORDER BY p.id",
+        )
+        .bind(psp_id).fetch_all(&mut *c).await?
+    }))
+}
+
 pub struct NewFeeInvoice<'a> {
     pub id: uuid::Uuid,
     pub payout_id: uuid::Uuid,

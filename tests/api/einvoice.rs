@@ -1,8 +1,12 @@
-//! Checks netterms' fee invoices with an independent validator: PyPI `factur-x` (Akretion) — the
-//! Factur-X EN 16931 XSD of the XML, and the extraction of `factur-x.xml` from the PDF — plus
-//! pypdf's strict reader for the file's structure. `NETTERMS_FACTURX_PYTHON` names a Python with
-//! both installed (`.ci/run` makes one). Without it the check says it skipped, unless
-//! `NETTERMS_REQUIRE_TOOLS` is set (CI), where it fails.
+//! Checks netterms' fee invoices with independent validators: PyPI `factur-x` (Akretion) — the
+//! Factur-X EN 16931 XSD of the XML, and the extraction of `factur-x.xml` from the PDF — pypdf's
+//! strict reader for the file's structure, Exempi (Adobe's XMP toolkit, through PyPI
+//! `python-xmp-toolkit`) for the XMP packet, and the official Schematron rules — CEN/TC 434's
+//! EN 16931 rules for CII and KoSIT's XRechnung rules, compiled to XSLT in
+//! `../shared/validators/einvoice` — run with Saxon (PyPI `saxonche`): every failed assert, fatal
+//! or warning, fails the test. `NETTERMS_FACTURX_PYTHON` names a Python with them installed
+//! (`.ci/run` makes one). Without it the check says it skipped, unless `NETTERMS_REQUIRE_TOOLS`
+//! is set (CI), where it fails.
 
 const CHECK: &str = r#"
 import sys
@@ -22,10 +26,36 @@ if kind == 'pdf':
     assert 'urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#' in raw, 'no fx: XMP'
     assert 'EN 16931' in raw and 'factur-x.xml' in raw, raw[:300]
     assert reader.trailer['/Root'].get('/AF') is not None, 'no /AF'
-    print(len(reader.pages), 'page(s);', name, level)
+    # Exempi refuses what Adobe's XMPCore refuses (a duplicate property, code 203, among others).
+    from libxmp import XMPMeta
+    fx = 'urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#'
+    XMPMeta.register_namespace(fx, 'fx')
+    XMPMeta.register_namespace('http://www.aiim.org/pdfa/ns/id/', 'pdfaid')
+    # The document's own packet (the catalog's /Metadata stream), as Exempi parses it.
+    packet = reader.trailer['/Root']['/Metadata'].get_object().get_data().decode('utf-8')
+    ours = XMPMeta(xmp_str=packet)
+    for ns, prop, want in [(fx, 'ConformanceLevel', 'EN 16931'), (fx, 'DocumentFileName', 'factur-x.xml'),
+                           ('http://www.aiim.org/pdfa/ns/id/', 'part', '3')]:
+        assert ours.does_property_exist(ns, prop) and ours.get_property(ns, prop) == want, prop
+    print(len(reader.pages), 'page(s);', name, level, '; XMP ok')
 else:
     facturx.xml_check_xsd(data, flavor='factur-x', level='en16931')
-    print('XSD ok')
+    if len(sys.argv) > 3:
+        import re
+        from saxonche import PySaxonProcessor
+        failed = []
+        with PySaxonProcessor(license=False) as p:
+            doc = p.parse_xml(xml_file_name=path)
+            for sheet in sys.argv[3:]:
+                svrl = p.new_xslt30_processor().compile_stylesheet(stylesheet_file=sheet).transform_to_string(xdm_node=doc)
+                for m in re.finditer(r'<svrl:failed-assert\b[^>]*>.*?</svrl:failed-assert>', svrl, re.S):
+                    rule = re.search(r'\bid="([^"]*)"', m.group(0))
+                    text = re.sub(r'<[^>]+>|\s+', ' ', m.group(0)).strip()
+                    failed.append(sheet.rsplit('/', 1)[-1] + ' ' + (rule.group(1) if rule else '?') + ': ' + text[:300])
+        assert not failed, '\n'.join(failed)
+        print('XSD and', len(sys.argv) - 3, 'Schematron rule sets ok')
+    else:
+        print('XSD ok')
 "#;
 
 fn python() -> Option<String> {
@@ -40,11 +70,27 @@ fn python() -> Option<String> {
     py
 }
 
-fn run(kind: &str, bytes: &[u8]) {
+/// The official Schematron rule sets (XSLT), where this checkout has `../shared` (CI does).
+fn schematrons() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/validators/einvoice");
+    if !dir.exists() {
+        assert!(
+            std::env::var("NETTERMS_REQUIRE_FIXTURES").is_err(),
+            "NETTERMS_REQUIRE_FIXTURES is set but {} is missing",
+            dir.display()
+        );
+        eprintln!("skipped: the Schematron rules in {} are not there (CI has them)", dir.display());
+        return Vec::new();
+    }
+    ["EN16931-CII-validation.xslt", "xrechnung-cii.xsl"].iter().map(|f| dir.join(f)).collect()
+}
+
+fn run(kind: &str, bytes: &[u8], rules: &[std::path::PathBuf]) {
     let Some(py) = python() else { return };
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), bytes).unwrap();
-    let out = std::process::Command::new(py).arg("-c").arg(CHECK).arg(kind).arg(file.path()).output().unwrap();
+    let out =
+        std::process::Command::new(py).arg("-c").arg(CHECK).arg(kind).arg(file.path()).args(rules).output().unwrap();
     assert!(
         out.status.success(),
         "factur-x refused the {kind}: {}\n{}",
@@ -53,14 +99,20 @@ fn run(kind: &str, bytes: &[u8]) {
     );
 }
 
-/// A Factur-X PDF: the XML extracted and valid, the Factur-X XMP, a sound file.
+/// A Factur-X PDF: the XML extracted and valid, the Factur-X XMP as Exempi reads it, a sound file.
 pub fn check_pdf(pdf: &[u8]) {
-    run("pdf", pdf);
+    run("pdf", pdf, &[]);
 }
 
 /// A CII XML against the EN 16931 XSD.
 pub fn check_xml(xml: &str) {
-    run("xml", xml.as_bytes());
+    run("xml", xml.as_bytes(), &[]);
+}
+
+/// One of our CII invoices against the XSD and both official Schematron rule sets (EN 16931 and
+/// XRechnung), with no failed assert.
+pub fn check_rules(xml: &str) {
+    run("xml", xml.as_bytes(), &schematrons());
 }
 
 /// The element paths (local names from the root) of a CII document.

@@ -270,7 +270,9 @@ impl TestApp {
         let r = self
             .send(self.admin(Method::POST, "/admin/v1/psps").json(&json!({
                 "name": "Example Payments GmbH", "fee_rate_bps": 150, "fee_fixed": 25,
-                "iban": "DE89 3704 0044 0532 0130 00", "payout_frequency": "weekly"
+                "iban": "DE89 3704 0044 0532 0130 00", "payout_frequency": "weekly",
+                "billing": {"street": "Zahlweg 5", "postal_code": "60311", "city": "Frankfurt am Main",
+                            "country": "DE", "email": "buchhaltung@psp.example"}
             })))
             .await;
         assert_eq!(r.status, 201, "{}", r.text());

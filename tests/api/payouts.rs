@@ -232,7 +232,7 @@ async fn weekly_payouts_add_up_are_sent_and_paid_once() {
         assert_eq!((pdf.status.as_u16(), pdf.headers["content-type"].to_str().unwrap()), (200, "application/pdf"));
         crate::einvoice::check_pdf(&pdf.bytes);
         let xml = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{pid}/fee-invoice.xml"))).await.text();
-        crate::einvoice::check_xml(&xml);
+        crate::einvoice::check_rules(&xml);
         assert!(xml.contains("urn:xeinkauf.de:kosit:xrechnung_3.0"), "{xml}");
         let fees: i64 = fees_of(&app, &psp, pid).await;
         assert!(
@@ -242,6 +242,9 @@ async fn weekly_payouts_add_up_are_sent_and_paid_once() {
         assert!(xml.contains(&format!("Gebühren für {captures} Rechnungen")), "{xml}");
         let text = crate::smtp::pdf_text(&pdf.bytes);
         assert!(text.contains("NT-") && text.contains(&decimal(fees).replace('.', ",")), "{text}");
+        // The issuer's register entry and managing directors (§ 35a GmbHG), in the XML too.
+        assert!(text.contains("Registergericht") && text.contains("Geschäftsführung"), "{text}");
+        assert!(xml.contains("<ram:SpecifiedLegalOrganization><ram:ID>HRB"), "{xml}");
     }
     app.send(app.psp(&other, Method::GET, &format!("/v1/payouts/{p1_id}/fee-invoice.xml")))
         .await
@@ -308,7 +311,8 @@ async fn psp_paid(app: &TestApp, frequency: &str) -> TestPsp {
     let r = app
         .send(app.admin(Method::POST, "/admin/v1/psps").json(&json!({
             "name": "Model Payments GmbH", "fee_rate_bps": 150, "fee_fixed": 25,
-            "iban": "DE89370400440532013000", "payout_frequency": frequency
+            "iban": "DE89370400440532013000", "payout_frequency": frequency,
+            "billing": {"street": "Zahlweg 5", "postal_code": "60311", "city": "Frankfurt am Main", "country": "DE"}
         })))
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
@@ -601,13 +605,16 @@ async fn fee_invoices_are_numbered_without_gaps_and_taxed_by_where_the_psp_is() 
         let xml = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{pid}/fee-invoice.xml"))).await;
         assert_eq!(xml.status, 200, "{}", xml.text());
         let xml = xml.text();
-        crate::einvoice::check_xml(&xml);
+        crate::einvoice::check_rules(&xml);
         crate::einvoice::compare_with_fixtures(&xml);
         let pdf = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{pid}/fee-invoice.pdf"))).await;
         crate::einvoice::check_pdf(&pdf.bytes);
         assert!(xml.contains(&format!("<ram:CategoryCode>{category}</ram:CategoryCode>")), "{xml}");
         if rate.is_empty() {
-            assert!(!xml.contains("RateApplicablePercent"), "no rate outside the scope of VAT");
+            // Outside the scope of VAT: no rate on the line (BR-O-05), 0 in the breakdown
+            // (XRechnung BR-DE-14), and no VAT identifier of either party (BR-O-02).
+            assert_eq!(xml.matches("<ram:RateApplicablePercent>0</ram:RateApplicablePercent>").count(), 1, "{xml}");
+            assert!(!xml.contains("schemeID=\"VA\""), "{xml}");
         } else {
             assert!(xml.contains(&format!("<ram:RateApplicablePercent>{rate}</ram:RateApplicablePercent>")), "{xml}");
         }
@@ -658,5 +665,66 @@ async fn fee_invoice_numbers_stay_gap_free_when_runs_race() {
     let seqs = netterms::store::fee_invoices::numbers_of_year(&mut conn, year).await.unwrap();
     assert_eq!(seqs, [1, 2]);
     drop(conn);
+    verify_ledger(&app).await;
+}
+
+/// A PSP without a billing address (as `psp create` makes one without billing flags) gets no
+/// fee invoice that would break XRechnung (BR-DE-8/9: the buyer's city and post code): the
+/// invoice is held, and issued — valid under both Schematrons — once the operator gives the
+/// address; the numbers stay without gaps.
+#[tokio::test]
+async fn a_fee_invoice_waits_for_the_psps_billing_address() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .send(app.admin(Method::POST, "/admin/v1/psps").json(&json!({
+            "name": "Addressless Pay GmbH", "fee_rate_bps": 150, "fee_fixed": 25,
+            "iban": "DE89370400440532013000", "payout_frequency": "daily"
+        })))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v = r.json();
+    let psp = TestPsp {
+        psp_id: v["psp_id"].as_str().unwrap().to_owned(),
+        username: v["username"].as_str().unwrap().to_owned(),
+        password: app.reveal(v["password_url"].as_str().unwrap()).await,
+        credential_id: String::new(),
+    };
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    crate::portal::invoice_for(&app, &psp, &mid, "f@kunde.example", "Fee GmbH", "H-1", 59500).await;
+    let today = crate::dunning::psp_today(&app, &psp).await;
+    crate::dunning::advance_to(&app, &psp, today + chrono::Duration::days(1)).await;
+    let list = app.send(app.psp(&psp, Method::GET, "/v1/payouts")).await.json();
+    let pid = list["data"][0]["payout_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/payouts/{pid}/fee-invoice.xml");
+    app.send(app.psp(&psp, Method::GET, &path)).await.assert_error(404, "resource_not_found");
+    assert_eq!(app.count("fee_invoices").await, 0, "held");
+    verify_ledger(&app).await;
+    // A billing address without a city is not enough.
+    let patch = |billing: Value| {
+        app.admin(Method::PATCH, &format!("/admin/v1/psps/{}", psp.psp_id)).json(&json!({"billing": billing}))
+    };
+    let r = app.send(patch(json!({"street": "Zahlweg 5", "country": "DE"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(app.count("fee_invoices").await, 0, "still held");
+    let r = app
+        .send(patch(
+            json!({"street": "Zahlweg 5", "postal_code": "60311", "city": "Frankfurt am Main", "country": "DE"}),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(app.count("fee_invoices").await, 1, "issued once the address is there");
+    let xml = app.send(app.psp(&psp, Method::GET, &path)).await;
+    assert_eq!(xml.status, 200, "{}", xml.text());
+    let xml = xml.text();
+    crate::einvoice::check_rules(&xml);
+    assert!(xml.contains("<ram:CityName>Frankfurt am Main</ram:CityName>"), "{xml}");
+    let pdf = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{pid}/fee-invoice.pdf"))).await;
+    crate::einvoice::check_pdf(&pdf.bytes);
+    // Changing the address again issues nothing twice.
+    app.send(patch(
+        json!({"street": "Zahlweg 7", "postal_code": "60311", "city": "Frankfurt am Main", "country": "DE"}),
+    ))
+    .await;
+    assert_eq!(app.count("fee_invoices").await, 1);
     verify_ledger(&app).await;
 }
