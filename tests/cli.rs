@@ -342,3 +342,51 @@ fn statements_import_and_direct_debit_export_from_the_command_line() {
     let out = netterms(dir.path()).args(["ledger", "verify"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// `psp create` takes the payout bank's BIC (required outside the EEA) and the billing details a
+/// fee invoice needs; `psp update` completes them field by field; `payouts export --out` into a
+/// directory that is not there exports nothing (and marks nothing sent).
+#[test]
+fn psp_billing_and_bic_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let swiss = ["--name", "Zuerich Pay AG", "--fee-rate-bps", "150", "--fee-fixed", "25"];
+    let out = netterms(dir.path())
+        .args(["psp", "create"])
+        .args(swiss)
+        .args(["--iban", "CH9300762011623852957", "--payout-frequency", "weekly"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bic") && err.contains("outside the EEA"), "{err}");
+    let out = netterms(dir.path())
+        .args(["psp", "create"])
+        .args(swiss)
+        .args(["--iban", "CH9300762011623852957", "--bic", "POFICHBEXXX", "--payout-frequency", "weekly"])
+        .args(["--billing-street", "Bahnhofstrasse 1", "--billing-city", "Zürich", "--billing-country", "CH"])
+        .args(["--vat-id", "CHE-123.456.789", "--billing-email", "rechnung@zuerich-pay.example", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = created["psp_id"].as_str().unwrap().to_owned();
+    let out =
+        netterms(dir.path()).args(["psp", "update", &id, "--billing-postal-code", "8001", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let psp: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(psp["bic"], "POFICHBEXXX", "{psp}");
+    assert_eq!(
+        psp["billing"],
+        json!({"street": "Bahnhofstrasse 1", "postal_code": "8001", "city": "Zürich", "country": "CH",
+               "vat_id": "CHE-123.456.789", "email": "rechnung@zuerich-pay.example"}),
+        "the other fields are kept"
+    );
+    let out =
+        netterms(dir.path()).args(["payouts", "export", "--out"]).arg(dir.path().join("missing")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no such directory"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
