@@ -98,6 +98,8 @@ pub struct CloseInput {
 /// A dispute.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DisputeView {
+    pub dispute_id: uuid::Uuid,
+    /// The same as `dispute_id` (kept for clients written before it).
     pub id: uuid::Uuid,
     /// `open`, `resolved` or `chargeback`.
     pub state: String,
@@ -154,6 +156,7 @@ pub fn view(r: DisputeRow, documents: Vec<DocumentRow>) -> DisputeView {
         _ => None,
     };
     DisputeView {
+        dispute_id: r.id,
         id: r.id,
         state: r.state,
         psp_id: r.psp_id,

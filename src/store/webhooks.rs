@@ -11,6 +11,8 @@ use crate::with_conn;
 /// A webhook endpoint as the API shows it (never its secret).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Endpoint {
+    pub endpoint_id: EndpointId,
+    /// The same as `endpoint_id` (kept for clients written before it).
     pub id: EndpointId,
     pub url: String,
     pub description: Option<String>,
@@ -39,6 +41,7 @@ impl TryFrom<EndpointRow> for Endpoint {
     type Error = StoreError;
     fn try_from(r: EndpointRow) -> Result<Endpoint, StoreError> {
         Ok(Endpoint {
+            endpoint_id: r.id,
             id: r.id,
             url: r.url,
             description: r.description,

@@ -18,7 +18,9 @@ fn b64(b: &[u8]) -> String {
 }
 
 fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
+    // Named like every other id; `id` stays for older clients.
+    assert_eq!(v["dispute_id"], v["id"], "{v}");
+    v["dispute_id"].as_str().unwrap().to_owned()
 }
 
 /// The PSP's sandbox clock.
@@ -104,7 +106,7 @@ async fn disputes_are_opened_defended_resolved_and_charged_back() {
     open(&app, &psp, json!({"capture_id": a_id, "reason_code": "return"})).await.assert_error(409, "state_conflict");
     // The PSP reads its own; another PSP sees nothing of it.
     let list = app.send(app.psp(&psp, Method::GET, "/v1/disputes?state=open")).await.json();
-    assert_eq!(list["data"][0]["id"], dispute.as_str(), "{list}");
+    assert_eq!(list["data"][0]["dispute_id"], dispute.as_str(), "{list}");
     let theirs = app.send(app.psp(&other, Method::GET, "/v1/disputes")).await.json();
     assert_eq!(theirs["data"].as_array().unwrap().len(), 0);
     for (m, path) in

@@ -363,7 +363,9 @@ impl TestApp {
         let v = r.json();
         let secret = v["secret"].as_str().unwrap().to_owned();
         self.secret(&secret);
-        (v["id"].as_str().unwrap().to_owned(), secret)
+        // Named like every other id; `id` stays for older clients.
+        assert_eq!(v["endpoint_id"], v["id"], "{v}");
+        (v["endpoint_id"].as_str().unwrap().to_owned(), secret)
     }
 }
 
