@@ -162,6 +162,13 @@ pub struct PayoutLine {
     pub external_credit_note_number: Option<String>,
     pub merchant_id: Option<uuid::Uuid>,
     pub merchant_external_id: Option<String>,
+    /// The movement before netterms' fee: the capture's gross amount (`amount` + `fee`); for the
+    /// other kinds, `amount` (a refund or a chargeback gives no fee back: netterms keeps it).
+    pub gross: i64,
+    /// netterms' fee withheld by this movement (captures only).
+    pub fee: i64,
+    /// What it adds to the payout: `amount`.
+    pub net: i64,
 }
 
 impl From<LineRow> for PayoutLine {
@@ -182,6 +189,9 @@ impl From<LineRow> for PayoutLine {
             external_credit_note_number: r.external_credit_note_number,
             merchant_id: r.merchant_id,
             merchant_external_id: r.merchant_external_id,
+            gross: r.amount + r.fee,
+            fee: r.fee,
+            net: r.amount,
         }
     }
 }
@@ -259,7 +269,8 @@ pub async fn statement_pdf(s: &Services, psp_id: PspId, id: uuid::Uuid) -> Resul
 
 /// The report's columns (RFC 4180, UTF-8, one line per ledger movement; the amounts sum to the payout).
 pub const CSV_HEADER: &str = "payout_id,entry_id,booked_at,kind,amount,currency,order_id,external_order_id,capture_id,\
-external_invoice_number,refund_id,external_credit_note_number,direct_payment_id,dispute_id,merchant_id,merchant_external_id\r\n";
+external_invoice_number,refund_id,external_credit_note_number,direct_payment_id,dispute_id,merchant_id,merchant_external_id,\
+gross,fee,net\r\n";
 
 /// A field of a CSV line, quoted when it must be (RFC 4180), and defused for spreadsheets (a
 /// leading `=`, `+`, `-` or `@` of a text field is prefixed with `'`).
@@ -279,7 +290,7 @@ pub fn csv_lines(payout_id: uuid::Uuid, lines: &[PayoutLine]) -> String {
     let id = payout_id.to_string();
     let opt = |u: &Option<uuid::Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
     for l in lines {
-        let cols: [(String, bool); 16] = [
+        let cols: [(String, bool); 19] = [
             (id.clone(), false),
             (l.entry_id.to_string(), false),
             (l.booked_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), false),
@@ -296,6 +307,9 @@ pub fn csv_lines(payout_id: uuid::Uuid, lines: &[PayoutLine]) -> String {
             (opt(&l.dispute_id), false),
             (opt(&l.merchant_id), false),
             (l.merchant_external_id.clone().unwrap_or_default(), true),
+            (l.gross.to_string(), false),
+            (l.fee.to_string(), false),
+            (l.net.to_string(), false),
         ];
         for (i, (v, text)) in cols.iter().enumerate() {
             if i > 0 {

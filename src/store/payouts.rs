@@ -200,6 +200,8 @@ pub struct LineRow {
     pub external_credit_note_number: Option<String>,
     pub merchant_id: Option<uuid::Uuid>,
     pub merchant_external_id: Option<String>,
+    /// netterms' fee withheld by this movement (a capture's; 0 for every other kind).
+    pub fee: i64,
 }
 
 /// A page of a payout's lines in booking order, after `after` (an entry id).
@@ -214,7 +216,8 @@ pub async fn lines(
             "SELECT p.entry_id, e.created_at AS booked_at, e.kind, p.amount, e.currency, \
                     cc.id AS capture_id, r.id AS refund_id, dp.id AS direct_payment_id, d.id AS dispute_id, o.id AS order_id, \
                     o.external_order_id, cc.external_invoice_number, r.external_credit_note_number, \
-                    m.id AS merchant_id, m.external_id AS merchant_external_id \
+                    m.id AS merchant_id, m.external_id AS merchant_external_id, \
+                    CAST(CASE WHEN e.kind = 'capture' THEN cc.fee ELSE 0 END AS BIGINT) AS fee \
              FROM (SELECT entry_id, amount FROM payout_lines WHERE payout_id = $1 AND entry_id > $2 \
                    ORDER BY entry_id LIMIT $3) p \
              JOIN ledger_entries e ON e.id = p.entry_id \

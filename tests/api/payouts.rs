@@ -122,6 +122,24 @@ async fn weekly_payouts_add_up_are_sent_and_paid_once() {
     let csv = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{p1_id}/report.csv"))).await;
     assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
     assert_eq!(csv_sum(&csv.text()), (3, week1));
+    // Gross, fee and net per line (a PSP splits them per merchant): a capture's gross less
+    // netterms' fee is what it adds; a refund gives no fee back.
+    let text = csv.text();
+    let mut rows = text.split("\r\n").filter(|l| !l.is_empty());
+    assert!(rows.next().unwrap().ends_with(",merchant_external_id,gross,fee,net"), "{text}");
+    for row in rows {
+        let cols: Vec<&str> = row.split(',').collect();
+        let n = |i: usize| cols[i].parse::<i64>().unwrap();
+        let (kind, amount, gross, fee, net) = (cols[3], n(4), n(16), n(17), n(18));
+        assert_eq!((gross - fee, net), (net, amount), "{row}");
+        match kind {
+            "capture" => assert!(fee > 0 && gross > net, "{row}"),
+            _ => assert_eq!(fee, 0, "{row}"),
+        }
+    }
+    for l in &lines {
+        assert_eq!(l["gross"].as_i64().unwrap() - l["fee"].as_i64().unwrap(), l["amount"].as_i64().unwrap(), "{l}");
+    }
 
     // Running again — the scan, another node — makes nothing more.
     let again = netterms::service::clock::run_due_for_all(&app.services).await.unwrap();
