@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::domain::ids::{CredentialId, PspId};
 use crate::domain::psp::{PayoutFrequency, PspInput, PspPatch};
+use crate::domain::text::counted;
 use crate::service::{Services, psps};
 
 #[derive(Debug, Parser)]
@@ -157,13 +158,13 @@ pub async fn run_statements(config: Config, cmd: StatementCommand) -> anyhow::Re
         {
             Ok(sum) => print(json, &sum, || {
                 format!(
-                    "{}: {} {} — {} entries, {} payments ({} matched, {} unmatched), {} duplicates, {} returns, \
+                    "{}: {} {} — {}, {} ({} matched, {} unmatched), {} duplicates, {} returns, \
                      {} awaiting details, {} ignored, {} pending, {} payouts paid",
                     f.display(),
                     sum.kind,
                     sum.version,
-                    sum.entries,
-                    sum.payments,
+                    counted(sum.entries, "entry", "entries"),
+                    counted(sum.payments, "payment", "payments"),
                     sum.matched,
                     sum.unmatched,
                     sum.duplicates,

@@ -328,7 +328,7 @@ fn statements_import_and_direct_debit_export_from_the_command_line() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "{stdout}{stderr}");
     assert!(
-        stdout.contains("good.xml: camt.053 camt.053.001.02 — 1 entries, 1 payments (0 matched, 1 unmatched)"),
+        stdout.contains("good.xml: camt.053 camt.053.001.02 — 1 entry, 1 payment (0 matched, 1 unmatched)"),
         "{stdout}"
     );
     assert!(stderr.contains("hostile.xml: refused, nothing booked") && stderr.contains("DOCTYPE"), "{stderr}");

@@ -16,6 +16,7 @@ use krilla::{SerializeSettings, configure::validate::Archival};
 use super::RenderError;
 use super::layout::{A4_HEIGHT, A4_WIDTH, Canvas, Fonts, MARGIN, Weight};
 use crate::domain::einvoice::{self, FeeInvoice, Guideline, VatCategory};
+use crate::domain::text::counted;
 use crate::service::messages::Locale;
 
 const RIGHT: f32 = A4_WIDTH - MARGIN;
@@ -145,16 +146,23 @@ fn draw(c: &mut Canvas<'_, '_>, inv: &FeeInvoice) {
     c.text(MARGIN, y, "Rechnung / Invoice", Weight::Bold, 16.0);
     y += 24.0;
     let intro = format!(
-        "Für den Rechnungskauf über netterms berechnen wir unsere Gebühren für {} Rechnungen Ihrer Händler. \
-         Fees for pay-on-invoice through netterms, {} invoices of your merchants.",
-        inv.captures, inv.captures
+        "Für den Rechnungskauf über netterms berechnen wir unsere Gebühren für {} Ihrer Händler. \
+         Fees for pay-on-invoice through netterms, {} of your merchants.",
+        counted(inv.captures, "Rechnung", "Rechnungen"),
+        counted(inv.captures, "invoice", "invoices")
     );
     y = c.paragraph(MARGIN, y, RIGHT - MARGIN, &intro, Weight::Regular, 10.0) + 14.0;
     c.text(MARGIN, y, "Position", Weight::Bold, 9.0);
     c.text_right(RIGHT, y, "Netto", Weight::Bold, 9.0);
     c.rule(MARGIN, RIGHT, y + 5.0);
     y += 18.0;
-    c.text(MARGIN, y, &format!("netterms-Gebühren, {} Rechnungen", inv.captures), Weight::Regular, 10.0);
+    c.text(
+        MARGIN,
+        y,
+        &format!("netterms-Gebühren, {}", counted(inv.captures, "Rechnung", "Rechnungen")),
+        Weight::Regular,
+        10.0,
+    );
     c.text_right(RIGHT, y, &l.money(inv.net, cur), Weight::Regular, 10.0);
     y += 10.0;
     c.rule(MARGIN, RIGHT, y);

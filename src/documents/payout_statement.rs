@@ -73,7 +73,10 @@ fn draw(c: &mut Canvas<'_, '_>, st: &Statement) {
         ("IBAN", st.iban.clone()),
         ("Auszahlung / Payout", st.payout_id.to_string()),
         ("End-to-End-ID", st.end_to_end_id.clone()),
-        ("Stichtag (exklusiv) / Cut-off", st.period_end.clone()),
+        (
+            "Stichtag (exklusiv) / Cut-off",
+            st.period_end.parse::<chrono::NaiveDate>().map_or_else(|_| st.period_end.clone(), |d| l.date(d)),
+        ),
         ("Erstellt / Made", l.date(st.created)),
         ("Status / State", st.state.clone()),
     ] {

@@ -284,8 +284,9 @@ pub fn cii(inv: &FeeInvoice, g: Guideline) -> String {
     x.push_str(&format!("<ram:ID>{}</ram:ID><ram:TypeCode>380</ram:TypeCode>", esc(&inv.number)));
     x.push_str(&format!("<ram:IssueDateTime>{}</ram:IssueDateTime>", date(inv.issue_date)));
     x.push_str(&format!(
-        "<ram:IncludedNote><ram:Content>Gebühren für {} Rechnungen, mit der Auszahlung {} verrechnet.</ram:Content></ram:IncludedNote>",
-        inv.captures, inv.payout_id
+        "<ram:IncludedNote><ram:Content>Gebühren für {}, mit der Auszahlung {} verrechnet.</ram:Content></ram:IncludedNote>",
+        super::text::counted(inv.captures, "Rechnung", "Rechnungen"),
+        inv.payout_id
     ));
     if let Some((_, reason)) = inv.category.exemption() {
         x.push_str(&format!("<ram:IncludedNote><ram:Content>{}</ram:Content></ram:IncludedNote>", esc(reason)));
@@ -296,8 +297,8 @@ pub fn cii(inv: &FeeInvoice, g: Guideline) -> String {
     x.push_str("<ram:IncludedSupplyChainTradeLineItem>");
     x.push_str("<ram:AssociatedDocumentLineDocument><ram:LineID>1</ram:LineID></ram:AssociatedDocumentLineDocument>");
     x.push_str(&format!(
-        "<ram:SpecifiedTradeProduct><ram:Name>netterms-Gebühren (Rechnungskauf), {} Rechnungen</ram:Name></ram:SpecifiedTradeProduct>",
-        inv.captures
+        "<ram:SpecifiedTradeProduct><ram:Name>netterms-Gebühren (Rechnungskauf), {}</ram:Name></ram:SpecifiedTradeProduct>",
+        super::text::counted(inv.captures, "Rechnung", "Rechnungen")
     ));
     x.push_str(&format!(
         "<ram:SpecifiedLineTradeAgreement><ram:NetPriceProductTradePrice><ram:ChargeAmount>{}</ram:ChargeAmount></ram:NetPriceProductTradePrice></ram:SpecifiedLineTradeAgreement>",

@@ -15,5 +15,6 @@ pub mod money;
 pub mod order;
 pub mod psp;
 pub mod sepa;
+pub mod text;
 pub mod validate;
 pub mod webhook;

@@ -121,8 +121,9 @@ fn view(r: &CaptureRow) -> Result<Capture, StoreError> {
         dunning: DunningView {
             level: r.dunning_level,
             next_step_on: if r.is_unpaid() { r.next_dunning_on.as_deref().and_then(|d| d.parse().ok()) } else { None },
-            paused_until: r.dunning_paused_until,
-            pause_reason: r.dunning_pause_reason.clone(),
+            // A settled invoice is dunned no more: no pause to show.
+            paused_until: if r.is_unpaid() { r.dunning_paused_until } else { None },
+            pause_reason: if r.is_unpaid() { r.dunning_pause_reason.clone() } else { None },
             fees: r.dunning_fees,
             interest: r.dunning_interest,
             waived: r.dunning_waived,

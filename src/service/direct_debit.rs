@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::Services;
 use super::orders::{OrderError, conflict, order_event};
-use super::payment_messages::queue_direct_debit_returned;
+use super::payment_messages::{Returned, queue_direct_debit_returned};
 use crate::clock::PspTime;
 use crate::domain::events::{Event, OrderEventKind, PaymentEvent, PaymentEventKind};
 use crate::domain::ids::{CaptureId, PspId};
@@ -253,6 +253,8 @@ async fn reverse(s: &Services, tx: &mut Tx, dd: &DirectDebitRow, reason: &str) -
     let buyer = p.buyer_id.ok_or_else(|| StoreError::Corrupt("matched payment without buyer".into()))?;
     let policy = super::dunning::policy(s, tx).await?;
     let today = at.now.date_naive();
+    // A fair new date to pay by transfer; dunning waits for it.
+    let pay_by = today + chrono::Duration::days(policy.payment_deadline_days);
     let mut undone = Applied { credit: p.credit, ..Applied::default() };
     for (capture_id, charges, principal) in payments_store::allocations(tx, p.id).await? {
         let c = captures_store::get_capture(tx, dd.psp_id, capture_id, true)
@@ -260,8 +262,8 @@ async fn reverse(s: &Services, tx: &mut Tx, dd: &DirectDebitRow, reason: &str) -
             .ok_or(OrderError::NotFound("capture"))?;
         let due: NaiveDate = c.due_date.parse().map_err(|_| StoreError::Corrupt("captures.due_date".into()))?;
         let state = if due < today { "late" } else { "open" };
-        // Dunning picks up where the invoice stands now.
-        let next = policy.next_step(due, c.dunning_stage, today).map(|(_, on)| on);
+        // Dunning picks up where the invoice stands, once the new date to pay by has passed.
+        let next = policy.next_step(due, c.dunning_stage, pay_by.max(due) + Duration::days(1)).map(|(_, on)| on);
         if !captures_store::reopen_after_return(tx, &c, charges, principal, state, next, at.now).await? {
             return Err(conflict("the invoice changed meanwhile; retry"));
         }
@@ -288,7 +290,8 @@ async fn reverse(s: &Services, tx: &mut Tx, dd: &DirectDebitRow, reason: &str) -
         };
         events::append(tx, dd.psp_id, &Event::Payment(PaymentEventKind::Returned, ev), at).await?;
         let facts = super::messages::invoice_facts(s, tx, &after).await?;
-        queue_direct_debit_returned(s, tx, &facts, dd.id, reason, charges + principal, at);
+        let returned = Returned { code: reason, amount: charges + principal, pay_by: pay_by.max(due) };
+        queue_direct_debit_returned(s, tx, &facts, dd.id, returned, at);
     }
     let entry = ledger::bank_payment(buyer, undone).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let reversal = ledger::Entry { kind: "direct_debit_return", ..entry.reversal() };

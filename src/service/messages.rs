@@ -219,6 +219,7 @@ pub struct Composed {
 }
 
 pub(super) fn compose(
+    l: Locale,
     subject: String,
     greeting: String,
     paragraphs: &[String],
@@ -241,7 +242,7 @@ pub(super) fn compose(
     text.push('\n');
     let body: Markup = html! {
         (maud::DOCTYPE)
-        html {
+        html lang=(l.as_str()) {
             head { meta charset="utf-8"; title { (subject) } }
             body style="font-family: Arial, Helvetica, sans-serif; color: #1a1a1a; max-width: 600px" {
                 p { (greeting) }
@@ -346,7 +347,7 @@ pub fn payment_information(f: &InvoiceFacts) -> Composed {
             (vec![p], payment_rows(f, f.outstanding, f.due))
         }
     };
-    compose(subject, greeting(f), &paragraphs, &rows, closing(l))
+    compose(l, subject, greeting(f), &paragraphs, &rows, closing(l))
 }
 
 /// `payment_reminder`: a friendly reminder before the due date.
@@ -363,12 +364,12 @@ pub fn payment_reminder(f: &InvoiceFacts) -> Composed {
             f.invoice_number, f.buyer.merchant
         ),
         Locale::En => format!(
-            "a friendly reminder: your invoice {} from {} is due soon. If you have already paid, please disregard \
+            "A friendly reminder: your invoice {} from {} is due soon. If you have already paid, please disregard \
              this message.",
             f.invoice_number, f.buyer.merchant
         ),
     };
-    compose(subject, greeting(f), &[p], &payment_rows(f, f.outstanding, f.due), closing(l))
+    compose(l, subject, greeting(f), &[p], &payment_rows(f, f.outstanding, f.due), closing(l))
 }
 
 /// What a dunning notice states.
@@ -427,7 +428,7 @@ pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts) -> Composed {
     rows.push((l.pick("Gesamtbetrag", "Total due").into(), l.money(d.total, &f.currency)));
     rows.push((l.pick("Zahlbar bis", "Pay by").into(), l.date(d.deadline)));
     rows.extend(payment_rows(f, d.total, d.deadline).into_iter().skip(2));
-    compose(subject, greeting(f), &[p], &rows, closing(l))
+    compose(l, subject, greeting(f), &[p], &rows, closing(l))
 }
 
 /// `collection_notice`: the claim goes to collection.
@@ -447,7 +448,7 @@ pub fn collection_notice(f: &InvoiceFacts, total: i64, contact: &str) -> Compose
             contact
         ),
         Locale::En => format!(
-            "despite our dunning notices your invoice {} from {} is unpaid. Today we handed the claim of {} over \
+            "Despite our dunning notices your invoice {} from {} is unpaid. Today we handed the claim of {} over \
              to collection. Please contact: {}.",
             f.invoice_number,
             f.buyer.merchant,
@@ -460,7 +461,7 @@ pub fn collection_notice(f: &InvoiceFacts, total: i64, contact: &str) -> Compose
         (l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()),
         (l.pick("Verwendungszweck", "Reference").into(), f.reference.clone()),
     ];
-    compose(subject, greeting(f), &[p], &rows, closing(l))
+    compose(l, subject, greeting(f), &[p], &rows, closing(l))
 }
 
 /// `credit_note`: a refund lowered what the buyer owes, or is owed back.
@@ -509,7 +510,7 @@ pub fn credit_note(f: &InvoiceFacts, amount: i64, still_owed: i64, owed_back: i6
     if still_owed > 0 {
         rows.extend(payment_rows(f, still_owed, f.due));
     }
-    compose(subject, greeting(f), &paragraphs, &rows, closing(l))
+    compose(l, subject, greeting(f), &paragraphs, &rows, closing(l))
 }
 
 /// `payment_link`: a telesales order's payment page.
@@ -530,12 +531,12 @@ pub fn payment_link(locale: Locale, addressee: &str, merchant: &str, url: &str, 
             l.date(expires.date_naive())
         ),
         Locale::En => format!(
-            "as agreed on the phone, you can pay for your order from {merchant} on invoice. Please review and \
+            "As agreed on the phone, you can pay for your order from {merchant} on invoice. Please review and \
              confirm it by {} on this page:",
             l.date(expires.date_naive())
         ),
     };
-    compose(subject, greeting, &[p, url.to_owned()], &[], closing(l))
+    compose(l, subject, greeting, &[p, url.to_owned()], &[], closing(l))
 }
 
 /// Where a message belongs and what caused it.
@@ -764,8 +765,26 @@ fn build(s: &Services, m: &store::Message) -> anyhow::Result<lettre::Message> {
         .to(to)
         .subject(m.subject.clone())
         .message_id(Some(m.message_id.clone()))
+        // RFC 3834: sent by a machine, so auto-responders do not answer it.
+        .header(AutoSubmitted)
         .date(date)
         .multipart(body)?)
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834).
+#[derive(Debug, Clone, Copy)]
+struct AutoSubmitted;
+
+impl lettre::message::header::Header for AutoSubmitted {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), "auto-generated".to_owned())
+    }
 }
 
 #[cfg(test)]

@@ -36,12 +36,12 @@ pub fn payment_received(f: &InvoiceFacts, b: Booked) -> Composed {
             money(b.still_owed)
         ),
         (Locale::En, false) => format!(
-            "thank you: your payment of {} has arrived. Invoice {} is now paid in full.",
+            "Thank you: your payment of {} has arrived. Invoice {} is now paid in full.",
             money(b.amount),
             f.invoice_number
         ),
         (Locale::En, true) => format!(
-            "thank you: your payment of {} has arrived and was booked on invoice {}. {} is still open.",
+            "Thank you: your payment of {} has arrived and was booked on invoice {}. {} is still open.",
             money(b.amount),
             f.invoice_number,
             money(b.still_owed)
@@ -56,14 +56,14 @@ pub fn payment_received(f: &InvoiceFacts, b: Booked) -> Composed {
             Locale::En => format!("Of it, {} went to dunning fees and default interest first.", money(b.charges)),
         });
     }
-    let mut rows = vec![
-        (l.pick("Eingegangen", "Received").into(), money(b.amount)),
-        (l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()),
-    ];
+    let mut rows = vec![(l.pick("Eingegangen", "Received").into(), money(b.amount))];
     if b.still_owed > 0 {
+        // The payment data name the invoice number too.
         rows.extend(payment_rows(f, b.still_owed, f.due));
+    } else {
+        rows.push((l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()));
     }
-    compose(subject, greeting(f), &paragraphs, &rows, closing(l))
+    compose(l, subject, greeting(f), &paragraphs, &rows, closing(l))
 }
 
 /// The reason code of a returned direct debit in plain words, and what the buyer should do.
@@ -102,6 +102,50 @@ pub fn return_reason_text(code: &str, l: Locale) -> (&'static str, &'static str)
             l.pick("Das Konto ist falsch, aufgelöst oder gesperrt.", "The account is wrong, closed or blocked."),
             l.pick("Bitte überweisen Sie den Betrag.", "Please transfer the amount."),
         ),
+        "AM05" => (
+            l.pick("Die Lastschrift wurde doppelt eingereicht.", "The direct debit was presented twice."),
+            l.pick("Bitte überweisen Sie den Betrag.", "Please transfer the amount."),
+        ),
+        "AG01" | "AG02" => (
+            l.pick(
+                "Ihre Bank lässt für dieses Konto keine Firmenlastschrift zu.",
+                "Your bank does not allow business direct debits on this account.",
+            ),
+            l.pick(
+                "Wir buchen Ihre Rechnungen künftig nicht mehr ab. Bitte überweisen Sie den Betrag.",
+                "We will no longer debit your invoices. Please transfer the amount.",
+            ),
+        ),
+        "MD07" => (
+            l.pick("Der Kontoinhaber ist laut Bank verstorben.", "The bank reports that the account holder has died."),
+            l.pick("Bitte überweisen Sie den Betrag.", "Please transfer the amount."),
+        ),
+        "SL01" => (
+            l.pick(
+                "Ihre Bank hat die Lastschrift nach einer von Ihnen hinterlegten Regel abgewiesen (z. B. einer \
+                 Lastschriftsperre oder einer Positivliste).",
+                "Your bank rejected the direct debit under a rule you set up with it (such as a block or an \
+                 allow list).",
+            ),
+            l.pick(
+                "Bitte überweisen Sie den Betrag, oder lassen Sie unsere Gläubiger-ID bei Ihrer Bank zu.",
+                "Please transfer the amount, or allow our creditor identifier with your bank.",
+            ),
+        ),
+        "RC01" | "BE05" | "FF01" => (
+            l.pick(
+                "Die Lastschrift konnte wegen fehlerhafter Angaben nicht ausgeführt werden.",
+                "The direct debit could not be carried out because of incorrect details.",
+            ),
+            l.pick("Bitte überweisen Sie den Betrag.", "Please transfer the amount."),
+        ),
+        "MS03" => (
+            l.pick(
+                "Ihre Bank hat die Lastschrift ohne Angabe von Gründen zurückgegeben.",
+                "Your bank returned the direct debit without giving a reason.",
+            ),
+            l.pick("Bitte überweisen Sie den Betrag.", "Please transfer the amount."),
+        ),
         _ => (
             l.pick("Ihre Bank hat die Lastschrift zurückgegeben.", "Your bank returned the direct debit."),
             l.pick("Bitte überweisen Sie den Betrag.", "Please transfer the amount."),
@@ -109,8 +153,19 @@ pub fn return_reason_text(code: &str, l: Locale) -> (&'static str, &'static str)
     }
 }
 
-/// `direct_debit_returned`: the reason in plain words, what to do, how to pay now.
-pub fn direct_debit_returned(f: &InvoiceFacts, code: &str, amount: i64) -> Composed {
+/// A returned collection, as the buyer is told of it.
+pub struct Returned<'a> {
+    /// The bank's reason code.
+    pub code: &'a str,
+    /// What came back.
+    pub amount: i64,
+    /// The new date to pay by transfer.
+    pub pay_by: chrono::NaiveDate,
+}
+
+/// `direct_debit_returned`: the reason in plain words, what to do, how to pay now and by when
+/// (`pay_by`, a fair new date: the invoice's due date has passed or is today).
+pub fn direct_debit_returned(f: &InvoiceFacts, code: &str, amount: i64, pay_by: chrono::NaiveDate) -> Composed {
     let l = f.buyer.locale;
     let subject = match l {
         Locale::De => format!("Lastschrift zu Rechnung {} zurückgegeben", f.invoice_number),
@@ -119,20 +174,21 @@ pub fn direct_debit_returned(f: &InvoiceFacts, code: &str, amount: i64) -> Compo
     let (why, what) = return_reason_text(code, l);
     let p = match l {
         Locale::De => format!(
-            "die Lastschrift über {} zu Rechnung {} von {} wurde von Ihrer Bank zurückgegeben (Grund {code}). {why}",
+            "die Lastschrift über {} zu Rechnung {} von {} wurde von Ihrer Bank zurückgegeben. {why} \
+             (Rückgabegrund {code})",
             l.money(amount, &f.currency),
             f.invoice_number,
             f.buyer.merchant
         ),
         Locale::En => format!(
-            "the direct debit of {} for invoice {} from {} was returned by your bank (reason {code}). {why}",
+            "The direct debit of {} for invoice {} from {} was returned by your bank. {why} (return reason {code})",
             l.money(amount, &f.currency),
             f.invoice_number,
             f.buyer.merchant
         ),
     };
-    let rows = payment_rows(f, f.outstanding, f.due);
-    compose(subject, greeting(f), &[p, what.to_owned()], &rows, closing(l))
+    let rows = payment_rows(f, f.outstanding, pay_by);
+    compose(l, subject, greeting(f), &[p, what.to_owned()], &rows, closing(l))
 }
 
 /// Queues the message that a payment was booked on an invoice.
@@ -164,10 +220,10 @@ pub fn queue_direct_debit_returned(
     tx: &mut Tx,
     f: &InvoiceFacts,
     debit_id: uuid::Uuid,
-    code: &str,
-    amount: i64,
+    returned: Returned<'_>,
     at: PspTime,
 ) {
     let cause = format!("direct_debit:{debit_id}:returned");
-    enqueue(s, tx, &outgoing(f, "direct_debit_returned", cause, None), &direct_debit_returned(f, code, amount), at);
+    let composed = direct_debit_returned(f, returned.code, returned.amount, returned.pay_by);
+    enqueue(s, tx, &outgoing(f, "direct_debit_returned", cause, None), &composed, at);
 }

@@ -334,7 +334,7 @@ fn sign_in_page(l: Locale, notice: Option<Markup>) -> Markup {
             div.card {
                 h1 { (t(l, "Ihre Rechnungen bei netterms", "Your invoices with netterms")) }
                 p { (t(l, "Sehen Sie alle Rechnungen, die Sie bei Händlern mit netterms auf Rechnung gekauft haben, laden Sie sie herunter, wählen Sie, wie Sie bezahlen, und erreichen Sie unseren Kundenservice.",
-                       "See every invoice you bought on with netterms from any shop, download them, choose how to pay and reach our customer service.")) }
+                       "See every invoice you received for a purchase on account with netterms, from any shop: download them, choose how to pay and reach our customer service.")) }
                 form method="post" action="/portal/login" {
                     input type="hidden" name="lang" value=(l.as_str());
                     label for="email" { (t(l, "E-Mail-Adresse aus Ihrer Bestellung", "The e-mail address of your order")) }

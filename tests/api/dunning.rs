@@ -402,6 +402,22 @@ async fn an_operator_pauses_and_resumes_dunning() {
     app.send(resume).await.assert_error(409, "state_conflict");
     let unknown = app.admin(Method::POST, &format!("/admin/v1/captures/{}/dunning/resume", uuid::Uuid::now_v7()));
     app.send(unknown.json(&json!({"reason": "x"}))).await.assert_error(404, "resource_not_found");
+    // Paused, then paid: a settled invoice shows no pause.
+    let r =
+        app.send(pause(json!({"reason": "last", "until": format!("{}T00:00:00Z", due + Duration::days(90))}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let c = get_capture(&app, &psp, &id).await;
+    let total = c["total_due"].as_i64().unwrap();
+    let r = app
+        .send(app.psp(&psp, Method::POST, "/v1/sandbox/payments").json(&json!({
+            "iban": c["payment_instructions"]["iban"], "amount": {"currency": "EUR", "value": total},
+            "reference": c["payment_instructions"]["reference"]
+        })))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let c = get_capture(&app, &psp, &id).await;
+    assert_eq!(c["state"], "paid", "{c}");
+    assert!(c["dunning"]["paused_until"].is_null() && c["dunning"]["pause_reason"].is_null(), "{c}");
 }
 
 #[tokio::test]

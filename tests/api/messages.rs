@@ -179,3 +179,78 @@ async fn a_telesales_session_emails_its_link_and_lives_a_week() {
     // The link works.
     assert_eq!(app.send(app.client.get(url)).await.status, 200);
 }
+
+/// The mails read as a person would: sent as automatic (`Auto-Submitted`), the HTML in the
+/// buyer's language; a partial payment names the invoice number once; a returned direct debit
+/// says why in words and gives a new date to pay by (not today), before which dunning waits.
+#[tokio::test]
+async fn mails_say_what_they_mean_once() {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(|c| c.smtp_url = Some(netterms::secrets::Secret::new(smtp.url()))).await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let c = capture(&app, &psp, &mid, "MT-1").await;
+    let pay = |amount: i64| {
+        app.psp(&psp, Method::POST, "/v1/sandbox/payments").json(&json!({
+            "iban": c["payment_instructions"]["iban"], "amount": {"currency": "EUR", "value": amount},
+            "reference": c["payment_instructions"]["reference"], "debtor_name": "Kunde GmbH"
+        }))
+    };
+    assert_eq!(app.send(pay(5000)).await.status, 201);
+    app.run_jobs().await;
+    let mails: Vec<_> =
+        smtp.received().iter().map(|r| (String::from_utf8_lossy(&r.data).into_owned(), parse(&r.data))).collect();
+    for (raw, m) in &mails {
+        assert!(raw.contains("Auto-Submitted: auto-generated"), "{raw}");
+        assert!(m.html.contains("<html lang=\"de\">"), "{}", m.html);
+    }
+    let partial = &mails.iter().find(|(_, m)| m.subject.starts_with("Zahlungseingang")).unwrap().1;
+    assert_eq!(partial.text.matches("Rechnungsnummer").count(), 1, "{}", partial.text);
+    assert!(partial.text.contains("69,00 €"), "still open: {}", partial.text);
+
+    // A direct debit that comes back: the reason in words, a fair date to pay by.
+    let d = crate::payments::direct_debit_capture(&app, &psp, &mid, "MT-2").await;
+    let due: chrono::NaiveDate = d["due_date"].as_str().unwrap().parse().unwrap();
+    let on = crate::sepa_xsd::collection_day(due);
+    crate::dunning::advance_to(&app, &psp, on).await;
+    let r = app
+        .send(
+            app.psp(&psp, Method::POST, "/v1/sandbox/direct-debit-returns")
+                .json(&json!({"capture_id": d["capture_id"], "reason_code": "SL01"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    app.run_jobs().await;
+    let received = smtp.received();
+    let ret = received
+        .iter()
+        .map(|r| parse(&r.data))
+        .find(|m| m.subject.starts_with("Lastschrift zu Rechnung MT-2"))
+        .unwrap();
+    assert!(ret.text.contains("Regel") && ret.text.contains("SL01"), "{}", ret.text);
+    let today = crate::dunning::psp_today(&app, &psp).await;
+    let pay_by = (today + chrono::Duration::days(10)).format("%d.%m.%Y").to_string();
+    assert!(ret.text.contains(&pay_by), "pay by {pay_by}: {}", ret.text);
+    assert!(!ret.text.contains(&format!("Fällig am {}", today.format("%d.%m.%Y"))), "{}", ret.text);
+    // No dunning before that date.
+    crate::dunning::advance_to(&app, &psp, today + chrono::Duration::days(10)).await;
+    let m = app
+        .send(app.psp(
+            &psp,
+            Method::GET,
+            &format!("/v1/sandbox/messages?capture_id={}", d["capture_id"].as_str().unwrap()),
+        ))
+        .await
+        .json();
+    assert!(!m["data"].as_array().unwrap().iter().any(|m| m["kind"] == "dunning"), "{m}");
+    crate::dunning::advance_to(&app, &psp, today + chrono::Duration::days(12)).await;
+    let m = app
+        .send(app.psp(
+            &psp,
+            Method::GET,
+            &format!("/v1/sandbox/messages?capture_id={}", d["capture_id"].as_str().unwrap()),
+        ))
+        .await
+        .json();
+    assert!(m["data"].as_array().unwrap().iter().any(|m| m["kind"] == "dunning"), "dunned after the date: {m}");
+}

@@ -257,7 +257,8 @@ async fn weekly_payouts_add_up_are_sent_and_paid_once() {
             xml.contains(&format!("<ram:GrandTotalAmount>{}</ram:GrandTotalAmount>", decimal(fees))),
             "{fees} {xml}"
         );
-        assert!(xml.contains(&format!("Gebühren für {captures} Rechnungen")), "{xml}");
+        let counted = if captures == 1 { "1 Rechnung,".to_owned() } else { format!("{captures} Rechnungen,") };
+        assert!(xml.contains(&format!("Gebühren für {counted}")), "{xml}");
         let text = crate::smtp::pdf_text(&pdf.bytes);
         assert!(text.contains("NT-") && text.contains(&decimal(fees).replace('.', ",")), "{text}");
         // The issuer's register entry and managing directors (§ 35a GmbHG), in the XML too.
