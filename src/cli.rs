@@ -76,6 +76,12 @@ pub enum StatementCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the latest imports: `complete`, `incomplete` (running, or interrupted — import the
+    /// same file again to complete it) or `completed_later`.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,8 +156,22 @@ pub async fn run_payouts(config: Config, cmd: PayoutCommand) -> anyhow::Result<(
 
 /// `netterms statements import FILE…`.
 pub async fn run_statements(config: Config, cmd: StatementCommand) -> anyhow::Result<()> {
-    let StatementCommand::Import { files, json } = cmd;
     let s = Services::open(config, false).await?;
+    let (files, json) = match cmd {
+        StatementCommand::Import { files, json } => (files, json),
+        StatementCommand::List { json } => {
+            let (list, _) =
+                crate::service::statements::list(&s, None, 100).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            print(json, &list, || {
+                list.iter()
+                    .map(|i| format!("{}  {}  {}  {}", i.statement_id, i.created_at, i.kind, i.state))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+            s.db.close().await;
+            return Ok(());
+        }
+    };
     let mut failed = 0;
     for f in files {
         match crate::service::statements::import(&s, crate::service::statements::Document::File(f.clone()), "cli").await

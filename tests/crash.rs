@@ -610,6 +610,14 @@ async fn sigkill_during_a_statement_import_books_each_entry_once() {
     let booked = count("SELECT COUNT(*) FROM bank_payments").await;
     assert!(booked > 0 && booked < INVOICES as i64, "the kill came too late to test anything: {booked}");
     assert_eq!(count("SELECT COUNT(*) FROM payment_allocations").await, booked, "whole chunks or nothing");
+    // The operator sees the import as not finished.
+    let imports = |server: &Server| {
+        let out = server.cmd().args(["statements", "list", "--json"]).stdout(Stdio::piped()).output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let list = imports(&server);
+    assert_eq!((list[0]["state"].as_str(), list[0]["summary"].is_null()), (Some("incomplete"), true), "{list}");
 
     // Imported again: exactly the rest.
     let out = server.cmd().args(["statements", "import", "--json"]).arg(&file).stdout(Stdio::piped()).output().unwrap();
@@ -617,6 +625,12 @@ async fn sigkill_during_a_statement_import_books_each_entry_once() {
     let sum: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sum["payments"].as_i64().unwrap() + booked, INVOICES as i64, "{sum}");
     assert_eq!(sum["duplicates"].as_i64().unwrap(), booked, "{sum}");
+    let list = imports(&server);
+    assert_eq!(list[0]["state"], "complete", "{list}");
+    assert_eq!(
+        (list[1]["state"].as_str(), &list[1]["completed_by"]),
+        (Some("completed_later"), &list[0]["statement_id"])
+    );
     assert_eq!(count("SELECT COUNT(*) FROM bank_payments").await, INVOICES as i64);
     assert_eq!(
         count("SELECT COUNT(*) FROM captures WHERE state = 'paid' AND paid_bank = gross").await,

@@ -25,7 +25,7 @@ const PER_TRANSACTION: usize = 100;
 const RETRIES: usize = 5;
 
 /// What an import did.
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, ToSchema)]
 pub struct ImportSummary {
     pub statement_id: uuid::Uuid,
     /// `camt.052`, `camt.053` or `camt.054`.
@@ -249,6 +249,60 @@ fn add(sum: &mut ImportSummary, p: &ImportSummary) {
     sum.ignored += p.ignored;
     sum.pending += p.pending;
     sum.payouts_paid += p.payouts_paid;
+}
+
+/// An import, as the operator sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StatementView {
+    pub statement_id: uuid::Uuid,
+    /// `camt.053`, `camt.054` or `camt.052`.
+    pub kind: String,
+    pub version: String,
+    /// `api` or `cli`.
+    pub source: String,
+    /// `complete`; `incomplete`: the import did not finish (it is running, or it was
+    /// interrupted — importing the same file again books the rest, and nothing twice);
+    /// `completed_later`: interrupted, and a later import of the same file finished it.
+    pub state: String,
+    /// The import that finished this one's work, when `completed_later`.
+    pub completed_by: Option<uuid::Uuid>,
+    /// What it booked, once complete.
+    pub summary: Option<ImportSummary>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The imports, newest first.
+pub async fn list(
+    s: &Services,
+    starting_after: Option<uuid::Uuid>,
+    limit: i64,
+) -> Result<(Vec<StatementView>, bool), OrderError> {
+    let mut conn = s.db.conn().await?;
+    let mut rows = store::list_statements(&mut conn, starting_after, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let views = rows
+        .into_iter()
+        .map(|r| {
+            let summary: Option<ImportSummary> = serde_json::from_str(&r.summary).ok();
+            StatementView {
+                statement_id: r.id,
+                kind: r.kind,
+                version: r.version,
+                source: r.source,
+                state: match (&summary, r.completed_by) {
+                    (Some(_), _) => "complete",
+                    (None, Some(_)) => "completed_later",
+                    (None, None) => "incomplete",
+                }
+                .to_owned(),
+                completed_by: if summary.is_some() { None } else { r.completed_by },
+                summary,
+                created_at: r.created_at,
+            }
+        })
+        .collect();
+    Ok((views, more))
 }
 
 /// An entry's key, with `occurrence`, how many entries of the same key came before it in the

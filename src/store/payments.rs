@@ -27,6 +27,37 @@ pub fn insert_statement(tx: &mut Tx, r: &StatementRow<'_>, now: DateTime<Utc>) {
     );
 }
 
+/// An import as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StatementRecord {
+    pub id: uuid::Uuid,
+    pub kind: String,
+    pub version: String,
+    pub source: String,
+    /// `{}` until the import finished.
+    pub summary: String,
+    pub created_at: DateTime<Utc>,
+    /// A later import of the same document that finished.
+    pub completed_by: Option<uuid::Uuid>,
+}
+
+/// Imports, newest first, after `starting_after`.
+pub async fn list_statements(
+    conn: &mut impl AsExec,
+    starting_after: Option<uuid::Uuid>,
+    limit: i64,
+) -> StoreResult<Vec<StatementRecord>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT s.id, s.kind, s.version, s.source, s.summary, s.created_at, \
+                    (SELECT b.id FROM bank_statements b WHERE b.digest = s.digest AND b.id > s.id \
+                       AND b.summary <> '{}' ORDER BY b.id LIMIT 1) AS completed_by \
+             FROM bank_statements s WHERE s.kind <> 'sandbox' AND ($1 IS NULL OR s.id < $1) ORDER BY s.id DESC LIMIT $2",
+        )
+        .bind(starting_after).bind(limit).fetch_all(&mut *c).await?
+    }))
+}
+
 /// A statement entry to record.
 pub struct NewEntry<'a> {
     pub id: uuid::Uuid,

@@ -20,11 +20,11 @@ use crate::domain::camt::{self, CamtError};
 use crate::domain::validate::FieldError;
 use crate::service::direct_debit::{self, FileView, ReturnView, SandboxReturnInput};
 use crate::service::payments::{self, AssignInput, CreditTransferView, PaymentView, RefundInput, SandboxPaymentInput};
-use crate::service::statements::{self, Document, ImportError, ImportSummary};
+use crate::service::statements::{self, Document, ImportError, ImportSummary, StatementView};
 
 pub fn admin_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(import_statement))
+        .routes(routes!(list_statements, import_statement))
         .routes(routes!(list_unmatched))
         .routes(routes!(get_payment))
         .routes(routes!(assign))
@@ -100,6 +100,24 @@ async fn import_statement(
     let limit = usize::try_from(camt::MAX_BYTES).unwrap_or(usize::MAX);
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::TooLarge)?;
     Ok(Json(statements::import(&state.services, Document::Bytes(bytes), "api").await?))
+}
+
+/// List bank-statement imports (operator).
+///
+/// Newest first. An import `incomplete` did not finish: it is running, or it was interrupted (a
+/// crash, a lost connection) — import the same file again and it books the rest, nothing twice.
+#[utoipa::path(get, path = "/admin/v1/bank-statements", tag = "Operator", params(ListParams),
+    responses((status = 200, description = "A page of imports", body = Page<StatementView>),
+              (status = 400, description = "Unreadable query", body = ErrorBody),
+              (status = 422, description = "Invalid limit", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn list_statements(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> Result<Json<Page<StatementView>>, ApiError> {
+    let limit = q.limit()?;
+    let (data, has_more) = statements::list(&state.services, q.starting_after, limit).await?;
+    Ok(Json(Page { data, has_more }))
 }
 
 /// List unmatched payments (operator).

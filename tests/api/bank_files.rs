@@ -186,6 +186,12 @@ async fn a_bank_reference_repeated_for_other_bookings_loses_no_payment() {
     assert_eq!((again["payments"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(3)), "{again}");
     let note = import(&app, &camt054("N-REP", &[pay(&b, 153_700)])).await;
     assert_eq!(note["payments"], 0, "{note}");
+    // The operator's list of imports: each complete, with what it booked.
+    let list = app.send(app.admin(Method::GET, "/admin/v1/bank-statements?limit=2")).await.json();
+    assert_eq!(list["has_more"], true, "{list}");
+    let newest = &list["data"][0];
+    assert_eq!((newest["state"].as_str(), newest["kind"].as_str()), (Some("complete"), Some("camt.054")), "{list}");
+    assert_eq!(newest["summary"]["duplicates"], 1, "{list}");
     // Two identical entries under one reference in one document are two payments.
     let c = invoice("REP-3", 10_000).await;
     let half = || Ntry::credit("PF-0002", 5_000, Tx { rf: Some(rf(&c)), ..Tx::default() });
