@@ -226,14 +226,38 @@ pub async fn collected(tx: &mut Tx, e2e: &str, payment_id: uuid::Uuid, at: PspTi
     Ok(store::mark_collected(tx, e2e, payment_id, at.now).await?)
 }
 
-/// A collection came back (`e2e` its end-to-end id, `reason` the bank's code): the invoice is
-/// unpaid again, the booking reversed, the PSP and the buyer told. `false` if `e2e` names no
-/// collected debit of ours (or it came back before).
-pub async fn returned(s: &Services, tx: &mut Tx, e2e: &str, reason: &str) -> Result<bool, OrderError> {
-    if e2e.is_empty() {
-        return Ok(false);
+/// The most a bank adds to a returned collection as its fee (DK returns carry the amount with it).
+const MAX_RETURN_FEE: i64 = 5_000;
+
+/// A collection came back (`t` its transaction in the statement, `amount` what the entry took
+/// back, `reason` the bank's code): the invoice is unpaid again, the booking reversed, the PSP
+/// and the buyer told. The collection is found by its end-to-end id, else — for returns that
+/// name only the mandate (the DK "Rücklastschrift" layout) — as the one collection under that
+/// mandate not returned yet whose amount is what came back, or what came back less a bank's fee.
+/// `false` if nothing of ours matches (or it came back before).
+pub async fn returned(
+    s: &Services,
+    tx: &mut Tx,
+    t: &crate::domain::camt::TxDetails,
+    amount: i64,
+    reason: &str,
+) -> Result<bool, OrderError> {
+    let e2e = t.end_to_end_id.as_deref().unwrap_or("");
+    let mut dd = if e2e.is_empty() { None } else { store::get_by_end_to_end(tx, e2e).await? };
+    if dd.is_none()
+        && let Some(mandate) = t.mandate_id.as_deref().filter(|m| !m.is_empty())
+    {
+        let back = t.amount.unwrap_or(amount);
+        let open = store::collected_by_mandate(tx, mandate).await?;
+        let exact: Vec<&DirectDebitRow> = open.iter().filter(|d| d.amount == back).collect();
+        let with_fee: Vec<&DirectDebitRow> =
+            open.iter().filter(|d| d.amount < back && back - d.amount <= MAX_RETURN_FEE).collect();
+        dd = match (exact.as_slice(), with_fee.as_slice()) {
+            ([one], _) | ([], [one]) => Some((*one).clone()),
+            _ => None,
+        };
     }
-    let Some(dd) = store::get_by_end_to_end(tx, e2e).await? else { return Ok(false) };
+    let Some(dd) = dd else { return Ok(false) };
     if dd.state != "collected" {
         return Ok(false);
     }

@@ -492,8 +492,7 @@ async fn book_entry(
         }
         for t in returns {
             let reason = t.return_reason.as_deref().unwrap_or("");
-            let e2e = t.end_to_end_id.as_deref().unwrap_or("");
-            if super::direct_debit::returned(s, tx, e2e, reason).await? {
+            if super::direct_debit::returned(s, tx, t, e.amount, reason).await? {
                 sum.returns += 1;
             } else {
                 sum.ignored += 1;

@@ -62,6 +62,17 @@ pub async fn get_by_end_to_end(tx: &mut impl AsExec, e2e: &str) -> StoreResult<O
     }))
 }
 
+/// The collections under mandate `mandate` the bank booked and did not return (locked), oldest first.
+pub async fn collected_by_mandate(tx: &mut impl AsExec, mandate: &str) -> StoreResult<Vec<DirectDebitRow>> {
+    Ok(with_conn!(tx, c, b => {
+        let l = if b == Backend::Postgres { " FOR UPDATE" } else { "" };
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM direct_debits WHERE mandate_reference = $1 AND state = 'collected' ORDER BY collection_date, id{l}"
+        ))
+        .bind(mandate).fetch_all(&mut *c).await?
+    }))
+}
+
 /// The latest collection of an invoice.
 pub async fn latest_of_capture(conn: &mut impl AsExec, capture_id: CaptureId) -> StoreResult<Option<DirectDebitRow>> {
     Ok(with_conn!(conn, c => {

@@ -323,3 +323,42 @@ async fn a_payout_is_sent_only_once_its_file_is_written() {
     let again = export_pending(&app.services, |_, _| -> Result<(), WriteFailed> { Ok(()) }).await.unwrap();
     assert!(again.is_empty(), "sent once");
 }
+
+/// A return in the DK "Rücklastschrift" layout names the mandate and the amount with the bank's
+/// fee, not our end-to-end id: it is matched to the collection under that mandate, the invoice
+/// reopens; the same return again, or one naming an unknown mandate, changes nothing.
+#[tokio::test]
+async fn a_return_naming_only_the_mandate_reopens_its_invoice() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let d = direct_debit_capture(&app, &psp, &mid, "RL-1").await;
+    let on = crate::sepa_xsd::collection_day(due_of(&d));
+    crate::dunning::advance_to(&app, &psp, on).await;
+    assert_eq!(get_capture(&app, &psp, &id(&d)).await["state"], "paid");
+    let files = app.send(app.admin(Method::GET, "/admin/v1/direct-debit-files")).await.json();
+    let mandate = files["data"][0]["collections"][0]["mandate_reference"].as_str().unwrap().to_owned();
+    let ret = |mandate: &str| Ntry {
+        credit: false,
+        txs: vec![Tx {
+            amount: Some(11900 + 350),
+            mandate: Some(mandate.to_owned()),
+            return_code: Some("AM04".into()),
+            ..Tx::default()
+        }],
+        ..Ntry::credit("RL-RET-1", 11900 + 350, Tx::default())
+    };
+    let unknown = Ntry { bank_ref: Some("RL-RET-0".into()), ..ret("NTUNKNOWNMANDATE") };
+    let s = import(&app, &camt053(Dialect::V02, "S-RL0", &[unknown])).await;
+    assert_eq!((s["returns"].as_u64(), s["ignored"].as_u64()), (Some(0), Some(1)), "{s}");
+    assert_eq!(get_capture(&app, &psp, &id(&d)).await["state"], "paid");
+    let s = import(&app, &camt053(Dialect::V02, "S-RL1", &[ret(&mandate)])).await;
+    assert_eq!(s["returns"], 1, "{s}");
+    let v = get_capture(&app, &psp, &id(&d)).await;
+    let reopened = if due_of(&d) < on { "late" } else { "open" };
+    assert_eq!((v["state"].as_str(), v["outstanding"].as_i64()), (Some(reopened), Some(11900)), "{v}");
+    let returned = events_of(&app, &psp, "payment.returned").await;
+    assert_eq!((returned.len(), returned[0]["return_reason"].as_str()), (1, Some("AM04")));
+    assert_eq!(import(&app, &camt053(Dialect::V02, "S-RL1", &[ret(&mandate)])).await["returns"], 0);
+    verify_ledger(&app).await;
+}
