@@ -5,6 +5,7 @@ pub mod decision;
 pub mod dunning;
 pub mod einvoice;
 pub mod events;
+pub mod files;
 pub mod iban;
 pub mod ids;
 pub mod ledger;

@@ -63,7 +63,12 @@ impl Violations {
     }
 
     fn max_len(&mut self, source: &str, s: String, max: usize) -> Option<String> {
-        if s.chars().count() > max {
+        let multiline = is_multiline(source);
+        if s.chars().any(is_bidi_control) || (!multiline && s.contains(['\n', '\r', '\t'])) {
+            let what = if multiline { "" } else { "one line of " };
+            self.add(source, format!("{source} must be {what}text without direction-override characters"));
+            None
+        } else if s.chars().count() > max {
             self.add(source, format!("{source} must be at most {max} characters"));
             None
         } else {
@@ -77,6 +82,23 @@ impl Violations {
             self.add(format!("{prefix}.{}", e.source), e.title);
         }
     }
+}
+
+/// Fields whose text may run over several lines (by their last name in the path); every other
+/// text field is one line: names, addresses, references and numbers end up on payment pages,
+/// PDFs and bank files, where a line break or a tab would break them.
+pub const MULTILINE_FIELDS: &[&str] = &["description", "comment", "reason", "text"];
+
+fn is_multiline(source: &str) -> bool {
+    let last = source.rsplit('.').next().unwrap_or(source);
+    let last = last.split('[').next().unwrap_or(last);
+    MULTILINE_FIELDS.contains(&last)
+}
+
+/// Characters that change the order text is shown in (bidi embeddings, overrides and isolates,
+/// U+202A–U+202E, U+2066–U+2069): a name could show as something else. Never accepted.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Free-form JSON stored as given (e.g. `shipping_info`): at most 10,000 characters serialized
@@ -93,6 +115,24 @@ pub fn json_value(v: &mut Violations, source: &str, value: &serde_json::Value) {
         v.add(source, format!("{source} must be at most 10000 characters as JSON"));
     } else if depth(value) > 5 {
         v.add(source, format!("{source} must be nested at most 5 levels deep"));
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    #[test]
+    fn names_are_one_line_without_direction_overrides() {
+        let mut v = Violations::new();
+        assert_eq!(v.text("name", Some(" Kunde GmbH ".into()), 50), Some("Kunde GmbH".into()));
+        assert_eq!(v.text("name", Some("Kunde\r\nBcc: x".into()), 50), None);
+        assert_eq!(v.text("debtor_company.name", Some("evil\u{202E}fdp.exe".into()), 50), None);
+        assert_eq!(v.opt_text("line_items[0].title", Some("a\tb".into()), 50), None);
+        assert_eq!(v.text("description", Some("first\nsecond".into()), 50), Some("first\nsecond".into()));
+        assert_eq!(v.text("line_items[2].description", Some("x\u{2066}y".into()), 50), None);
+        let sources: Vec<String> = v.finish().unwrap_err().into_iter().map(|e| e.source).collect();
+        assert_eq!(sources, ["name", "debtor_company.name", "line_items[0].title", "line_items[2].description"]);
     }
 }
 

@@ -339,11 +339,11 @@ fn documents(v: &mut Violations, docs: Vec<DocumentInput>) -> Vec<Document> {
             v.add(at, "the document is larger than 10 MB");
             continue;
         }
-        let Some(sniffed) = super::portal::sniff(&bytes) else {
+        let Some(sniffed) = crate::domain::files::sniff(&bytes) else {
             v.add(at, "the document is not a PDF, PNG or JPEG");
             continue;
         };
-        if sniffed == "application/pdf" && !super::portal::is_pdf(&bytes) {
+        if sniffed == "application/pdf" && !crate::domain::files::is_pdf(&bytes) {
             v.add(at, "the document is not a whole PDF");
             continue;
         }
@@ -353,7 +353,7 @@ fn documents(v: &mut Violations, docs: Vec<DocumentInput>) -> Vec<Document> {
             v.add(format!("documents[{i}].content_type"), format!("the content is {sniffed}, not {t}"));
             continue;
         }
-        let name = super::portal::clean_name(d.name.as_deref().unwrap_or(""), sniffed);
+        let name = crate::domain::files::safe_name(d.name.as_deref().unwrap_or(""), sniffed);
         out.push(Document { name, content_type: sniffed, bytes });
     }
     out

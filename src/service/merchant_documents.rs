@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 
 use super::Services;
 use super::orders::{OrderError, invalid};
-use super::portal::{MAX_FILE_BYTES, is_pdf};
+use super::portal::MAX_FILE_BYTES;
+use crate::domain::files::is_pdf;
 use crate::domain::ids::{CaptureId, PspId};
 use crate::store::captures as captures_store;
 use crate::store::jobs::{self, NewJob};

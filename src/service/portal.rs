@@ -498,41 +498,6 @@ pub struct Attachment {
     pub name: String,
 }
 
-/// The content type of a PDF, PNG or JPEG by its first bytes.
-pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"%PDF-") {
-        Some("application/pdf")
-    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else {
-        None
-    }
-}
-
-/// Whether `bytes` is a whole PDF: its header first, its end-of-file marker at the end.
-pub fn is_pdf(bytes: &[u8]) -> bool {
-    let tail = &bytes[bytes.len().saturating_sub(1024)..];
-    (bytes.starts_with(b"%PDF-1.") || bytes.starts_with(b"%PDF-2.")) && tail.windows(5).any(|w| w == b"%%EOF")
-}
-
-/// A file name safe to show and to send back in a header.
-pub(crate) fn clean_name(name: &str, content_type: &str) -> String {
-    let n: String =
-        name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ')).take(100).collect();
-    let n = n.trim().to_owned();
-    if n.is_empty() {
-        match content_type {
-            "application/pdf" => "attachment.pdf".into(),
-            "image/png" => "attachment.png".into(),
-            _ => "attachment.jpg".into(),
-        }
-    } else {
-        n
-    }
-}
-
 pub async fn open_support(
     s: &Services,
     who: &Session,
@@ -557,8 +522,8 @@ pub async fn open_support(
         if a.bytes.len() > MAX_FILE_BYTES {
             v.add("attachment", "the attachment is larger than 10 MB");
         } else {
-            match sniff(&a.bytes) {
-                Some(ty) => file = Some((a.bytes, ty, clean_name(&a.name, ty))),
+            match crate::domain::files::sniff(&a.bytes) {
+                Some(ty) => file = Some((a.bytes, ty, crate::domain::files::safe_name(&a.name, ty))),
                 None => v.add("attachment", "attach a PDF, PNG or JPEG file"),
             }
         }
@@ -831,17 +796,6 @@ mod tests {
         for raw in ["", "abc", "1,2345", "-5", "1e3", ",", "12,", "9999999999999"] {
             assert_eq!(parse_amount(raw), None, "{raw}");
         }
-    }
-
-    #[test]
-    fn files_are_what_their_first_bytes_say() {
-        assert_eq!(sniff(b"%PDF-1.7\n..."), Some("application/pdf"));
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
-        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("image/jpeg"));
-        assert_eq!(sniff(b"<html>"), None);
-        assert!(is_pdf(b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"));
-        assert!(!is_pdf(b"%PDF-1.4\n1 0 obj\n<<>>\nendobj"), "truncated");
-        assert!(!is_pdf(b"GIF89a %%EOF"));
     }
 
     #[test]

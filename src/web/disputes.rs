@@ -214,5 +214,5 @@ async fn admin_document(
     ApiPath((id, seq)): ApiPath<(uuid::Uuid, i64)>,
 ) -> Result<Response, ApiError> {
     let (ty, name, bytes) = disputes::document(&state.services, id, seq).await?;
-    Ok(super::download(bytes, &ty, &name, false))
+    Ok(super::download_untrusted(bytes, &ty, &name, false))
 }

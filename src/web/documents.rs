@@ -165,7 +165,7 @@ async fn support_attachment(
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Response, ApiError> {
     let (bytes, ty, name) = portal::support_attachment(&state.services, None, id).await?;
-    Ok(super::download(bytes, &ty, &name, false))
+    Ok(super::download_untrusted(bytes, &ty, &name, false))
 }
 
 /// Answer a support request (operator).

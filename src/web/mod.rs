@@ -151,6 +151,18 @@ pub(crate) fn download(
     r
 }
 
+/// A file someone else sent us (a buyer's attachment, a PSP's dispute document), to download:
+/// never cached, and were a browser to render it, it runs nothing and reaches nothing
+/// (`Content-Security-Policy: default-src 'none'; sandbox`).
+pub(crate) fn download_untrusted(bytes: Vec<u8>, content_type: &str, filename: &str, inline: bool) -> Response {
+    let mut r = download(bytes, content_type, filename, inline);
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
+}
+
 /// The API routes with their OpenAPI description, before state and middleware.
 fn api_routes() -> ApiRoutes {
     ApiRoutes {

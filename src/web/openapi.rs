@@ -136,7 +136,7 @@ fn common_answers(path: &str, method: &str, op: &mut serde_json::Value) {
                 .is_some_and(|t| t == "string" || t.as_array().is_some_and(|a| a.contains(&"string".into())));
             if text && !schema.contains_key("pattern") && !schema.contains_key("format") && !schema.contains_key("enum")
             {
-                schema.insert("pattern".into(), NO_CONTROLS.into());
+                schema.insert("pattern".into(), NO_CONTROLS_MULTILINE.into());
             }
         }
     }
@@ -182,11 +182,17 @@ fn request_schemas(doc: &serde_json::Value) -> std::collections::BTreeSet<String
     seen
 }
 
-/// No text field accepts control characters (SPEC §4: C0 but tab and line breaks, DEL, C1).
-const NO_CONTROLS: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+/// No text field accepts control characters (SPEC §4: C0 but tab and line breaks, DEL, C1) or
+/// direction overrides; only the multi-line ones (`MULTILINE_FIELDS`) accept tab and line breaks.
+const NO_CONTROLS: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]*$";
+const NO_CONTROLS_MULTILINE: &str =
+    "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]*$";
 /// A required text field also needs something besides white space (it is trimmed).
-const NOT_BLANK: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*\
-    [^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+const NOT_BLANK: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]*\
+    [^\\s\\u0000-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069][^\\u0000-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]*$";
+const NOT_BLANK_MULTILINE: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]*\
+    [^\\s\\u0000-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]\
+    [^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]*$";
 
 /// The text rules the server applies to an input schema's string fields, written into it:
 /// no control characters, required text not blank, and the two closed vocabularies (`locale`,
@@ -245,7 +251,13 @@ fn text_rules(schema_name: &str, schema: &mut serde_json::Value) {
         if p.contains_key("pattern") || p.contains_key("format") || p.contains_key("enum") {
             continue;
         }
-        let rule = if required.contains(name) { NOT_BLANK } else { NO_CONTROLS };
+        let multiline = crate::domain::validate::MULTILINE_FIELDS.contains(&name.as_str());
+        let rule = match (required.contains(name), multiline) {
+            (true, false) => NOT_BLANK,
+            (true, true) => NOT_BLANK_MULTILINE,
+            (false, false) => NO_CONTROLS,
+            (false, true) => NO_CONTROLS_MULTILINE,
+        };
         p.insert("pattern".into(), rule.into());
     }
 }

@@ -85,10 +85,13 @@ async fn control_characters_are_refused_in_every_text_and_query() {
     m["address"]["x_note"] = json!({"deep": ["\u{1}"]});
     let r = app.send(app.psp(&psp, Method::POST, "/v1/merchants").json(&m)).await;
     assert_eq!(r.status, 201, "{}", r.text());
-    // Tabs and new lines are text.
+    // Tabs and new lines are text in multi-line fields only; a name is one line.
     let mut m = merchant_body("ok-lines");
     m["industry_sector"] = json!("G");
     m["name"] = json!("Beispiel\tHandels GmbH");
+    let r = app.send(app.psp(&psp, Method::POST, "/v1/merchants").json(&m)).await;
+    assert_eq!(r.sources(), ["name"], "{}", r.text());
+    m["name"] = json!("Beispiel Handels GmbH");
     assert_eq!(app.send(app.psp(&psp, Method::POST, "/v1/merchants").json(&m)).await.status, 201);
     let after_ok = app.snapshot().await;
     assert_ne!(after_ok, before);
@@ -178,4 +181,38 @@ async fn capture_and_refund_line_items_are_checked_and_bounded() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["line_items"][0]["title"], "a");
+}
+
+/// Names and other one-line texts with a line break, a tab or a direction override (U+202E)
+/// would show as something else on the payment page, in PDFs and bank files: refused, naming the
+/// field, and nothing is made. Multi-line texts keep their line breaks but not overrides.
+#[tokio::test]
+async fn names_with_line_breaks_or_direction_overrides_are_refused() {
+    let (app, psp, mid) = setup().await;
+    let before = app.snapshot().await;
+    let cases = [
+        ("/debtor_company/name", json!("Kunde GmbH\r\nBcc: victim@example.com"), "order.debtor_company.name"),
+        ("/debtor_company/name", json!("Kunde \u{202E}HbmG fdp.exe"), "order.debtor_company.name"),
+        ("/debtor_person/last_name", json!("Ein\u{2066}kauf"), "order.debtor_person.last_name"),
+        ("/line_items/0/title", json!("Dreh\tmaschine"), "order.line_items[0].title"),
+        ("/external_order_id", json!("SO-1\n001"), "order.external_order_id"),
+    ];
+    for (pointer, value, source) in cases {
+        let mut order = order_body("anna@kunde.example", 11900);
+        *order.pointer_mut(pointer).unwrap() = value;
+        let r = app
+            .send(app.psp(&psp, Method::POST, "/v1/payment-page-sessions").json(&json!({
+                "merchant_id": mid, "order": order, "locale": "en",
+                "redirect_urls": {"accept_url": "https://shop.example/ok", "decline_url": "https://shop.example/no",
+                                  "cancel_url": "https://shop.example/cancel"}
+            })))
+            .await;
+        r.assert_error(422, "request_validation_error");
+        assert!(r.sources().iter().any(|s| s == source), "{source}: {}", r.text());
+    }
+    let mut m = merchant_body("bidi");
+    m["name"] = json!("Shop \u{202E}GmbH");
+    let r = app.send(app.psp(&psp, Method::POST, "/v1/merchants").json(&m)).await;
+    assert_eq!(r.sources(), ["name"], "{}", r.text());
+    assert_eq!(app.snapshot().await, before);
 }

@@ -570,16 +570,22 @@ async fn support_requests_and_disputes_reach_the_operator() {
                 ("subject", "Rechnung R-1".into()),
                 ("body", "Bitte Kopie".into()),
             ],
-            Some((PDF.to_vec(), "beleg.pdf")),
+            // A name with a path and an extension the file is not.
+            Some((PDF.to_vec(), "../../beleg; X-Evil: 1.html")),
         ))
         .await;
     assert_eq!(r.status, 303, "{}", r.text());
     let queue = app.send(app.admin(Method::GET, "/admin/v1/support-requests?state=open")).await.json();
+    assert_eq!(queue["data"][0]["attachment"]["name"], "beleg X-Evil 1.pdf", "{queue}");
     let req = &queue["data"][0];
     assert_eq!((req["capture_id"].as_str(), req["email"].as_str()), (Some(id.as_str()), Some("anna@kunde.example")));
     let sid = req["id"].as_str().unwrap().to_owned();
     let att = app.send(app.admin(Method::GET, &format!("/admin/v1/support-requests/{sid}/attachment"))).await;
     assert_eq!((att.status.as_u16(), att.bytes.as_slice()), (200, PDF));
+    // Served as what it is, under its safe name, and unable to run anything if a browser showed it.
+    assert_eq!(att.headers["content-disposition"], "attachment; filename=\"beleg X-Evil 1.pdf\"");
+    assert_eq!(att.headers["content-security-policy"], "default-src 'none'; sandbox");
+    assert_eq!(att.headers["cache-control"], "private, no-store");
     // The operator answers: e-mailed, shown in the portal, once.
     let bad =
         app.send(app.admin(Method::POST, &format!("/admin/v1/support-requests/{sid}/answer")).json(&json!({}))).await;
