@@ -30,7 +30,7 @@ pub enum Command {
     /// Manage payment service providers.
     Psp {
         #[command(subcommand)]
-        command: PspCommand,
+        command: Box<PspCommand>,
     },
     /// Run a sandbox server and a demo shop (widget and hosted payment page) beside it.
     Demo {
@@ -411,9 +411,9 @@ fn fail_invalid(e: psps::PspError) -> anyhow::Error {
 }
 
 /// Runs an operator command against the configured database.
-pub async fn run_psp(config: Config, cmd: PspCommand) -> anyhow::Result<()> {
+pub async fn run_psp(config: Config, cmd: Box<PspCommand>) -> anyhow::Result<()> {
     let s = Services::open(config, false).await?;
-    match cmd {
+    match *cmd {
         PspCommand::Create { name, fee_rate_bps, fee_fixed, iban, bic, payout_frequency, billing, json } => {
             let input = PspInput {
                 name: Some(name),
