@@ -161,6 +161,9 @@ async fn create_psp(server: &mut Server, c: &reqwest::Client) -> (String, String
         .cmd()
         .args(["psp", "create", "--name", "Crash", "--fee-rate-bps", "100", "--fee-fixed", "0"])
         .args(["--iban", "DE89370400440532013000", "--payout-frequency", "daily", "--json"])
+        // The address its fee invoices go to (without it they are held).
+        .args(["--billing-street", "Zahlweg 5", "--billing-postal-code", "60311"])
+        .args(["--billing-city", "Frankfurt am Main", "--billing-country", "DE"])
         .stdout(Stdio::piped())
         .output()
         .unwrap();

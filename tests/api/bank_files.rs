@@ -101,7 +101,11 @@ async fn collections_fall_on_business_days_and_are_never_reminded_as_transfers()
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // The buyer has ten days to pay by transfer; then dunning starts.
     crate::dunning::advance_to(&app, &psp, tuesday + Duration::days(10)).await;
+    let kinds = kinds_of_messages(&app, &psp, &b).await;
+    assert!(!kinds.iter().any(|k| k == "dunning"), "not before the new date: {kinds:?}");
+    crate::dunning::advance_to(&app, &psp, tuesday + Duration::days(12)).await;
     let kinds = kinds_of_messages(&app, &psp, &b).await;
     assert!(kinds.iter().any(|k| k == "dunning"), "dunned after the return: {kinds:?}");
     assert!(!kinds.iter().any(|k| k == "payment_reminder"), "{kinds:?}");
