@@ -34,7 +34,8 @@ fn next(d: NaiveDate, weekday: Weekday) -> NaiveDate {
     t
 }
 
-async fn kinds_of_messages(app: &TestApp, psp: &TestPsp, c: &Value) -> Vec<String> {
+/// The kinds of the messages sent about invoice `c`, newest first.
+pub async fn kinds_of_messages(app: &TestApp, psp: &TestPsp, c: &Value) -> Vec<String> {
     let m = app.send(app.psp(psp, Method::GET, &format!("/v1/sandbox/messages?capture_id={}", id(c)))).await.json();
     m["data"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap().to_owned()).collect()
 }

@@ -234,23 +234,9 @@ async fn mails_say_what_they_mean_once() {
     assert!(!ret.text.contains(&format!("Fällig am {}", today.format("%d.%m.%Y"))), "{}", ret.text);
     // No dunning before that date.
     crate::dunning::advance_to(&app, &psp, today + chrono::Duration::days(10)).await;
-    let m = app
-        .send(app.psp(
-            &psp,
-            Method::GET,
-            &format!("/v1/sandbox/messages?capture_id={}", d["capture_id"].as_str().unwrap()),
-        ))
-        .await
-        .json();
-    assert!(!m["data"].as_array().unwrap().iter().any(|m| m["kind"] == "dunning"), "{m}");
+    let kinds = crate::bank_files::kinds_of_messages(&app, &psp, &d).await;
+    assert!(!kinds.iter().any(|k| k == "dunning"), "{kinds:?}");
     crate::dunning::advance_to(&app, &psp, today + chrono::Duration::days(12)).await;
-    let m = app
-        .send(app.psp(
-            &psp,
-            Method::GET,
-            &format!("/v1/sandbox/messages?capture_id={}", d["capture_id"].as_str().unwrap()),
-        ))
-        .await
-        .json();
-    assert!(m["data"].as_array().unwrap().iter().any(|m| m["kind"] == "dunning"), "dunned after the date: {m}");
+    let kinds = crate::bank_files::kinds_of_messages(&app, &psp, &d).await;
+    assert!(kinds.iter().any(|k| k == "dunning"), "dunned after the date: {kinds:?}");
 }
