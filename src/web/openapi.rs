@@ -266,6 +266,9 @@ fn text_rules(schema_name: &str, schema: &mut serde_json::Value) {
 fn integer_range(schema: &str, field: &str) -> Option<(i64, Option<i64>)> {
     Some(match (schema, field) {
         ("FeeBand", "max_duration") => (1, Some(120)),
+        ("AdvanceInput", "days") => (1, Some(crate::service::clock::MAX_ADVANCE_DAYS)),
+        (_, "decline_at_dunning_level") => (1, Some(9)),
+        ("BaseRateInput", "rate_bps") => (-1_000, Some(2_000)),
         (_, "fee_rate_bps") => (0, Some(10_000)),
         (_, "duration" | "min_duration" | "max_duration" | "default_duration") => (7, Some(120)),
         (_, "quantity") => (1, Some(1_000_000)),
