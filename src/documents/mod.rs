@@ -260,7 +260,7 @@ fn draw(c: &mut Canvas<'_, '_>, l: Locale, title: &str, inv: &Invoice, dunning: 
         }
         Some(d) => {
             let mut rows = vec![
-                (pick(l, "Mahnstufe", "Dunning level").to_owned(), d.level.to_string()),
+                (pick(l, "Mahnstufe", "Dunning level").to_owned(), d.title.clone()),
                 (pick(l, "Offener Rechnungsbetrag", "Invoice amount open").to_owned(), l.money(inv.outstanding, cur)),
             ];
             if d.fees > 0 {
@@ -325,7 +325,7 @@ fn draw(c: &mut Canvas<'_, '_>, l: Locale, title: &str, inv: &Invoice, dunning: 
                 (pick(l, "Empfänger", "Payee"), inv.payee.clone()),
                 ("IBAN", inv.iban.clone()),
                 ("BIC", inv.bic.clone()),
-                (pick(l, "Verwendungszweck", "Reference"), inv.reference.clone()),
+                (pick(l, "Verwendungszweck", "Reference"), crate::domain::text::grouped(&inv.reference, 4)),
                 (pick(l, "Betrag", "Amount"), l.money(amount, cur)),
                 (pick(l, "Fällig am", "Due on"), l.date(due)),
             ];

@@ -14,6 +14,7 @@ use super::Services;
 use crate::clock::PspTime;
 use crate::domain::ids::{CaptureId, OrderId, PspId};
 use crate::domain::sepa;
+use crate::domain::text::grouped;
 use crate::store::captures::CaptureRow;
 use crate::store::jobs::{self, NewJob};
 use crate::store::messages::{self as store, NewMessage};
@@ -292,7 +293,7 @@ pub(super) fn payment_rows(f: &InvoiceFacts, amount: i64, due: NaiveDate) -> Vec
         (l.pick("Empfänger", "Payee").into(), "netterms".into()),
         ("IBAN".into(), f.iban.clone()),
         ("BIC".into(), f.bic.clone()),
-        (l.pick("Verwendungszweck", "Reference").into(), f.reference.clone()),
+        (l.pick("Verwendungszweck", "Reference").into(), grouped(&f.reference, 4)),
         (l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()),
     ]
 }
@@ -409,7 +410,7 @@ pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts) -> Composed {
         ),
     };
     let mut rows = vec![
-        (l.pick("Mahnstufe", "Dunning level").into(), d.level.to_string()),
+        (l.pick("Mahnstufe", "Dunning level").into(), d.title.clone()),
         (l.pick("Offener Rechnungsbetrag", "Invoice amount open").into(), l.money(f.outstanding, &f.currency)),
     ];
     if d.fees > 0 {
@@ -459,7 +460,7 @@ pub fn collection_notice(f: &InvoiceFacts, total: i64, contact: &str) -> Compose
     let rows = vec![
         (l.pick("Gesamtforderung", "Total claim").into(), l.money(total, &f.currency)),
         (l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()),
-        (l.pick("Verwendungszweck", "Reference").into(), f.reference.clone()),
+        (l.pick("Verwendungszweck", "Reference").into(), grouped(&f.reference, 4)),
     ];
     compose(l, subject, greeting(f), &[p], &rows, closing(l))
 }

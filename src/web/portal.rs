@@ -700,7 +700,7 @@ fn pay_card(l: Locale, d: &InvoiceDetail, total: i64) -> Markup {
                     dt { "IBAN" } dd { (f.iban) }
                     dt { "BIC" } dd { (f.bic) }
                     dt { (t(l, "Betrag", "Amount")) } dd { (format_money(total, cur, l.as_str())) }
-                    dt { (t(l, "Verwendungszweck", "Reference")) } dd { (f.reference) }
+                    dt { (t(l, "Verwendungszweck", "Reference")) } dd { (crate::domain::text::grouped(&f.reference, 4)) }
                 }
                 @if payload.is_some() {
                     figure.qr style="margin:0" {

@@ -129,8 +129,11 @@ async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interes
     assert!(info.subject.starts_with("Zahlungsinformationen zu Rechnung A-1"), "{}", info.subject);
     let iban = c["payment_instructions"]["iban"].as_str().unwrap();
     let reference = c["payment_instructions"]["reference"].as_str().unwrap();
+    // The reference as people read it, in groups of four (the QR code carries it whole).
+    let grouped = netterms::domain::text::grouped(reference, 4);
+    assert!(grouped.starts_with("RF") && grouped.contains(' '), "{grouped}");
     for part in [&info.text, &info.html] {
-        assert!(part.contains("119,00 €") && part.contains(iban) && part.contains(reference), "{part}");
+        assert!(part.contains("119,00 €") && part.contains(iban) && part.contains(&grouped), "{part}");
         assert!(part.contains(&format!("{:02}.{:02}.{}", due.day(), due.month(), due.year())), "{part}");
     }
     assert_eq!(info.attachments.len(), 1);
@@ -138,7 +141,7 @@ async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interes
     assert_eq!((name.as_str(), ctype.as_str()), ("Zahlungsinformationen-A-1.pdf", "application/pdf"));
     if pdf_tools() {
         let text = pdf_text(pdf);
-        for needle in ["Zahlungsinformationen", "A-1", "119,00 €", iban, reference, "NTRMDEB1XXX"] {
+        for needle in ["Zahlungsinformationen", "A-1", "119,00 €", iban, grouped.as_str(), "NTRMDEB1XXX"] {
             assert!(text.contains(needle), "{needle} not in {text}");
         }
         let codes = pdf_qr_codes(pdf);
@@ -217,6 +220,9 @@ async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interes
     let euros = |minor: i64| format!("{},{:02} €", minor / 100, minor % 100);
     assert!(level2.text.contains("40,00 €") && level2.text.contains(&euros(i2 + d2)), "{}", level2.text);
     assert!(level2.text.contains(&format!("bis {}", day(31).format("%d.%m.%Y"))), "{}", level2.text);
+    // The level is named as its title says ("1. Mahnung"), not by a number that disagrees with it.
+    let level_line = level2.text.lines().find(|l| l.starts_with("Mahnstufe")).unwrap();
+    assert!(level_line.trim_end().ends_with("1. Mahnung"), "{level_line}");
     assert!(level2.text.contains(&euros(total2)), "{}", level2.text);
     assert_eq!(mails.iter().map(|m| m.attachments.len()).collect::<Vec<_>>(), [0, 1, 1, 1, 0]);
     if pdf_tools() {

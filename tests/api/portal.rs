@@ -286,7 +286,8 @@ async fn a_buyer_sees_its_invoices_across_psps_and_nothing_of_anyone_else() {
     let detail = anna.get(&format!("/portal/invoices/{}", cid(&a1))).await;
     assert_eq!(detail.status, 200);
     let d = detail.text();
-    assert!(d.contains(a1["payment_instructions"]["reference"].as_str().unwrap()), "payment instructions");
+    let reference = netterms::domain::text::grouped(a1["payment_instructions"]["reference"].as_str().unwrap(), 4);
+    assert!(d.contains(&reference), "payment instructions, the reference in groups of four");
     assert!(d.contains("girocode.svg"));
     let qr = anna.get(&format!("/portal/invoices/{}/girocode.svg", cid(&a1))).await;
     assert_eq!(qr.headers["content-type"], "image/svg+xml");
