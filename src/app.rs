@@ -64,11 +64,11 @@ impl Application {
         };
         let grace = Duration::from_secs(self.services.config.shutdown_grace_secs);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            });
+        let limits = crate::web::server::Limits::of(&self.services.config);
+        let server = crate::web::server::serve(self.listener, self.router, limits, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
         let mut stop_rx2 = stop_rx.clone();
         tokio::select! {
             r = server => r?,

@@ -60,6 +60,14 @@ pub struct Config {
     pub password_link_ttl_hours: i64,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// How long a connection may take to send a request's head (line and headers), and how long
+    /// a kept-alive connection may sit idle between requests, before it is closed.
+    pub header_read_timeout_secs: u64,
+    /// How long a request's body may take to arrive after its head before the request is
+    /// answered 408 and the connection closed.
+    pub body_read_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
     /// Failed authentications per client address within the window before 429.
     pub auth_failure_limit: u32,
     pub auth_failure_window_secs: u64,
@@ -177,6 +185,9 @@ impl Default for Config {
             log_level: "info".into(),
             password_link_ttl_hours: 72,
             max_body_bytes: 1024 * 1024,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 60,
+            max_connections: 2048,
             auth_failure_limit: 10,
             auth_failure_window_secs: 60,
             checkout_requests_per_minute_per_address: 600,
@@ -265,6 +276,9 @@ const FIELDS: &[&str] = &[
     "log_level",
     "password_link_ttl_hours",
     "max_body_bytes",
+    "header_read_timeout_secs",
+    "body_read_timeout_secs",
+    "max_connections",
     "auth_failure_limit",
     "auth_failure_window_secs",
     "checkout_requests_per_minute_per_address",
@@ -396,6 +410,15 @@ impl Config {
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
             errs.push("max_body_bytes must be between 1024 and 67108864".to_owned());
+        }
+        if !(1..=300).contains(&self.header_read_timeout_secs) || !(1..=3600).contains(&self.body_read_timeout_secs) {
+            errs.push(
+                "header_read_timeout_secs must be between 1 and 300, body_read_timeout_secs between 1 and 3600"
+                    .to_owned(),
+            );
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            errs.push("max_connections must be between 1 and 1000000".to_owned());
         }
         if self.checkout_requests_per_minute_per_address == 0
             || self.checkout_requests_per_minute_per_session == 0

@@ -77,7 +77,12 @@ fn check_billing(v: &mut Violations, b: Billing) -> Billing {
     let city = field("city", b.city, 100);
     let country = field("country", b.country, 2).map(|c| c.to_ascii_uppercase());
     let vat_id = field("vat_id", b.vat_id, 32);
+    // An e-mail given as blank text is no e-mail address (leave it out, or null, for none).
+    let blank_email = b.email.as_deref().is_some_and(|e| e.trim().is_empty());
     let email = field("email", b.email, 254);
+    if blank_email {
+        v.add("billing.email", "billing.email must be an e-mail address (leave it out for none)");
+    }
     if country.as_deref().is_some_and(|c| !super::einvoice::is_country(c)) {
         v.add("billing.country", "billing.country must be an ISO 3166 alpha-2 code such as DE");
     }

@@ -182,6 +182,20 @@ pub async fn get_event(s: &Services, psp_id: PspId, id: EventId) -> Result<Event
     Ok(EventDetail { event, deliveries })
 }
 
+/// Every attempt of an event of `psp_id` (of one endpoint if given), newest first, in pages.
+pub async fn attempts(
+    s: &Services,
+    psp_id: PspId,
+    id: EventId,
+    endpoint: Option<crate::domain::ids::EndpointId>,
+    starting_after: Option<crate::domain::ids::AttemptId>,
+    limit: i64,
+) -> Result<Vec<store::Attempt>, WebhookError> {
+    let mut conn = s.db.conn().await?;
+    events::get(&mut conn, psp_id, id).await?.ok_or(WebhookError::NotFound("event"))?;
+    Ok(store::attempts(&mut conn, id, endpoint, starting_after, limit).await?)
+}
+
 /// Sends an event again, now, to every enabled endpoint that wants it, in `tx`.
 pub async fn redeliver(s: &Services, tx: &mut Tx, psp_id: PspId, id: EventId) -> Result<EventDetail, WebhookError> {
     let event = events::get(tx, psp_id, id).await?.ok_or(WebhookError::NotFound("event"))?;

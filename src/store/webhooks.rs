@@ -281,19 +281,26 @@ pub async fn finish_attempt(
     }))
 }
 
-/// One delivery of an event, with its attempts, as `GET /v1/events/{id}` shows it.
+/// One delivery of an event, with its latest attempts, as `GET /v1/events/{id}` shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Delivery {
     pub endpoint_id: EndpointId,
     /// `pending`, `delivered` or `failed`.
     pub status: String,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// How many attempts this delivery has had.
+    pub attempts_total: i64,
+    /// The latest attempts (at most [`INLINE_ATTEMPTS`], oldest first); every attempt is under
+    /// `GET /v1/events/{event_id}/attempts`.
     pub attempts: Vec<Attempt>,
 }
 
+/// How many attempts per delivery an event shows inline.
+pub const INLINE_ATTEMPTS: usize = 10;
+
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Attempt {
-    #[serde(skip)]
+    pub attempt_id: AttemptId,
     pub endpoint_id: EndpointId,
     pub attempt: i64,
     pub started_at: DateTime<Utc>,
@@ -309,28 +316,62 @@ struct DeliveryRow {
     endpoint_id: EndpointId,
     status: String,
     next_attempt_at: DateTime<Utc>,
+    attempts_total: i64,
 }
 
 pub async fn deliveries(conn: &mut impl AsExec, event_id: EventId) -> StoreResult<Vec<Delivery>> {
+    let limit = INLINE_ATTEMPTS as i64;
     let (rows, attempts): (Vec<DeliveryRow>, Vec<Attempt>) = with_conn!(conn, c => {
-        let rows = sqlx::query_as("SELECT endpoint_id, status, next_attempt_at FROM webhook_deliveries WHERE event_id = $1 ORDER BY endpoint_id")
-            .bind(event_id).fetch_all(&mut *c).await?;
-        let attempts = sqlx::query_as(
-            "SELECT endpoint_id, attempt, started_at, duration_ms, response_status, error FROM webhook_attempts \
-             WHERE event_id = $1 ORDER BY endpoint_id, attempt",
+        let rows = sqlx::query_as(
+            "SELECT d.endpoint_id, d.status, d.next_attempt_at, \
+             (SELECT COUNT(*) FROM webhook_attempts a WHERE a.event_id = d.event_id AND a.endpoint_id = d.endpoint_id) AS attempts_total \
+             FROM webhook_deliveries d WHERE d.event_id = $1 ORDER BY d.endpoint_id",
         )
         .bind(event_id).fetch_all(&mut *c).await?;
+        // The latest few of each delivery, however many there were.
+        let attempts = sqlx::query_as(
+            "SELECT id AS attempt_id, endpoint_id, attempt, started_at, duration_ms, response_status, error \
+             FROM webhook_attempts a WHERE event_id = $1 AND attempt > \
+             (SELECT COALESCE(MAX(b.attempt), 0) FROM webhook_attempts b WHERE b.event_id = a.event_id AND b.endpoint_id = a.endpoint_id) - $2 \
+             ORDER BY endpoint_id, attempt",
+        )
+        .bind(event_id).bind(limit).fetch_all(&mut *c).await?;
         (rows, attempts)
     });
     Ok(rows
         .into_iter()
-        .map(|r| Delivery {
-            endpoint_id: r.endpoint_id,
-            next_attempt_at: (r.status == "pending").then_some(r.next_attempt_at),
-            status: r.status,
-            attempts: attempts.iter().filter(|a| a.endpoint_id == r.endpoint_id).cloned().collect(),
+        .map(|r| {
+            let mut mine: Vec<Attempt> = attempts.iter().filter(|a| a.endpoint_id == r.endpoint_id).cloned().collect();
+            let extra = mine.len().saturating_sub(INLINE_ATTEMPTS);
+            mine.drain(..extra);
+            Delivery {
+                endpoint_id: r.endpoint_id,
+                next_attempt_at: (r.status == "pending").then_some(r.next_attempt_at),
+                status: r.status,
+                attempts_total: r.attempts_total,
+                attempts: mine,
+            }
         })
         .collect())
+}
+
+/// Every attempt of an event (of one endpoint if given), newest first, in pages.
+pub async fn attempts(
+    conn: &mut impl AsExec,
+    event_id: EventId,
+    endpoint: Option<EndpointId>,
+    starting_after: Option<AttemptId>,
+    limit: i64,
+) -> StoreResult<Vec<Attempt>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT id AS attempt_id, endpoint_id, attempt, started_at, duration_ms, response_status, error \
+             FROM webhook_attempts WHERE event_id = $1 AND ($2 IS NULL OR endpoint_id = $2) \
+             AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+        )
+        .bind(event_id).bind(endpoint).bind(starting_after).bind(limit)
+        .fetch_all(&mut *c).await?
+    }))
 }
 
 /// Schedules an event again, now, to every enabled endpoint of its PSP that wants its type

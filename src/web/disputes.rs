@@ -18,7 +18,7 @@ use super::merchants::Page;
 use super::sandbox::sandbox_only;
 use crate::service::disputes::{self, CloseInput, DefendInput, DisputeView, MAX_DEFENCE_BODY, OpenInput};
 
-const STATES: [&str; 3] = ["open", "resolved", "chargeback"];
+pub(crate) const STATES: [&str; 3] = ["open", "resolved", "chargeback"];
 
 pub fn psp_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -101,7 +101,7 @@ async fn defend(
     if !super::extract::is_json(headers.get(header::CONTENT_TYPE)) {
         return Err(ApiError::bad_request("Content-Type must be application/json", None));
     }
-    let bytes = axum::body::to_bytes(body, MAX_DEFENCE_BODY).await.map_err(|_| ApiError::TooLarge)?;
+    let bytes = crate::web::extract::read_body(body, MAX_DEFENCE_BODY).await?;
     let input: DefendInput = parse_json(&bytes)?;
     drop(bytes);
     let view = disputes::defend(&state.services, psp.psp_id, id, input).await?;

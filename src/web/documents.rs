@@ -39,7 +39,7 @@ async fn pdf_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiEr
     if mime != "application/pdf" {
         return Err(ApiError::bad_request("send the document as application/pdf", None));
     }
-    axum::body::to_bytes(body, MAX_FILE_BYTES).await.map_err(|_| ApiError::TooLarge)
+    crate::web::extract::read_body(body, MAX_FILE_BYTES).await
 }
 
 /// Upload the merchant's invoice of a capture.
@@ -90,6 +90,11 @@ async fn put_credit_note_document(
     Ok(Json(merchant_documents::put_credit_note(&state.services, psp.psp_id, id, &bytes).await?))
 }
 
+/// The states a support request can be listed by.
+pub(crate) const SUPPORT_STATES: [&str; 2] = ["open", "answered"];
+/// The states a payment claim can be listed by.
+pub(crate) const CLAIM_STATES: [&str; 2] = ["open", "matched"];
+
 /// `?state=&limit=&starting_after=`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -137,7 +142,7 @@ async fn list_support_requests(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<QueueParams>,
 ) -> Result<Json<Page<SupportView>>, ApiError> {
-    let (st, limit) = q.checked(&["open", "answered"])?;
+    let (st, limit) = q.checked(&SUPPORT_STATES)?;
     Ok(Json(page(portal::list_support(&state.services, st, q.starting_after, limit + 1).await?, limit)))
 }
 
@@ -199,6 +204,6 @@ async fn list_payment_claims(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<QueueParams>,
 ) -> Result<Json<Page<ClaimView>>, ApiError> {
-    let (st, limit) = q.checked(&["open", "matched"])?;
+    let (st, limit) = q.checked(&CLAIM_STATES)?;
     Ok(Json(page(portal::list_claims(&state.services, st, q.starting_after, limit + 1).await?, limit)))
 }

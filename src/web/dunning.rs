@@ -61,7 +61,7 @@ async fn list_base_rates(State(state): State<AppState>) -> Result<Json<Vec<BaseR
 ///
 /// The Bundesbank publishes the rate for each half-year; enter it before 1 January and 1 July.
 #[utoipa::path(put, path = "/admin/v1/base-rates/{valid_from}", tag = "Operator",
-    params(("valid_from" = String, Path, description = "The date it takes effect: YYYY-01-01 or YYYY-07-01")),
+    params(("valid_from" = chrono::NaiveDate, Path, description = "The date it takes effect: YYYY-01-01 or YYYY-07-01")),
     request_body = BaseRateInput,
     responses((status = 200, description = "The row", body = BaseRate),
               (status = 422, description = "Invalid fields", body = ErrorBody)),

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// 410: a one-time link that was used or has expired.
     #[error("{0}")]
     Gone(String),
+    /// 408: the body did not arrive within `body_read_timeout_secs` of the request's head.
+    #[error("request body timed out")]
+    RequestTimeout,
     /// 413: the body is larger than allowed.
     #[error("request body is too large")]
     TooLarge,
@@ -122,6 +125,7 @@ impl ApiError {
             ApiError::Conflict { .. } | ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Validation(_) | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -142,6 +146,9 @@ impl ApiError {
             ApiError::Conflict { code, title } => one(code, title.clone()),
             ApiError::Gone(t) => one("gone", t.clone()),
             ApiError::TooLarge => one("request_too_large", "request body is too large".into()),
+            ApiError::RequestTimeout => {
+                one("request_timeout", "the request body did not arrive in time; send it again, faster".into())
+            }
             ApiError::Validation(errs) => field_items("request_validation_error", errs),
             ApiError::Mismatch(errs) => field_items("authorization_mismatch", errs),
             ApiError::IdempotencyKeyReused => one(
@@ -209,6 +216,11 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = ErrorBody { errors: self.items(), request_id: current_request_id() };
         let mut resp = (status, axum::Json(body)).into_response();
+        // Answered before (or instead of) reading the whole body: what is left of it cannot be
+        // told from the next request, so the connection ends here.
+        if matches!(self, ApiError::Unauthorized { .. } | ApiError::TooLarge | ApiError::RequestTimeout) {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         match self {
             ApiError::Unauthorized { challenge } => {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));

@@ -122,12 +122,22 @@ where
         let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge
+            } else if super::server::is_body_timeout(&e) {
+                ApiError::RequestTimeout
             } else {
                 ApiError::bad_request("request body could not be read", None)
             }
         })?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// Reads a whole body of at most `limit` bytes: a larger one is 413, one that did not arrive in
+/// time 408.
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| if super::server::is_body_timeout(&e) { ApiError::RequestTimeout } else { ApiError::TooLarge })
 }
 
 /// A UUID path segment; anything that is not one answers 404, like an unknown id.

@@ -69,7 +69,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         .ok_or(ApiError::Unauthorized { challenge: super::auth::BASIC_CHALLENGE })?;
     let (parts, body) = req.into_parts();
     let limit = super::disputes::body_limit(parts.uri.path(), state.config.max_body_bytes);
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::TooLarge)?;
+    let bytes = crate::web::extract::read_body(body, limit).await?;
     let mut material = Vec::with_capacity(bytes.len() + 64);
     material.extend_from_slice(parts.method.as_str().as_bytes());
     material.push(b'\n');

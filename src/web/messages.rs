@@ -27,6 +27,9 @@ pub fn sandbox_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(sandbox_messages)).routes(routes!(mailbox))
 }
 
+/// The states a message can be listed by.
+pub(crate) const STATUSES: [&str; 4] = ["queued", "sent", "stored", "failed"];
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct MessageQuery {
@@ -50,7 +53,7 @@ impl MessageQuery {
         if !(1..=100).contains(&limit) {
             v.add("limit", "limit must be between 1 and 100");
         }
-        if self.status.as_deref().is_some_and(|s| !matches!(s, "queued" | "sent" | "stored" | "failed")) {
+        if self.status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
             v.add("status", "status must be queued, sent, stored or failed");
         }
         v.finish().map_err(ApiError::Validation)?;

@@ -41,6 +41,7 @@ pub mod payments;
 pub mod payouts;
 pub mod portal;
 pub mod sandbox;
+pub mod server;
 pub mod throttle;
 pub mod webhooks;
 
@@ -63,6 +64,8 @@ pub struct AppInner {
     /// Portal sign-in links asked for per address and per client address.
     pub portal_links_per_address: throttle::Throttle<String>,
     pub portal_links_per_client: throttle::Throttle<std::net::IpAddr>,
+    /// Event redeliveries per PSP and minute.
+    pub redeliveries: throttle::Throttle<crate::domain::ids::PspId>,
     pub metrics: PrometheusHandle,
     pub openapi_json: String,
 }
@@ -104,6 +107,7 @@ impl std::ops::Deref for AppInner {
         crate::domain::events::PaymentEvent,
         crate::domain::events::PayoutEvent,
         crate::domain::events::DisputeEvent,
+        crate::web::jobs::JobState,
     )),
     tags(
         (name = "Merchants", description = "Activate and manage the merchants a PSP serves"),
@@ -221,6 +225,7 @@ impl AppState {
             checkout_per_session: throttle::Throttle::new(c.checkout_requests_per_minute_per_session, minute),
             portal_links_per_address: throttle::Throttle::new(c.portal_links_per_address, 15 * minute),
             portal_links_per_client: throttle::Throttle::new(c.portal_links_per_client, 15 * minute),
+            redeliveries: throttle::Throttle::new(webhooks::REDELIVERIES_PER_MINUTE, minute),
             metrics,
             openapi_json: openapi_pretty(),
             services,
@@ -378,5 +383,47 @@ mod tests {
         assert_eq!(v["errors"][0]["code"], "internal_error");
         assert_eq!(v["request_id"], "rid-1");
         assert!(!String::from_utf8_lossy(&body).contains("secret detail"));
+    }
+
+    /// Every `$ref` of the published document resolves, and every list filter by state names its
+    /// values (so an empty or unknown one is invalid by the document too, as the server says).
+    #[test]
+    fn the_document_refers_only_to_what_it_defines_and_declares_its_filters() {
+        let doc = crate::web::openapi::openapi_value();
+        fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                        out.push(r.to_owned());
+                    }
+                    m.values().for_each(|x| refs(x, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(all.iter().any(|r| r.ends_with("/JobState")));
+        for r in all {
+            let pointer = r.trim_start_matches('#');
+            assert!(doc.pointer(pointer).is_some(), "{r} is referenced but not defined");
+        }
+        let mut filters = 0;
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    if p["in"] == "query" && matches!(p["name"].as_str(), Some("state" | "status")) {
+                        filters += 1;
+                        let s = &p["schema"];
+                        let named = s.get("enum").is_some() || s.get("$ref").is_some();
+                        assert!(named, "{method} {path}: {} declares no values", p["name"]);
+                    }
+                }
+            }
+        }
+        assert!(filters >= 9, "{filters}");
+        let valid_from = &doc["paths"]["/admin/v1/base-rates/{valid_from}"]["put"]["parameters"][0]["schema"];
+        assert_eq!(valid_from["format"], "date", "{valid_from}");
     }
 }

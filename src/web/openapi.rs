@@ -59,6 +59,14 @@ pub fn openapi_value() -> serde_json::Value {
             let Some(ops) = ops.as_object_mut() else { continue };
             for (method, op) in ops.iter_mut() {
                 common_answers(path, method, op);
+                if let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) {
+                    for p in params {
+                        let name = p.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_owned();
+                        if let Some(values) = query_enum(path, &name) {
+                            p["schema"] = serde_json::json!({"type": "string", "enum": values});
+                        }
+                    }
+                }
                 let Some(media) =
                     op.pointer_mut("/requestBody/content/application~1json").and_then(|m| m.as_object_mut())
                 else {
@@ -71,6 +79,19 @@ pub fn openapi_value() -> serde_json::Value {
         }
     }
     doc
+}
+
+/// The values a list's `state`/`status` filter takes, as the handlers check them.
+fn query_enum(path: &str, name: &str) -> Option<&'static [&'static str]> {
+    match (path, name) {
+        ("/v1/disputes" | "/admin/v1/disputes", "state") => Some(&super::disputes::STATES),
+        ("/admin/v1/support-requests", "state") => Some(&super::documents::SUPPORT_STATES),
+        ("/admin/v1/payment-claims", "state") => Some(&super::documents::CLAIM_STATES),
+        ("/admin/v1/messages" | "/v1/sandbox/messages" | "/v1/sandbox/mailbox", "status") => {
+            Some(&super::messages::STATUSES)
+        }
+        _ => None,
+    }
 }
 
 /// The answers every operation of a kind gives, added to what its handler documents: the
@@ -109,6 +130,7 @@ fn common_answers(path: &str, method: &str, op: &mut serde_json::Value) {
         ));
     }
     if has_body {
+        add.push(("408", "The body did not arrive within the server's body read timeout (`request_timeout`)"));
         add.push(("413", "Body larger than allowed (`request_too_large`)"));
         add.push(("422", "Readable but invalid: one entry per field (`request_validation_error`)"));
     }

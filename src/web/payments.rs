@@ -98,7 +98,7 @@ async fn import_statement(
         return Err(ApiError::bad_request("send the statement as application/xml", None));
     }
     let limit = usize::try_from(camt::MAX_BYTES).unwrap_or(usize::MAX);
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::TooLarge)?;
+    let bytes = crate::web::extract::read_body(body, limit).await?;
     Ok(Json(statements::import(&state.services, Document::Bytes(bytes), "api").await?))
 }
 

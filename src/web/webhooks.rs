@@ -14,10 +14,13 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, AuthedPsp, ListParams};
 use super::idempotency::{Idem, respond};
 use super::merchants::Page;
-use crate::domain::ids::{EndpointId, EventId};
+use crate::domain::ids::{AttemptId, EndpointId, EventId};
 use crate::service::webhooks::{self, CreatedEndpoint, EndpointInput, EventDetail, RotatedSecret, WebhookError};
 use crate::store::events::Event;
-use crate::store::webhooks::Endpoint;
+use crate::store::webhooks::{Attempt, Endpoint};
+
+/// Redeliveries a PSP may ask for per minute (per process) before 429.
+pub const REDELIVERIES_PER_MINUTE: u32 = 60;
 
 impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> ApiError {
@@ -37,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_secret))
         .routes(routes!(list_events))
         .routes(routes!(get_event))
+        .routes(routes!(list_attempts))
         .routes(routes!(redeliver))
 }
 
@@ -181,14 +185,48 @@ async fn get_event(
     Ok(Json(webhooks::get_event(&state.services, psp.psp_id, id).await?))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AttemptQuery {
+    /// How many attempts to return (1–100, default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+    /// Return attempts older than this one (the last `attempt_id` of the previous page).
+    starting_after: Option<AttemptId>,
+    /// Only the attempts to this endpoint.
+    endpoint_id: Option<EndpointId>,
+}
+
+/// List an event's delivery attempts.
+///
+/// Every attempt to every endpoint, newest first, in pages; the event itself shows only the latest
+/// few of each delivery (and `attempts_total`).
+#[utoipa::path(get, path = "/v1/events/{event_id}/attempts", tag = "Webhooks",
+    params(("event_id" = EventId, Path), AttemptQuery),
+    responses((status = 200, description = "Attempts, newest first", body = Page<Attempt>),
+              (status = 404, description = "No such event", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn list_attempts(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<EventId>,
+    ApiQuery(q): ApiQuery<AttemptQuery>,
+) -> Result<Json<Page<Attempt>>, ApiError> {
+    let limit = ListParams { limit: q.limit, starting_after: None }.limit()?;
+    let rows = webhooks::attempts(&state.services, psp.psp_id, id, q.endpoint_id, q.starting_after, limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit)))
+}
+
 /// Redeliver an event.
 ///
-/// Schedules the event again, at once, to every enabled endpoint that wants its type.
+/// Schedules the event again, at once, to every enabled endpoint that wants its type. At most 60
+/// redeliveries per minute per PSP; more are answered 429 with `Retry-After`.
 #[utoipa::path(post, path = "/v1/events/{event_id}/redeliver", tag = "Webhooks",
     params(("event_id" = EventId, Path),
            ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
     responses((status = 202, description = "Scheduled", body = EventDetail),
-              (status = 404, description = "No such event", body = ErrorBody)),
+              (status = 404, description = "No such event", body = ErrorBody),
+              (status = 429, description = "Too many redeliveries in the last minute (`rate_limited`)", body = ErrorBody)),
     security(("basic" = [])))]
 async fn redeliver(
     State(state): State<AppState>,
@@ -196,6 +234,7 @@ async fn redeliver(
     idem: Idem,
     ApiPath(id): ApiPath<EventId>,
 ) -> Result<Response, ApiError> {
+    state.redeliveries.hit(psp.psp_id).map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
     let mut tx = state.db.begin().await?;
     let detail = webhooks::redeliver(&state.services, &mut tx, psp.psp_id, id).await?;
     respond(tx, &idem, StatusCode::ACCEPTED, &detail).await

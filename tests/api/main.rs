@@ -27,5 +27,6 @@ mod psps;
 mod retry_safety;
 mod security;
 mod sepa_xsd;
+mod slow_clients;
 mod smtp;
 mod webhooks;

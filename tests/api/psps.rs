@@ -34,6 +34,17 @@ async fn create_get_list_and_update_psps() {
     assert_eq!(bad.sources(), ["iban"]);
     let still = app.send(app.admin(Method::GET, &format!("/admin/v1/psps/{}", psp.psp_id))).await.json();
     assert_eq!(still["iban"], "DE89370400440532013000");
+    // A blank billing e-mail is no address (the document declares `format: email`).
+    for blank in ["", "  "] {
+        let bad = app
+            .send(
+                app.admin(Method::PATCH, &format!("/admin/v1/psps/{}", psp.psp_id))
+                    .json(&json!({"billing": {"email": blank}})),
+            )
+            .await;
+        bad.assert_error(422, "request_validation_error");
+        assert_eq!(bad.sources(), ["billing.email"]);
+    }
 
     app.create_psp().await;
     let list = app.send(app.admin(Method::GET, "/admin/v1/psps?limit=1")).await.json();

@@ -280,3 +280,64 @@ async fn two_workers_never_deliver_one_attempt_twice() {
     assert_eq!(seen.len(), 60, "an event was delivered twice");
     assert_eq!(app.count("webhook_attempts").await, 60);
 }
+
+#[tokio::test]
+async fn an_events_attempts_are_paged_and_redelivery_is_rate_limited() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let rx = Receiver::start(vec![]).await;
+    app.create_endpoint(&psp, &rx.url, &[]).await;
+    app.create_merchant(&psp, "shop-1").await;
+    assert_eq!(app.deliver_all().await, 1);
+    let id = rx.hits()[0].id.clone();
+    let redeliver =
+        |key: String| app.psp(&psp, Method::POST, &format!("/v1/events/{id}/redeliver")).header("Idempotency-Key", key);
+    for n in 0..12 {
+        let r = app.send(redeliver(format!("again-{n}"))).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        assert_eq!(app.deliver_all().await, 1);
+    }
+    // The event shows the latest ten attempts of its delivery and how many there were.
+    let event = app.send(app.psp(&psp, Method::GET, &format!("/v1/events/{id}"))).await.json();
+    let d = &event["deliveries"][0];
+    assert_eq!(d["attempts_total"], 13);
+    let inline: Vec<i64> = d["attempts"].as_array().unwrap().iter().map(|a| a["attempt"].as_i64().unwrap()).collect();
+    assert_eq!(inline, (4..=13).collect::<Vec<_>>());
+    // Every attempt, newest first, in pages.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let q = after.as_ref().map(|a| format!("&starting_after={a}")).unwrap_or_default();
+        let page = app.send(app.psp(&psp, Method::GET, &format!("/v1/events/{id}/attempts?limit=5{q}"))).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= 5);
+        seen.extend(data.iter().map(|a| a["attempt"].as_i64().unwrap()));
+        after = data.last().map(|a| a["attempt_id"].as_str().unwrap().to_owned());
+        if page["has_more"] != true {
+            break;
+        }
+    }
+    assert_eq!(seen, (1..=13).rev().collect::<Vec<_>>());
+    // Another PSP sees no such event.
+    let other = app.create_psp().await;
+    let r = app.send(app.psp(&other, Method::GET, &format!("/v1/events/{id}/attempts"))).await;
+    assert_eq!(r.status, 404);
+    // Sixty redeliveries a minute, then 429 with Retry-After; a retry of an answered request
+    // is still answered from its Idempotency-Key.
+    let mut accepted = 12;
+    let refused = loop {
+        let r = app.send(redeliver(format!("more-{accepted}"))).await;
+        if r.status != 202 {
+            break r;
+        }
+        accepted += 1;
+        assert!(accepted <= 60, "more than 60 redeliveries accepted in a minute");
+    };
+    assert_eq!(accepted, 60);
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.json()["errors"][0]["code"], "rate_limited");
+    assert!(refused.headers.get("retry-after").is_some());
+    assert_eq!(app.send(redeliver("again-0".into())).await.status, 202);
+}
