@@ -229,40 +229,148 @@ pub async fn collected(tx: &mut Tx, e2e: &str, payment_id: uuid::Uuid, at: PspTi
 /// The most a bank adds to a returned collection as its fee (DK returns carry the amount with it).
 const MAX_RETURN_FEE: i64 = 5_000;
 
-/// A collection came back (`t` its transaction in the statement, `amount` what the entry took
-/// back, `reason` the bank's code): the invoice is unpaid again, the booking reversed, the PSP
-/// and the buyer told. The collection is found by its end-to-end id, else — for returns that
-/// name only the mandate (the DK "Rücklastschrift" layout) — as the one collection under that
-/// mandate not returned yet whose amount is what came back, or what came back less a bank's fee.
-/// `false` if nothing of ours matches (or it came back before).
+/// What became of a return in a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnOutcome {
+    /// It reversed the collection it names.
+    Reversed,
+    /// The collection was already returned (the same return, read again).
+    Known,
+    /// It matched no collection: it waits in the unmatched-returns queue.
+    Held,
+}
+
+/// A return in a statement (`t`, in entry `entry` at position `seq`): matched by end-to-end id,
+/// else by mandate and the amount of a collection not yet returned (exactly, or with at most the
+/// bank's fee on top). Reverses the collection it matches; one it cannot match is held, with its
+/// reason, for an operator.
+#[allow(clippy::too_many_arguments)]
 pub async fn returned(
     s: &Services,
     tx: &mut Tx,
+    entry: &crate::domain::camt::Entry,
+    entry_id: uuid::Uuid,
+    seq: i64,
     t: &crate::domain::camt::TxDetails,
-    amount: i64,
     reason: &str,
-) -> Result<bool, OrderError> {
+) -> Result<ReturnOutcome, OrderError> {
+    let amount = t.amount.unwrap_or(entry.amount);
     let e2e = t.end_to_end_id.as_deref().unwrap_or("");
     let mut dd = if e2e.is_empty() { None } else { store::get_by_end_to_end(tx, e2e).await? };
     if dd.is_none()
         && let Some(mandate) = t.mandate_id.as_deref().filter(|m| !m.is_empty())
     {
-        let back = t.amount.unwrap_or(amount);
         let open = store::collected_by_mandate(tx, mandate).await?;
-        let exact: Vec<&DirectDebitRow> = open.iter().filter(|d| d.amount == back).collect();
+        let exact: Vec<&DirectDebitRow> = open.iter().filter(|d| d.amount == amount).collect();
         let with_fee: Vec<&DirectDebitRow> =
-            open.iter().filter(|d| d.amount < back && back - d.amount <= MAX_RETURN_FEE).collect();
+            open.iter().filter(|d| d.amount < amount && amount - d.amount <= MAX_RETURN_FEE).collect();
         dd = match (exact.as_slice(), with_fee.as_slice()) {
             ([one], _) | ([], [one]) => Some((*one).clone()),
             _ => None,
         };
     }
-    let Some(dd) = dd else { return Ok(false) };
-    if dd.state != "collected" {
-        return Ok(false);
+    let reason = if reason.is_empty() { "MS03" } else { reason };
+    match dd {
+        Some(dd) if dd.state == "collected" => {
+            reverse(s, tx, &dd, reason).await?;
+            Ok(ReturnOutcome::Reversed)
+        }
+        Some(dd) if dd.state == "returned" => Ok(ReturnOutcome::Known),
+        _ => {
+            let held = store::NewUnmatchedReturn {
+                entry_id,
+                seq,
+                currency: t.currency.as_deref().unwrap_or(&entry.currency),
+                amount,
+                reason,
+                end_to_end_id: t.end_to_end_id.as_deref().filter(|x| !x.is_empty()),
+                mandate_id: t.mandate_id.as_deref().filter(|x| !x.is_empty()),
+                debtor_name: t.debtor_name.as_deref(),
+                booking_date: entry.booking_date.map(|d| d.to_string()),
+            };
+            store::hold_return(tx, &held, s.clock.now()).await?;
+            tracing::warn!(reason, "a direct-debit return matched no collection; held for an operator");
+            Ok(ReturnOutcome::Held)
+        }
     }
-    reverse(s, tx, &dd, if reason.is_empty() { "MS03" } else { reason }).await?;
-    Ok(true)
+}
+
+/// The unmatched-returns queue, newest first, with each reason in words.
+pub async fn unmatched_returns(
+    s: &Services,
+    state: Option<&str>,
+    starting_after: Option<uuid::Uuid>,
+    limit: i64,
+) -> Result<Vec<store::UnmatchedReturn>, OrderError> {
+    let mut conn = s.db.conn().await?;
+    let mut rows = store::unmatched_returns(&mut conn, state, starting_after, limit).await?;
+    rows.iter_mut().for_each(explain);
+    Ok(rows)
+}
+
+fn explain(r: &mut store::UnmatchedReturn) {
+    r.reason_text = super::payment_messages::return_reason_text(&r.reason, super::messages::Locale::En).0.to_owned();
+}
+
+/// An operator applies a held return to the collection with `end_to_end_id`: it is reversed
+/// exactly as a matched return reverses it (the invoice reopens, the buyer is told). The
+/// collection must be collected, in the return's currency, and not more than the return.
+pub async fn apply_return(
+    s: &Services,
+    id: uuid::Uuid,
+    end_to_end_id: &str,
+) -> Result<store::UnmatchedReturn, OrderError> {
+    let mut tx = s.db.begin().await?;
+    let r = store::unmatched_return(&mut tx, id).await?.ok_or(OrderError::NotFound("unmatched return"))?;
+    if r.state != "open" {
+        return Err(conflict(format!("the return is {} already", r.state)));
+    }
+    let invalid = |title: &str| {
+        OrderError::Invalid(vec![crate::domain::validate::FieldError {
+            source: "end_to_end_id".into(),
+            title: title.into(),
+        }])
+    };
+    let dd = store::get_by_end_to_end(&mut tx, end_to_end_id).await?.ok_or_else(|| invalid("no such collection"))?;
+    if dd.currency != r.currency || dd.amount > r.amount {
+        return Err(invalid("the collection is in another currency or more than the bank took back"));
+    }
+    if dd.state != "collected" {
+        return Err(conflict(format!("the collection is {}, not collected", dd.state)));
+    }
+    reverse(s, &mut tx, &dd, &r.reason).await?;
+    let now = s.now_for(&mut tx, dd.psp_id).await?.now;
+    if !store::resolve_return(&mut tx, id, "applied", Some(&dd.end_to_end_id), None, now).await? {
+        return Err(conflict("the return was resolved meanwhile"));
+    }
+    let mut out = store::unmatched_return(&mut tx, id).await?.ok_or(OrderError::NotFound("unmatched return"))?;
+    tx.commit().await?;
+    explain(&mut out);
+    Ok(out)
+}
+
+/// An operator dismisses a held return (it was no collection of ours, or was settled otherwise),
+/// saying why.
+pub async fn dismiss_return(s: &Services, id: uuid::Uuid, note: &str) -> Result<store::UnmatchedReturn, OrderError> {
+    let note = note.trim();
+    if note.is_empty() || note.chars().count() > 500 {
+        return Err(OrderError::Invalid(vec![crate::domain::validate::FieldError {
+            source: "reason".into(),
+            title: "reason must be 1 to 500 characters".into(),
+        }]));
+    }
+    let mut tx = s.db.begin().await?;
+    let r = store::unmatched_return(&mut tx, id).await?.ok_or(OrderError::NotFound("unmatched return"))?;
+    if r.state != "open" {
+        return Err(conflict(format!("the return is {} already", r.state)));
+    }
+    if !store::resolve_return(&mut tx, id, "dismissed", None, Some(note), s.clock.now()).await? {
+        return Err(conflict("the return was resolved meanwhile"));
+    }
+    let mut out = store::unmatched_return(&mut tx, id).await?.ok_or(OrderError::NotFound("unmatched return"))?;
+    tx.commit().await?;
+    explain(&mut out);
+    Ok(out)
 }
 
 async fn reverse(s: &Services, tx: &mut Tx, dd: &DirectDebitRow, reason: &str) -> Result<(), OrderError> {

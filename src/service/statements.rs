@@ -486,16 +486,17 @@ async fn book_entry(
     let key = key.to_owned();
     let returns: Vec<&TxDetails> = e.transactions.iter().filter(|t| t.return_reason.is_some()).collect();
     if !returns.is_empty() {
-        if claim(tx, e, &key, statement, Filed("booked", None, Some("returns")), now).await?.is_none() {
+        let Some(entry_id) = claim(tx, e, &key, statement, Filed("booked", None, Some("returns")), now).await? else {
             sum.duplicates += 1;
             return Ok(());
-        }
-        for t in returns {
+        };
+        for (seq, t) in returns.into_iter().enumerate() {
             let reason = t.return_reason.as_deref().unwrap_or("");
-            if super::direct_debit::returned(s, tx, t, e.amount, reason).await? {
-                sum.returns += 1;
-            } else {
-                sum.ignored += 1;
+            let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+            match super::direct_debit::returned(s, tx, e, entry_id, seq, t, reason).await? {
+                super::direct_debit::ReturnOutcome::Reversed => sum.returns += 1,
+                super::direct_debit::ReturnOutcome::Held => sum.unmatched += 1,
+                super::direct_debit::ReturnOutcome::Known => sum.ignored += 1,
             }
         }
         return Ok(());

@@ -2,6 +2,8 @@
 //! them, and what the bank did with them.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{AsExec, Backend, StoreResult};
 use crate::domain::ids::{BuyerId, CaptureId, PspId};
@@ -246,5 +248,106 @@ pub async fn pending_due(conn: &mut impl AsExec, psp_id: PspId, today: NaiveDate
             "SELECT {COLUMNS} FROM direct_debits WHERE psp_id = $1 AND state = 'pending' AND collection_date <= $2 ORDER BY collection_date, id"
         ))
         .bind(psp_id).bind(today.to_string()).fetch_all(&mut *c).await?
+    }))
+}
+
+/// A direct-debit return that matched no collection, as the operator's queue shows it.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct UnmatchedReturn {
+    pub unmatched_return_id: uuid::Uuid,
+    /// The bank statement entry it came in.
+    pub entry_id: uuid::Uuid,
+    pub currency: String,
+    /// What the bank took back (minor units), perhaps with its fee.
+    pub amount: i64,
+    /// The ISO 20022 return reason (`AM04`, `MD06`, …).
+    pub reason: String,
+    /// The reason in words.
+    #[sqlx(skip)]
+    pub reason_text: String,
+    pub end_to_end_id: Option<String>,
+    pub mandate_id: Option<String>,
+    pub debtor_name: Option<String>,
+    pub booking_date: Option<String>,
+    /// `open` (waits for an operator), `applied` (to a collection) or `dismissed`.
+    pub state: String,
+    /// The end-to-end id of the collection it was applied to.
+    pub applied_to: Option<String>,
+    /// Why it was dismissed.
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+const RETURN_COLUMNS: &str = "id AS unmatched_return_id, entry_id, currency, amount, reason, end_to_end_id, mandate_id, \
+     debtor_name, booking_date, state, applied_to, note, created_at, resolved_at";
+
+/// What an unmatched return records.
+pub struct NewUnmatchedReturn<'a> {
+    pub entry_id: uuid::Uuid,
+    pub seq: i64,
+    pub currency: &'a str,
+    pub amount: i64,
+    pub reason: &'a str,
+    pub end_to_end_id: Option<&'a str>,
+    pub mandate_id: Option<&'a str>,
+    pub debtor_name: Option<&'a str>,
+    pub booking_date: Option<String>,
+}
+
+/// Holds a return in the queue (once per entry and position).
+pub async fn hold_return(tx: &mut impl AsExec, r: &NewUnmatchedReturn<'_>, now: DateTime<Utc>) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "INSERT INTO unmatched_returns (id, entry_id, seq, currency, amount, reason, end_to_end_id, mandate_id, \
+             debtor_name, booking_date, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'open', $11) \
+             ON CONFLICT (entry_id, seq) DO NOTHING",
+        )
+        .bind(uuid::Uuid::now_v7()).bind(r.entry_id).bind(r.seq).bind(r.currency).bind(r.amount).bind(r.reason)
+        .bind(r.end_to_end_id).bind(r.mandate_id).bind(r.debtor_name).bind(r.booking_date.as_deref()).bind(now)
+        .execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// The queue: returns in `state` (any if `None`), newest first.
+pub async fn unmatched_returns(
+    conn: &mut impl AsExec,
+    state: Option<&str>,
+    starting_after: Option<uuid::Uuid>,
+    limit: i64,
+) -> StoreResult<Vec<UnmatchedReturn>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(&format!(
+            "SELECT {RETURN_COLUMNS} FROM unmatched_returns WHERE ($1 IS NULL OR state = $1) \
+             AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(state).bind(starting_after).bind(limit).fetch_all(&mut *c).await?
+    }))
+}
+
+/// One held return, locked on PostgreSQL.
+pub async fn unmatched_return(tx: &mut impl AsExec, id: uuid::Uuid) -> StoreResult<Option<UnmatchedReturn>> {
+    Ok(with_conn!(tx, c, b => {
+        let l = if b == Backend::Postgres { " FOR UPDATE" } else { "" };
+        sqlx::query_as(&format!("SELECT {RETURN_COLUMNS} FROM unmatched_returns WHERE id = $1{l}"))
+            .bind(id).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Resolves an open return; `false` if it was no longer open.
+pub async fn resolve_return(
+    tx: &mut impl AsExec,
+    id: uuid::Uuid,
+    state: &str,
+    applied_to: Option<&str>,
+    note: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE unmatched_returns SET state = $2, applied_to = $3, note = $4, resolved_at = $5 \
+             WHERE id = $1 AND state = 'open'",
+        )
+        .bind(id).bind(state).bind(applied_to).bind(note).bind(now).execute(&mut *c).await?.rows_affected() == 1
     }))
 }

@@ -128,6 +128,12 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
             "text": "Guten Tag, anbei die Rechnungskopie. Die Zahlung ist am 12. März eingegangen."
         }),
         ("post", "/admin/v1/unmatched-payments/{payment_id}/assign") => json!({"capture_id": EXAMPLE_CAPTURE_ID}),
+        ("post", "/admin/v1/unmatched-returns/{unmatched_return_id}/apply") => {
+            json!({"end_to_end_id": "NT6C1F0E3B2A4D5E6F708192A3B4C5D6E"})
+        }
+        ("post", "/admin/v1/unmatched-returns/{unmatched_return_id}/dismiss") => {
+            json!({"reason": "A return of another creditor's debit; the bank will correct it"})
+        }
         ("post", "/admin/v1/unmatched-payments/{payment_id}/refund") => json!({
             "iban": "DE89 3704 0044 0532 0130 00",
             "name": "Kunde Maschinenbau GmbH"

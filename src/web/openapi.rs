@@ -87,6 +87,7 @@ fn query_enum(path: &str, name: &str) -> Option<&'static [&'static str]> {
         ("/v1/disputes" | "/admin/v1/disputes", "state") => Some(&super::disputes::STATES),
         ("/admin/v1/support-requests", "state") => Some(&super::documents::SUPPORT_STATES),
         ("/admin/v1/payment-claims", "state") => Some(&super::documents::CLAIM_STATES),
+        ("/admin/v1/unmatched-returns", "state") => Some(&super::payments::RETURN_STATES),
         ("/admin/v1/messages" | "/v1/sandbox/messages" | "/v1/sandbox/mailbox", "status") => {
             Some(&super::messages::STATUSES)
         }

@@ -21,11 +21,15 @@ use crate::domain::validate::FieldError;
 use crate::service::direct_debit::{self, FileView, ReturnView, SandboxReturnInput};
 use crate::service::payments::{self, AssignInput, CreditTransferView, PaymentView, RefundInput, SandboxPaymentInput};
 use crate::service::statements::{self, Document, ImportError, ImportSummary, StatementView};
+use crate::store::direct_debits::UnmatchedReturn;
 
 pub fn admin_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_statements, import_statement))
         .routes(routes!(list_unmatched))
+        .routes(routes!(list_unmatched_returns))
+        .routes(routes!(apply_return))
+        .routes(routes!(dismiss_return))
         .routes(routes!(get_payment))
         .routes(routes!(assign))
         .routes(routes!(refund))
@@ -187,6 +191,85 @@ async fn refund(
     ApiJson(body): ApiJson<RefundInput>,
 ) -> Result<Json<CreditTransferView>, ApiError> {
     Ok(Json(payments::refund_unmatched(&state.services, id, body).await?))
+}
+
+/// The states an unmatched return can be listed by.
+pub(crate) const RETURN_STATES: [&str; 3] = ["open", "applied", "dismissed"];
+
+/// List direct-debit returns that matched no collection (operator).
+///
+/// A return names its collection by end-to-end id, or only by mandate and amount (the DK
+/// "Rücklastschrift" layout); one that matches neither waits here with its reason, newest first.
+/// `state=open` is the queue to work.
+#[utoipa::path(get, path = "/admin/v1/unmatched-returns", tag = "Operator", params(super::documents::QueueParams),
+    responses((status = 200, description = "A page of returns", body = Page<UnmatchedReturn>),
+              (status = 400, description = "Unreadable query", body = ErrorBody),
+              (status = 422, description = "Invalid state or limit", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn list_unmatched_returns(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<super::documents::QueueParams>,
+) -> Result<Json<Page<UnmatchedReturn>>, ApiError> {
+    let (st, limit) = q.checked(&RETURN_STATES)?;
+    let rows = direct_debit::unmatched_returns(&state.services, st, q.starting_after, limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit)))
+}
+
+/// What `apply` names: the collection the return belongs to.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct ApplyReturnInput {
+    /// The collection's end-to-end id (as in its pain.008 and `GET /admin/v1/direct-debit-files`).
+    #[schema(required = true, example = "NT6C1F0E3B2A4D5E6F708192A3B4C5D6E")]
+    pub end_to_end_id: Option<String>,
+}
+
+/// What `dismiss` says.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct DismissReturnInput {
+    /// Why the return is not applied to a collection (kept with it).
+    #[schema(required = true, example = "A return of another creditor's debit; the bank will correct it")]
+    pub reason: Option<String>,
+}
+
+/// Apply an unmatched return to a collection (operator).
+///
+/// Reverses the collection as a matched return does: the invoice is open again, the booking
+/// reversed, the PSP gets `payment.returned` and the buyer an e-mail with a new date to pay by.
+#[utoipa::path(post, path = "/admin/v1/unmatched-returns/{unmatched_return_id}/apply", tag = "Operator",
+    params(("unmatched_return_id" = uuid::Uuid, Path)), request_body = ApplyReturnInput,
+    responses((status = 200, description = "The return, applied", body = UnmatchedReturn),
+              (status = 404, description = "No such return", body = ErrorBody),
+              (status = 409, description = "Not open any more, or the collection is not collected", body = ErrorBody),
+              (status = 422, description = "No such collection, in another currency or more than came back", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn apply_return(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiJson(body): ApiJson<ApplyReturnInput>,
+) -> Result<Json<UnmatchedReturn>, ApiError> {
+    let Some(e2e) = body.end_to_end_id.filter(|x| !x.trim().is_empty()) else {
+        return Err(ApiError::Validation(vec![FieldError {
+            source: "end_to_end_id".into(),
+            title: "end_to_end_id is required".into(),
+        }]));
+    };
+    Ok(Json(direct_debit::apply_return(&state.services, id, e2e.trim()).await?))
+}
+
+/// Dismiss an unmatched return (operator).
+#[utoipa::path(post, path = "/admin/v1/unmatched-returns/{unmatched_return_id}/dismiss", tag = "Operator",
+    params(("unmatched_return_id" = uuid::Uuid, Path)), request_body = DismissReturnInput,
+    responses((status = 200, description = "The return, dismissed", body = UnmatchedReturn),
+              (status = 404, description = "No such return", body = ErrorBody),
+              (status = 409, description = "Not open any more", body = ErrorBody),
+              (status = 422, description = "No reason given", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn dismiss_return(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiJson(body): ApiJson<DismissReturnInput>,
+) -> Result<Json<UnmatchedReturn>, ApiError> {
+    Ok(Json(direct_debit::dismiss_return(&state.services, id, body.reason.as_deref().unwrap_or("")).await?))
 }
 
 fn xml(body: String) -> Response {

@@ -55,7 +55,10 @@ pub async fn serve(
     loop {
         // A free slot first: at the limit, new connections wait in the kernel's backlog.
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // closed: never happens, the loop owns it
+            },
             () = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {

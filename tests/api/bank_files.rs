@@ -331,7 +331,8 @@ async fn a_payout_is_sent_only_once_its_file_is_written() {
 
 /// A return in the DK "Rücklastschrift" layout names the mandate and the amount with the bank's
 /// fee, not our end-to-end id: it is matched to the collection under that mandate, the invoice
-/// reopens; the same return again, or one naming an unknown mandate, changes nothing.
+/// reopens; the same return again changes nothing, one naming an unknown mandate waits for an
+/// operator.
 #[tokio::test]
 async fn a_return_naming_only_the_mandate_reopens_its_invoice() {
     let app = TestApp::spawn().await;
@@ -355,7 +356,7 @@ async fn a_return_naming_only_the_mandate_reopens_its_invoice() {
     };
     let unknown = Ntry { bank_ref: Some("RL-RET-0".into()), ..ret("NTUNKNOWNMANDATE") };
     let s = import(&app, &camt053(Dialect::V02, "S-RL0", &[unknown])).await;
-    assert_eq!((s["returns"].as_u64(), s["ignored"].as_u64()), (Some(0), Some(1)), "{s}");
+    assert_eq!((s["returns"].as_u64(), s["unmatched"].as_u64()), (Some(0), Some(1)), "{s}");
     assert_eq!(get_capture(&app, &psp, &id(&d)).await["state"], "paid");
     let s = import(&app, &camt053(Dialect::V02, "S-RL1", &[ret(&mandate)])).await;
     assert_eq!(s["returns"], 1, "{s}");
@@ -365,5 +366,76 @@ async fn a_return_naming_only_the_mandate_reopens_its_invoice() {
     let returned = events_of(&app, &psp, "payment.returned").await;
     assert_eq!((returned.len(), returned[0]["return_reason"].as_str()), (1, Some("AM04")));
     assert_eq!(import(&app, &camt053(Dialect::V02, "S-RL1", &[ret(&mandate)])).await["returns"], 0);
+    verify_ledger(&app).await;
+}
+
+/// A return that matches no collection waits in the unmatched-returns queue with its reason; an
+/// operator applies it to the collection it belongs to (which reverses that collection as a
+/// matched return would) or dismisses it with a reason.
+#[tokio::test]
+async fn an_unmatched_return_waits_for_an_operator() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let d = direct_debit_capture(&app, &psp, &mid, "UR-1").await;
+    let on = crate::sepa_xsd::collection_day(due_of(&d));
+    crate::dunning::advance_to(&app, &psp, on).await;
+    assert_eq!(get_capture(&app, &psp, &id(&d)).await["state"], "paid");
+    let files = app.send(app.admin(Method::GET, "/admin/v1/direct-debit-files")).await.json();
+    let e2e = files["data"][0]["collections"][0]["end_to_end_id"].as_str().unwrap().to_owned();
+    let stray = |r: &str, e2e: &str, amount: i64| Ntry {
+        credit: false,
+        bank_ref: Some(r.into()),
+        txs: vec![Tx {
+            amount: Some(amount),
+            e2e: Some(e2e.into()),
+            return_code: Some("AM04".into()),
+            ..Tx::default()
+        }],
+        ..Ntry::credit(r, amount, Tx::default())
+    };
+    let file = camt053(Dialect::V02, "S-UR1", &[stray("UR-RET-1", "SOMEONE-ELSES-E2E", 11900 + 300)]);
+    let s = import(&app, &file).await;
+    assert_eq!((s["returns"].as_u64(), s["unmatched"].as_u64()), (Some(0), Some(1)), "{s}");
+    assert_eq!(get_capture(&app, &psp, &id(&d)).await["state"], "paid", "nothing is reversed on a guess");
+    let queue = app.send(app.admin(Method::GET, "/admin/v1/unmatched-returns?state=open")).await.json();
+    let held = &queue["data"][0];
+    assert_eq!(queue["data"].as_array().unwrap().len(), 1, "{queue}");
+    assert_eq!((held["reason"].as_str(), held["amount"].as_i64()), (Some("AM04"), Some(12200)));
+    assert!(held["reason_text"].as_str().unwrap().contains("sufficient funds"), "{held}");
+    assert_eq!(held["end_to_end_id"], "SOMEONE-ELSES-E2E");
+    let rid = held["unmatched_return_id"].as_str().unwrap().to_owned();
+    // The same file again holds nothing twice.
+    assert_eq!(import(&app, &file).await["unmatched"], 0);
+    let apply = |body: Value| app.admin(Method::POST, &format!("/admin/v1/unmatched-returns/{rid}/apply")).json(&body);
+    let r = app.send(apply(json!({"end_to_end_id": "NO-SUCH-COLLECTION"}))).await;
+    r.assert_error(422, "request_validation_error");
+    assert_eq!(r.sources(), ["end_to_end_id"]);
+    app.send(apply(json!({}))).await.assert_error(422, "request_validation_error");
+    let r = app.send(apply(json!({"end_to_end_id": e2e}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let applied = r.json();
+    assert_eq!((applied["state"].as_str(), applied["applied_to"].as_str()), (Some("applied"), Some(e2e.as_str())));
+    let v = get_capture(&app, &psp, &id(&d)).await;
+    assert_eq!(v["outstanding"], 11900, "{v}");
+    let returned = events_of(&app, &psp, "payment.returned").await;
+    assert_eq!((returned.len(), returned[0]["return_reason"].as_str()), (1, Some("AM04")));
+    app.send(apply(json!({"end_to_end_id": e2e}))).await.assert_error(409, "state_conflict");
+    // Another stray return is dismissed, with a reason.
+    import(&app, &camt053(Dialect::V02, "S-UR2", &[stray("UR-RET-2", "X-E2E", 5000)])).await;
+    let queue = app.send(app.admin(Method::GET, "/admin/v1/unmatched-returns?state=open")).await.json();
+    let rid2 = queue["data"][0]["unmatched_return_id"].as_str().unwrap().to_owned();
+    let dismiss =
+        |body: Value| app.admin(Method::POST, &format!("/admin/v1/unmatched-returns/{rid2}/dismiss")).json(&body);
+    app.send(dismiss(json!({"reason": " "}))).await.assert_error(422, "request_validation_error");
+    let r = app.send(dismiss(json!({"reason": "another creditor's debit"}))).await;
+    assert_eq!((r.status.as_u16(), r.json()["state"].as_str().map(str::to_owned)), (200, Some("dismissed".into())));
+    let open = app.send(app.admin(Method::GET, "/admin/v1/unmatched-returns?state=open")).await.json();
+    assert_eq!(open["data"].as_array().unwrap().len(), 0);
+    let all = app.send(app.admin(Method::GET, "/admin/v1/unmatched-returns")).await.json();
+    assert_eq!(all["data"].as_array().unwrap().len(), 2);
+    app.send(app.admin(Method::GET, "/admin/v1/unmatched-returns?state="))
+        .await
+        .assert_error(422, "request_validation_error");
     verify_ledger(&app).await;
 }
