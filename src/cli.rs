@@ -58,6 +58,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PayoutCommand,
     },
+    /// Buyers: their credit, and sending it back.
+    Buyers {
+        #[command(subcommand)]
+        command: BuyerCommand,
+    },
     /// Print the OpenAPI document, or check a committed copy against it.
     Openapi {
         /// Compare with this file and fail if it differs.
@@ -112,6 +117,68 @@ pub enum PayoutCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuyerCommand {
+    /// Send a buyer's credit (over-payments, refunds of paid invoices) back by SEPA credit
+    /// transfer: writes the pain.001 (to `--out FILE`, else standard output) and books it.
+    RefundCredit {
+        /// The buyer's id.
+        buyer_id: uuid::Uuid,
+        /// Minor units; default: the whole credit.
+        #[arg(long)]
+        amount: Option<i64>,
+        /// The buyer's IBAN; default: the account it last paid from.
+        #[arg(long)]
+        iban: Option<String>,
+        /// The account holder; default: the name it last paid under, else the buyer's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Write the pain.001 here (the transfer is booked only once the file is written).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `netterms buyers refund-credit`.
+pub async fn run_buyers(config: Config, cmd: BuyerCommand) -> anyhow::Result<()> {
+    let s = Services::open(config, false).await?;
+    let BuyerCommand::RefundCredit { buyer_id, amount, iban, name, out, json } = cmd;
+    if let Some(parent) = out.as_deref().and_then(std::path::Path::parent).filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        anyhow::bail!("--out {}: no such directory (nothing was sent back)", parent.display());
+    }
+    let input = crate::service::payments::CreditRefundInput { amount, currency: None, iban, name };
+    let buyer = crate::domain::ids::BuyerId(buyer_id);
+    let view = crate::service::payments::refund_credit_written(&s, buyer, input, |_, xml| -> anyhow::Result<()> {
+        match &out {
+            Some(path) => std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?,
+            None if !json => print!("{xml}"),
+            None => {}
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| match e.downcast::<crate::service::orders::OrderError>() {
+        Ok(crate::service::orders::OrderError::Invalid(errs)) => anyhow::anyhow!(
+            "invalid input:\n{}",
+            errs.iter().map(|e| format!("  - {}: {}", e.source, e.title)).collect::<Vec<_>>().join("\n")
+        ),
+        Ok(crate::service::orders::OrderError::NotFound(what)) => anyhow::anyhow!("{what} not found"),
+        Ok(other) => anyhow::anyhow!("{other}"),
+        Err(e) => e,
+    })?;
+    if json || out.is_some() {
+        print(json, &view, || {
+            format!("{}  {} {} cents to {}", view.credit_transfer_id, view.currency, view.amount, view.creditor_iban)
+        })?;
+    }
+    s.db.close().await;
+    Ok(())
 }
 
 /// `netterms payouts run` and `netterms payouts export`.

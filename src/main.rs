@@ -46,6 +46,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Statements { command } => netterms::cli::run_statements(config, command).await,
         Command::DirectDebit { command } => netterms::cli::run_direct_debit(config, command).await,
         Command::Payouts { command } => netterms::cli::run_payouts(config, command).await,
+        Command::Buyers { command } => netterms::cli::run_buyers(config, command).await,
         Command::Demo { shop } => {
             anyhow::ensure!(
                 config.environment == netterms::config::Environment::Sandbox,

@@ -341,6 +341,22 @@ fn statements_import_and_direct_debit_export_from_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing due for collection"));
     let out = netterms(dir.path()).args(["ledger", "verify"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // A buyer's credit: refused for an unknown buyer, and into a directory that is not there.
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let out = netterms(dir.path()).args(["buyers", "refund-credit", &unknown]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("buyer not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = netterms(dir.path())
+        .args(["buyers", "refund-credit", &unknown, "--out"])
+        .arg(dir.path().join("missing").join("credit.xml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such directory"));
 }
 
 /// `psp create` takes the payout bank's BIC (required outside the EEA) and the billing details a

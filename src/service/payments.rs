@@ -656,9 +656,10 @@ pub struct RefundInput {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CreditTransferView {
     pub credit_transfer_id: uuid::Uuid,
-    /// `unmatched_refund`: an unmatched payment sent back.
+    /// `unmatched_refund` (an unmatched payment sent back) or `credit_refund` (a buyer's credit).
     pub kind: String,
     pub payment_id: Option<uuid::Uuid>,
+    pub buyer_id: Option<BuyerId>,
     pub currency: String,
     pub amount: i64,
     pub creditor_name: String,
@@ -706,12 +707,171 @@ pub async fn refund_unmatched(
     let (Some(iban), Some(name)) = (iban, name) else { return Err(OrderError::Invalid(Vec::new())) };
     let now = time_of(s, &mut tx, p.psp_id).await?.now;
     let transfer_id = uuid::Uuid::now_v7();
-    let e2e = format!("NT{}", transfer_id.simple());
     let remittance = format!(
         "Rueckzahlung Ihrer Zahlung vom {} {}",
         p.booking_date.clone().unwrap_or_default(),
         p.reference.clone().or(p.remittance.clone()).unwrap_or_default()
     );
+    let (row, e2e) = credit_transfer(
+        s,
+        transfer_id,
+        "unmatched_refund",
+        Some(p.id),
+        None,
+        &p.currency,
+        p.amount,
+        name,
+        iban,
+        &remittance,
+        now,
+    );
+    store::insert_credit_transfer(&mut tx, &row);
+    let entry = ledger::unapplied_refund(p.amount).map_err(corrupt)?;
+    journal::post(&mut tx, &entry, &p.currency, transfer_id, now).await?;
+    store::move_payment(&mut tx, p.id, "unmatched", "refunded", now);
+    tx.commit().await?;
+    tracing::info!(payment_id = %id, credit_transfer_id = %transfer_id, "unmatched payment sent back");
+    Ok(transfer_view(row, e2e))
+}
+
+/// The body of `POST /admin/v1/buyers/{buyer_id}/credit-refunds`: what of a buyer's credit to
+/// send back, and where.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreditRefundInput {
+    /// Minor units; default: the whole credit.
+    pub amount: Option<i64>,
+    /// Default `EUR` (SEPA credit transfers are in euro).
+    pub currency: Option<String>,
+    /// The buyer's IBAN; default: the account it last paid from.
+    pub iban: Option<String>,
+    /// The account holder; default: the name it last paid under, else the buyer's name.
+    pub name: Option<String>,
+}
+
+/// A buyer's credit in one currency.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BuyerCredit {
+    pub buyer_id: BuyerId,
+    pub currency: String,
+    /// What netterms owes the buyer back (minor units): over-payments, refunds and disputes of
+    /// paid invoices, less what was sent back.
+    pub amount: i64,
+}
+
+/// Buyer `buyer`'s credit in `currency`.
+pub async fn buyer_credit(s: &Services, buyer: BuyerId, currency: &str) -> Result<BuyerCredit, OrderError> {
+    let mut conn = s.db.conn().await?;
+    if !store::buyer_exists(&mut conn, buyer).await? {
+        return Err(OrderError::NotFound("buyer"));
+    }
+    let amount = store::buyer_credit(&mut conn, buyer, currency).await?;
+    Ok(BuyerCredit { buyer_id: buyer, currency: currency.to_owned(), amount })
+}
+
+/// Sends (part of) a buyer's credit back: a pain.001 credit transfer from netterms' account to
+/// the buyer's, booked as `credit_refund` (buyer credit against bank cash). Never more than the
+/// credit, also when two refunds race (the buyer is locked while its credit is read and booked).
+pub async fn refund_credit(
+    s: &Services,
+    buyer: BuyerId,
+    input: CreditRefundInput,
+) -> Result<CreditTransferView, OrderError> {
+    refund_credit_written(s, buyer, input, |_, _| Ok::<(), OrderError>(())).await
+}
+
+/// [`refund_credit`], handing the pain.001 to `write` before the transfer is booked: a file that
+/// could not be written books nothing.
+pub async fn refund_credit_written<E: From<OrderError>>(
+    s: &Services,
+    buyer: BuyerId,
+    input: CreditRefundInput,
+    write: impl FnOnce(&CreditTransferView, &str) -> Result<(), E>,
+) -> Result<CreditTransferView, E> {
+    let mut v = Violations::new();
+    let currency = input.currency.unwrap_or_else(|| "EUR".into());
+    if currency != "EUR" {
+        v.add("currency", "only euro credit can be sent back by SEPA credit transfer");
+    }
+    if input.amount.is_some_and(|a| a <= 0) {
+        v.add("amount", "amount must be positive");
+    }
+    let iban = v.opt_text("iban", input.iban, 34);
+    let name = v.opt_text("name", input.name, 70);
+    v.finish().map_err(OrderError::Invalid)?;
+    let mut tx = s.db.begin().await.map_err(OrderError::from)?;
+    let buyer_name =
+        store::lock_buyer(&mut tx, buyer).await.map_err(OrderError::from)?.ok_or(OrderError::NotFound("buyer"))?;
+    let credit = store::buyer_credit(&mut tx, buyer, &currency).await.map_err(OrderError::from)?;
+    if credit <= 0 {
+        return Err(conflict("the buyer has no credit to send back").into());
+    }
+    let amount = input.amount.unwrap_or(credit);
+    let mut v = Violations::new();
+    if amount > credit {
+        v.add("amount", format!("amount is more than the buyer's credit ({credit})"));
+    }
+    let last = store::last_payer_account(&mut tx, buyer).await.map_err(OrderError::from)?;
+    let iban = match iban.or(last.as_ref().map(|(i, _)| i.clone())) {
+        None => {
+            v.add("iban", "no account of the buyer is known: give the iban to send the credit to");
+            None
+        }
+        Some(i) => match crate::domain::iban::validate(&i) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                v.add("iban", format!("iban is not valid: {e}"));
+                None
+            }
+        },
+    };
+    v.finish().map_err(OrderError::Invalid)?;
+    let Some(iban) = iban else { return Err(OrderError::Invalid(Vec::new()).into()) };
+    let name = name.or(last.and_then(|(_, n)| n)).unwrap_or(buyer_name);
+    // A buyer belongs to no one PSP: the deployment's clock.
+    let now = s.clock.now();
+    let transfer_id = uuid::Uuid::now_v7();
+    let remittance = "Rueckzahlung Ihres Guthabens bei netterms".to_owned();
+    let (row, e2e) = credit_transfer(
+        s,
+        transfer_id,
+        "credit_refund",
+        None,
+        Some(buyer),
+        &currency,
+        amount,
+        name,
+        iban,
+        &remittance,
+        now,
+    );
+    store::insert_credit_transfer(&mut tx, &row);
+    let entry = ledger::credit_refund(buyer, amount).map_err(corrupt)?;
+    journal::post(&mut tx, &entry, &currency, transfer_id, now).await.map_err(OrderError::from)?;
+    let xml = row.xml.clone();
+    let view = transfer_view(row, e2e);
+    write(&view, &xml)?;
+    tx.commit().await.map_err(OrderError::from)?;
+    tracing::info!(%buyer, credit_transfer_id = %transfer_id, "buyer credit sent back");
+    Ok(view)
+}
+
+/// A credit transfer from netterms' account (its pain.001, executed the next day) as stored.
+#[allow(clippy::too_many_arguments)]
+fn credit_transfer(
+    s: &Services,
+    id: uuid::Uuid,
+    kind: &str,
+    payment_id: Option<uuid::Uuid>,
+    buyer_id: Option<BuyerId>,
+    currency: &str,
+    amount: i64,
+    name: String,
+    iban: String,
+    remittance: &str,
+    now: DateTime<Utc>,
+) -> (store::CreditTransferRow, String) {
+    let e2e = format!("NT{}", id.simple());
     let debtor = crate::domain::sepa::Party {
         name: s.config.creditor_name.clone(),
         iban: s.config.bank_iban.clone(),
@@ -719,9 +879,9 @@ pub async fn refund_unmatched(
     };
     let transfer = crate::domain::sepa::Transfer {
         end_to_end_id: e2e.clone(),
-        amount: p.amount,
+        amount,
         creditor: crate::domain::sepa::Party { name: name.clone(), iban: iban.clone(), bic: None },
-        remittance: remittance.clone(),
+        remittance: remittance.to_owned(),
     };
     let xml = crate::domain::sepa::pain001(
         &e2e,
@@ -731,28 +891,27 @@ pub async fn refund_unmatched(
         std::slice::from_ref(&transfer),
     );
     let row = store::CreditTransferRow {
-        id: transfer_id,
-        kind: "unmatched_refund".into(),
-        payment_id: Some(p.id),
-        buyer_id: None,
-        currency: p.currency.clone(),
-        amount: p.amount,
+        id,
+        kind: kind.into(),
+        payment_id,
+        buyer_id,
+        currency: currency.to_owned(),
+        amount,
         creditor_name: name,
         creditor_iban: iban,
-        remittance: crate::domain::sepa::sepa_text(&remittance, 140),
+        remittance: crate::domain::sepa::sepa_text(remittance, 140),
         xml,
         created_at: now,
     };
-    store::insert_credit_transfer(&mut tx, &row);
-    let entry = ledger::unapplied_refund(p.amount).map_err(corrupt)?;
-    journal::post(&mut tx, &entry, &p.currency, transfer_id, now).await?;
-    store::move_payment(&mut tx, p.id, "unmatched", "refunded", now);
-    tx.commit().await?;
-    tracing::info!(payment_id = %id, credit_transfer_id = %transfer_id, "unmatched payment sent back");
-    Ok(CreditTransferView {
+    (row, e2e)
+}
+
+fn transfer_view(row: store::CreditTransferRow, e2e: String) -> CreditTransferView {
+    CreditTransferView {
         credit_transfer_id: row.id,
         kind: row.kind,
         payment_id: row.payment_id,
+        buyer_id: row.buyer_id,
         currency: row.currency,
         amount: row.amount,
         creditor_name: row.creditor_name,
@@ -760,7 +919,7 @@ pub async fn refund_unmatched(
         remittance: row.remittance,
         end_to_end_id: e2e,
         created_at: row.created_at,
-    })
+    }
 }
 
 /// A credit transfer's pain.001 XML.

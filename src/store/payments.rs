@@ -456,3 +456,47 @@ pub fn insert_booked(tx: &mut Tx, rows: &[(PaymentRow, CaptureId, i64)]) {
         "",
     );
 }
+
+/// What netterms owes buyer `buyer` back in `currency` (its credit: over-payments, refunds of
+/// paid invoices, disputes, less what was sent back), from the ledger.
+pub async fn buyer_credit(conn: &mut impl AsExec, buyer: BuyerId, currency: &str) -> StoreResult<i64> {
+    let account = crate::domain::ledger::Account::BuyerCredit(buyer).key();
+    let sum: Option<i64> = with_conn!(conn, c => {
+        sqlx::query_scalar(
+            "SELECT CAST(SUM(l.amount) AS BIGINT) FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
+             WHERE l.account = $1 AND e.currency = $2",
+        )
+        .bind(account).bind(currency).fetch_one(&mut *c).await?
+    });
+    Ok(-sum.unwrap_or(0))
+}
+
+/// Takes buyer `buyer` for this transaction (a row lock on PostgreSQL, the write lock on
+/// SQLite), so two refunds of its credit never both see it; its name, if it exists.
+pub async fn lock_buyer(tx: &mut impl AsExec, buyer: BuyerId) -> StoreResult<Option<String>> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query_scalar("UPDATE buyers SET updated_at = updated_at WHERE id = $1 RETURNING name")
+            .bind(buyer).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// The account and name the buyer last paid from, as a statement named them.
+pub async fn last_payer_account(
+    conn: &mut impl AsExec,
+    buyer: BuyerId,
+) -> StoreResult<Option<(String, Option<String>)>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT debtor_iban, debtor_name FROM bank_payments WHERE buyer_id = $1 AND debtor_iban IS NOT NULL \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(buyer).fetch_optional(&mut *c).await?
+    }))
+}
+
+/// Whether buyer `buyer` exists.
+pub async fn buyer_exists(conn: &mut impl AsExec, buyer: BuyerId) -> StoreResult<bool> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_scalar::<_, i64>("SELECT CAST(1 AS BIGINT) FROM buyers WHERE id = $1").bind(buyer).fetch_optional(&mut *c).await?.is_some()
+    }))
+}

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 /// Placeholder ids used in the examples' bodies.
 pub const EXAMPLE_MERCHANT_ID: &str = "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b";
 pub const EXAMPLE_CAPTURE_ID: &str = "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a7c";
+/// The placeholder end-to-end id of a collection in examples.
+pub const EXAMPLE_END_TO_END_ID: &str = "NT6C1F0E3B2A4D5E6F708192A3B4C5D6E";
 
 fn amount(gross: i64) -> Value {
     let tax = gross * 19 / 119;
@@ -128,8 +130,11 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
             "text": "Guten Tag, anbei die Rechnungskopie. Die Zahlung ist am 12. März eingegangen."
         }),
         ("post", "/admin/v1/unmatched-payments/{payment_id}/assign") => json!({"capture_id": EXAMPLE_CAPTURE_ID}),
+        ("post", "/admin/v1/buyers/{buyer_id}/credit-refunds") => {
+            json!({"amount": 4100, "iban": "DE89 3704 0044 0532 0130 00", "name": "Kunde Maschinenbau GmbH"})
+        }
         ("post", "/admin/v1/unmatched-returns/{unmatched_return_id}/apply") => {
-            json!({"end_to_end_id": "NT6C1F0E3B2A4D5E6F708192A3B4C5D6E"})
+            json!({"end_to_end_id": EXAMPLE_END_TO_END_ID})
         }
         ("post", "/admin/v1/unmatched-returns/{unmatched_return_id}/dismiss") => {
             json!({"reason": "A return of another creditor's debit; the bank will correct it"})

@@ -17,9 +17,13 @@ use super::idempotency::{Idem, respond};
 use super::merchants::Page;
 use super::sandbox::sandbox_only;
 use crate::domain::camt::{self, CamtError};
+use crate::domain::ids::BuyerId;
 use crate::domain::validate::FieldError;
 use crate::service::direct_debit::{self, FileView, ReturnView, SandboxReturnInput};
-use crate::service::payments::{self, AssignInput, CreditTransferView, PaymentView, RefundInput, SandboxPaymentInput};
+use crate::service::payments::{
+    self, AssignInput, BuyerCredit, CreditRefundInput, CreditTransferView, PaymentView, RefundInput,
+    SandboxPaymentInput,
+};
 use crate::service::statements::{self, Document, ImportError, ImportSummary, StatementView};
 use crate::store::direct_debits::UnmatchedReturn;
 
@@ -33,6 +37,8 @@ pub fn admin_router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_payment))
         .routes(routes!(assign))
         .routes(routes!(refund))
+        .routes(routes!(buyer_credit))
+        .routes(routes!(refund_credit))
         .routes(routes!(credit_transfer_xml))
         .routes(routes!(list_files, export_files))
         .routes(routes!(file_xml))
@@ -270,6 +276,51 @@ async fn dismiss_return(
     ApiJson(body): ApiJson<DismissReturnInput>,
 ) -> Result<Json<UnmatchedReturn>, ApiError> {
     Ok(Json(direct_debit::dismiss_return(&state.services, id, body.reason.as_deref().unwrap_or("")).await?))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct CreditQuery {
+    /// Default `EUR`.
+    currency: Option<String>,
+}
+
+/// Get a buyer's credit (operator).
+///
+/// What netterms owes the buyer back: over-payments, refunds and disputes of paid invoices, less
+/// what was sent back.
+#[utoipa::path(get, path = "/admin/v1/buyers/{buyer_id}/credit", tag = "Operator",
+    params(("buyer_id" = uuid::Uuid, Path), CreditQuery),
+    responses((status = 200, description = "The buyer's credit", body = BuyerCredit),
+              (status = 404, description = "No such buyer", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn buyer_credit(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<BuyerId>,
+    ApiQuery(q): ApiQuery<CreditQuery>,
+) -> Result<Json<BuyerCredit>, ApiError> {
+    let currency = q.currency.unwrap_or_else(|| "EUR".into());
+    Ok(Json(payments::buyer_credit(&state.services, id, &currency).await?))
+}
+
+/// Send a buyer's credit back (operator).
+///
+/// Writes a SEPA credit transfer (pain.001.001.09) of the credit (or `amount` of it) from
+/// netterms' account to the buyer's (`iban`, default the account it last paid from); fetch it at
+/// `GET /admin/v1/credit-transfers/{id}` for the bank. Never more than the credit.
+#[utoipa::path(post, path = "/admin/v1/buyers/{buyer_id}/credit-refunds", tag = "Operator",
+    params(("buyer_id" = uuid::Uuid, Path)), request_body = CreditRefundInput,
+    responses((status = 201, description = "The credit transfer", body = CreditTransferView),
+              (status = 404, description = "No such buyer", body = ErrorBody),
+              (status = 409, description = "The buyer has no credit", body = ErrorBody),
+              (status = 422, description = "More than the credit, not euro, or no account known or given", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn refund_credit(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<BuyerId>,
+    ApiJson(body): ApiJson<CreditRefundInput>,
+) -> Result<(StatusCode, Json<CreditTransferView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(payments::refund_credit(&state.services, id, body).await?)))
 }
 
 fn xml(body: String) -> Response {

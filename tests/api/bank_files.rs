@@ -439,3 +439,76 @@ async fn an_unmatched_return_waits_for_an_operator() {
         .assert_error(422, "request_validation_error");
     verify_ledger(&app).await;
 }
+
+/// A buyer's credit (here an over-payment) is sent back by credit transfer: never more than the
+/// credit, also when two refunds race; the pain.001 validates; the ledger agrees.
+#[tokio::test]
+async fn a_buyers_credit_is_sent_back_once() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let c = capture_of(&app, &psp, &mid, "CR-1", 11900).await;
+    let tx = Tx { rf: Some(rf(&c)), debtor_iban: Some("DE89370400440532013000".into()), ..Tx::default() };
+    let s = import(&app, &camt053(Dialect::V02, "S-CR1", &[Ntry::credit("CR-PAY-1", 16000, tx)])).await;
+    assert_eq!(s["matched"], 1, "{s}");
+    let order = app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{}", c["order_id"].as_str().unwrap()))).await;
+    let mut conn = app.db().conn().await.unwrap();
+    let order_id = uuid::Uuid::parse_str(order.json()["order_id"].as_str().unwrap()).unwrap();
+    let buyer: netterms::store::StoreResult<uuid::Uuid> = async {
+        Ok(netterms::with_conn!(&mut conn, c => {
+            sqlx::query_scalar("SELECT buyer_id FROM orders WHERE id = $1").bind(order_id).fetch_one(&mut *c).await?
+        }))
+    }
+    .await;
+    drop(conn);
+    let buyer = buyer.unwrap();
+    let credit = app.send(app.admin(Method::GET, &format!("/admin/v1/buyers/{buyer}/credit"))).await.json();
+    assert_eq!(credit["amount"], 16000 - 11900, "{credit}");
+    let refund = |body: Value| app.admin(Method::POST, &format!("/admin/v1/buyers/{buyer}/credit-refunds")).json(&body);
+    let r = app.send(refund(json!({"amount": 4101}))).await;
+    r.assert_error(422, "request_validation_error");
+    assert_eq!(r.sources(), ["amount"]);
+    app.send(refund(json!({"currency": "CHF"}))).await.assert_error(422, "request_validation_error");
+    app.send(refund(json!({"amount": 0}))).await.assert_error(422, "request_validation_error");
+    let unknown = uuid::Uuid::now_v7();
+    let r = app.send(app.admin(Method::POST, &format!("/admin/v1/buyers/{unknown}/credit-refunds")).json(&json!({})));
+    assert_eq!(r.await.status, 404);
+    // A transfer whose file could not be written is not booked.
+    let failed = netterms::service::payments::refund_credit_written(
+        &app.services,
+        netterms::domain::ids::BuyerId(buyer),
+        Default::default(),
+        |_, _| Err(WriteFailed("disk full".into())),
+    )
+    .await;
+    assert_eq!(failed.unwrap_err(), WriteFailed("disk full".into()));
+    let credit = app.send(app.admin(Method::GET, &format!("/admin/v1/buyers/{buyer}/credit"))).await.json();
+    assert_eq!(credit["amount"], 4100, "nothing was booked: {credit}");
+    // Two refunds of 3,000 of a credit of 4,100 at once: exactly one goes out.
+    let (a, b) = tokio::join!(app.send(refund(json!({"amount": 3000}))), app.send(refund(json!({"amount": 3000}))));
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort_unstable();
+    assert!(matches!(statuses, [201, 409] | [201, 422]), "{statuses:?}: {} / {}", a.text(), b.text());
+    let first = if a.status == 201 { a.json() } else { b.json() };
+    assert_eq!((first["kind"].as_str(), first["amount"].as_i64()), (Some("credit_refund"), Some(3000)));
+    // The account it last paid from.
+    assert_eq!(first["creditor_iban"], "DE89370400440532013000");
+    // The rest, by default the whole remaining credit, to a given account.
+    let r = app.send(refund(json!({"iban": "DE02 1203 0000 0000 2020 51", "name": "Kunde GmbH"}))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let rest = r.json();
+    assert_eq!((rest["amount"].as_i64(), rest["creditor_name"].as_str()), (Some(1100), Some("Kunde GmbH")));
+    let xml = app
+        .send(app.admin(
+            Method::GET,
+            &format!("/admin/v1/credit-transfers/{}", rest["credit_transfer_id"].as_str().unwrap()),
+        ))
+        .await
+        .text();
+    assert!(xml.contains("<InstdAmt Ccy=\"EUR\">11.00</InstdAmt>"), "{xml}");
+    crate::sepa_xsd::validate(&xml, "pain.001.001.09.xsd");
+    let credit = app.send(app.admin(Method::GET, &format!("/admin/v1/buyers/{buyer}/credit"))).await.json();
+    assert_eq!(credit["amount"], 0, "{credit}");
+    app.send(refund(json!({}))).await.assert_error(409, "state_conflict");
+    verify_ledger(&app).await;
+}

@@ -1,5 +1,5 @@
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -166,6 +166,65 @@ async fn every_documented_example_is_accepted() {
         let concrete = format!("/admin/v1/unmatched-payments/{}/{op}", pay["payment_id"].as_str().unwrap());
         send("post", &path, &concrete, None, cap).await;
     }
+    // The buyer pays into its virtual IBAN with nothing open: its credit, sent back.
+    let mut conn = app.db().conn().await.unwrap();
+    let viban: netterms::store::StoreResult<String> = async {
+        Ok(netterms::with_conn!(&mut conn, c => {
+            sqlx::query_scalar("SELECT virtual_iban FROM buyers WHERE id = $1").bind(buyer).fetch_one(&mut *c).await?
+        }))
+    }
+    .await;
+    drop(conn);
+    let credit = app
+        .send(app.psp(&p, Method::POST, "/v1/sandbox/payments").json(&json!({
+            "iban": viban.unwrap(), "amount": {"currency": "EUR", "value": 5000}, "debtor_name": "Kunde Maschinenbau GmbH"
+        })))
+        .await;
+    assert_eq!(credit.json()["credit"], 5000, "{}", credit.text());
+    let path = "/admin/v1/buyers/{buyer_id}/credit-refunds";
+    send("post", path, &format!("/admin/v1/buyers/{buyer}/credit-refunds"), None, &[]).await;
+    // A return naming no collection of ours, applied to one by an operator; another dismissed.
+    let dd2 = crate::payments::direct_debit_capture(&app, &p, &mid, "INV-DD-2").await;
+    let due2: chrono::NaiveDate = dd2["due_date"].as_str().unwrap().parse().unwrap();
+    crate::dunning::advance_to(&app, &p, crate::sepa_xsd::collection_day(due2)).await;
+    let files = app.send(app.admin(Method::GET, "/admin/v1/direct-debit-files")).await.json();
+    let e2e = files["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["collections"].as_array().unwrap().iter())
+        .find(|c| c["capture_id"] == dd2["capture_id"])
+        .map(|c| c["end_to_end_id"].as_str().unwrap().to_owned())
+        .unwrap();
+    for (r, e) in [("OPS-RET-1", "OTHER-E2E-1"), ("OPS-RET-2", "OTHER-E2E-2")] {
+        use crate::camt::{Dialect, Ntry, Tx, camt053};
+        let stray = Ntry {
+            credit: false,
+            txs: vec![Tx {
+                amount: Some(11900),
+                e2e: Some(e.into()),
+                return_code: Some("MS03".into()),
+                ..Tx::default()
+            }],
+            ..Ntry::credit(r, 11900, Tx::default())
+        };
+        let s = crate::payments::import(&app, &camt053(Dialect::V02, r, &[stray])).await;
+        assert_eq!(s["unmatched"], 1, "{s}");
+    }
+    let held = app.send(app.admin(Method::GET, "/admin/v1/unmatched-returns?state=open")).await.json();
+    let held: Vec<String> = held["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["unmatched_return_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(held.len(), 2);
+    let path = "/admin/v1/unmatched-returns/{unmatched_return_id}/apply";
+    let example_e2e = netterms::web::examples::EXAMPLE_END_TO_END_ID;
+    let concrete = format!("/admin/v1/unmatched-returns/{}/apply", held[0]);
+    send("post", path, &concrete, None, &[(example_e2e, e2e.as_str())]).await;
+    let path = "/admin/v1/unmatched-returns/{unmatched_return_id}/dismiss";
+    send("post", path, &format!("/admin/v1/unmatched-returns/{}/dismiss", held[1]), None, &[]).await;
     // A direct debit collected on its due date, then returned.
     let dd = crate::payments::direct_debit_capture(&app, &p, &mid, "INV-DD-1").await;
     let due: chrono::NaiveDate = dd["due_date"].as_str().unwrap().parse().unwrap();
