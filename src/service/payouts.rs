@@ -46,7 +46,10 @@ pub async fn run_for(s: &Services, psp_id: PspId, at: PspTime) -> Result<usize, 
         (psp, period_end, cut)
     };
     let mut tx = s.db.begin().await?;
-    if !store::claim_run(&mut tx, psp_id, period_end, at.now).await? {
+    // Every movement of the PSP's payable in flight commits first; later ones are dated after
+    // the cut-off (see `Tx::lock_payouts_shared`).
+    tx.lock_payouts_exclusive(psp_id).await?;
+    if !store::claim_run(&mut tx, psp_id, period_end, cut, at.now).await? {
         return Ok(0);
     }
     let mut made = 0;

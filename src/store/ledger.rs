@@ -16,11 +16,41 @@ pub async fn post(
     ref_id: uuid::Uuid,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    post_deferred(tx, entry, currency, ref_id, now);
+    Ok(())
+}
+
+/// The PSP whose payable an entry moves, if any.
+fn psp_of(entry: &Entry) -> Option<crate::domain::ids::PspId> {
+    entry.lines.iter().find_map(|(a, _)| match a {
+        crate::domain::ledger::Account::PspPayable(p) => Some(*p),
+        _ => None,
+    })
+}
+
+/// Defers the entry's two inserts. An entry that moves what a PSP is owed takes the PSP's payout
+/// lock (shared) and is dated no earlier than the cut-off of the PSP's latest payout run: a
+/// movement that reaches the ledger after a run is paid by the next payout, and says so by its
+/// date (every movement dated before a cut-off is in that cut-off's payout).
+fn post_deferred(tx: &mut Tx, entry: &Entry, currency: &str, ref_id: uuid::Uuid, now: DateTime<Utc>) {
     let id = EntryId::new();
-    tx.defer(
-        "INSERT INTO ledger_entries (id, kind, ref_id, currency, created_at) VALUES ($1, $2, $3, $4, $5)",
-        vec![id.0.into(), entry.kind.into(), ref_id.into(), currency.into(), now.into()],
-    );
+    match psp_of(entry) {
+        Some(psp) => {
+            tx.lock_payouts_shared(psp);
+            let later = if tx.backend() == Backend::Postgres { "GREATEST" } else { "MAX" };
+            tx.defer(
+                &format!(
+                    "INSERT INTO ledger_entries (id, kind, ref_id, currency, created_at) VALUES ($1, $2, $3, $4, \
+                     {later}($5, COALESCE((SELECT MAX(r.cutoff) FROM payout_runs r WHERE r.psp_id = $6), $5)))"
+                ),
+                vec![id.0.into(), entry.kind.into(), ref_id.into(), currency.into(), now.into(), psp.0.into()],
+            );
+        }
+        None => tx.defer(
+            "INSERT INTO ledger_entries (id, kind, ref_id, currency, created_at) VALUES ($1, $2, $3, $4, $5)",
+            vec![id.0.into(), entry.kind.into(), ref_id.into(), currency.into(), now.into()],
+        ),
+    }
     // All lines in one statement.
     if !entry.lines.is_empty() {
         let values: Vec<String> =
@@ -32,15 +62,19 @@ pub async fn post(
         }
         tx.defer(&format!("INSERT INTO ledger_lines (entry_id, account, amount) VALUES {}", values.join(", ")), args);
     }
-    Ok(())
 }
 
 /// Appends many balanced entries in two statements (deferred): each with its currency, the
-/// object it belongs to and its time.
+/// object it belongs to and its time. (Entries that move what a PSP is owed go one by one, as
+/// [`post`] writes them.)
 pub fn post_many(tx: &mut Tx, entries: &[(Entry, String, uuid::Uuid, DateTime<Utc>)]) {
     let mut heads = Vec::with_capacity(entries.len());
     let mut lines = Vec::new();
     for (entry, currency, ref_id, now) in entries {
+        if psp_of(entry).is_some() {
+            post_deferred(tx, entry, currency, *ref_id, *now);
+            continue;
+        }
         let id = EntryId::new();
         heads.push(vec![id.0.into(), entry.kind.into(), (*ref_id).into(), currency.as_str().into(), (*now).into()]);
         for (account, amount) in &entry.lines {

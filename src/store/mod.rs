@@ -163,6 +163,10 @@ pub trait AsExec {
 pub struct Tx {
     inner: TxInner,
     pending: Batch,
+    /// PostgreSQL: the PSPs whose payout lock (shared) the next flush takes before its writes,
+    /// and those this transaction holds already.
+    payout_locks: Vec<i64>,
+    payout_locked: Vec<i64>,
 }
 
 enum TxInner {
@@ -170,7 +174,61 @@ enum TxInner {
     Lite(Transaction<'static, Sqlite>),
 }
 
+/// The advisory-lock key of a PSP's payouts (PostgreSQL): a run holds it exclusively, every
+/// transaction that moves what the PSP is owed holds it shared (see [`Tx::lock_payouts_shared`]).
+pub fn payout_lock_key(psp: crate::domain::ids::PspId) -> i64 {
+    let v = psp.0.as_u128();
+    // Both halves, and a constant of our own so other advisory locks of the database differ.
+    ((v >> 64) as u64 ^ v as u64 ^ 0x6e74_7061_796f_7574) as i64
+}
+
 impl Tx {
+    fn new(inner: TxInner) -> Tx {
+        Tx { inner, pending: Batch::default(), payout_locks: Vec::new(), payout_locked: Vec::new() }
+    }
+
+    /// This transaction moves what `psp` is owed: before its writes are sent it takes the PSP's
+    /// payout lock shared (PostgreSQL; SQLite runs one write transaction at a time anyway). A
+    /// payout run takes it exclusively, so a movement either commits before the run reads the
+    /// ledger, or is written after the run committed — and then dated no earlier than the run's
+    /// cut-off (the ledger entry's clamp), so it belongs to the next payout by its date too.
+    pub fn lock_payouts_shared(&mut self, psp: crate::domain::ids::PspId) {
+        let key = payout_lock_key(psp);
+        if self.backend() == Backend::Postgres
+            && !self.payout_locks.contains(&key)
+            && !self.payout_locked.contains(&key)
+        {
+            self.payout_locks.push(key);
+        }
+    }
+
+    /// Takes the payout locks asked for since the last flush (one statement, before the writes:
+    /// their snapshot must see a run that committed while this waited).
+    async fn take_payout_locks(&mut self) -> StoreResult<()> {
+        if self.payout_locks.is_empty() {
+            return Ok(());
+        }
+        let keys = std::mem::take(&mut self.payout_locks);
+        if let TxInner::Pg(t) = &mut self.inner {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared(k) FROM unnest(CAST($1 AS BIGINT[])) AS k")
+                .bind(&keys)
+                .execute(&mut **t)
+                .await?;
+        }
+        self.payout_locked.extend(keys);
+        Ok(())
+    }
+
+    /// PostgreSQL: takes `psp`'s payout lock exclusively (a payout run, before it reads the
+    /// ledger); it waits for every transaction moving what the PSP is owed to finish.
+    pub async fn lock_payouts_exclusive(&mut self, psp: crate::domain::ids::PspId) -> StoreResult<()> {
+        self.ready().await?;
+        if let TxInner::Pg(t) = &mut self.inner {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(payout_lock_key(psp)).execute(&mut **t).await?;
+        }
+        Ok(())
+    }
+
     /// Queues a write (`$1`… numbered from one) to be sent with the other deferred writes.
     pub fn defer(&mut self, sql: &str, args: Vec<Arg>) {
         self.pending.push(sql, args);
@@ -207,6 +265,7 @@ impl Tx {
 
     /// Sends the deferred writes.
     pub async fn flush(&mut self) -> StoreResult<()> {
+        self.take_payout_locks().await?;
         let batch = std::mem::take(&mut self.pending);
         match &mut self.inner {
             TxInner::Pg(t) => batch.run(Exec::Pg(t)).await,
@@ -218,6 +277,7 @@ impl Tx {
     /// the guard (a write with `RETURNING`) returned a row; otherwise rolls back and answers
     /// `false`. For fences: a write that must still find the row as the transaction expects it.
     pub async fn commit_guarded(mut self, guard: &str, args: Vec<Arg>) -> StoreResult<bool> {
+        self.take_payout_locks().await?;
         self.pending.push(guard, args);
         let batch = std::mem::take(&mut self.pending);
         let rows = match &mut self.inner {
@@ -256,7 +316,7 @@ impl AsExec for Tx {
     }
 
     async fn ready(&mut self) -> StoreResult<()> {
-        if self.pending.is_empty() { Ok(()) } else { self.flush().await }
+        if self.pending.is_empty() && self.payout_locks.is_empty() { Ok(()) } else { self.flush().await }
     }
 }
 
@@ -578,10 +638,8 @@ impl Db {
     /// so a transaction never fails later trying to upgrade a read lock.
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
-            Db::Postgres { pool, .. } => Tx { inner: TxInner::Pg(pool.begin().await?), pending: Batch::default() },
-            Db::Sqlite { write, .. } => {
-                Tx { inner: TxInner::Lite(write.begin_with("BEGIN IMMEDIATE").await?), pending: Batch::default() }
-            }
+            Db::Postgres { pool, .. } => Tx::new(TxInner::Pg(pool.begin().await?)),
+            Db::Sqlite { write, .. } => Tx::new(TxInner::Lite(write.begin_with("BEGIN IMMEDIATE").await?)),
         })
     }
 

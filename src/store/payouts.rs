@@ -12,14 +12,15 @@ pub async fn claim_run(
     tx: &mut impl AsExec,
     psp_id: PspId,
     period_end: NaiveDate,
+    cutoff: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
     Ok(with_conn!(tx, c => {
         sqlx::query(
-            "INSERT INTO payout_runs (psp_id, period_end, payouts, created_at) VALUES ($1, $2, 0, $3) \
+            "INSERT INTO payout_runs (psp_id, period_end, payouts, created_at, cutoff) VALUES ($1, $2, 0, $3, $4) \
              ON CONFLICT (psp_id, period_end) DO NOTHING",
         )
-        .bind(psp_id).bind(period_end.to_string()).bind(now).execute(&mut *c).await?.rows_affected() == 1
+        .bind(psp_id).bind(period_end.to_string()).bind(now).bind(cutoff).execute(&mut *c).await?.rows_affected() == 1
     }))
 }
 

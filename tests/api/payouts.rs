@@ -747,3 +747,74 @@ async fn a_fee_invoice_waits_for_the_psps_billing_address() {
     assert_eq!(app.count("fee_invoices").await, 1);
     verify_ledger(&app).await;
 }
+
+/// Captures posted while sandbox advances cross cut-offs (issue 19, item 6): every movement of
+/// the PSP's payable dated before a run's cut-off is in that run's payout (or an earlier one),
+/// and none of a later payout is dated before an earlier cut-off.
+#[tokio::test]
+async fn every_movement_dated_before_a_cut_off_is_in_its_payout() {
+    let app = TestApp::spawn_with(|c| c.db_max_connections = 12).await;
+    let psp = psp_billed(
+        &app,
+        "DE89370400440532013000",
+        json!({"street": "Zahlweg 5", "postal_code": "60311", "city": "Frankfurt am Main", "country": "DE"}),
+    )
+    .await;
+    let mid = app.create_merchant(&psp, "race").await["merchant_id"].as_str().unwrap().to_owned();
+    let mut orders = Vec::new();
+    for _ in 0..120 {
+        orders.push(crate::orders::created_order(&app, &psp, &mid).await);
+    }
+    let writers = orders.chunks(20).enumerate().map(|(w, chunk)| {
+        let (app, psp) = (&app, &psp);
+        async move {
+            for (i, oid) in chunk.iter().enumerate() {
+                let r = app
+                    .send(app.psp(psp, Method::POST, &format!("/v1/orders/{oid}/captures")).json(&json!({
+                        "amount": amount(11900), "external_invoice_number": format!("RACE-{w}-{i}")
+                    })))
+                    .await;
+                assert!(r.status == 201 || r.status == 409, "{} {}", r.status, r.text());
+            }
+        }
+    });
+    let advances = async {
+        for _ in 0..6 {
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+            let r = app.send(app.psp(&psp, Method::POST, "/v1/sandbox/clock/advance").json(&json!({"days": 1}))).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    };
+    tokio::join!(futures::future::join_all(writers), advances);
+    let r = app.send(app.psp(&psp, Method::POST, "/v1/sandbox/clock/advance").json(&json!({"days": 1}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let account = format!("psp_payable:{}", psp.psp_id);
+    let mut conn = app.db().conn().await.unwrap();
+    let counts: netterms::store::StoreResult<(i64, i64, i64)> = async {
+        Ok(netterms::with_conn!(&mut conn, c => {
+            // Paid later than its date says.
+            let late: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM payout_lines pl JOIN payouts p ON p.id = pl.payout_id \
+                 JOIN ledger_entries e ON e.id = pl.entry_id WHERE EXISTS (SELECT 1 FROM payouts q \
+                 WHERE q.psp_id = p.psp_id AND q.currency = p.currency AND q.cutoff < p.cutoff AND e.created_at < q.cutoff)",
+            )
+            .fetch_one(&mut *c).await?;
+            // Not paid although dated before the last cut-off.
+            let unpaid: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
+                 WHERE l.account = $1 AND e.kind <> 'payout' \
+                 AND e.created_at < (SELECT MAX(cutoff) FROM payout_runs WHERE psp_id = $2) \
+                 AND NOT EXISTS (SELECT 1 FROM payout_lines pl WHERE pl.entry_id = e.id)",
+            )
+            .bind(&account).bind(uuid::Uuid::parse_str(&psp.psp_id).unwrap()).fetch_one(&mut *c).await?;
+            let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payouts").fetch_one(&mut *c).await?;
+            (late, unpaid, runs)
+        }))
+    }
+    .await;
+    drop(conn);
+    let (late, unpaid, payouts) = counts.unwrap();
+    assert!(payouts >= 2, "{payouts} payouts");
+    assert_eq!((late, unpaid), (0, 0), "movements paid out late / not at all");
+    verify_ledger(&app).await;
+}

@@ -2,8 +2,8 @@
 -- amount) wait here, with their reason, until an operator applies one to a collection or
 -- dismisses it.
 CREATE TABLE unmatched_returns (
-    id              UUID PRIMARY KEY,
-    entry_id        UUID NOT NULL,
+    id              BLOB PRIMARY KEY,
+    entry_id        BLOB NOT NULL,
     seq             BIGINT NOT NULL,
     currency        TEXT NOT NULL,
     amount          BIGINT NOT NULL,
@@ -15,8 +15,13 @@ CREATE TABLE unmatched_returns (
     state           TEXT NOT NULL,
     applied_to      TEXT,
     note            TEXT,
-    created_at      TIMESTAMPTZ NOT NULL,
-    resolved_at     TIMESTAMPTZ,
+    created_at      TEXT NOT NULL,
+    resolved_at     TEXT,
     CONSTRAINT unmatched_returns_once UNIQUE (entry_id, seq)
 );
 CREATE INDEX unmatched_returns_state ON unmatched_returns (state, id);
+
+-- The instant a payout run pays up to: a movement that reaches the ledger after the run is dated
+-- no earlier (it belongs to the next payout).
+ALTER TABLE payout_runs ADD COLUMN cutoff TEXT;
+UPDATE payout_runs SET cutoff = period_end || 'T00:00:00+00:00';
