@@ -53,8 +53,41 @@ pub fn normalize_email(raw: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // Signing in
 
-/// Sends a sign-in link to `email` if any order names it; says nothing about whether one does.
+/// The job that sends a sign-in link.
+pub const LINK_JOB: &str = "portal_link";
+
+#[derive(Serialize, Deserialize)]
+struct LinkRequest {
+    email: String,
+    lang: String,
+}
+
+/// Asks for a sign-in link for `email`: one job row, whether or not any order names the address,
+/// so the answer takes the same path and time either way; the job looks the address up and
+/// sends the link ([`send_link`]).
 pub async fn request_link(s: &Services, email: &str, lang: Locale) -> Result<(), OrderError> {
+    let payload = serde_json::to_string(&LinkRequest { email: email.to_owned(), lang: lang.as_str().to_owned() })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let now = s.clock.now();
+    let mut tx = s.db.begin().await?;
+    let job = crate::store::jobs::NewJob {
+        kind: LINK_JOB,
+        psp_id: None,
+        payload: &payload,
+        unique_key: None,
+        run_at: now,
+        max_attempts: 5,
+    };
+    crate::store::jobs::enqueue(&mut tx, &job, now);
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The job of [`request_link`]: sends a sign-in link to the address if any order names it.
+pub async fn send_link(s: &Services, payload: &str) -> anyhow::Result<()> {
+    let r: LinkRequest = serde_json::from_str(payload)?;
+    let lang = Locale::parse(&r.lang);
+    let email = r.email.as_str();
     let mut tx = s.db.begin().await?;
     let Some((psp_id, order_id, _)) = store::newest_order_of(&mut tx, email).await? else { return Ok(()) };
     let token = random_token();
@@ -179,8 +212,11 @@ pub async fn session(s: &Services, cookie: &str, lang: Option<Locale>) -> Result
     drop(conn);
     let mut locale = Locale::parse(&row.locale);
     let changed = lang.filter(|l| *l != locale);
-    // Activity is written at most once a minute per session, and whenever the language changes.
-    if changed.is_some() || now - row.last_seen_at > Duration::seconds(60) {
+    // Activity is written at most once a minute per session (more often when the idle time is
+    // short: by half of it, so any request within half the idle time keeps the session), and
+    // whenever the language changes.
+    let every = Duration::seconds((s.config.portal_session_idle_secs / 2).clamp(1, 60));
+    if changed.is_some() || now - row.last_seen_at >= every {
         let mut tx = s.db.begin().await?;
         store::touch_session(&mut tx, &digest, now, changed.map(Locale::as_str)).await?;
         tx.commit().await?;

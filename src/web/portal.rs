@@ -434,10 +434,43 @@ fn state_badge(l: Locale, r: &InvoiceRow) -> Markup {
     html! { span class=(format!("badge {class}")) { (text) } }
 }
 
+/// Whether a POST came from another site (login CSRF: a form elsewhere signing a browser in, or
+/// asking links in its name): an `Origin` other than this deployment's (also `null`), or
+/// `Sec-Fetch-Site: cross-site`. A request without either (not a browser) passes.
+fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
+    let ours = url::Url::parse(&state.services.config.public_url()).map(|u| u.origin().ascii_serialization());
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        return ours.map_or(true, |o| origin.to_str().map_or(true, |v| v != o));
+    }
+    headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+}
+
+fn cross_site_refused(l: Locale) -> Response {
+    message_page(
+        l,
+        None,
+        StatusCode::FORBIDDEN,
+        t(l, "Anfrage abgelehnt", "Request refused"),
+        t(
+            l,
+            "Diese Anmeldung kam von einer anderen Website. Öffnen Sie das Kundenportal direkt und versuchen Sie es erneut.",
+            "This sign-in came from another website. Open the buyer portal directly and try again.",
+        ),
+    )
+}
+
 /// `POST /portal/login`: sends a link if an order names the address; the same answer either way.
-pub async fn request_link(State(state): State<AppState>, ClientIp(ip): ClientIp, body: Bytes) -> Response {
+pub async fn request_link(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let f = form(&body);
     let l = lang_param(&f).unwrap_or(Locale::De);
+    if cross_site(&state, &headers) {
+        return cross_site_refused(l);
+    }
     let Some(email) = f.get("email").and_then(|e| portal::normalize_email(e)) else {
         let n = html! { div.notice.error role="alert" { (t(l, "Bitte geben Sie eine gültige E-Mail-Adresse ein.", "Please enter a valid e-mail address.")) } };
         return respond(StatusCode::UNPROCESSABLE_ENTITY, sign_in_page(l, Some(n)));
@@ -519,6 +552,9 @@ pub async fn confirm_page(
 
 /// `POST /portal/login/{token}`: uses the link up and opens a new session.
 pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, ApiPath(token): ApiPath<String>) -> Response {
+    if cross_site(&state, &headers) {
+        return cross_site_refused(guess_lang(&HashMap::new(), &headers));
+    }
     let previous = cookie_of(&headers);
     match portal::sign_in(&state.services, &token, previous.as_deref()).await {
         Ok(Some(s)) => {

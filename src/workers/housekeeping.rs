@@ -11,7 +11,9 @@ const KEEP_DONE_JOBS: Duration = Duration::days(7);
 
 pub async fn run(s: &Services, kind: Kind) -> anyhow::Result<()> {
     match kind {
-        Kind::SendMessage | Kind::FetchDocument => anyhow::bail!("{} is not a housekeeping kind", kind.as_str()),
+        Kind::SendMessage | Kind::FetchDocument | Kind::PortalLink => {
+            anyhow::bail!("{} is not a housekeeping kind", kind.as_str())
+        }
         Kind::ScanDue => {
             let ran = crate::service::clock::run_due_for_all(s).await?;
             if ran != crate::service::clock::DueWork::default() {

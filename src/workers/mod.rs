@@ -29,10 +29,12 @@ pub enum Kind {
     SendMessage,
     /// The merchant's invoice to fetch from a capture's `invoice_url`.
     FetchDocument,
+    /// A buyer asked for a portal sign-in link.
+    PortalLink,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::ScanDue, Kind::Purge, Kind::SendMessage, Kind::FetchDocument];
+    pub const ALL: [Kind; 5] = [Kind::ScanDue, Kind::Purge, Kind::SendMessage, Kind::FetchDocument, Kind::PortalLink];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::Purge => "purge",
             Kind::SendMessage => crate::service::messages::SEND_JOB,
             Kind::FetchDocument => crate::service::merchant_documents::FETCH_JOB,
+            Kind::PortalLink => crate::service::portal::LINK_JOB,
         }
     }
 
@@ -56,7 +59,7 @@ impl Kind {
         match self {
             Kind::ScanDue => Some(Duration::minutes(1)),
             Kind::Purge => Some(Duration::hours(1)),
-            Kind::SendMessage | Kind::FetchDocument => None,
+            Kind::SendMessage | Kind::FetchDocument | Kind::PortalLink => None,
         }
     }
 
@@ -172,6 +175,7 @@ impl Worker {
                 crate::service::messages::send(s, &job.payload, job.attempts, job.max_attempts).await
             }
             Some(Kind::FetchDocument) => crate::service::merchant_documents::fetch(s, &job.payload).await,
+            Some(Kind::PortalLink) => crate::service::portal::send_link(s, &job.payload).await,
             Some(kind) => housekeeping::run(s, kind).await,
             None => Err(anyhow::anyhow!("unknown job kind {:?}", job.kind)),
         };

@@ -797,3 +797,74 @@ async fn racing_a_link_or_a_dispute_wins_once() {
     let disputes = app.send(app.admin(Method::GET, "/admin/v1/disputes")).await.json();
     assert_eq!(disputes["data"].as_array().unwrap().len(), 1);
 }
+
+/// Counts rows of `table` (`portal_links`, `messages`, or the jobs of kind `portal_link`).
+async fn rows(app: &TestApp, sql: &str) -> i64 {
+    let mut conn = app.db().conn().await.unwrap();
+    let n: netterms::store::StoreResult<i64> =
+        async { Ok(netterms::with_conn!(&mut conn, c => sqlx::query_scalar(sql).fetch_one(&mut *c).await?)) }.await;
+    n.unwrap()
+}
+
+/// Issue 19, item 18: asking for a link does the same work for a known and an unknown address
+/// (one job; the job looks the address up), a sign-in from another site is refused, and a
+/// session lives on as long as it is used.
+#[tokio::test]
+async fn sign_in_looks_the_same_for_every_address_is_same_site_and_slides() {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(|c| {
+        c.smtp_url = Some(netterms::secrets::Secret::new(smtp.url()));
+        c.portal_links_per_address = 100;
+        c.portal_session_idle_secs = 4;
+    })
+    .await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    invoice_for(&app, &psp, &mid, "anna@kunde.example", "Kunde GmbH", "R-1", 11900).await;
+    app.run_jobs().await;
+    let messages_before = rows(&app, "SELECT COUNT(*) FROM messages").await;
+    for email in ["anna@kunde.example", "nobody@else.example"] {
+        let r = app.send(app.client.post(app.url("/portal/login")).form(&[("email", email)])).await;
+        assert_eq!(r.status, 200);
+    }
+    // Before the jobs run, both requests wrote the same: one job each, no link, no message.
+    assert_eq!(rows(&app, "SELECT COUNT(*) FROM jobs WHERE kind = 'portal_link'").await, 2);
+    assert_eq!(rows(&app, "SELECT COUNT(*) FROM portal_links").await, 0);
+    assert_eq!(rows(&app, "SELECT COUNT(*) FROM messages").await, messages_before);
+    app.run_jobs().await;
+    assert_eq!(rows(&app, "SELECT COUNT(*) FROM portal_links").await, 1);
+    assert_eq!(sign_in_mails(&smtp).len(), 1, "only the known address gets a link");
+
+    // Another site's form may neither ask for links nor sign a browser in.
+    for (name, value) in [("origin", "https://evil.example"), ("origin", "null"), ("sec-fetch-site", "cross-site")] {
+        let r = app
+            .send(
+                app.client.post(app.url("/portal/login")).header(name, value).form(&[("email", "anna@kunde.example")]),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{name}: {value}");
+    }
+    assert_eq!(rows(&app, "SELECT COUNT(*) FROM jobs WHERE kind = 'portal_link'").await, 2, "no job queued");
+    let token = link_for(&app, &smtp, "anna@kunde.example").await;
+    let evil = app
+        .send(app.client.post(app.url(&format!("/portal/login/{token}"))).header("origin", "https://evil.example"))
+        .await;
+    assert_eq!(evil.status, 403);
+    assert!(evil.headers.get("set-cookie").is_none());
+    // The link is still good; from this deployment's own page it signs in.
+    let r =
+        app.send(app.client.post(app.url(&format!("/portal/login/{token}"))).header("origin", app.base.as_str())).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let anna = Buyer { app: &app, cookie: cookie_of(&r) };
+
+    // Idle 4 s: a request every 1.5 s (on the deployment's clock) keeps the session for 12 s.
+    for _ in 0..8 {
+        app.services.clock.advance(chrono::Duration::milliseconds(1500));
+        let page = anna.get("/portal").await;
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("R-1"), "still signed in");
+    }
+    // Then 4 s without a request end it.
+    app.services.clock.advance(chrono::Duration::seconds(4));
+    assert!(!anna.get("/portal").await.text().contains("R-1"), "signed out after the idle time");
+}
