@@ -68,9 +68,17 @@ pub struct Config {
     pub body_read_timeout_secs: u64,
     /// Connections served at once; more wait in the listen backlog until one closes.
     pub max_connections: usize,
-    /// Failed authentications per client address within the window before 429.
+    /// Failed authentications per client address and username within the window before further
+    /// failures are slowed down (growing delays, then 429); a valid credential always gets in.
     pub auth_failure_limit: u32,
     pub auth_failure_window_secs: u64,
+    /// Failed authentications per client address across all usernames (spraying) within the
+    /// window before further failures are slowed down the same way.
+    pub auth_failures_per_address: u32,
+    /// Proxies in front of netterms (CIDRs or addresses, e.g. `["10.0.0.0/8"]`): a request whose
+    /// connection comes from one is from the right-most address of `X-Forwarded-For` that is not
+    /// a trusted proxy. Empty (default): the connection's address is the client's.
+    pub trusted_proxies: Vec<String>,
     /// Checkout API calls (unauthenticated) per client address and minute before 429.
     pub checkout_requests_per_minute_per_address: u32,
     /// Checkout API calls per checkout session and minute before 429.
@@ -190,6 +198,8 @@ impl Default for Config {
             max_connections: 2048,
             auth_failure_limit: 10,
             auth_failure_window_secs: 60,
+            auth_failures_per_address: 50,
+            trusted_proxies: Vec::new(),
             checkout_requests_per_minute_per_address: 600,
             checkout_requests_per_minute_per_session: 60,
             checkout_max_attempts: 5,
@@ -281,6 +291,8 @@ const FIELDS: &[&str] = &[
     "max_connections",
     "auth_failure_limit",
     "auth_failure_window_secs",
+    "auth_failures_per_address",
+    "trusted_proxies",
     "checkout_requests_per_minute_per_address",
     "checkout_requests_per_minute_per_session",
     "checkout_max_attempts",
@@ -327,7 +339,18 @@ const FIELDS: &[&str] = &[
     "portal_links_per_client",
 ];
 
+/// An address or CIDR of `trusted_proxies`.
+pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
 impl Config {
+    /// The parsed `trusted_proxies` (validated at load).
+    pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies.iter().filter_map(|p| parse_net(p)).collect()
+    }
+
     /// A sandbox deployment: test helpers and per-PSP clocks.
     pub fn is_sandbox(&self) -> bool {
         self.environment == Environment::Sandbox
@@ -416,6 +439,14 @@ impl Config {
                 "header_read_timeout_secs must be between 1 and 300, body_read_timeout_secs between 1 and 3600"
                     .to_owned(),
             );
+        }
+        for p in &self.trusted_proxies {
+            if parse_net(p).is_none() {
+                errs.push(format!("trusted_proxies: {p:?} is not an address or CIDR such as 10.0.0.0/8"));
+            }
+        }
+        if self.auth_failures_per_address == 0 {
+            errs.push("auth_failures_per_address must be positive".to_owned());
         }
         if !(1..=1_000_000).contains(&self.max_connections) {
             errs.push("max_connections must be between 1 and 1000000".to_owned());
@@ -555,6 +586,19 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_proxies_and_server_limits_are_checked() {
+        let mut c = Config { trusted_proxies: vec!["10.0.0.0/8".into(), "::1".into()], ..Config::default() };
+        assert!(c.validate().is_ok());
+        assert_eq!(c.trusted_networks().len(), 2);
+        c.trusted_proxies.push("10.0.0.0/33".into());
+        c.header_read_timeout_secs = 0;
+        c.max_connections = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("trusted_proxies") && err.contains("header_read_timeout_secs"), "{err}");
+        assert!(err.contains("max_connections"), "{err}");
+    }
 
     #[test]
     fn defaults_are_a_valid_sandbox() {

@@ -31,25 +31,58 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
     Some((user.to_owned(), pass.to_owned()))
 }
 
+/// How long a failed authentication over its limits waits before its answer: 250 ms, doubling
+/// with each further failure, at most 8 s.
+fn failure_delay(over: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(250u64 << over.min(5)).min(std::time::Duration::from_secs(8))
+}
+
+/// Answers a failed authentication: 401 while the client is within its limits; past them, a
+/// growing delay, then 429 with `Retry-After`.
+async fn failed(over: Option<(u32, u64)>, unauthorized: ApiError) -> ApiError {
+    match over {
+        None => unauthorized,
+        Some((excess, retry_after_secs)) => {
+            tokio::time::sleep(failure_delay(excess)).await;
+            ApiError::RateLimited { retry_after_secs }
+        }
+    }
+}
+
 /// Checks HTTP Basic credentials against the stored keyed digest. Unknown user, wrong password
 /// and revoked credential all answer the same 401 (a revoked one is logged as such). Failures
-/// are throttled per client address and username, so one client guessing at one username does
-/// not lock out other credentials used from the same address (or the operator).
+/// are counted per client address and username (`auth_failure_limit`) and per client address
+/// across usernames (`auth_failures_per_address`, spraying); past either, failures are answered
+/// after a growing delay with 429 — but a valid credential always gets in, so nobody guessing at
+/// a username (from a shared address) locks its owner out.
 pub async fn psp_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let ip = client_ip(&req);
     let unauthorized = ApiError::Unauthorized { challenge: BASIC_CHALLENGE };
-    let Some((username, password)) = basic_credentials(&req) else {
-        let key = (ip, String::new());
-        state.psp_auth_failures.check(&key).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
-        state.psp_auth_failures.record(key);
-        return Err(unauthorized);
-    };
+    let (username, password) = basic_credentials(&req).unwrap_or_default();
     // Keys are bounded: a username longer than any real one counts as one key per address.
     let key = (ip, username.chars().take(64).collect::<String>());
-    state.psp_auth_failures.check(&key).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
-    let mut conn = state.db.conn().await?;
-    let record = psps::auth_record(&mut conn, &username).await?;
-    drop(conn);
+    let over = || {
+        let (mine, all) = (state.psp_auth_failures.count(&key), state.auth_failures_per_address.count(&ip));
+        let limit = state.config.auth_failure_limit;
+        let spray = state.config.auth_failures_per_address;
+        (mine >= limit || all >= spray).then(|| {
+            let excess = mine.saturating_sub(limit).max(all.saturating_sub(spray));
+            let retry = if mine >= limit {
+                state.psp_auth_failures.retry_after(&key)
+            } else {
+                state.auth_failures_per_address.retry_after(&ip)
+            };
+            (excess, retry)
+        })
+    };
+    let record = if username.is_empty() {
+        None
+    } else {
+        let mut conn = state.db.conn().await?;
+        let r = psps::auth_record(&mut conn, &username).await?;
+        drop(conn);
+        r
+    };
     let now = state.clock.now();
     let authed = match record {
         Some(r) if state.keyring.verify(Purpose::CredentialSecret, password.as_bytes(), &r.secret_digest) => {
@@ -68,8 +101,10 @@ pub async fn psp_auth(State(state): State<AppState>, mut req: Request, next: Nex
         }
     };
     let Some(r) = authed else {
+        let limited = over();
         state.psp_auth_failures.record(key);
-        return Err(unauthorized);
+        state.auth_failures_per_address.record(ip);
+        return Err(failed(limited, unauthorized).await);
     };
     state.psp_auth_failures.clear(&key);
     // Record use at most once a minute, so reads stay reads.
@@ -94,7 +129,6 @@ pub async fn admin_auth(State(state): State<AppState>, req: Request, next: Next)
         });
     };
     let ip = client_ip(&req);
-    state.admin_auth_failures.check(&ip).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     let given = req
         .headers()
         .get(AUTHORIZATION)
@@ -105,8 +139,12 @@ pub async fn admin_auth(State(state): State<AppState>, req: Request, next: Next)
     let a = state.keyring.digest(Purpose::AdminToken, given.as_bytes());
     let b = state.keyring.digest(Purpose::AdminToken, expected.expose().as_bytes());
     if given.is_empty() || !bool::from(a.ct_eq(&b)) {
+        // Past the limit, failures wait longer and longer; the valid token always gets in.
+        let n = state.admin_auth_failures.count(&ip);
+        let limit = state.config.auth_failure_limit;
+        let over = (n >= limit).then(|| (n - limit, state.admin_auth_failures.retry_after(&ip)));
         state.admin_auth_failures.record(ip);
-        return Err(ApiError::Unauthorized { challenge: BEARER_CHALLENGE });
+        return Err(failed(over, ApiError::Unauthorized { challenge: BEARER_CHALLENGE }).await);
     }
     Ok(next.run(req).await)
 }

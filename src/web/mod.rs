@@ -56,6 +56,8 @@ pub struct AppInner {
     pub services: Services,
     /// Failed PSP authentications per (client address, username).
     pub psp_auth_failures: throttle::Throttle<(std::net::IpAddr, String)>,
+    /// Failed PSP authentications per client address, whatever the username (spraying).
+    pub auth_failures_per_address: throttle::Throttle<std::net::IpAddr>,
     /// Failed admin authentications per client address (counted apart from the PSPs').
     pub admin_auth_failures: throttle::Throttle<std::net::IpAddr>,
     /// Checkout API calls per client address and per session (unauthenticated writes).
@@ -221,6 +223,7 @@ impl AppState {
         AppState(Arc::new(AppInner {
             psp_auth_failures: throttle::Throttle::new(c.auth_failure_limit, auth_window),
             admin_auth_failures: throttle::Throttle::new(c.auth_failure_limit, auth_window),
+            auth_failures_per_address: throttle::Throttle::new(c.auth_failures_per_address, auth_window),
             checkout_per_address: throttle::Throttle::new(c.checkout_requests_per_minute_per_address, minute),
             checkout_per_session: throttle::Throttle::new(c.checkout_requests_per_minute_per_session, minute),
             portal_links_per_address: throttle::Throttle::new(c.portal_links_per_address, 15 * minute),

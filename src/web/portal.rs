@@ -4,9 +4,9 @@
 //! buyer's is "not found".
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Multipart, RawQuery, State};
+use axum::extract::{FromRequestParts, Multipart, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -26,19 +26,13 @@ use crate::store::portal::InvoiceRow;
 /// The session cookie (its value is a random id; the database holds only its digest).
 const COOKIE: &str = "nt_portal";
 
-/// The client's address, as the connection reports it.
+/// The client's address (behind `trusted_proxies`, from `X-Forwarded-For`).
 pub struct ClientIp(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientIp, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        ))
+        Ok(ClientIp(super::throttle::client_ip_of(&parts.extensions)))
     }
 }
 

@@ -38,6 +38,21 @@ impl<K: Hash + Eq> Throttle<K> {
         }
     }
 
+    /// Events counted for `key` in its current window.
+    pub fn count(&self, key: &K) -> u32 {
+        let map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(key) {
+            Some((n, start)) if start.elapsed() < self.window => *n,
+            _ => 0,
+        }
+    }
+
+    /// What is left of `key`'s window, in whole seconds (at least 1).
+    pub fn retry_after(&self, key: &K) -> u64 {
+        let map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).map_or(1, |(_, start)| self.window.saturating_sub(start.elapsed()).as_secs().max(1))
+    }
+
     /// Counts one event for `key`.
     pub fn record(&self, key: K) {
         let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -68,9 +83,18 @@ impl<K: Hash + Eq> Throttle<K> {
     }
 }
 
-/// The client's address as the connection reports it.
+/// The client's address: as the server found it (behind `trusted_proxies`, from
+/// `X-Forwarded-For`), else the connection's.
 pub fn client_ip(req: &Request) -> IpAddr {
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    client_ip_of(req.extensions())
+}
+
+/// [`client_ip`] from a request's extensions.
+pub fn client_ip_of(ext: &axum::http::Extensions) -> IpAddr {
+    if let Some(c) = ext.get::<super::server::ClientAddr>() {
+        return c.0;
+    }
+    ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 #[cfg(test)]

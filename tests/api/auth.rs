@@ -67,29 +67,92 @@ async fn rotation_keeps_both_credentials_until_the_old_is_revoked() {
 }
 
 #[tokio::test]
-async fn repeated_failures_are_throttled_with_retry_after() {
+async fn repeated_failures_are_slowed_down_but_never_lock_out_a_valid_credential() {
     let app = TestApp::spawn_with(|c| c.auth_failure_limit = 3).await;
     let psp = app.create_psp().await;
+    let wrong = || app.client.get(app.url("/v1/merchants")).basic_auth(&psp.username, Some("wrong"));
     for _ in 0..3 {
-        let r = app.send(app.client.get(app.url("/v1/merchants")).basic_auth(&psp.username, Some("wrong"))).await;
-        r.assert_error(401, "unauthorized");
+        app.send(wrong()).await.assert_error(401, "unauthorized");
     }
-    let r = app.send(app.client.get(app.url("/v1/merchants")).basic_auth(&psp.username, Some("wrong"))).await;
-    r.assert_error(429, "rate_limited");
-    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=60).contains(&retry));
-    // The throttled client is refused even with good credentials until the window ends.
-    app.send(app.psp(&psp, Method::GET, "/v1/merchants")).await.assert_error(429, "rate_limited");
-    // Throttling is per address and username: another PSP at the same address, and the operator
-    // (counted apart), still get in.
+    // Past the limit, failures wait longer and longer (250 ms, 500 ms, …) and are answered 429.
+    let mut waited = Vec::new();
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let r = app.send(wrong()).await;
+        waited.push(started.elapsed());
+        r.assert_error(429, "rate_limited");
+        let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry));
+    }
+    assert!(waited[0] >= std::time::Duration::from_millis(250), "{waited:?}");
+    assert!(waited[1] >= std::time::Duration::from_millis(500), "{waited:?}");
+    // The owner of the credential still gets in, from the same address, at once.
+    assert_eq!(app.send(app.psp(&psp, Method::GET, "/v1/merchants")).await.status, 200);
+    // Per address and username: another PSP at the same address, and the operator (counted
+    // apart), still get in.
     let other = app.create_psp().await;
     assert_eq!(app.send(app.psp(&other, Method::GET, "/v1/merchants")).await.status, 200);
     assert_eq!(app.send(app.admin(Method::GET, "/admin/v1/psps")).await.status, 200);
     for _ in 0..3 {
         app.send(app.client.get(app.url("/admin/v1/psps")).bearer_auth("wrong-token-0123456789")).await;
     }
-    app.send(app.admin(Method::GET, "/admin/v1/psps")).await.assert_error(429, "rate_limited");
+    let r = app.send(app.client.get(app.url("/admin/v1/psps")).bearer_auth("wrong-token-0123456789")).await;
+    r.assert_error(429, "rate_limited");
+    assert_eq!(
+        app.send(app.admin(Method::GET, "/admin/v1/psps")).await.status,
+        200,
+        "the operator is never locked out"
+    );
     assert_eq!(app.send(app.psp(&other, Method::GET, "/v1/merchants")).await.status, 200);
+}
+
+/// Guessing across many usernames from one address (spraying) is slowed down too.
+#[tokio::test]
+async fn spraying_usernames_from_one_address_is_slowed_down() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth_failure_limit = 3;
+        c.auth_failures_per_address = 5;
+    })
+    .await;
+    let guess =
+        |n: usize| app.client.get(app.url("/v1/merchants")).basic_auth(format!("psp_guess{n}"), Some("Summer2026!"));
+    for n in 0..5 {
+        app.send(guess(n)).await.assert_error(401, "unauthorized");
+    }
+    app.send(guess(5)).await.assert_error(429, "rate_limited");
+    app.send(guess(6)).await.assert_error(429, "rate_limited");
+}
+
+/// Behind a trusted proxy every client has its own counters: the client is the right-most
+/// untrusted address of `X-Forwarded-For`. Without `trusted_proxies` the header is ignored.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_is_counted_apart() {
+    for trusted in [true, false] {
+        let app = TestApp::spawn_with(|c| {
+            c.auth_failure_limit = 2;
+            if trusted {
+                c.trusted_proxies = vec!["127.0.0.0/8".into()];
+            }
+        })
+        .await;
+        let psp = app.create_psp().await;
+        let from = |client: &str| {
+            app.client
+                .get(app.url("/v1/merchants"))
+                .basic_auth(&psp.username, Some("wrong"))
+                .header("x-forwarded-for", format!("203.0.113.50, {client}"))
+        };
+        for _ in 0..2 {
+            app.send(from("198.51.100.1")).await.assert_error(401, "unauthorized");
+        }
+        app.send(from("198.51.100.1")).await.assert_error(429, "rate_limited");
+        let other = app.send(from("198.51.100.2")).await;
+        if trusted {
+            other.assert_error(401, "unauthorized");
+        } else {
+            other.assert_error(429, "rate_limited");
+        }
+    }
 }
 
 #[tokio::test]
