@@ -66,6 +66,39 @@ pub fn wrap(text: &str, weight: Weight, size: f32, max: f32) -> Vec<String> {
     lines
 }
 
+/// `text` in at most `max_lines` lines no wider than `max` points: wrapped at spaces, a word
+/// wider than a line broken inside, and the last line cut with "…" if the text does not fit.
+pub fn fit(text: &str, weight: Weight, size: f32, max: f32, max_lines: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for line in wrap(text, weight, size, max) {
+        if width(&line, weight, size) <= max {
+            lines.push(line);
+            continue;
+        }
+        // One word wider than the line: break it where it no longer fits.
+        let mut part = String::new();
+        for ch in line.chars() {
+            part.push(ch);
+            if width(&part, weight, size) > max && part.chars().count() > 1 {
+                part.pop();
+                lines.push(std::mem::take(&mut part));
+                part.push(ch);
+            }
+        }
+        lines.push(part);
+    }
+    if lines.len() > max_lines.max(1) {
+        lines.truncate(max_lines.max(1));
+        if let Some(last) = lines.last_mut() {
+            while !last.is_empty() && width(&format!("{last}…"), weight, size) > max {
+                last.pop();
+            }
+            last.push('…');
+        }
+    }
+    lines
+}
+
 fn fill(r: u8, g: u8, b: u8) -> Fill {
     Fill { paint: rgb::Color::new(r, g, b).into(), opacity: NormalizedF32::ONE, rule: FillRule::NonZero }
 }

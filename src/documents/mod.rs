@@ -143,36 +143,36 @@ const RIGHT: f32 = A4_WIDTH - MARGIN;
 
 fn draw(c: &mut Canvas<'_, '_>, l: Locale, title: &str, inv: &Invoice, dunning: Option<&Dunning>) {
     let cur = inv.currency.as_str();
-    // Letterhead.
+    // Letterhead: the merchant's name right of the logo, in at most two lines, never over it.
     c.text(MARGIN, 64.0, "netterms", Weight::Bold, 18.0);
-    c.text_right(
-        RIGHT,
-        64.0,
-        &format!("{} {}", pick(l, "Rechnungskauf für", "Pay on invoice for"), inv.merchant),
-        Weight::Regular,
-        9.0,
-    );
+    let beside = MARGIN + layout::width("netterms", Weight::Bold, 18.0) + 24.0;
+    let head = format!("{} {}", pick(l, "Rechnungskauf für", "Pay on invoice for"), inv.merchant);
+    let head = layout::fit(&head, Weight::Regular, 9.0, RIGHT - beside, 2);
+    let top = 64.0 - 11.0 * (head.len() as f32 - 1.0);
+    for (i, line) in head.iter().enumerate() {
+        c.text_right(RIGHT, top + 11.0 * i as f32, line, Weight::Regular, 9.0);
+    }
     c.rule(MARGIN, RIGHT, 76.0);
-    // Addressee.
+    // Dates on the right; the addressee left of them, wrapped within its column.
+    let date = dunning.map_or(inv.invoice_date, |d| d.notice_date);
+    let dated = format!("{}: {}", pick(l, "Datum", "Date"), l.date(date));
+    let numbered = format!("{}: {}", pick(l, "Rechnung", "Invoice"), inv.invoice_number);
+    c.text_right(RIGHT, 112.0, &dated, Weight::Regular, 10.0);
+    c.text_right(RIGHT, 125.0, &numbered, Weight::Regular, 10.0);
+    let right_column =
+        layout::width(&dated, Weight::Regular, 10.0).max(layout::width(&numbered, Weight::Regular, 10.0));
+    let column = RIGHT - right_column - 24.0 - MARGIN;
     let mut y = 112.0;
     for line in std::iter::once(&inv.company).chain(std::iter::once(&inv.addressee)).chain(inv.address.iter()) {
-        if !line.is_empty() {
-            c.text(MARGIN, y, line, Weight::Regular, 10.0);
-            y += 13.0;
+        for part in layout::fit(line, Weight::Regular, 10.0, column, 3) {
+            if !part.is_empty() {
+                c.text(MARGIN, y, &part, Weight::Regular, 10.0);
+                y += 13.0;
+            }
         }
     }
-    // Dates on the right.
-    let date = dunning.map_or(inv.invoice_date, |d| d.notice_date);
-    c.text_right(RIGHT, 112.0, &format!("{}: {}", pick(l, "Datum", "Date"), l.date(date)), Weight::Regular, 10.0);
-    c.text_right(
-        RIGHT,
-        125.0,
-        &format!("{}: {}", pick(l, "Rechnung", "Invoice"), inv.invoice_number),
-        Weight::Regular,
-        10.0,
-    );
 
-    let mut y = 200.0;
+    let mut y = (y + 24.0).max(200.0);
     c.text(MARGIN, y, title, Weight::Bold, 16.0);
     y += 24.0;
     let intro = match (dunning, l, &inv.mandate_reference) {
@@ -403,6 +403,73 @@ mod tests {
             },
         };
         assert_ne!(render(&d).unwrap().bytes, a.bytes);
+    }
+
+    /// A word and its box: (word, x_min, y_min, x_max, y_max).
+    type WordBox = (String, f32, f32, f32, f32);
+
+    /// Word boxes of a PDF by poppler (`pdftotext -bbox`).
+    fn boxes(pdf: &[u8]) -> Option<Vec<WordBox>> {
+        let dir = tempfile::tempdir().ok()?;
+        let path = dir.path().join("d.pdf");
+        std::fs::write(&path, pdf).ok()?;
+        let out = match std::process::Command::new("pdftotext").arg("-bbox").arg(&path).arg("-").output() {
+            Ok(o) => o,
+            Err(_) if std::env::var_os("NETTERMS_REQUIRE_TOOLS").is_some() => panic!("pdftotext is required"),
+            Err(_) => return None,
+        };
+        let html = String::from_utf8_lossy(&out.stdout).into_owned();
+        let attr = |w: &str, name: &str| -> f32 {
+            let at = w.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            w[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        Some(
+            html.split("<word ")
+                .skip(1)
+                .map(|w| {
+                    let text = w.split('>').nth(1).unwrap().split('<').next().unwrap().to_owned();
+                    (text, attr(w, "xMin"), attr(w, "yMin"), attr(w, "xMax"), attr(w, "yMax"))
+                })
+                .collect(),
+        )
+    }
+
+    /// Issue 19, item 14: 120-character names of buyer and merchant stay within the page, clear
+    /// of the logo and of the dates, in both languages.
+    #[test]
+    fn long_names_wrap_within_their_columns() {
+        let long = |stem: &str| {
+            format!("{stem} {}", "Sehr Lange Firmenbezeichnung Und Noch Mehr ".repeat(3))[..120].to_owned()
+        };
+        for (lang, date) in [("de", "Datum:"), ("en", "Date:")] {
+            let mut inv = invoice();
+            inv.locale = lang.into();
+            inv.company = long("Kunde");
+            inv.addressee = "X".repeat(120);
+            inv.merchant = long("Händler");
+            let pdf = render(&Spec::PaymentInformation { invoice: inv }).unwrap();
+            let Some(words) = boxes(&pdf.bytes) else { return };
+            let find = |w: &str| words.iter().find(|b| b.0 == w).cloned().unwrap_or_else(|| panic!("{w} in {words:?}"));
+            let logo = find("netterms");
+            let dated = find(date);
+            for (text, x0, y0, x1, y1) in &words {
+                assert!(
+                    *x1 <= A4_WIDTH - MARGIN + 0.5 && *x0 >= MARGIN - 0.5,
+                    "{text:?} leaves the margins: {x0}–{x1}"
+                );
+                let overlaps = |b: &WordBox| x0 < &b.3 && x1 > &b.1 && y0 < &b.4 && y1 > &b.2;
+                if text != "netterms" {
+                    assert!(!overlaps(&logo), "{text:?} overprints the logo");
+                }
+                if text != &dated.0 && !dated.0.ends_with(text.as_str()) {
+                    assert!(!overlaps(&dated), "{text:?} runs over {date}");
+                }
+            }
+            assert!(words.iter().any(|w| w.0.starts_with("XXXX")), "the long addressee is printed");
+            if let Some(dir) = std::env::var_os("NETTERMS_SHOTS") {
+                std::fs::write(std::path::Path::new(&dir).join(format!("long-names-{lang}.pdf")), &pdf.bytes).unwrap();
+            }
+        }
     }
 
     #[test]
