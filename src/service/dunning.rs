@@ -5,7 +5,7 @@
 //! recorded under a unique key (invoice, step) and the stage moved in the same transaction, so
 //! two scans at the same moment or a scan resumed after a crash take each step once.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -99,10 +99,13 @@ pub async fn warn_if_base_rate_missing(s: &Services, today: NaiveDate) -> Result
     let rates = base_rates(s).await?;
     let ok = rules::has_rate_for_half_year(&rates, today);
     if !ok {
+        let half_year = if today.month() >= 7 { 7 } else { 1 };
+        let valid_from = NaiveDate::from_ymd_opt(today.year(), half_year, 1).unwrap_or(today);
         tracing::warn!(
             %today,
-            "the base-rate table has no row for the current half-year; default interest uses the latest rate. \
-             Add it: PUT /admin/v1/base-rates/{{valid_from}}"
+            %valid_from,
+            "the base-rate table has no row for the current half-year; default interest uses the latest rate \
+             entered. Add the Bundesbank's rate: PUT /admin/v1/base-rates/{valid_from}"
         );
     }
     Ok(ok)

@@ -355,7 +355,8 @@ pub async fn receive(
     part: &Part,
     scope: Option<PspId>,
 ) -> Result<Option<PaymentView>, OrderError> {
-    let now = s.clock.now();
+    // A sandbox payment is on its PSP's clock; a statement's, on the deployment's.
+    let now = time_of(s, tx, scope).await?.now;
     let t = &part.tx;
     let row = PaymentRow {
         id: uuid::Uuid::now_v7(),

@@ -38,6 +38,26 @@ pub fn order_data() -> Value {
     })
 }
 
+/// Named example bodies of an operation whose body depends on the kind of object it is called on
+/// (each must be accepted by that kind): `(name, summary, body)`.
+pub fn request_examples(method: &str, path: &str) -> Option<Vec<(&'static str, &'static str, Value)>> {
+    match (method, path) {
+        ("post", "/checkout-api/v1/sessions/{client_secret}/authorize") => Some(vec![
+            (
+                "widget",
+                "A widget session: the widget sends the order as the shop's page holds it",
+                json!({"order": order_data(), "payment_method": "bank_transfer", "terms_accepted": true, "locale": "de"}),
+            ),
+            (
+                "payment_page",
+                "A payment-page session: the order is the session's; sending one is refused",
+                json!({"payment_method": "bank_transfer", "terms_accepted": true, "locale": "de"}),
+            ),
+        ]),
+        _ => None,
+    }
+}
+
 /// The example body of `method path`, if the operation takes one.
 pub fn request_body(method: &str, path: &str) -> Option<Value> {
     Some(match (method, path) {
@@ -69,12 +89,8 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
             "allowed_origins": ["https://werkzeug.example"]
         }),
         ("post", "/v1/widget-sessions/{session_id}/confirm-authorization") => order_data(),
-        ("post", "/checkout-api/v1/sessions/{client_secret}/authorize") => json!({
-            "order": order_data(),
-            "payment_method": "bank_transfer",
-            "terms_accepted": true,
-            "locale": "de"
-        }),
+        // Two kinds of session, two bodies: see `request_examples`.
+        ("post", "/checkout-api/v1/sessions/{client_secret}/authorize") => return None,
         ("patch", "/v1/orders/{order_id}") => json!({"duration": 45}),
         ("post", "/v1/orders/{order_id}/captures") => json!({
             "amount": amount(9520),

@@ -74,6 +74,14 @@ pub fn openapi_value() -> serde_json::Value {
                 };
                 if let Some(example) = super::examples::request_body(method, path) {
                     media.insert("example".into(), example);
+                } else if let Some(named) = super::examples::request_examples(method, path) {
+                    let examples: serde_json::Map<String, serde_json::Value> = named
+                        .into_iter()
+                        .map(|(name, summary, value)| {
+                            (name.to_owned(), serde_json::json!({"summary": summary, "value": value}))
+                        })
+                        .collect();
+                    media.insert("examples".into(), serde_json::Value::Object(examples));
                 }
             }
         }

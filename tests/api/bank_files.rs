@@ -512,3 +512,20 @@ async fn a_buyers_credit_is_sent_back_once() {
     app.send(refund(json!({}))).await.assert_error(409, "state_conflict");
     verify_ledger(&app).await;
 }
+
+/// The README's sample statement (`examples/camt053.xml`) imports and, with an invoice's
+/// reference in place of its own, pays that invoice.
+#[tokio::test]
+async fn the_sample_statement_pays_an_invoice() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let c = capture_of(&app, &psp, &mid, "SAMPLE-1", 11900).await;
+    let sample = include_str!("../../examples/camt053.xml");
+    assert!(sample.contains("RF18 5390 0754 7034"));
+    let xml = sample.replace("RF18 5390 0754 7034", c["payment_instructions"]["reference"].as_str().unwrap());
+    let s = import(&app, &xml).await;
+    assert_eq!((s["payments"].as_u64(), s["matched"].as_u64()), (Some(1), Some(1)), "{s}");
+    assert_eq!(get_capture(&app, &psp, &id(&c)).await["state"], "paid");
+    verify_ledger(&app).await;
+}

@@ -489,6 +489,7 @@ async fn start_up_warns_when_the_half_year_has_no_base_rate() {
     assert!(netterms::service::dunning::warn_if_base_rate_missing(s, day("2026-03-01")).await.unwrap());
     assert!(!netterms::service::dunning::warn_if_base_rate_missing(s, day("2031-08-01")).await.unwrap());
     assert!(captured_logs().contains("no row for the current half-year"));
+    assert!(captured_logs().contains("PUT /admin/v1/base-rates/2031-07-01"), "the log names the half-year to add");
     put_base_rate(&app, day("2031-07-01"), 150).await;
     assert!(netterms::service::dunning::warn_if_base_rate_missing(s, day("2031-08-01")).await.unwrap());
 }

@@ -75,8 +75,16 @@ async fn openapi_is_served_and_matches_the_committed_file() {
 async fn every_documented_example_is_accepted() {
     let app = TestApp::spawn().await;
     let spec = app.send(app.client.get(app.url("/openapi.json"))).await.json();
+    // An operation with named examples (one per kind of object it is called on) is sent each.
     let example = |method: &str, path: &str| -> Value {
-        spec["paths"][path][method]["requestBody"]["content"]["application/json"]["example"].clone()
+        let media = &spec["paths"][path][method]["requestBody"]["content"]["application/json"];
+        match media.get("examples") {
+            Some(named) => named["widget"]["value"].clone(),
+            None => media["example"].clone(),
+        }
+    };
+    let named = |method: &str, path: &str, name: &str| -> Value {
+        spec["paths"][path][method]["requestBody"]["content"]["application/json"]["examples"][name]["value"].clone()
     };
     let mut documented = std::collections::BTreeSet::new();
     for (path, ops) in spec["paths"].as_object().unwrap() {
@@ -121,7 +129,16 @@ async fn every_documented_example_is_accepted() {
     let mid = m["merchant_id"].as_str().unwrap().to_owned();
     let ids: &[(&str, &str)] = &[(netterms::web::examples::EXAMPLE_MERCHANT_ID, &mid)];
     send("post", "/v1/webhook-endpoints", "/v1/webhook-endpoints", Some(&p), &[]).await;
-    send("post", "/v1/payment-page-sessions", "/v1/payment-page-sessions", Some(&p), ids).await;
+    let page = send("post", "/v1/payment-page-sessions", "/v1/payment-page-sessions", Some(&p), ids).await;
+    // The payment page's own example is accepted by a payment-page session (and the widget's,
+    // which sends an order, is not: the order is the session's).
+    let page_secret = page["client_secret"].as_str().unwrap().to_owned();
+    let authorize = "/checkout-api/v1/sessions/{client_secret}/authorize";
+    let page_url = app.url(&format!("/checkout-api/v1/sessions/{page_secret}/authorize"));
+    let refused = app.send(app.client.post(&page_url).json(&named("post", authorize, "widget"))).await;
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    let r = app.send(app.client.post(&page_url).json(&named("post", authorize, "payment_page"))).await;
+    assert!(r.status.is_success(), "the payment-page example: {} {}", r.status, r.text());
     let w = send("post", "/v1/widget-sessions", "/v1/widget-sessions", Some(&p), ids).await;
     let (sid, cs) = (w["session_id"].as_str().unwrap().to_owned(), w["client_secret"].as_str().unwrap().to_owned());
     let path = "/checkout-api/v1/sessions/{client_secret}/authorize";

@@ -543,6 +543,16 @@ async fn sandbox_payments_run_the_same_matching_among_the_psps_own_invoices() {
         .await;
     assert_eq!(r.json()["state"], "unmatched", "{}", r.text());
     assert_eq!(get_capture(&app, &other, &id(&theirs)).await["state"], "open");
+    // A sandbox payment is on its PSP's clock: booked and created on the PSP's day.
+    crate::dunning::advance_to(&app, &psp, crate::dunning::psp_today(&app, &psp).await + chrono::Duration::days(40))
+        .await;
+    let r = app
+        .send(pay(&psp, json!({"iban": "DE89370400440532013000", "amount": {"currency": "EUR", "value": 500}})))
+        .await;
+    let later = r.json();
+    let today = crate::dunning::psp_today(&app, &psp).await.to_string();
+    assert_eq!(later["booking_date"], today.as_str(), "{later}");
+    assert!(later["created_at"].as_str().unwrap().starts_with(&today), "{later}");
     // Bad input changes nothing.
     let before = booked(&app).await;
     for body in [
