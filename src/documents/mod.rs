@@ -94,6 +94,11 @@ fn safe_name(s: &str) -> String {
 
 /// Renders a document.
 pub fn render(spec: &Spec) -> Result<Rendered, RenderError> {
+    render_with(spec, &[])
+}
+
+/// [`render`] with the issuer's imprint (its lines) at the foot of the page.
+pub fn render_with(spec: &Spec, imprint: &[String]) -> Result<Rendered, RenderError> {
     let fonts = Fonts::load().ok_or(RenderError::Fonts)?;
     let (invoice, dunning) = match spec {
         Spec::PaymentInformation { invoice } => (invoice, None),
@@ -117,7 +122,7 @@ pub fn render(spec: &Spec) -> Result<Rendered, RenderError> {
         );
         let mut surface = page.surface();
         let mut c = Canvas::new(&mut surface, &fonts);
-        draw(&mut c, l, &title, invoice, dunning);
+        draw(&mut c, l, &title, invoice, dunning, imprint);
         surface.finish();
         page.finish();
     }
@@ -141,7 +146,7 @@ fn pick(l: Locale, de: &'static str, en: &'static str) -> &'static str {
 
 const RIGHT: f32 = A4_WIDTH - MARGIN;
 
-fn draw(c: &mut Canvas<'_, '_>, l: Locale, title: &str, inv: &Invoice, dunning: Option<&Dunning>) {
+fn draw(c: &mut Canvas<'_, '_>, l: Locale, title: &str, inv: &Invoice, dunning: Option<&Dunning>, imprint: &[String]) {
     let cur = inv.currency.as_str();
     // Letterhead: the merchant's name right of the logo, in at most two lines, never over it.
     c.text(MARGIN, 64.0, "netterms", Weight::Bold, 18.0);
@@ -350,8 +355,21 @@ fn draw(c: &mut Canvas<'_, '_>, l: Locale, title: &str, inv: &Invoice, dunning: 
         "netterms übernimmt den Forderungseinzug im Auftrag des Händlers. Zahlungen an den Händler befreien nicht.",
         "netterms collects this claim on behalf of the merchant. Payments to the merchant do not discharge the debt.",
     );
-    c.rule(MARGIN, RIGHT, A4_HEIGHT - 64.0);
-    c.paragraph(MARGIN, A4_HEIGHT - 50.0, RIGHT - MARGIN, footer, Weight::Regular, 7.5);
+    footer_lines(c, footer, imprint);
+}
+
+/// The foot of a page: a rule, `note`, then the issuer's imprint, each line in small type.
+pub(crate) fn footer_lines(c: &mut Canvas<'_, '_>, note: &str, imprint: &[String]) {
+    let line = 7.5 * 1.35;
+    let top = A4_HEIGHT - 50.0 - line * imprint.len() as f32;
+    c.rule(MARGIN, RIGHT, top - 14.0);
+    let mut y = c.paragraph(MARGIN, top, RIGHT - MARGIN, note, Weight::Regular, 7.5);
+    for l in imprint {
+        for part in layout::fit(l, Weight::Regular, 7.0, RIGHT - MARGIN, 1) {
+            c.text(MARGIN, y, &part, Weight::Regular, 7.0);
+        }
+        y += line;
+    }
 }
 
 #[cfg(test)]
@@ -447,7 +465,8 @@ mod tests {
             inv.company = long("Kunde");
             inv.addressee = "X".repeat(120);
             inv.merchant = long("Händler");
-            let pdf = render(&Spec::PaymentInformation { invoice: inv }).unwrap();
+            let imprint = crate::service::imprint::lines(&crate::config::Config::default(), Locale::parse(lang));
+            let pdf = render_with(&Spec::PaymentInformation { invoice: inv }, &imprint).unwrap();
             let Some(words) = boxes(&pdf.bytes) else { return };
             let find = |w: &str| words.iter().find(|b| b.0 == w).cloned().unwrap_or_else(|| panic!("{w} in {words:?}"));
             let logo = find("netterms");
@@ -466,6 +485,7 @@ mod tests {
                 }
             }
             assert!(words.iter().any(|w| w.0.starts_with("XXXX")), "the long addressee is printed");
+            assert!(words.iter().any(|w| w.0 == "HRB"), "the imprint is at the foot");
             if let Some(dir) = std::env::var_os("NETTERMS_SHOTS") {
                 std::fs::write(std::path::Path::new(&dir).join(format!("long-names-{lang}.pdf")), &pdf.bytes).unwrap();
             }

@@ -42,7 +42,7 @@ fn kind_label(kind: &str) -> &'static str {
     }
 }
 
-pub fn render(st: &Statement) -> Result<Vec<u8>, RenderError> {
+pub fn render(st: &Statement, imprint: &[String]) -> Result<Vec<u8>, RenderError> {
     let fonts = Fonts::load().ok_or(RenderError::Fonts)?;
     let mut doc = Document::new();
     doc.set_metadata(
@@ -55,6 +55,7 @@ pub fn render(st: &Statement) -> Result<Vec<u8>, RenderError> {
         let mut surface = page.surface();
         let mut c = Canvas::new(&mut surface, &fonts);
         draw(&mut c, st);
+        super::footer_lines(&mut c, "netterms – Auszahlungsbeleg / payout statement", imprint);
         surface.finish();
         page.finish();
     }

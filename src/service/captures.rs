@@ -402,7 +402,8 @@ pub async fn payment_information_pdf(
     let facts = super::messages::invoice_facts(s, &mut conn, &row).await?;
     drop(conn);
     let spec = super::documents::payment_information(&facts);
-    crate::documents::render(&spec).map_err(|e| OrderError::Store(StoreError::Corrupt(e.to_string())))
+    let imprint = super::imprint::lines(&s.config, facts.buyer.locale);
+    crate::documents::render_with(&spec, &imprint).map_err(|e| OrderError::Store(StoreError::Corrupt(e.to_string())))
 }
 
 /// The state a capture has with these amounts (`paid_bank`: principal paid to netterms).

@@ -51,8 +51,8 @@ pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts, notice_date: chrono::N
     }
 }
 
-/// Renders a message's stored attachment record.
-pub fn render_attachment(spec: &str) -> anyhow::Result<Rendered> {
+/// Renders a message's stored attachment record, with the issuer's imprint at its foot.
+pub fn render_attachment(spec: &str, imprint: &[String]) -> anyhow::Result<Rendered> {
     let spec: Spec = serde_json::from_str(spec)?;
-    Ok(documents::render(&spec)?)
+    Ok(documents::render_with(&spec, imprint)?)
 }

@@ -748,12 +748,14 @@ async fn record(
 fn build(s: &Services, m: &store::Message) -> anyhow::Result<lettre::Message> {
     let from: Mailbox = s.config.mail_from.parse()?;
     let to: Mailbox = m.to_address.parse()?;
+    // Every e-mail and its PDF end with who netterms is (the imprint).
+    let imprint = super::imprint::lines(&s.config, Locale::parse(&m.locale));
     let alternative = MultiPart::alternative()
-        .singlepart(SinglePart::plain(m.body_text.clone()))
-        .singlepart(SinglePart::html(m.body_html.clone()));
+        .singlepart(SinglePart::plain(super::imprint::text_with(&m.body_text, &imprint)))
+        .singlepart(SinglePart::html(super::imprint::html_with(&m.body_html, &imprint)));
     let body = match &m.attachment {
         Some(spec) => {
-            let doc = super::documents::render_attachment(spec)?;
+            let doc = super::documents::render_attachment(spec, &imprint)?;
             MultiPart::mixed()
                 .multipart(alternative)
                 .singlepart(Attachment::new(doc.filename).body(doc.bytes, ContentType::parse("application/pdf")?))

@@ -18,6 +18,7 @@ pub mod disputes;
 pub mod documents;
 pub mod dunning;
 pub mod fee_invoices;
+pub mod imprint;
 pub mod merchant_documents;
 pub mod merchants;
 pub mod messages;

@@ -265,7 +265,8 @@ pub async fn statement_pdf(s: &Services, psp_id: PspId, id: uuid::Uuid) -> Resul
         recoveries: parts.into_iter().filter(|p| p.0 != "capture").collect(),
         fee_invoice,
     };
-    let bytes = crate::documents::payout_statement::render(&st)
+    let imprint = super::imprint::lines(&s.config, super::messages::Locale::De);
+    let bytes = crate::documents::payout_statement::render(&st, &imprint)
         .map_err(|e| OrderError::Store(StoreError::Corrupt(e.to_string())))?;
     Ok((format!("payout-{}.pdf", row.id.simple()), bytes))
 }

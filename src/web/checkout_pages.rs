@@ -189,7 +189,12 @@ fn shell(t: &Texts, title: &str, body: Markup) -> Markup {
         (DOCTYPE)
         html lang=(t.lang) {
             (head(title, STYLE))
-            body { main { (body) } }
+            body {
+                main { (body) }
+                footer style="max-width:40rem;margin:0 auto;padding:1rem;font-size:.88rem" {
+                    a href=(format!("/portal/imprint?lang={}", t.lang)) { (if t.lang == "de" { "Impressum" } else { "Imprint" }) }
+                }
+            }
         }
     }
 }

@@ -174,6 +174,7 @@ font-size:.8rem;font-weight:600;background:#e7eaee;color:#1b1f24}.badge.open{bac
 .filters{display:flex;gap:.8rem;flex-wrap:wrap;margin-bottom:.8rem}.filters a[aria-current=page]{font-weight:700;color:#1b1f24}\
 details{margin:.4rem 0}summary{cursor:pointer;font-weight:600;padding:.4rem 0}.skip{position:absolute;left:-999px}\
 .skip:focus{left:1rem;top:1rem;background:#fff;color:#0b5cad;padding:.5rem;z-index:2}\
+footer.site{max-width:52rem;margin:0 auto;padding:1rem;font-size:.88rem}\
 @media(max-width:40rem){.grid{grid-template-columns:1fr}.hide-phone{display:none}td,th{padding:.4rem .2rem}}";
 
 fn shell(l: Locale, title: &str, who: Option<&Session>, here: &str, body: Markup) -> Markup {
@@ -204,9 +205,36 @@ fn shell(l: Locale, title: &str, who: Option<&Session>, here: &str, body: Markup
                     }
                 }
                 main id="main" { (body) }
+                footer.site {
+                    a href=(format!("/portal/imprint?lang={}", l.as_str())) { (t(l, "Impressum", "Imprint")) }
+                }
             }
         }
     }
+}
+
+/// `GET /portal/imprint`: who netterms is (also without signing in).
+pub async fn imprint(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let q = params(raw.as_deref());
+    let who = signed_in(&state, &headers, &q).await;
+    let l = who.as_ref().map(|w| w.locale).unwrap_or_else(|| guess_lang(&q, &headers));
+    let c = &state.services.config;
+    let title = t(l, "Impressum", "Imprint");
+    let body = html! {
+        h1 { (title) }
+        div.card {
+            p { strong { (c.issuer_name) } br; (c.issuer_street) br; (c.issuer_postal_code) " " (c.issuer_city) br; (c.issuer_country) }
+            dl {
+                dt { (t(l, "Registergericht", "Register court")) } dd { (c.issuer_register_court) }
+                dt { (t(l, "Registernummer", "Register number")) } dd { (c.issuer_register_number) }
+                dt { (t(l, "Geschäftsführung", "Managing directors")) } dd { (c.issuer_managing_directors) }
+                dt { (t(l, "USt-IdNr.", "VAT ID")) } dd { (c.issuer_vat_id) }
+                dt { (t(l, "E-Mail", "E-mail")) } dd { a href=(format!("mailto:{}", c.issuer_email)) { (c.issuer_email) } }
+                dt { (t(l, "Telefon", "Phone")) } dd { (c.issuer_phone) }
+            }
+        }
+    };
+    respond(StatusCode::OK, shell(l, title, who.as_ref(), "/portal/imprint", body))
 }
 
 fn message_page(l: Locale, who: Option<&Session>, status: StatusCode, title: &str, text: &str) -> Response {
@@ -1351,5 +1379,6 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/portal/support/{id}", get(support_request))
         .route("/portal/support/{id}/attachment", get(support_attachment))
         .route("/portal/help", get(help_index))
+        .route("/portal/imprint", get(imprint))
         .route("/portal/help/{topic}", get(help_topic))
 }

@@ -135,13 +135,17 @@ async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interes
     for part in [&info.text, &info.html] {
         assert!(part.contains("119,00 €") && part.contains(iban) && part.contains(&grouped), "{part}");
         assert!(part.contains(&format!("{:02}.{:02}.{}", due.day(), due.month(), due.year())), "{part}");
+        // Every e-mail ends with the imprint (issue 19, item 29).
+        assert!(part.contains("HRB 000000 B") && part.contains("Geschäftsführung: Erika Mustermann"), "{part}");
     }
     assert_eq!(info.attachments.len(), 1);
     let (name, ctype, pdf) = &info.attachments[0];
     assert_eq!((name.as_str(), ctype.as_str()), ("Zahlungsinformationen-A-1.pdf", "application/pdf"));
     if pdf_tools() {
         let text = pdf_text(pdf);
-        for needle in ["Zahlungsinformationen", "A-1", "119,00 €", iban, grouped.as_str(), "NTRMDEB1XXX"] {
+        for needle in
+            ["Zahlungsinformationen", "A-1", "119,00 €", iban, grouped.as_str(), "NTRMDEB1XXX", "HRB 000000 B"]
+        {
             assert!(text.contains(needle), "{needle} not in {text}");
         }
         let codes = pdf_qr_codes(pdf);

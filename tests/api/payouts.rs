@@ -273,8 +273,8 @@ async fn weekly_payouts_add_up_are_sent_and_paid_once() {
     assert_eq!((st.status.as_u16(), st.headers["content-type"].to_str().unwrap()), (200, "application/pdf"));
     let text = crate::smtp::pdf_text(&st.bytes);
     let euros = |m: i64| format!("{},{:02}", m / 100, (m % 100).abs());
-    for needle in ["Rückbelastungen", "Direkt an den Händler", &euros(-5000), &euros(p2["amount"].as_i64().unwrap())]
-    {
+    let amount = euros(p2["amount"].as_i64().unwrap());
+    for needle in ["Rückbelastungen", "Direkt an den Händler", &euros(-5000), &amount, "HRB 000000 B"] {
         assert!(text.contains(needle), "{needle} not in {text}");
     }
     app.send(app.psp(&other, Method::GET, &format!("/v1/payouts/{p2_id}/statement.pdf")))

@@ -864,6 +864,26 @@ async fn sign_in_looks_the_same_for_every_address_is_same_site_and_slides() {
         assert_eq!(page.status, 200);
         assert!(page.text().contains("R-1"), "still signed in");
     }
+    // The imprint: linked from every portal page and the payment page, readable without signing in.
+    assert!(anna.get("/portal").await.text().contains("href=\"/portal/imprint?lang="));
+    let imprint = app.send(app.client.get(app.url("/portal/imprint?lang=en"))).await;
+    assert_eq!(imprint.status, 200);
+    let page = imprint.text();
+    for needle in
+        ["netterms GmbH", "Amtsgericht Berlin-Charlottenburg", "HRB 000000 B", "Erika Mustermann", "DE123456789"]
+    {
+        assert!(page.contains(needle), "{needle} not on the imprint page");
+    }
+    let session = app
+        .send(app.psp(&psp, Method::POST, "/v1/payment-page-sessions").json(&serde_json::json!({
+            "merchant_id": mid, "order": crate::checkout::order_body("anna@kunde.example", 11900), "locale": "en",
+            "redirect_urls": {"accept_url": "https://shop.example/ok", "decline_url": "https://shop.example/no",
+                              "cancel_url": "https://shop.example/cancel"}
+        })))
+        .await
+        .json();
+    let page = app.send(app.client.get(session["payment_page_url"].as_str().unwrap())).await.text();
+    assert!(page.contains("href=\"/portal/imprint?lang=en\""), "the payment page links the imprint");
     // Then 4 s without a request end it.
     app.services.clock.advance(chrono::Duration::seconds(4));
     assert!(!anna.get("/portal").await.text().contains("R-1"), "signed out after the idle time");
