@@ -85,6 +85,10 @@ pub struct Message {
     /// The attached document, if any: its kind and the data it is rendered from.
     #[serde(skip)]
     pub attachment: Option<String>,
+    /// Where the attached PDF is, if the message has one (the same PDF the e-mail carried).
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachment_url: Option<String>,
     /// The SMTP `Message-ID`, the same on every attempt.
     pub message_id: String,
     /// `queued` (to be sent), `sent`, `stored` (no SMTP server configured: kept, not sent) or
@@ -99,6 +103,14 @@ pub struct Message {
 
 const COLUMNS: &str = "id, psp_id, order_id, capture_id, kind, cause_key, locale, to_address, subject, body_text, body_html, \
      attachment, message_id, status, attempts, last_error, created_at, sent_at";
+
+/// One message (of `psp_id`'s buyers if given).
+pub async fn get(conn: &mut impl AsExec, id: uuid::Uuid, psp_id: Option<PspId>) -> StoreResult<Option<Message>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM messages WHERE id = $1 AND ($2 IS NULL OR psp_id = $2)"))
+            .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
+    }))
+}
 
 pub async fn by_cause(conn: &mut impl AsExec, cause_key: &str) -> StoreResult<Option<Message>> {
     Ok(with_conn!(conn, c => {

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::Html;
+use axum::response::{Html, Response};
 use maud::{DOCTYPE, html};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiQuery, AuthedPsp};
+use super::extract::{ApiPath, ApiQuery, AuthedPsp};
 use super::merchants::Page;
 use super::sandbox::sandbox_only;
 use crate::domain::ids::{CaptureId, OrderId};
@@ -20,11 +20,68 @@ use crate::domain::validate::Violations;
 use crate::store::messages::{self, Filter, Message};
 
 pub fn admin_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(admin_messages))
+    OpenApiRouter::new().routes(routes!(admin_messages)).routes(routes!(admin_attachment))
 }
 
 pub fn sandbox_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(sandbox_messages)).routes(routes!(mailbox))
+    OpenApiRouter::new().routes(routes!(sandbox_messages)).routes(routes!(mailbox)).routes(routes!(sandbox_attachment))
+}
+
+/// The messages of a page, each with the link to its PDF under `base` (`/admin/v1/messages` or
+/// `/v1/sandbox/messages`).
+fn linked(mut p: Page<Message>, base: &str) -> Page<Message> {
+    for m in &mut p.data {
+        m.attachment_url = m.attachment.as_ref().map(|_| format!("{base}/{}/attachment", m.id));
+    }
+    p
+}
+
+/// A message's PDF as the e-mail carried it (with the imprint at its foot).
+async fn attachment(
+    state: &AppState,
+    id: uuid::Uuid,
+    psp: Option<crate::domain::ids::PspId>,
+) -> Result<Response, ApiError> {
+    let mut conn = state.db.conn().await?;
+    let m = messages::get(&mut conn, id, psp).await?.ok_or_else(|| ApiError::not_found("message"))?;
+    drop(conn);
+    let spec = m.attachment.ok_or_else(|| ApiError::not_found("attachment"))?;
+    let imprint =
+        crate::service::imprint::lines(&state.services.config, crate::service::messages::Locale::parse(&m.locale));
+    let doc = crate::service::documents::render_attachment(&spec, &imprint)
+        .map_err(|e| ApiError::internal(std::io::Error::other(e.to_string())))?;
+    Ok(super::download(doc.bytes, "application/pdf", &doc.filename, true))
+}
+
+/// Get a message's PDF (operator).
+#[utoipa::path(get, path = "/admin/v1/messages/{message_id}/attachment", tag = "Operator",
+    params(("message_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The PDF the e-mail carried", content_type = "application/pdf", body = Vec<u8>),
+              (status = 404, description = "No such message, or none attached", body = ErrorBody)),
+    security(("admin" = [])))]
+async fn admin_attachment(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    attachment(&state, id, None).await
+}
+
+/// Get a message's PDF (sandbox).
+///
+/// The document the e-mail carried (payment information, a dunning notice …), as the buyer got it.
+#[utoipa::path(get, path = "/v1/sandbox/messages/{message_id}/attachment", tag = "Sandbox",
+    params(("message_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The PDF the e-mail carried", content_type = "application/pdf", body = Vec<u8>),
+              (status = 403, description = "Production", body = ErrorBody),
+              (status = 404, description = "No such message of this PSP, or none attached", body = ErrorBody)),
+    security(("basic" = [])))]
+async fn sandbox_attachment(
+    State(state): State<AppState>,
+    psp: AuthedPsp,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Response, ApiError> {
+    sandbox_only(&state)?;
+    attachment(&state, id, Some(psp.psp_id)).await
 }
 
 /// The states a message can be listed by.
@@ -86,7 +143,7 @@ async fn admin_messages(
     ApiQuery(q): ApiQuery<MessageQuery>,
 ) -> Result<Json<Page<Message>>, ApiError> {
     let (f, limit) = q.filter(None)?;
-    Ok(Json(page(&state, &f, limit).await?))
+    Ok(Json(linked(page(&state, &f, limit).await?, "/admin/v1/messages")))
 }
 
 /// List the e-mails sent to this PSP's buyers (sandbox).
@@ -102,7 +159,7 @@ async fn sandbox_messages(
 ) -> Result<Json<Page<Message>>, ApiError> {
     sandbox_only(&state)?;
     let (f, limit) = q.filter(Some(psp.psp_id))?;
-    Ok(Json(page(&state, &f, limit).await?))
+    Ok(Json(linked(page(&state, &f, limit).await?, "/v1/sandbox/messages")))
 }
 
 /// The sandbox mailbox: this PSP's buyers' e-mails as a page (sandbox).
@@ -120,7 +177,7 @@ async fn mailbox(
 ) -> Result<Html<String>, ApiError> {
     sandbox_only(&state)?;
     let (f, _) = q.filter(Some(psp.psp_id))?;
-    let list = page(&state, &f, 50).await?;
+    let list = linked(page(&state, &f, 50).await?, "/v1/sandbox/messages");
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -143,9 +200,11 @@ async fn mailbox(
                         p.meta {
                             "To " (m.to_address) " · " (m.kind) " · " (m.created_at.format("%Y-%m-%d %H:%M UTC"))
                             " · " (m.status)
-                            @if m.attachment.is_some() { " · with a PDF" }
                         }
                         pre { (m.body_text) }
+                        @if let Some(url) = &m.attachment_url {
+                            p { a href=(url) { "The attached PDF" } " (as the e-mail carried it)" }
+                        }
                     }
                 }
             }

@@ -246,6 +246,28 @@ async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interes
         ["collection_notice", "dunning", "dunning", "dunning", "payment_reminder", "payment_information"]
     );
     assert!(listed["data"].as_array().unwrap().iter().all(|m| m["status"] == "sent"), "{listed}");
+    // Every attached document is reachable in the sandbox: the link in the messages JSON and on
+    // the mailbox page, the same PDF the e-mail carried (issue 19, item 28).
+    let notices: Vec<&Value> = listed["data"].as_array().unwrap().iter().filter(|m| m["kind"] == "dunning").collect();
+    let mailbox = app.send(app.psp(&psp, Method::GET, &format!("/v1/sandbox/mailbox?capture_id={id}"))).await.text();
+    for notice in &notices {
+        let url = notice["attachment_url"].as_str().expect("a dunning notice has its PDF");
+        assert!(mailbox.contains(url), "the mailbox links {url}");
+        let pdf = app.send(app.psp(&psp, Method::GET, url)).await;
+        assert_eq!((pdf.status.as_u16(), pdf.headers["content-type"].to_str().unwrap()), (200, "application/pdf"));
+        if pdf_tools() {
+            let text = pdf_text(&pdf.bytes);
+            assert!(text.contains("Mahnstufe") && text.contains("Rechnung: A-1"), "{text}");
+            assert!(text.contains("HRB 000000 B"), "{text}");
+        }
+        let other = app.create_psp().await;
+        app.send(app.psp(&other, Method::GET, url)).await.assert_error(404, "resource_not_found");
+        let admin_url = url.replace("/v1/sandbox/messages", "/admin/v1/messages");
+        assert_eq!(app.send(app.admin(Method::GET, &admin_url)).await.status, 200);
+    }
+    assert_eq!(notices.len(), 3);
+    let reminder = listed["data"].as_array().unwrap().iter().find(|m| m["kind"] == "payment_reminder").unwrap();
+    assert!(reminder.get("attachment_url").is_none(), "{reminder}");
     let created: Vec<NaiveDate> = listed["data"]
         .as_array()
         .unwrap()
