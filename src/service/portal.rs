@@ -249,6 +249,10 @@ pub struct InvoiceDetail {
     pub facts: messages::InvoiceFacts,
     pub refunds: Vec<store::RefundRow>,
     pub documents: Vec<store::DocumentMeta>,
+    /// What was paid on it: each payment's fees and interest and its amount.
+    pub payments: Vec<store::PaidRow>,
+    /// The e-mails about it that carried a PDF: (message id, kind, subject, when).
+    pub sent: Vec<(uuid::Uuid, String, String, DateTime<Utc>)>,
     pub claims: Vec<ClaimRow>,
     pub disputes: Vec<DisputeRow>,
     /// Direct debit: the account and mandate reference.
@@ -264,6 +268,13 @@ pub struct InvoiceDetail {
 }
 
 impl InvoiceDetail {
+    /// Everything paid on the invoice: to netterms (with fees and interest, less what came back)
+    /// and directly to the merchant.
+    pub fn paid_total(&self) -> i64 {
+        let to_us: i64 = self.payments.iter().filter(|p| p.state == "matched").map(|p| p.charges + p.principal).sum();
+        to_us + self.row.paid_direct
+    }
+
     /// Until when dunning is paused, if it is.
     pub fn dunning_paused_until(&self) -> Option<DateTime<Utc>> {
         self.capture.dunning_paused_until.filter(|u| *u > self.now)
@@ -283,6 +294,8 @@ pub async fn invoice(s: &Services, who: &Session, id: CaptureId) -> Result<Invoi
     let facts = messages::invoice_facts(s, &mut conn, &capture).await?;
     let refunds = store::refunds_of(&mut conn, id).await?;
     let documents = store::documents_of(&mut conn, id).await?;
+    let payments = store::payments_of(&mut conn, id).await?;
+    let sent = store::documents_sent(&mut conn, id).await?;
     let claims = store::claims_of(&mut conn, id).await?;
     let disputes = disputes_store::of_capture(&mut conn, id).await?;
     let mandate = store::order_mandate(&mut conn, row.order_id).await?;
@@ -296,6 +309,8 @@ pub async fn invoice(s: &Services, who: &Session, id: CaptureId) -> Result<Invoi
         facts,
         refunds,
         documents,
+        payments,
+        sent,
         claims,
         disputes,
         mandate,
@@ -305,6 +320,24 @@ pub async fn invoice(s: &Services, who: &Session, id: CaptureId) -> Result<Invoi
         now,
         today: now.date_naive(),
     })
+}
+
+/// The PDF a message about the person's invoice carried (a dunning notice …), with the imprint.
+pub async fn sent_document(
+    s: &Services,
+    who: &Session,
+    id: CaptureId,
+    message_id: uuid::Uuid,
+) -> Result<crate::documents::Rendered, OrderError> {
+    let mut conn = s.db.conn().await?;
+    let row = owned(&mut conn, who, id).await?;
+    let m = crate::store::messages::get(&mut conn, message_id, Some(row.psp_id))
+        .await?
+        .filter(|m| m.capture_id == Some(id))
+        .ok_or(OrderError::NotFound("document"))?;
+    let spec = m.attachment.ok_or(OrderError::NotFound("document"))?;
+    let imprint = super::imprint::lines(&s.config, Locale::parse(&m.locale));
+    super::documents::render_attachment(&spec, &imprint).map_err(|e| StoreError::Corrupt(e.to_string()).into())
 }
 
 /// The payment-information PDF of the person's invoice.

@@ -583,3 +583,45 @@ pub async fn order_mandate(conn: &mut impl AsExec, order_id: OrderId) -> StoreRe
         .bind(order_id).fetch_optional(&mut *c).await?
     }))
 }
+
+/// A payment that paid (part of) an invoice, as the buyer sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PaidRow {
+    pub booking_date: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Dunning fees and interest it paid.
+    pub charges: i64,
+    /// Of the invoice's amount.
+    pub principal: i64,
+    /// `matched`, or `returned` (a direct debit that came back).
+    pub state: String,
+    /// How it was matched (`direct_debit` for a collection).
+    pub rule: Option<String>,
+}
+
+/// The payments that paid (part of) an invoice, oldest first.
+pub async fn payments_of(conn: &mut impl AsExec, capture_id: CaptureId) -> StoreResult<Vec<PaidRow>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT p.booking_date, p.created_at, a.charges, a.principal, p.state, p.rule \
+             FROM payment_allocations a JOIN bank_payments p ON p.id = a.payment_id \
+             WHERE a.capture_id = $1 ORDER BY p.created_at, p.id",
+        )
+        .bind(capture_id).fetch_all(&mut *c).await?
+    }))
+}
+
+/// The messages about an invoice that carried a PDF (dunning notices, payment information):
+/// (message id, kind, subject, created_at).
+pub async fn documents_sent(
+    conn: &mut impl AsExec,
+    capture_id: CaptureId,
+) -> StoreResult<Vec<(uuid::Uuid, String, String, DateTime<Utc>)>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as(
+            "SELECT id, kind, subject, created_at FROM messages WHERE capture_id = $1 AND attachment IS NOT NULL \
+             ORDER BY created_at, id",
+        )
+        .bind(capture_id).fetch_all(&mut *c).await?
+    }))
+}

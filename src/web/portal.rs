@@ -674,7 +674,7 @@ fn invoice_body(l: Locale, who: &Session, d: &InvoiceDetail, notice: Option<&str
                 dt { (t(l, "Käufer", "Buyer")) } dd { (r.company) }
                 dt { (t(l, "Rechnungsbetrag", "Invoice amount")) } dd { (money(r.gross)) }
                 @if r.refunded > 0 { dt { (t(l, "Gutgeschrieben", "Credited")) } dd { (money(r.refunded)) } }
-                @if r.paid_bank + r.paid_direct > 0 { dt { (t(l, "Bezahlt", "Paid")) } dd { (money(r.paid_bank + r.paid_direct)) } }
+                @if d.paid_total() > 0 { dt { (t(l, "Bezahlt", "Paid")) } dd { (money(d.paid_total())) } }
                 dt { (t(l, "Fällig am", "Due on")) } dd { (date(l, &r.due_date)) }
                 dt { (t(l, "Mahnstufe", "Dunning level")) } dd { (dunning_level(l, r)) }
                 @if r.dunning_fees > 0 { dt { (t(l, "Mahngebühren", "Dunning fees")) } dd { (money(r.dunning_fees)) } }
@@ -685,6 +685,7 @@ fn invoice_body(l: Locale, who: &Session, d: &InvoiceDetail, notice: Option<&str
             }
         }
         @if unpaid && total > 0 { (pay_card(l, d, total)) }
+        @if !d.payments.is_empty() || r.paid_direct > 0 { (payments_card(l, d)) }
         (documents_card(l, d))
         @if unpaid {
             (method_card(l, who, d))
@@ -773,6 +774,48 @@ fn pay_card(l: Locale, d: &InvoiceDetail, total: i64) -> Markup {
     }
 }
 
+/// What was paid on the invoice, payment by payment: its date, amount, and how much of it went
+/// to fees and interest.
+fn payments_card(l: Locale, d: &InvoiceDetail) -> Markup {
+    let cur = d.row.currency.as_str();
+    let money = |m: i64| format_money(m, cur, l.as_str());
+    html! {
+        section.card aria-labelledby="payments-h" {
+            h2 id="payments-h" { (t(l, "Zahlungen", "Payments")) }
+            table {
+                thead { tr {
+                    th scope="col" { (t(l, "Gebucht am", "Booked on")) }
+                    th scope="col" { (t(l, "Art", "How")) }
+                    th.num scope="col" { (t(l, "Davon Gebühren und Zinsen", "Of it fees and interest")) }
+                    th.num scope="col" { (t(l, "Betrag", "Amount")) }
+                } }
+                tbody {
+                    @for p in &d.payments {
+                        tr {
+                            td { (p.booking_date.as_deref().map_or_else(|| l.date(p.created_at.date_naive()), |b| date(l, b))) }
+                            td {
+                                @if p.rule.as_deref() == Some("direct_debit") { (t(l, "Lastschrift", "Direct debit")) }
+                                @else { (t(l, "Überweisung", "Transfer")) }
+                                @if p.state == "returned" { " – " (t(l, "zurückgebucht", "returned")) }
+                            }
+                            td.num { (money(p.charges)) }
+                            td.num { (money(p.charges + p.principal)) }
+                        }
+                    }
+                    @if d.row.paid_direct > 0 {
+                        tr {
+                            td { "–" }
+                            td { (t(l, "Direkt an den Händler", "Paid to the merchant")) }
+                            td.num { (money(0)) }
+                            td.num { (money(d.row.paid_direct)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn documents_card(l: Locale, d: &InvoiceDetail) -> Markup {
     let id = d.row.id;
     let invoice_doc = d.documents.iter().any(|m| m.kind == "invoice");
@@ -781,6 +824,15 @@ fn documents_card(l: Locale, d: &InvoiceDetail) -> Markup {
             h2 id="docs-h" { (t(l, "Dokumente", "Documents")) }
             ul {
                 li { a href=(format!("/portal/invoices/{id}/payment-information.pdf")) { (t(l, "Zahlungsinformation (PDF)", "Payment information (PDF)")) } }
+                // The notices the e-mails carried, as sent.
+                @for (mid, kind, subject, at) in d.sent.iter().filter(|s| s.1 != "payment_information") {
+                    li {
+                        a href=(format!("/portal/invoices/{id}/documents/{mid}.pdf")) {
+                            (if kind == "dunning" { t(l, "Mahnschreiben", "Dunning notice") } else { subject.as_str() })
+                            " " (l.date(at.date_naive())) " (PDF)"
+                        }
+                    }
+                }
                 @if invoice_doc {
                     li { a href=(format!("/portal/invoices/{id}/invoice.pdf")) { (t(l, "Rechnung des Händlers (PDF)", "The merchant's invoice (PDF)")) } }
                 } @else {
@@ -966,6 +1018,21 @@ pub async fn merchant_invoice(
     let Some(id) = capture_id(&id) else { return not_found(who.locale, Some(&who)) };
     match portal::merchant_document(&state.services, &who, id, "invoice", id.0).await {
         Ok(bytes) => file(bytes, "application/pdf", "invoice.pdf", true),
+        Err(e) => failure(who.locale, Some(&who), e),
+    }
+}
+
+/// `GET /portal/invoices/{id}/documents/{message}.pdf`: a notice as its e-mail carried it.
+pub async fn sent_document(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((id, message)): ApiPath<(String, String)>,
+) -> Response {
+    let who = session_or_sign_in!(&state, &headers, &HashMap::new());
+    let message = message.strip_suffix(".pdf").and_then(|r| r.parse::<uuid::Uuid>().ok());
+    let (Some(id), Some(message)) = (capture_id(&id), message) else { return not_found(who.locale, Some(&who)) };
+    match portal::sent_document(&state.services, &who, id, message).await {
+        Ok(doc) => file(doc.bytes, "application/pdf", &doc.filename, true),
         Err(e) => failure(who.locale, Some(&who), e),
     }
 }
@@ -1367,6 +1434,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/portal/invoices/{id}", get(invoice))
         .route("/portal/invoices/{id}/girocode.svg", get(girocode))
         .route("/portal/invoices/{id}/payment-information.pdf", get(payment_information))
+        .route("/portal/invoices/{id}/documents/{message}", get(sent_document))
         .route("/portal/invoices/{id}/invoice.pdf", get(merchant_invoice))
         .route("/portal/invoices/{id}/credit-notes/{refund}", get(credit_note))
         .route("/portal/invoices/{id}/payment-method", post(payment_method))

@@ -888,3 +888,46 @@ async fn sign_in_looks_the_same_for_every_address_is_same_site_and_slides() {
     app.services.clock.advance(chrono::Duration::seconds(4));
     assert!(!anna.get("/portal").await.text().contains("R-1"), "signed out after the idle time");
 }
+
+/// Issue 19, item 28: the portal shows what was paid, fees and interest included, payment by
+/// payment, and lists the dunning notices the buyer was sent (each opens as the e-mail carried it).
+#[tokio::test]
+async fn the_portal_shows_payments_with_fees_and_every_notice() {
+    let smtp = SmtpServer::start().await;
+    let (app, psp, mid, c) = one_invoice(&smtp).await;
+    let id = cid(&c);
+    let due: chrono::NaiveDate = c["due_date"].as_str().unwrap().parse().unwrap();
+    crate::dunning::advance_to(&app, &psp, due + chrono::Duration::days(22)).await;
+    let v = app.send(app.psp(&psp, Method::GET, &format!("/v1/captures/{id}"))).await.json();
+    let total = v["total_due"].as_i64().unwrap();
+    assert!(total > 11900, "fees and interest are due: {v}");
+    let r = app
+        .send(app.psp(&psp, Method::POST, "/v1/sandbox/payments").json(&json!({
+            "iban": c["payment_instructions"]["iban"], "amount": {"currency": "EUR", "value": total},
+            "reference": c["payment_instructions"]["reference"]
+        })))
+        .await;
+    assert_eq!(r.json()["state"], "matched", "{}", r.text());
+    app.run_jobs().await;
+    let anna = signed_in(&app, &smtp, "anna@kunde.example").await;
+    let page = anna.get(&format!("/portal/invoices/{id}?lang=en")).await.text();
+    let euros = netterms::web::checkout_pages::format_money(total, "EUR", "en");
+    assert!(page.contains(&format!("<dt>Paid</dt><dd>{euros}</dd>")), "paid with fees and interest ({euros})");
+    assert!(page.contains("id=\"payments-h\"") && page.contains("Of it fees and interest"), "a payments card");
+    // The notices sent, each as its PDF.
+    let links: Vec<String> = page
+        .match_indices(&format!("/portal/invoices/{id}/documents/"))
+        .map(|(at, _)| page[at..].split('"').next().unwrap().to_owned())
+        .collect();
+    assert!(links.len() >= 2, "the reminder's and the notices' PDFs: {links:?}");
+    for link in &links {
+        let pdf = anna.get(link).await;
+        assert_eq!((pdf.status.as_u16(), pdf.headers["content-type"].to_str().unwrap()), (200, "application/pdf"));
+    }
+    // Nobody else's.
+    let bob_invoice = invoice_for(&app, &psp, &mid, "bob@andere.example", "Andere Firma AG", "R-9", 2380).await;
+    let bob = signed_in(&app, &smtp, "bob@andere.example").await;
+    assert_eq!(bob.get(&links[0]).await.status, 404);
+    let foreign = links[0].replace(&id, &cid(&bob_invoice));
+    assert_eq!(anna.get(&foreign).await.status, 404);
+}
