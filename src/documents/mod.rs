@@ -63,6 +63,10 @@ pub struct Dunning {
     pub interest: i64,
     pub total: i64,
     pub deadline: NaiveDate,
+    /// What this level says beyond the request to pay (the default and its interest, what
+    /// happens next), as its e-mail says it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A document to render.
@@ -225,6 +229,9 @@ fn draw(c: &mut Canvas<'_, '_>, l: Locale, title: &str, inv: &Invoice, dunning: 
         ),
     };
     y = c.paragraph(MARGIN, y, RIGHT - MARGIN, &intro, Weight::Regular, 10.0) + 14.0;
+    for note in dunning.map(|d| d.notes.as_slice()).unwrap_or_default() {
+        y = c.paragraph(MARGIN, y - 6.0, RIGHT - MARGIN, note, Weight::Regular, 9.5) + 10.0;
+    }
 
     // The invoice's lines, or the figures of the notice.
     match dunning {
@@ -418,6 +425,7 @@ mod tests {
                 interest: 75,
                 total: 15_975,
                 deadline: NaiveDate::from_ymd_opt(2027, 1, 27).unwrap(),
+                notes: vec!["Sie befinden sich mit der Zahlung in Verzug (§ 286 BGB).".into()],
             },
         };
         assert_ne!(render(&d).unwrap().bytes, a.bytes);

@@ -208,6 +208,11 @@ pub struct BaseRate {
     pub rate_bps: i64,
 }
 
+/// The base rate in force on `day` (basis points), if any row is in force.
+pub fn base_rate_on(rates: &[BaseRate], day: NaiveDate) -> Option<i64> {
+    rate_on(rates, day)
+}
+
 /// The base rate in force on `day`: the row with the latest `valid_from` not after it.
 fn rate_on(rates: &[BaseRate], day: NaiveDate) -> Option<i64> {
     rates.iter().filter(|r| r.valid_from <= day).max_by_key(|r| r.valid_from).map(|r| r.rate_bps)

@@ -47,6 +47,7 @@ pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts, notice_date: chrono::N
             interest: d.interest,
             total: d.total,
             deadline: d.deadline,
+            notes: crate::service::messages::notice_paragraphs(f.buyer.locale, f, d),
         },
     }
 }

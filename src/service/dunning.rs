@@ -372,9 +372,24 @@ async fn process(
         Step::Reminder => super::messages::queue_reminder(s, tx, &f, at),
         Step::Level(n) => {
             let title = policy.level(n).map(|l| if f.buyer.locale == Locale::En { &l.title.en } else { &l.title.de });
+            let levels = policy.levels.len();
+            let stage = if usize::from(n) >= levels {
+                super::messages::NoticeStage::Last
+            } else if n == 1 {
+                super::messages::NoticeStage::First
+            } else {
+                super::messages::NoticeStage::Between
+            };
+            let interest_rate = p.interest_through.filter(|_| c.currency == "EUR").and_then(|_| {
+                let base = crate::domain::dunning::base_rate_on(rates, today)?;
+                Some((base + policy.interest_points_bps, base, due + Duration::days(1)))
+            });
             let d = DunningFacts {
                 level: p.level,
+                stage,
                 title: title.cloned().unwrap_or_default(),
+                interest_rate,
+                collection_on: policy.collection_days_after_due.map(|days| due + Duration::days(days)),
                 fees: p.fees,
                 interest: p.interest + until_deadline,
                 total: total + until_deadline,

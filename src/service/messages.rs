@@ -377,13 +377,111 @@ pub fn payment_reminder(f: &InvoiceFacts) -> Composed {
 #[derive(Debug, Clone)]
 pub struct DunningFacts {
     pub level: i64,
+    /// Where the level stands: the first, one between, or the last before collection.
+    pub stage: NoticeStage,
     pub title: String,
+    /// Default interest that runs: its yearly rate (basis points, base rate included), the base
+    /// rate, and the day it runs from (§ 288 Abs. 2 BGB).
+    pub interest_rate: Option<(i64, i64, NaiveDate)>,
+    /// The day the claim goes to collection if still unpaid (the last notice says it).
+    pub collection_on: Option<NaiveDate>,
     pub fees: i64,
     /// Default interest up to the deadline (charged so far, and what runs until then).
     pub interest: i64,
     /// What settles the invoice if paid by the deadline.
     pub total: i64,
     pub deadline: NaiveDate,
+}
+
+/// Where a dunning level stands among the policy's levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeStage {
+    First,
+    Between,
+    Last,
+}
+
+/// A rate in basis points as people write it: "10,27 %" / "10.27%".
+fn percent(l: Locale, bps: i64) -> String {
+    let s = format!("{}{}.{:02}", if bps < 0 { "-" } else { "" }, bps.abs() / 100, bps.abs() % 100);
+    match l {
+        Locale::De => format!("{} %", s.replace('.', ",")),
+        Locale::En => format!("{s}%"),
+    }
+}
+
+/// What a notice says beyond "please pay": the first asks kindly, the ones between state the
+/// default and its interest (rate and period, § 288 BGB), the last what happens next and when.
+pub(crate) fn notice_paragraphs(l: Locale, f: &InvoiceFacts, d: &DunningFacts) -> Vec<String> {
+    let mut out = Vec::new();
+    match (d.stage, l) {
+        (NoticeStage::First, Locale::De) => out.push(
+            "Vielleicht ist Ihnen die Zahlung im Tagesgeschäft entgangen – das kann passieren. Bitte holen Sie \
+             sie nach; bei Fragen zur Rechnung antworten Sie einfach auf diese E-Mail."
+                .into(),
+        ),
+        (NoticeStage::First, Locale::En) => out.push(
+            "Perhaps the payment slipped through in day-to-day business; that happens. Please make it now; if you \
+             have a question about the invoice, simply reply to this e-mail."
+                .into(),
+        ),
+        (_, Locale::De) => out.push(format!(
+            "Sie befinden sich mit der Zahlung in Verzug (§ 286 BGB). Wir berechnen deshalb die gesetzlichen \
+             Verzugskosten für Forderungen zwischen Unternehmen (§ 288 BGB), wie unten aufgeführt, im Auftrag von {}.",
+            f.buyer.merchant
+        )),
+        (_, Locale::En) => out.push(format!(
+            "You are in default of payment (§ 286 BGB). We therefore charge the statutory costs of default between \
+             businesses (§ 288 BGB), as listed below, on behalf of {}.",
+            f.buyer.merchant
+        )),
+    }
+    if let Some((rate, base, from)) = d.interest_rate {
+        out.push(match l {
+            Locale::De => format!(
+                "Verzugszinsen: 9 Prozentpunkte über dem jeweiligen Basiszinssatz (§ 288 Abs. 2, § 247 BGB; derzeit \
+                 {} Basiszinssatz, also {} im Jahr) auf den offenen Rechnungsbetrag, vom {} bis zum Zahlungsziel {}.",
+                percent(l, base),
+                percent(l, rate),
+                l.date(from),
+                l.date(d.deadline)
+            ),
+            Locale::En => format!(
+                "Default interest: 9 percentage points above the base rate in force (§ 288(2), § 247 BGB; now {} \
+                 base rate, so {} a year) on the invoice amount open, from {} to the pay-by date {}.",
+                percent(l, base),
+                percent(l, rate),
+                l.date(from),
+                l.date(d.deadline)
+            ),
+        });
+    }
+    if d.stage == NoticeStage::Last {
+        out.push(match (l, d.collection_on) {
+            (Locale::De, Some(on)) => format!(
+                "Dies ist unsere letzte Mahnung. Geht der Gesamtbetrag nicht bis zum {} ein, übergeben wir die \
+                 Forderung am {} an das Inkasso; dadurch können Ihnen weitere Kosten entstehen.",
+                l.date(d.deadline),
+                l.date(on.max(d.deadline + chrono::Duration::days(1)))
+            ),
+            (Locale::En, Some(on)) => format!(
+                "This is our final notice. If the total has not arrived by {}, we hand the claim over to collection \
+                 on {}, which may cause you further costs.",
+                l.date(d.deadline),
+                l.date(on.max(d.deadline + chrono::Duration::days(1)))
+            ),
+            (Locale::De, None) => format!(
+                "Dies ist unsere letzte Mahnung. Geht der Gesamtbetrag nicht bis zum {} ein, behalten wir uns \
+                 weitere Schritte vor.",
+                l.date(d.deadline)
+            ),
+            (Locale::En, None) => format!(
+                "This is our final notice. If the total has not arrived by {}, we reserve further steps.",
+                l.date(d.deadline)
+            ),
+        });
+    }
+    out
 }
 
 /// `dunning`: one per level, with the dunning-notice PDF.
@@ -429,7 +527,9 @@ pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts) -> Composed {
     rows.push((l.pick("Gesamtbetrag", "Total due").into(), l.money(d.total, &f.currency)));
     rows.push((l.pick("Zahlbar bis", "Pay by").into(), l.date(d.deadline)));
     rows.extend(payment_rows(f, d.total, d.deadline).into_iter().skip(2));
-    compose(l, subject, greeting(f), &[p], &rows, closing(l))
+    let mut paragraphs = vec![p];
+    paragraphs.extend(notice_paragraphs(l, f, d));
+    compose(l, subject, greeting(f), &paragraphs, &rows, closing(l))
 }
 
 /// `collection_notice`: the claim goes to collection.

@@ -228,6 +228,19 @@ async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interes
     let level_line = level2.text.lines().find(|l| l.starts_with("Mahnstufe")).unwrap();
     assert!(level_line.trim_end().ends_with("1. Mahnung"), "{level_line}");
     assert!(level2.text.contains(&euros(total2)), "{}", level2.text);
+    // The three levels say different things: the first asks kindly, the next states the default
+    // and its interest (rate and period), the last what happens next and when.
+    let (first, last) = (&mails[1].text, &mails[3].text);
+    assert!(first.contains("entgangen") && !first.contains("Verzug (§ 286 BGB)"), "{first}");
+    let interest = format!(
+        "derzeit 2,50 % Basiszinssatz, also 11,50 % im Jahr) auf den offenen Rechnungsbetrag, vom {}",
+        day(1).format("%d.%m.%Y")
+    );
+    assert!(level2.text.contains("Verzug (§ 286 BGB)") && level2.text.contains(&interest), "{}", level2.text);
+    assert!(level2.text.contains(&format!("bis zum Zahlungsziel {}", day(31).format("%d.%m.%Y"))), "{}", level2.text);
+    let next = format!("übergeben wir die Forderung am {} an das Inkasso", day(49).format("%d.%m.%Y"));
+    assert!(last.contains("letzte Mahnung") && last.contains(&next), "{last}");
+    assert!(!level2.text.contains("letzte Mahnung") && !level2.text.contains("entgangen"), "{}", level2.text);
     assert_eq!(mails.iter().map(|m| m.attachments.len()).collect::<Vec<_>>(), [0, 1, 1, 1, 0]);
     if pdf_tools() {
         let text = pdf_text(&level2.attachments[0].2);
@@ -236,6 +249,16 @@ async fn an_unpaid_invoice_goes_from_reminder_to_collection_with_fee_and_interes
         }
         let codes = pdf_qr_codes(&level2.attachments[0].2);
         assert!(codes[0].contains(&format!("EUR{}.{:02}", total2 / 100, total2 % 100)), "{codes:?}");
+        // The notices say in their PDFs what their e-mails say: the interest's rate and period,
+        // and, in the last, when the claim goes to collection.
+        let flat = |pdf: &[u8]| pdf_text(pdf).split_whitespace().collect::<Vec<_>>().join(" ");
+        let text2 = flat(&level2.attachments[0].2);
+        assert!(text2.contains("also 11,50 % im Jahr") && text2.contains("Verzug (§ 286 BGB)"), "{text2}");
+        let text3 = flat(&mails[3].attachments[0].2);
+        assert!(text3.contains(&format!("am {} an das Inkasso", day(49).format("%d.%m.%Y"))), "{text3}");
+        if let Some(dir) = std::env::var_os("NETTERMS_SHOTS") {
+            std::fs::write(std::path::Path::new(&dir).join("final-notice.pdf"), &mails[3].attachments[0].2).unwrap();
+        }
     }
     let collection = &mails[4];
     assert!(collection.text.contains(&euros(11900 + 4000 + i2 + i3 + i4)), "{}", collection.text);
