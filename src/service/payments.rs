@@ -684,19 +684,12 @@ pub async fn refund_unmatched(
         return Err(conflict(format!("the payment is {}, not unmatched", p.state)));
     }
     let mut v = Violations::new();
-    let iban = match v.opt_text("iban", input.iban, 34).or(p.debtor_iban.clone()) {
-        None => {
-            v.add("iban", "the statement names no account of the payer: give the iban to send the money back to");
-            None
-        }
-        Some(i) => match crate::domain::iban::validate(&i) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                v.add("iban", format!("iban is not valid: {e}"));
-                None
-            }
-        },
-    };
+    let given = v.opt_text("iban", input.iban, 34).or(p.debtor_iban.clone());
+    let iban = payee_iban(
+        &mut v,
+        given,
+        "the statement names no account of the payer: give the iban to send the money back to",
+    );
     let name = v.opt_text("name", input.name, 70).or(p.debtor_name.clone());
     if name.is_none() {
         v.add("name", "the statement names no payer: give the name to send the money back to");
@@ -813,19 +806,11 @@ pub async fn refund_credit_written<E: From<OrderError>>(
         v.add("amount", format!("amount is more than the buyer's credit ({credit})"));
     }
     let last = store::last_payer_account(&mut tx, buyer).await.map_err(OrderError::from)?;
-    let iban = match iban.or(last.as_ref().map(|(i, _)| i.clone())) {
-        None => {
-            v.add("iban", "no account of the buyer is known: give the iban to send the credit to");
-            None
-        }
-        Some(i) => match crate::domain::iban::validate(&i) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                v.add("iban", format!("iban is not valid: {e}"));
-                None
-            }
-        },
-    };
+    let iban = payee_iban(
+        &mut v,
+        iban.or(last.as_ref().map(|(i, _)| i.clone())),
+        "no account of the buyer is known: give the iban to send the credit to",
+    );
     v.finish().map_err(OrderError::Invalid)?;
     let Some(iban) = iban else { return Err(OrderError::Invalid(Vec::new()).into()) };
     let name = name.or(last.and_then(|(_, n)| n)).unwrap_or(buyer_name);
@@ -855,6 +840,21 @@ pub async fn refund_credit_written<E: From<OrderError>>(
     tx.commit().await.map_err(OrderError::from)?;
     tracing::info!(%buyer, credit_transfer_id = %transfer_id, "buyer credit sent back");
     Ok(view)
+}
+
+/// The account a transfer goes to: given (or known), and a valid IBAN; else a violation of `iban`.
+fn payee_iban(v: &mut Violations, iban: Option<String>, missing: &str) -> Option<String> {
+    let Some(i) = iban else {
+        v.add("iban", missing);
+        return None;
+    };
+    match crate::domain::iban::validate(&i) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            v.add("iban", format!("iban is not valid: {e}"));
+            None
+        }
+    }
 }
 
 /// A credit transfer from netterms' account (its pain.001, executed the next day) as stored.
