@@ -457,14 +457,26 @@ fn state_badge(l: Locale, r: &InvoiceRow) -> Markup {
 }
 
 /// Whether a POST came from another site (login CSRF: a form elsewhere signing a browser in, or
-/// asking links in its name): an `Origin` other than this deployment's (also `null`), or
-/// `Sec-Fetch-Site: cross-site`. A request without either (not a browser) passes.
+/// asking links in its name). A browser says where a request comes from in `Sec-Fetch-Site`: only
+/// `same-origin` and `none` (typed or bookmarked) pass. Without it, `Origin` must be this
+/// deployment's public origin or the host the request went to (`null`, which our pages' referrer
+/// policy makes browsers send, passes only with `Sec-Fetch-Site`). Neither header (not a browser):
+/// passes.
 fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
-    let ours = url::Url::parse(&state.services.config.public_url()).map(|u| u.origin().ascii_serialization());
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        return ours.map_or(true, |o| origin.to_str().map_or(true, |v| v != o));
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("").to_ascii_lowercase();
+        return !matches!(site.as_str(), "same-origin" | "none");
     }
-    headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    let Some(origin) = headers.get(header::ORIGIN) else { return false };
+    let Ok(origin) = origin.to_str() else { return true };
+    let ours = url::Url::parse(&state.services.config.public_url()).map(|u| u.origin().ascii_serialization());
+    // This deployment's public origin, or the very host the request was sent to (a sandbox
+    // reached as localhost as well as 127.0.0.1).
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let same_host = host.is_some_and(|h| {
+        origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")).is_some_and(|a| a == h)
+    });
+    !(same_host || ours.is_ok_and(|o| o == origin))
 }
 
 fn cross_site_refused(l: Locale) -> Response {

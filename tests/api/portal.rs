@@ -836,7 +836,12 @@ async fn sign_in_looks_the_same_for_every_address_is_same_site_and_slides() {
     assert_eq!(sign_in_mails(&smtp).len(), 1, "only the known address gets a link");
 
     // Another site's form may neither ask for links nor sign a browser in.
-    for (name, value) in [("origin", "https://evil.example"), ("origin", "null"), ("sec-fetch-site", "cross-site")] {
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
         let r = app
             .send(
                 app.client.post(app.url("/portal/login")).header(name, value).form(&[("email", "anna@kunde.example")]),
