@@ -16,8 +16,8 @@ use krilla::{SerializeSettings, configure::validate::Archival};
 use super::RenderError;
 use super::layout::{A4_HEIGHT, A4_WIDTH, Canvas, Fonts, MARGIN, Weight};
 use crate::domain::einvoice::{self, FeeInvoice, Guideline, VatCategory};
+use crate::domain::locale::Locale;
 use crate::domain::text::counted;
-use crate::service::messages::Locale;
 
 const RIGHT: f32 = A4_WIDTH - MARGIN;
 

@@ -18,7 +18,7 @@ use krilla::metadata::Metadata;
 use krilla::page::PageSettings;
 use serde::{Deserialize, Serialize};
 
-use crate::service::messages::Locale;
+use crate::domain::locale::Locale;
 use layout::{A4_HEIGHT, A4_WIDTH, Canvas, Fonts, MARGIN, Weight};
 
 /// One line of the invoice.

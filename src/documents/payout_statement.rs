@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RenderError;
 use super::layout::{A4_HEIGHT, A4_WIDTH, Canvas, Fonts, MARGIN, Weight};
-use crate::service::messages::Locale;
+use crate::domain::locale::Locale;
 
 const RIGHT: f32 = A4_WIDTH - MARGIN;
 

@@ -10,6 +10,7 @@ pub mod iban;
 pub mod ids;
 pub mod ledger;
 pub mod legal_forms;
+pub mod locale;
 pub mod matching;
 pub mod merchant;
 pub mod money;
