@@ -412,6 +412,7 @@ async fn the_buyer_portal_in_a_real_browser() {
     assert_eq!(queue["data"][0]["subject"], "Lieferschein");
     portal_shots(&c, &base, "/portal/help", "help").await;
     portal_shots(&c, &base, "/portal/help/reminders", "help-reminders").await;
+    portal_shots(&c, &base, "/portal/imprint", "imprint").await;
 
     // Sign out: the session is gone.
     c.goto(&format!("{base}/portal")).await.unwrap();
