@@ -48,6 +48,11 @@ pub enum Command {
         #[command(subcommand)]
         command: StatementCommand,
     },
+    /// Banks' payment status reports (pain.002): their rejects of our collection and payout files.
+    StatusReports {
+        #[command(subcommand)]
+        command: StatusReportCommand,
+    },
     /// SEPA direct-debit collection files (pain.008).
     DirectDebit {
         #[command(subcommand)]
@@ -84,6 +89,19 @@ pub enum StatementCommand {
     /// List the latest imports: `complete`, `incomplete` (running, or interrupted — import the
     /// same file again to complete it) or `completed_later`.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatusReportCommand {
+    /// Import each pain.002 in turn: every collection or payout the bank rejected is marked so and
+    /// reopened (importing a report again changes nothing twice); prints each rejected item, its
+    /// reason and what was done. A file that is refused changes nothing.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -265,6 +283,48 @@ pub async fn run_statements(config: Config, cmd: StatementCommand) -> anyhow::Re
             Err(e) => {
                 failed += 1;
                 eprintln!("{}: refused, nothing booked: {e}", f.display());
+            }
+        }
+    }
+    s.db.close().await;
+    anyhow::ensure!(failed == 0, "{failed} file(s) refused");
+    Ok(())
+}
+
+/// `netterms status-reports import FILE…`.
+pub async fn run_status_reports(config: Config, cmd: StatusReportCommand) -> anyhow::Result<()> {
+    let StatusReportCommand::Import { files, json } = cmd;
+    let s = Services::open(config, false).await?;
+    let mut failed = 0;
+    for f in files {
+        match crate::service::status_reports::import(&s, crate::service::statements::Document::File(f.clone())).await {
+            Ok(sum) => print(json, &sum, || {
+                let mut out = format!(
+                    "{}: {} about {} {} — {} accepted, {} rejected",
+                    f.display(),
+                    sum.version,
+                    sum.original.replace('_', " "),
+                    sum.original_message_id,
+                    sum.accepted,
+                    sum.rejected.len()
+                );
+                for r in &sum.rejected {
+                    out.push_str(&format!(
+                        "\n  {} {} {}: {} ({}) — {}: {}",
+                        r.kind,
+                        r.id.map(|i| i.to_string()).unwrap_or_default(),
+                        r.end_to_end_id,
+                        r.reason_code,
+                        r.reason_text,
+                        r.outcome,
+                        r.note
+                    ));
+                }
+                out
+            })?,
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}: refused, nothing changed: {e}", f.display());
             }
         }
     }

@@ -44,6 +44,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Psp { command } => netterms::cli::run_psp(config, command).await,
         Command::Ledger { command } => netterms::cli::run_ledger(config, command).await,
         Command::Statements { command } => netterms::cli::run_statements(config, command).await,
+        Command::StatusReports { command } => netterms::cli::run_status_reports(config, command).await,
         Command::DirectDebit { command } => netterms::cli::run_direct_debit(config, command).await,
         Command::Payouts { command } => netterms::cli::run_payouts(config, command).await,
         Command::Buyers { command } => netterms::cli::run_buyers(config, command).await,

@@ -303,7 +303,8 @@ async fn webhooks_ignore_proxies_from_the_environment() {
 
 /// `statements import` books a file once (a second import is all duplicates), refuses a hostile
 /// one naming why and booking nothing from it, and exits non-zero when any file was refused;
-/// `direct-debit export` says when nothing is due; the ledger still verifies.
+/// `direct-debit export` says when nothing is due; the ledger still verifies; `status-reports
+/// import` reads a bank's pain.002 and refuses a hostile one.
 #[test]
 fn statements_import_and_direct_debit_export_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -341,6 +342,26 @@ fn statements_import_and_direct_debit_export_from_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing due for collection"));
     let out = netterms(dir.path()).args(["ledger", "verify"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // A bank's status report about a file this deployment never wrote: read, nothing changed, the
+    // rejected item listed for the operator; a hostile one refused.
+    let report = dir.path().join("pain002.xml");
+    std::fs::write(
+        &report,
+        r#"<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pain.002.001.03"><CstmrPmtStsRpt><GrpHdr><MsgId>B</MsgId></GrpHdr>
+<OrgnlGrpInfAndSts><OrgnlMsgId>NTFOREIGN</OrgnlMsgId><OrgnlMsgNmId>pain.008.001.08</OrgnlMsgNmId><GrpSts>PART</GrpSts></OrgnlGrpInfAndSts>
+<OrgnlPmtInfAndSts><OrgnlPmtInfId>NTFOREIGN-1</OrgnlPmtInfId><TxInfAndSts><OrgnlEndToEndId>E2E-X</OrgnlEndToEndId>
+<TxSts>RJCT</TxSts><StsRsnInf><Rsn><Cd>AC04</Cd></Rsn></StsRsnInf></TxInfAndSts></OrgnlPmtInfAndSts></CstmrPmtStsRpt></Document>"#,
+    )
+    .unwrap();
+    let out = netterms(dir.path()).args(["status-reports", "import"]).arg(&report).arg(&hostile).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("pain002.xml: pain.002.001.03 about unknown NTFOREIGN — 0 accepted, 1 rejected"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("E2E-X: AC04 (The account is closed.) — not_applied"), "{stdout}");
+    assert!(stderr.contains("hostile.xml: refused, nothing changed") && stderr.contains("DOCTYPE"), "{stderr}");
     // A buyer's credit: refused for an unknown buyer, and into a directory that is not there.
     let unknown = uuid::Uuid::now_v7().to_string();
     let out = netterms(dir.path()).args(["buyers", "refund-credit", &unknown]).output().unwrap();

@@ -38,6 +38,7 @@ fn kind_label(kind: &str) -> &'static str {
         "refund" => "Erstattungen (Gutschriften) / Refunds",
         "direct_payment" => "Direkt an den Händler gezahlt / Paid to the merchant",
         "chargeback" => "Rückbelastungen aus Reklamationen / Chargebacks",
+        "payout_rejected" => "Von der Bank abgewiesene Auszahlung, erneut gezahlt / Rejected payout paid again",
         _ => "Sonstige Buchungen / Other movements",
     }
 }

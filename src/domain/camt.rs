@@ -153,9 +153,36 @@ pub enum CamtError {
 }
 
 /// A reader that fails once more than [`MAX_BYTES`] were read from it.
-struct Limited<R> {
+pub(crate) struct Limited<R> {
     inner: R,
     read: u64,
+}
+
+impl<R: BufRead> Limited<R> {
+    pub(crate) fn new(inner: R) -> Limited<R> {
+        Limited { inner, read: 0 }
+    }
+}
+
+/// Whether a reader's error says the document was larger than [`MAX_BYTES`].
+pub(crate) fn is_too_large(message: &str) -> bool {
+    message.contains(TOO_LARGE)
+}
+
+/// The character an entity or character reference stands for: only XML's own five entities are
+/// known (a document cannot define more: its DOCTYPE is refused); `Err` names an unknown one.
+pub(crate) fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Result<Result<char, String>, quick_xml::Error> {
+    Ok(match r.resolve_char_ref()? {
+        Some(c) => Ok(c),
+        None => match r.xml10_content().as_ref() {
+            "amp" => Ok('&'),
+            "lt" => Ok('<'),
+            "gt" => Ok('>'),
+            "quot" => Ok('"'),
+            "apos" => Ok('\''),
+            other => Err(other.to_owned()),
+        },
+    })
 }
 
 impl<R: BufRead> std::io::Read for Limited<R> {
@@ -304,7 +331,7 @@ pub fn read<R: BufRead, E: From<CamtError>>(
     input: R,
     mut on_entry: impl FnMut(&Header, Entry) -> Result<(), E>,
 ) -> Result<(Header, u32), E> {
-    let mut reader = Reader::from_reader(Limited { inner: input, read: 0 });
+    let mut reader = Reader::from_reader(Limited::new(input));
     // Texts are trimmed whole when their element closes (trimming each chunk would eat the
     // spaces around an entity reference).
     reader.config_mut().trim_text(false);
@@ -331,7 +358,7 @@ pub fn read<R: BufRead, E: From<CamtError>>(
 
     let malformed = |reader: &Reader<Limited<R>>, e: &dyn std::fmt::Display| {
         let message = e.to_string();
-        if message.contains(TOO_LARGE) {
+        if is_too_large(&message) {
             return CamtError::TooLarge;
         }
         CamtError::Malformed { position: reader.error_position(), message }
@@ -434,16 +461,9 @@ pub fn read<R: BufRead, E: From<CamtError>>(
                 push_text(&mut text, &raw)?;
             }
             Event::GeneralRef(r) => {
-                let c = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c,
-                    Ok(None) => match r.xml10_content().as_ref() {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        other => return Err(CamtError::UndefinedEntity(other.to_owned()).into()),
-                    },
+                let c = match resolve_reference(&r) {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(other)) => return Err(CamtError::UndefinedEntity(other).into()),
                     Err(e) => return Err(malformed(&reader, &e).into()),
                 };
                 let mut b = [0u8; 4];

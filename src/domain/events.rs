@@ -170,15 +170,17 @@ pub struct PayoutEvent {
 pub enum PayoutEventKind {
     Created,
     Paid,
+    Rejected,
 }
 
 impl PayoutEventKind {
-    pub const ALL: [PayoutEventKind; 2] = [Self::Created, Self::Paid];
+    pub const ALL: [PayoutEventKind; 3] = [Self::Created, Self::Paid, Self::Rejected];
 
     pub fn event_type(self) -> &'static str {
         match self {
             Self::Created => "payout.created",
             Self::Paid => "payout.paid",
+            Self::Rejected => "payout.rejected",
         }
     }
 
@@ -186,6 +188,10 @@ impl PayoutEventKind {
         match self {
             Self::Created => "A payout was made up at the PSP's cut-off (report and SEPA file available)",
             Self::Paid => "The payout left netterms' bank account (seen on the statement, or marked by an operator)",
+            Self::Rejected => {
+                "The bank refused the payout's transfer (a wrong or closed account, say): the amount is owed again \
+                 and paid with the next payout"
+            }
         }
     }
 }

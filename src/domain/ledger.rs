@@ -143,6 +143,12 @@ pub fn fee_vat(vat: i64) -> Result<Entry, LedgerError> {
     Entry::new("fee_vat", vec![(Account::FeeRevenue, vat), (Account::VatPayable, -vat)])
 }
 
+/// The bank refused the payout's transfer: the PSP is owed the amount again (the next payout pays
+/// it: this entry is a movement of the PSP's payable like any other).
+pub fn payout_rejected(psp: PspId, amount: i64) -> Result<Entry, LedgerError> {
+    Entry::new("payout_rejected", vec![(Account::PspPayable(psp), -amount), (Account::PayoutsPending, amount)])
+}
+
 /// The payout left the bank account.
 pub fn payout_paid(amount: i64) -> Result<Entry, LedgerError> {
     Entry::new("payout_paid", vec![(Account::PayoutsPending, amount), (Account::BankCash, -amount)])

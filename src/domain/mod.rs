@@ -15,6 +15,7 @@ pub mod matching;
 pub mod merchant;
 pub mod money;
 pub mod order;
+pub mod pain002;
 pub mod psp;
 pub mod sepa;
 pub mod text;

@@ -323,6 +323,72 @@ pub fn pain001(
     x.finish()
 }
 
+/// The payment blocks of one of our own pain.001/pain.008 files: each `PmtInfId` with the
+/// `EndToEndId`s of its transactions, in file order (what a bank's reject of a whole block covers).
+pub fn blocks_of(xml: &str) -> Vec<(String, Vec<String>)> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut blocks: Vec<(String, Vec<String>)> = Vec::new();
+    let mut current: Option<&'static str> = None;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(s)) => {
+                current = match s.local_name().as_ref() {
+                    "PmtInf" => {
+                        blocks.push((String::new(), Vec::new()));
+                        None
+                    }
+                    "PmtInfId" => Some("block"),
+                    "EndToEndId" => Some("e2e"),
+                    _ => None,
+                }
+            }
+            Ok(Event::Text(t)) => {
+                let text = t.xml_content(quick_xml::XmlVersion::Implicit1_0).trim().to_owned();
+                match (current, blocks.last_mut()) {
+                    (Some("block"), Some(b)) => b.0 = text,
+                    (Some("e2e"), Some(b)) => b.1.push(text),
+                    _ => {}
+                }
+            }
+            Ok(Event::End(_)) => current = None,
+            Ok(Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// An ISO 20022 status reason code (pain.002 `StsRsnInf/Rsn/Cd`) in words, for operators.
+pub fn status_reason_text(code: &str) -> &'static str {
+    match code {
+        "AC01" => "The account number (IBAN) is wrong.",
+        "AC04" => "The account is closed.",
+        "AC06" => "The account is blocked.",
+        "AC13" => "The debtor is a consumer; a business direct debit is not allowed.",
+        "AG01" => "The bank does not allow this transaction on the account.",
+        "AG02" => "The bank operation code is not valid.",
+        "AM04" => "The account did not have sufficient funds.",
+        "AM05" => "The transaction is a duplicate.",
+        "BE05" => "The bank does not know the initiating party (our creditor identifier or contract).",
+        "CNOR" => "The creditor's bank is not registered for this scheme.",
+        "DNOR" => "The debtor's bank is not registered for this scheme.",
+        "DUPL" => "The file or payment was sent before (duplicate).",
+        "ED05" => "Settlement failed.",
+        "FF01" => "The file format is not valid.",
+        "FF05" => "The direct-debit type (local instrument) is not valid.",
+        "MD01" => "The debtor's bank holds no mandate.",
+        "MD02" => "Mandate data are missing or wrong.",
+        "MD07" => "The account holder has died.",
+        "MS02" => "The debtor refused the transaction without saying why.",
+        "MS03" => "The bank gave no reason.",
+        "RC01" => "The bank identifier (BIC) is wrong.",
+        "RR01" | "RR02" | "RR03" | "RR04" => "Regulatory reasons: information about a party is missing or refused.",
+        "SL01" => "A service agreed by the debtor with its bank refused it (a block or an allow list).",
+        _ => "The bank rejected it (see the reason code and the bank's text).",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +472,11 @@ mod tests {
         assert!(xml.contains("<Othr><Id>DE98ZZZ09999999999</Id><SchmeNm><Prtry>SEPA</Prtry></SchmeNm></Othr>"));
         assert!(xml.contains("<MndtId>NTMANDATE1</MndtId><DtOfSgntr>2026-01-05</DtOfSgntr>"));
         assert!(xml.contains("<InstdAmt Ccy=\"EUR\">119.00</InstdAmt>"));
+        // A bank's reject of a whole block covers that block's collections.
+        let blocks = blocks_of(&xml);
+        let ids: Vec<(&str, Vec<&str>)> =
+            blocks.iter().map(|(b, e)| (b.as_str(), e.iter().map(String::as_str).collect())).collect();
+        assert_eq!(ids, [("NTMSG1-1", vec!["E1"]), ("NTMSG1-2", vec!["E2", "E3"])]);
         // Well-formed: every element closes (the statement reader refuses it as a pain.008).
         let r = crate::domain::camt::read(xml.as_bytes(), |_, _| Ok::<_, crate::domain::camt::CamtError>(()));
         assert!(matches!(r, Err(crate::domain::camt::CamtError::NotAStatement(m)) if m.contains("pain.008")));

@@ -9,12 +9,13 @@ use utoipa::ToSchema;
 
 use super::Services;
 use super::orders::{OrderError, conflict, order_event};
-use super::payment_messages::{Returned, queue_direct_debit_returned};
+use super::payment_messages::{Returned, queue_direct_debit_rejected, queue_direct_debit_returned};
 use crate::clock::PspTime;
 use crate::domain::events::{Event, OrderEventKind, PaymentEvent, PaymentEventKind};
 use crate::domain::ids::{CaptureId, PspId};
 use crate::domain::ledger::{self, Applied};
 use crate::domain::order::OrderState;
+use crate::domain::pain002::RejectOutcome;
 use crate::domain::sepa::{self, Collection, CollectionGroup, Party};
 use crate::store::captures as captures_store;
 use crate::store::direct_debits::{self as store, DirectDebitRow, FileRow};
@@ -53,8 +54,10 @@ pub struct CollectionView {
     pub sequence: String,
     pub amount: i64,
     pub collection_date: String,
-    /// `pending` (in a file), `collected` (the statement showed it), `returned`.
+    /// `pending` (in a file), `collected` (the statement showed it), `returned` (the bank took
+    /// it back), `rejected` (the bank refused to present it, a pain.002: nothing was debited).
     pub state: String,
+    /// The bank's reason code of a return or reject, e.g. `AM04`.
     pub return_reason: Option<String>,
 }
 
@@ -224,6 +227,48 @@ pub async fn file_xml(s: &Services, id: uuid::Uuid) -> Result<String, OrderError
 /// The statement showed a collection booked as payment `payment_id`.
 pub async fn collected(tx: &mut Tx, e2e: &str, payment_id: uuid::Uuid, at: PspTime) -> Result<bool, OrderError> {
     Ok(store::mark_collected(tx, e2e, payment_id, at.now).await?)
+}
+
+/// The bank refused to present the collection with end-to-end id `e2e` (a pain.002) with
+/// `reason`: it is `rejected`, nothing was debited. The invoice stays open and is paid by
+/// transfer — the buyer is told how and by when (a fair new date; dunning waits for it) — and
+/// after a code that means the mandate cannot be used the buyer pays by transfer from now on.
+/// `None` if no collection has that id.
+pub(crate) async fn rejected_in(
+    s: &Services,
+    tx: &mut Tx,
+    e2e: &str,
+    reason: &str,
+) -> Result<Option<RejectOutcome>, OrderError> {
+    let Some(dd) = store::get_by_end_to_end(tx, e2e).await? else { return Ok(None) };
+    match dd.state.as_str() {
+        "rejected" => return Ok(Some(RejectOutcome::Known)),
+        "pending" => {}
+        other => return Ok(Some(RejectOutcome::Left(other.to_owned()))),
+    }
+    let at = s.now_for(tx, dd.psp_id).await?;
+    if !store::mark_rejected(tx, dd.id, reason, at.now).await? {
+        return Err(conflict("the collection changed meanwhile; import the report again"));
+    }
+    let c = captures_store::get_capture(tx, dd.psp_id, dd.capture_id, true)
+        .await?
+        .ok_or(OrderError::NotFound("capture"))?;
+    if matches!(c.state.as_str(), "open" | "late") {
+        let policy = super::dunning::policy(s, tx).await?;
+        let due: NaiveDate = c.due_date.parse().map_err(|_| StoreError::Corrupt("captures.due_date".into()))?;
+        let pay_by = due.max(at.now.date_naive() + Duration::days(policy.payment_deadline_days));
+        let next = policy.next_step(due, c.dunning_stage, pay_by + Duration::days(1)).map(|(_, on)| on);
+        captures_store::set_next_dunning(tx, c.id, next, at.now).await?;
+        let facts = super::messages::invoice_facts(s, tx, &c).await?;
+        let rejected = Returned { code: reason, amount: dd.amount, pay_by };
+        queue_direct_debit_rejected(s, tx, &facts, dd.id, rejected, at);
+    }
+    if SWITCH_TO_TRANSFER.contains(&reason) {
+        let n = store::switch_buyer_to_transfer(tx, dd.buyer_id, at.now).await?;
+        tracing::info!(orders = n, reason, "buyer switched to bank transfer after a rejected direct debit");
+    }
+    tracing::warn!(end_to_end_id = e2e, reason, "the bank rejected a direct-debit collection");
+    Ok(Some(RejectOutcome::Rejected))
 }
 
 /// The most a bank adds to a returned collection as its fee (DK returns carry the amount with it).

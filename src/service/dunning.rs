@@ -252,10 +252,12 @@ async fn process(
     }
     let due: NaiveDate = c.due_date.parse().map_err(|_| StoreError::Corrupt("captures.due_date".into()))?;
     // An invoice paid by direct debit is collected, not reminded to be paid by transfer; it is
-    // dunned only once its collection came back.
+    // dunned only once its collection came back or the bank refused it.
     let collecting = row.contact.payment_method == "direct_debit"
         && row.contact.mandate_reference.is_some()
-        && crate::store::direct_debits::latest_of_capture(tx, id).await?.is_none_or(|d| d.state != "returned");
+        && crate::store::direct_debits::latest_of_capture(tx, id)
+            .await?
+            .is_none_or(|d| !matches!(d.state.as_str(), "returned" | "rejected"));
     let created = c.created_at.date_naive();
     let mut earliest = p.last_on.map_or(created, |l| created.max(l + Duration::days(MIN_DAYS_BETWEEN_STEPS)));
     let step = loop {

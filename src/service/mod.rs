@@ -31,6 +31,7 @@ pub mod portal;
 pub mod psps;
 pub mod sessions;
 pub mod statements;
+pub mod status_reports;
 pub mod webhooks;
 
 /// What every use case may need: the database, the server key, the clock and the configuration.

@@ -1,5 +1,5 @@
-//! The buyer's messages about money that arrived or came back (SPEC §9.2): `payment_received`
-//! and `direct_debit_returned`, in German and English.
+//! The buyer's messages about money that arrived or came back (SPEC §9.2): `payment_received`,
+//! `direct_debit_returned` and `direct_debit_rejected`, in German and English.
 
 use super::Services;
 use super::messages::{Composed, InvoiceFacts, Locale, closing, compose, enqueue, greeting, outgoing, payment_rows};
@@ -189,6 +189,51 @@ pub fn direct_debit_returned(f: &InvoiceFacts, code: &str, amount: i64, pay_by: 
     };
     let rows = payment_rows(f, f.outstanding, pay_by);
     compose(l, subject, greeting(f), &[p, what.to_owned()], &rows, closing(l))
+}
+
+/// `direct_debit_rejected`: the bank refused to present the collection (nothing was debited);
+/// the reason in plain words, how to pay by transfer and by when.
+pub fn direct_debit_rejected(f: &InvoiceFacts, code: &str, amount: i64, pay_by: chrono::NaiveDate) -> Composed {
+    let l = f.buyer.locale;
+    let subject = match l {
+        Locale::De => format!("Lastschrift zu Rechnung {} nicht eingezogen", f.invoice_number),
+        Locale::En => format!("Direct debit for invoice {} could not be collected", f.invoice_number),
+    };
+    let (why, what) = return_reason_text(code, l);
+    // The catch-all and "no reason given" texts speak of a return; a reject says enough without them.
+    let why = if code == "MS03" || why == return_reason_text("", l).0 { String::new() } else { format!(" {why}") };
+    let p = match l {
+        Locale::De => format!(
+            "die Lastschrift über {} zu Rechnung {} von {} konnte nicht eingezogen werden: Ihre Bank hat sie \
+             abgelehnt.{why} (Grund {code}) Von Ihrem Konto wurde nichts abgebucht.",
+            l.money(amount, &f.currency),
+            f.invoice_number,
+            f.buyer.merchant
+        ),
+        Locale::En => format!(
+            "The direct debit of {} for invoice {} from {} could not be collected: your bank rejected it.{why} \
+             (reason {code}) Nothing was debited from your account.",
+            l.money(amount, &f.currency),
+            f.invoice_number,
+            f.buyer.merchant
+        ),
+    };
+    let rows = payment_rows(f, f.outstanding, pay_by);
+    compose(l, subject, greeting(f), &[p, what.to_owned()], &rows, closing(l))
+}
+
+/// Queues the message that the bank refused to present a collection.
+pub fn queue_direct_debit_rejected(
+    s: &Services,
+    tx: &mut Tx,
+    f: &InvoiceFacts,
+    debit_id: uuid::Uuid,
+    returned: Returned<'_>,
+    at: PspTime,
+) {
+    let cause = format!("direct_debit:{debit_id}:rejected");
+    let composed = direct_debit_rejected(f, returned.code, returned.amount, returned.pay_by);
+    enqueue(s, tx, &outgoing(f, "direct_debit_rejected", cause, None), &composed, at);
 }
 
 /// Queues the message that a payment was booked on an invoice.

@@ -16,6 +16,7 @@ use crate::clock::PspTime;
 use crate::domain::events::{Event, PayoutEvent, PayoutEventKind};
 use crate::domain::ids::PspId;
 use crate::domain::ledger;
+use crate::domain::pain002::RejectOutcome;
 use crate::domain::psp::PayoutFrequency;
 use crate::store::payouts::{self as store, LineRow, PayoutRow};
 use crate::store::{StoreError, Tx, events, ledger as journal, psps};
@@ -101,7 +102,9 @@ pub async fn run_all(s: &Services) -> Result<usize, OrderError> {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PayoutView {
     pub payout_id: uuid::Uuid,
-    /// `pending` (made up), `sent` (the SEPA file went to the bank), `paid` (left the account).
+    /// `pending` (made up), `sent` (the SEPA file went to the bank), `paid` (left the account),
+    /// `rejected` (the bank refused the transfer: the amount is owed again and the next payout
+    /// pays it, as a line of kind `payout_rejected`).
     pub state: String,
     pub currency: String,
     /// Minor units: the sum of the lines.
@@ -119,6 +122,9 @@ pub struct PayoutView {
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// Why the bank refused the transfer (its ISO 20022 reason code, e.g. `AC04`).
+    pub reject_reason: Option<String>,
+    pub rejected_at: Option<DateTime<Utc>>,
 }
 
 impl From<PayoutRow> for PayoutView {
@@ -138,6 +144,8 @@ impl From<PayoutRow> for PayoutView {
             created_at: r.created_at,
             sent_at: r.sent_at,
             paid_at: r.paid_at,
+            reject_reason: r.reject_reason,
+            rejected_at: r.rejected_at,
         }
     }
 }
@@ -377,7 +385,7 @@ async fn pain001_in(
         },
         remittance: format!("netterms payout {} until {}", row.id.simple(), row.period_end),
     };
-    let message_id = format!("NTPO{}", &row.id.simple().to_string()[..28]);
+    let message_id = message_id(row.id);
     let xml = crate::domain::sepa::pain001(&message_id, row.created_at, &debtor, at.now.date_naive(), &[transfer]);
     store::transition(tx, id, &["pending"], "sent", at.now).await?;
     let row = store::get(tx, id, None, false).await?.ok_or(OrderError::NotFound("payout"))?;
@@ -418,6 +426,40 @@ pub async fn mark_paid(s: &Services, id: uuid::Uuid) -> Result<PayoutView, Order
     let row = store::get(&mut tx, id, None, false).await?.ok_or(OrderError::NotFound("payout"))?;
     tx.commit().await?;
     Ok(row.into())
+}
+
+/// The bank refused payout `id`'s transfer with `reason` (a pain.002): the payout is `rejected`,
+/// the PSP is owed the amount again — a ledger movement the next payout pays — and
+/// `payout.rejected` goes out.
+pub(crate) async fn rejected_in(
+    s: &Services,
+    tx: &mut Tx,
+    id: uuid::Uuid,
+    reason: &str,
+) -> Result<Option<RejectOutcome>, OrderError> {
+    let Some(row) = store::get(tx, id, None, true).await? else { return Ok(None) };
+    match row.state.as_str() {
+        "rejected" => return Ok(Some(RejectOutcome::Known)),
+        "pending" | "sent" => {}
+        other => return Ok(Some(RejectOutcome::Left(other.to_owned()))),
+    }
+    let at = s.now_for(tx, row.psp_id).await?;
+    if !store::reject(tx, id, reason, at.now).await? {
+        return Err(conflict("the payout changed meanwhile; import the report again"));
+    }
+    let entry = ledger::payout_rejected(row.psp_id, row.amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    journal::post(tx, &entry, &row.currency, id, at.now).await?;
+    let period_end = row.period_end.parse().map_err(|_| StoreError::Corrupt("payouts.period_end".into()))?;
+    let ev =
+        PayoutEvent { payout_id: id, currency: row.currency, amount: row.amount, period_end, state: "rejected".into() };
+    events::append(tx, row.psp_id, &Event::Payout(PayoutEventKind::Rejected, ev), at).await?;
+    tracing::warn!(payout_id = %id, reason, "the bank rejected a payout's transfer; it is owed to the PSP again");
+    Ok(Some(RejectOutcome::Rejected))
+}
+
+/// The `MsgId` of payout `id`'s pain.001.
+pub fn message_id(id: uuid::Uuid) -> String {
+    format!("NTPO{}", &id.simple().to_string()[..28])
 }
 
 /// Marks payout `id` paid in `tx` (if `amount` is given, only when it is the payout's): the

@@ -81,7 +81,7 @@ pub enum Document {
 }
 
 impl Document {
-    fn open(&self) -> std::io::Result<Box<dyn BufRead + Send>> {
+    pub(crate) fn open(&self) -> std::io::Result<Box<dyn BufRead + Send>> {
         Ok(match self {
             Document::File(p) => {
                 let f = std::fs::File::open(p)?;

@@ -453,6 +453,20 @@ pub async fn reopen_after_return(
     }))
 }
 
+/// The invoice's next dunning step falls due on `next` (an unpaid invoice only).
+pub async fn set_next_dunning(
+    tx: &mut impl AsExec,
+    id: CaptureId,
+    next: Option<NaiveDate>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    with_conn!(tx, x => {
+        sqlx::query("UPDATE captures SET next_dunning_on = $2, updated_at = $3 WHERE id = $1 AND state IN ('open', 'late')")
+            .bind(id).bind(next.map(|d| d.to_string())).bind(now).execute(&mut *x).await?;
+    });
+    Ok(())
+}
+
 /// The invoices carrying these payment references, with their orders' contacts, locked.
 pub async fn lock_by_references(tx: &mut impl AsExec, refs: &[String]) -> StoreResult<Vec<CaptureWithContact>> {
     if refs.is_empty() {

@@ -113,6 +113,30 @@ pub async fn mark_returned(
     }))
 }
 
+/// The bank refused to present a pending collection (a pain.002) with `reason`; `false` if it
+/// was not pending.
+pub async fn mark_rejected(
+    tx: &mut impl AsExec,
+    id: uuid::Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE direct_debits SET state = 'rejected', return_reason = $2, updated_at = $3 WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(id).bind(reason).bind(now).execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// The file whose pain.008 has this `MsgId`.
+pub async fn file_by_message_id(conn: &mut impl AsExec, message_id: &str) -> StoreResult<Option<FileRow>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_as("SELECT id, message_id, collection_date, currency, count, total, xml, created_at FROM direct_debit_files WHERE message_id = $1")
+            .bind(message_id).fetch_optional(&mut *c).await?
+    }))
+}
+
 /// The buyer pays by bank transfer from now on: its orders' direct-debit mandates are no longer used.
 pub async fn switch_buyer_to_transfer(tx: &mut impl AsExec, buyer_id: BuyerId, now: DateTime<Utc>) -> StoreResult<u64> {
     Ok(with_conn!(tx, c => {
@@ -137,12 +161,13 @@ pub struct DueDebit {
     pub debit_iban: String,
     pub signed_at: DateTime<Utc>,
     pub debtor_name: String,
-    /// Whether the mandate was used for a collection before (then `RCUR`, else `FRST`).
+    /// Whether the mandate was used for a collection before (then `RCUR`, else `FRST`); one the
+    /// bank rejected before presenting it does not count.
     pub mandate_used: bool,
 }
 
 /// `psp_id`'s unpaid euro invoices paid by direct debit, due by `until`, never collected (one
-/// automatic collection per invoice: after a return the buyer transfers).
+/// automatic collection per invoice: after a return or a reject the buyer transfers).
 pub async fn due_for_collection(
     conn: &mut impl AsExec,
     psp_id: PspId,
@@ -154,7 +179,7 @@ pub async fn due_for_collection(
             "SELECT c.id AS capture_id, c.psp_id, c.buyer_id, c.gross - c.refunded - c.charged_back - c.paid_direct - c.paid_bank AS amount, \
                     c.due_date, c.payment_reference, c.external_invoice_number, o.mandate_reference, o.debit_iban, \
                     COALESCE(o.mandate_signed_at, o.created_at) AS signed_at, b.name AS debtor_name, \
-                    EXISTS (SELECT 1 FROM direct_debits u WHERE u.mandate_reference = o.mandate_reference) AS mandate_used \
+                    EXISTS (SELECT 1 FROM direct_debits u WHERE u.mandate_reference = o.mandate_reference AND u.state <> 'rejected') AS mandate_used \
              FROM captures c JOIN orders o ON o.id = c.order_id JOIN buyers b ON b.id = c.buyer_id \
              WHERE c.psp_id = $1 AND c.state IN ('open', 'late') AND c.currency = 'EUR' AND c.due_date <= $2 \
                AND o.payment_method = 'direct_debit' AND o.mandate_reference IS NOT NULL AND o.debit_iban IS NOT NULL \

@@ -124,13 +124,13 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
         .await?,
     );
     // What each PSP is owed: captured gross less fees, refunds and direct payments (a credit),
-    // less what was paid out to it.
+    // less what was paid out to it (a payout the bank rejected is owed again).
     let psp_sql = |b: Backend| {
         format!(
             "SELECT k, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
                SELECT 'psp_payable:' || {c} AS k, currency, -SUM(gross - fee - refunded - charged_back - paid_direct) AS expected, 0 AS found \
                  FROM captures GROUP BY psp_id, currency \
-               UNION ALL SELECT 'psp_payable:' || {p}, currency, SUM(amount), 0 FROM payouts GROUP BY psp_id, currency \
+               UNION ALL SELECT 'psp_payable:' || {p}, currency, SUM(amount), 0 FROM payouts WHERE state <> 'rejected' GROUP BY psp_id, currency \
                UNION ALL SELECT l.account, e.currency, 0, SUM(l.amount) FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
                  WHERE l.account LIKE 'psp_payable:%' GROUP BY l.account, e.currency \
              ) x GROUP BY k, currency HAVING SUM(expected) <> SUM(found)",
@@ -140,12 +140,13 @@ pub async fn verify(conn: &mut impl AsExec) -> StoreResult<Differences> {
     };
     let rows: Differences = with_conn!(conn, c, b => sqlx::query_as(&psp_sql(b)).fetch_all(&mut *c).await?);
     diffs.extend(rows);
-    // Payouts made and not seen leaving the bank; and every payout is the sum of its lines.
+    // Payouts made and neither seen leaving the bank nor rejected by it; and every payout is the
+    // sum of its lines.
     diffs.extend(
         compare_sql(
             conn,
             "SELECT 'payouts_pending:' || currency, CAST(SUM(expected) AS BIGINT), CAST(SUM(found) AS BIGINT) FROM ( \
-               SELECT currency, -amount AS expected, 0 AS found FROM payouts WHERE state <> 'paid' \
+               SELECT currency, -amount AS expected, 0 AS found FROM payouts WHERE state IN ('pending', 'sent') \
                UNION ALL SELECT e.currency, 0, l.amount FROM ledger_lines l JOIN ledger_entries e ON e.id = l.entry_id \
                  WHERE l.account = 'payouts_pending' \
              ) x GROUP BY currency HAVING SUM(expected) <> SUM(found)",

@@ -615,7 +615,24 @@ impl Db {
     pub async fn migrate(&self) -> StoreResult<()> {
         match self {
             Db::Postgres { pool, .. } => PG_MIGRATOR.run(pool).await?,
-            Db::Sqlite { write, .. } => SQLITE_MIGRATOR.run(write).await?,
+            Db::Sqlite { write, .. } => {
+                // SQLite changes a CHECK only by rebuilding the table, which a table others refer
+                // to survives only with foreign-key enforcement off (it cannot be switched inside
+                // the migration's transaction). The keys are checked once the migrations ran.
+                let mut c = write.acquire().await?;
+                sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut *c).await?;
+                let ran = SQLITE_MIGRATOR.run(&mut *c).await;
+                let broken: Result<Vec<(String,)>, sqlx::Error> =
+                    sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check").fetch_all(&mut *c).await;
+                if sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *c).await.is_err() {
+                    // Never hand a connection without enforcement back to the pool.
+                    c.detach();
+                }
+                ran?;
+                if let Some((table,)) = broken?.into_iter().next() {
+                    return Err(StoreError::Corrupt(format!("a migration left {table} with a broken foreign key")));
+                }
+            }
         }
         Ok(())
     }

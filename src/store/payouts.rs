@@ -72,10 +72,12 @@ pub struct PayoutRow {
     pub paid_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub reject_reason: Option<String>,
+    pub rejected_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "id, psp_id, currency, period_end, cutoff, amount, line_count, state, creditor_name, creditor_iban, \
-     creditor_bic, sent_at, paid_at, created_at, updated_at";
+     creditor_bic, sent_at, paid_at, created_at, updated_at, reject_reason, rejected_at";
 
 /// Makes up the payout of `psp_id` in `currency` at `cutoff`: every movement of its payable booked
 /// before it and not paid out yet becomes a line. Returns the lines' count and sum; the caller
@@ -94,7 +96,8 @@ pub async fn make_up(
     let account = crate::domain::ledger::Account::PspPayable(psp_id).key();
     Ok(with_conn!(tx, c => {
         sqlx::query(&format!(
-            "INSERT INTO payouts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, 0, 0, 'pending', $6, $7, $9, NULL, NULL, $8, $8)"
+            "INSERT INTO payouts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, 0, 0, 'pending', $6, $7, $9, NULL, NULL, $8, $8, \
+             NULL, NULL)"
         ))
         .bind(id).bind(psp_id).bind(currency).bind(period_end.to_string()).bind(cutoff).bind(creditor.0)
         .bind(creditor.1).bind(now).bind(creditor.2).execute(&mut *c).await?;
@@ -180,6 +183,26 @@ pub async fn transition(
             q = q.bind(*f);
         }
         q.execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// The bank refused the payout's transfer with `reason`; `false` if it was not pending or sent.
+pub async fn reject(tx: &mut impl AsExec, id: uuid::Uuid, reason: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    Ok(with_conn!(tx, c => {
+        sqlx::query(
+            "UPDATE payouts SET state = 'rejected', reject_reason = $2, rejected_at = $3, updated_at = $3 \
+             WHERE id = $1 AND state IN ('pending', 'sent')",
+        )
+        .bind(id).bind(reason).bind(now).execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
+/// Payouts whose transfer went to the bank (or was refused by it), for matching a status report
+/// by its file's message id.
+pub async fn sent_or_rejected(conn: &mut impl AsExec) -> StoreResult<Vec<uuid::Uuid>> {
+    Ok(with_conn!(conn, c => {
+        sqlx::query_scalar("SELECT id FROM payouts WHERE state IN ('sent', 'rejected') ORDER BY id")
+            .fetch_all(&mut *c).await?
     }))
 }
 

@@ -25,11 +25,13 @@ use crate::service::payments::{
     SandboxPaymentInput,
 };
 use crate::service::statements::{self, Document, ImportError, ImportSummary, StatementView};
+use crate::service::status_reports::{self, StatusReportError, StatusReportSummary};
 use crate::store::direct_debits::UnmatchedReturn;
 
 pub fn admin_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_statements, import_statement))
+        .routes(routes!(import_status_report))
         .routes(routes!(list_unmatched))
         .routes(routes!(list_unmatched_returns))
         .routes(routes!(apply_return))
@@ -54,6 +56,29 @@ impl From<ImportError> for ApiError {
             ImportError::Statement(c) => statement_error(c),
             ImportError::Order(o) => o.into(),
             ImportError::Io(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<StatusReportError> for ApiError {
+    fn from(e: StatusReportError) -> ApiError {
+        use crate::domain::pain002::Pain002Error as E;
+        match e {
+            StatusReportError::Report(c) => {
+                let title = c.to_string();
+                match c {
+                    E::TooLarge => ApiError::TooLarge,
+                    E::NotAReport(_) | E::TooMany => ApiError::Validation(vec![FieldError {
+                        source: "body".into(),
+                        title: format!("the body is {title}"),
+                    }]),
+                    E::Empty | E::Doctype | E::TooDeep | E::UndefinedEntity(_) | E::Malformed { .. } => {
+                        ApiError::bad_request(title, Some("body".into()))
+                    }
+                }
+            }
+            StatusReportError::Order(o) => o.into(),
+            StatusReportError::Io(e) => ApiError::internal(e),
         }
     }
 }
@@ -110,6 +135,45 @@ async fn import_statement(
     let limit = usize::try_from(camt::MAX_BYTES).unwrap_or(usize::MAX);
     let bytes = crate::web::extract::read_body(body, limit).await?;
     Ok(Json(statements::import(&state.services, Document::Bytes(bytes), "api").await?))
+}
+
+/// Import a bank's payment status report (operator).
+///
+/// The body is one ISO 20022 pain.002 (any version from .001.02, and the DK's) in which the bank
+/// answers a direct-debit file (pain.008) or a payout's or refund's transfer (pain.001) of ours.
+/// Every transaction it rejects — by itself, as part of a rejected payment block or of a file
+/// rejected whole — is looked up by its end-to-end id: a **collection** becomes `rejected`
+/// (nothing was debited; the invoice stays open, the buyer's `direct_debit_rejected` e-mail says
+/// how to pay by transfer and by when, dunning waits for that date, and after a code meaning the
+/// mandate cannot be used the buyer pays by transfer from now on); a **payout** becomes
+/// `rejected` (`payout.rejected` goes out, the amount is owed to the PSP again and its next
+/// payout pays it). Transfers to buyers and anything unknown are listed for the operator, not
+/// changed. The answer lists every rejected item with its reason in words and what was done.
+/// Importing the same report again changes nothing twice. Refused, with nothing changed:
+/// malformed or truncated XML, a DOCTYPE, more than 50 MiB, nesting deeper than 100, another
+/// message type.
+#[utoipa::path(post, path = "/admin/v1/payment-status-reports", tag = "Operator",
+    request_body(content = String, content_type = "application/xml", description = "The pain.002 document"),
+    responses(
+        (status = 200, description = "What the report rejected and what was done", body = StatusReportSummary),
+        (status = 400, description = "Unreadable: malformed, truncated, empty, DOCTYPE, too deep, wrong content type", body = ErrorBody),
+        (status = 413, description = "Larger than 50 MiB", body = ErrorBody),
+        (status = 422, description = "Not a payment status report", body = ErrorBody),
+    ),
+    security(("admin" = [])))]
+async fn import_status_report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<StatusReportSummary>, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/xml");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !matches!(mime.as_str(), "application/xml" | "text/xml") {
+        return Err(ApiError::bad_request("send the report as application/xml", None));
+    }
+    let limit = usize::try_from(camt::MAX_BYTES).unwrap_or(usize::MAX);
+    let bytes = crate::web::extract::read_body(body, limit).await?;
+    Ok(Json(status_reports::import(&state.services, Document::Bytes(bytes)).await?))
 }
 
 /// List bank-statement imports (operator).

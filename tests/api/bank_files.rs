@@ -534,3 +534,206 @@ async fn the_sample_statement_pays_an_invoice() {
     assert_eq!(get_capture(&app, &psp, &id(&c)).await["state"], "paid");
     verify_ledger(&app).await;
 }
+
+/// A bank's pain.002 about one of our files: `original` is the file's `MsgId`, `group` the whole
+/// file's status (with a reason), `txs` each (end-to-end id, status, reason).
+pub fn pain002(original: &str, group: Option<(&str, &str)>, txs: &[(&str, &str, Option<&str>)]) -> String {
+    let group = group
+        .map(|(st, why)| format!("<GrpSts>{st}</GrpSts><StsRsnInf><Rsn><Cd>{why}</Cd></Rsn></StsRsnInf>"))
+        .unwrap_or_else(|| "<GrpSts>PART</GrpSts>".into());
+    let txs: String = txs
+        .iter()
+        .map(|(e2e, st, why)| {
+            let why = why
+                .map(|w| format!("<StsRsnInf><Rsn><Cd>{w}</Cd></Rsn><AddtlInf>Bank text {w}</AddtlInf></StsRsnInf>"))
+                .unwrap_or_default();
+            format!(
+                "<TxInfAndSts><StsId>S-{e2e}</StsId><OrgnlEndToEndId>{e2e}</OrgnlEndToEndId><TxSts>{st}</TxSts>{why}\
+                 <OrgnlTxRef><Amt><InstdAmt Ccy=\"EUR\">119.00</InstdAmt></Amt></OrgnlTxRef></TxInfAndSts>"
+            )
+        })
+        .collect();
+    let blocks = if txs.is_empty() {
+        String::new()
+    } else {
+        format!("<OrgnlPmtInfAndSts><OrgnlPmtInfId>{original}-1</OrgnlPmtInfId>{txs}</OrgnlPmtInfAndSts>")
+    };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:pain.002.001.03\">\
+         <CstmrPmtStsRpt><GrpHdr><MsgId>BANK-{original}</MsgId><CreDtTm>2027-01-04T08:00:00</CreDtTm>\
+         <InitgPty><Nm>Bank</Nm></InitgPty></GrpHdr><OrgnlGrpInfAndSts><OrgnlMsgId>{original}</OrgnlMsgId>\
+         <OrgnlMsgNmId>pain.008.001.08</OrgnlMsgNmId>{group}</OrgnlGrpInfAndSts>{blocks}</CstmrPmtStsRpt></Document>"
+    )
+}
+
+pub async fn import_status_report(app: &TestApp, xml: &str) -> Value {
+    let r = app
+        .send(
+            app.admin(Method::POST, "/admin/v1/payment-status-reports")
+                .header("content-type", "application/xml")
+                .body(xml.to_owned()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// A collection the bank rejects before presenting it (pain.002, reason AC04: account closed) is
+/// `rejected`: nothing is booked, the invoice stays open and is never collected again, the buyer
+/// is told to pay by transfer and by when, dunning waits for that date; the other collection of
+/// the file goes through. The same report again changes nothing; hostile or wrong files change
+/// nothing.
+#[tokio::test]
+async fn a_collection_the_bank_rejects_is_paid_by_transfer() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let a = direct_debit_capture(&app, &psp, &mid, "RJ-1").await;
+    let b = direct_debit_capture(&app, &psp, &mid, "RJ-2").await;
+    let due = due_of(&a);
+    let today = due - Duration::days(5);
+    crate::dunning::advance_to(&app, &psp, today).await;
+    let files = app.send(app.admin(Method::GET, "/admin/v1/direct-debit-files")).await.json();
+    let file = &files["data"][0];
+    let msg_id = file["message_id"].as_str().unwrap().to_owned();
+    let e2e_of = |c: &Value| {
+        file["collections"].as_array().unwrap().iter().find(|x| x["capture_id"] == c["capture_id"]).unwrap()
+            ["end_to_end_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (ea, eb) = (e2e_of(&a), e2e_of(&b));
+
+    // Refused whole, nothing changed: a DOCTYPE, a statement, no XML, the wrong content type.
+    let report = pain002(&msg_id, None, &[(&ea, "RJCT", Some("AC04")), (&eb, "ACCP", None)]);
+    let send = |body: String, ct: &str| {
+        app.admin(Method::POST, "/admin/v1/payment-status-reports").header("content-type", ct).body(body)
+    };
+    let xxe = report.replacen("<Document", "<!DOCTYPE d [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><Document", 1);
+    app.send(send(xxe, "application/xml")).await.assert_error(400, "request_invalid");
+    let statement = camt053(Dialect::V02, "S-RJ", &[]);
+    let r = app.send(send(statement, "application/xml")).await;
+    r.assert_error(422, "request_validation_error");
+    assert!(r.text().contains("statement"), "{}", r.text());
+    app.send(send(report[..report.len() / 2].to_owned(), "application/xml")).await.assert_error(400, "request_invalid");
+    app.send(send(report.clone(), "application/json")).await.assert_error(400, "request_invalid");
+    let files = app.send(app.admin(Method::GET, "/admin/v1/direct-debit-files")).await.json();
+    let states: Vec<&str> =
+        files["data"][0]["collections"].as_array().unwrap().iter().map(|x| x["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["pending", "pending"]);
+
+    let sum = import_status_report(&app, &report).await;
+    assert_eq!((sum["original"].as_str(), sum["accepted"].as_u64()), (Some("direct_debit_file"), Some(1)), "{sum}");
+    let items = sum["rejected"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{sum}");
+    let item = &items[0];
+    assert_eq!(
+        (item["kind"].as_str(), item["id"].as_str(), item["reason_code"].as_str(), item["outcome"].as_str()),
+        (Some("collection"), a["capture_id"].as_str(), Some("AC04"), Some("rejected")),
+        "{sum}"
+    );
+    let text = item["reason_text"].as_str().unwrap();
+    assert!(text.contains("closed") && text.contains("Bank text AC04"), "{text}");
+    let files = app.send(app.admin(Method::GET, "/admin/v1/direct-debit-files")).await.json();
+    let coll = |e2e: &str| {
+        files["data"][0]["collections"].as_array().unwrap().iter().find(|x| x["end_to_end_id"] == e2e).unwrap().clone()
+    };
+    assert_eq!((coll(&ea)["state"].as_str(), coll(&ea)["return_reason"].as_str()), (Some("rejected"), Some("AC04")));
+    assert_eq!(coll(&eb)["state"], "pending");
+    let kinds = kinds_of_messages(&app, &psp, &a).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "direct_debit_rejected").count(), 1, "{kinds:?}");
+    let mail =
+        app.send(app.psp(&psp, Method::GET, &format!("/v1/sandbox/messages?capture_id={}", id(&a)))).await.json();
+    let rejected_mail = mail["data"].as_array().unwrap().iter().find(|m| m["kind"] == "direct_debit_rejected").unwrap();
+    let body = rejected_mail.to_string();
+    assert!(body.contains("konnte nicht eingezogen werden") || body.contains("could not be collected"), "{body}");
+
+    // Read again: known, nothing new.
+    let again = import_status_report(&app, &report).await;
+    assert_eq!(again["rejected"][0]["outcome"], "known", "{again}");
+    assert_eq!(kinds_of_messages(&app, &psp, &a).await.len(), kinds.len());
+
+    // The collection day: B is booked, A is neither booked nor collected again, and not late.
+    let on = crate::sepa_xsd::collection_day(due);
+    crate::dunning::advance_to(&app, &psp, on).await;
+    assert_eq!(get_capture(&app, &psp, &id(&b)).await["state"], "paid");
+    let v = get_capture(&app, &psp, &id(&a)).await;
+    assert_eq!(v["outstanding"], 11900, "{v}");
+    let r = app.send(app.admin(Method::POST, "/admin/v1/direct-debit-files")).await;
+    assert_eq!(r.json(), json!([]), "a rejected collection is not presented again");
+    // AC04 ends the mandate's use: the buyer pays by transfer now.
+    let order = app.send(app.psp(&psp, Method::GET, &format!("/v1/orders/{}", a["order_id"].as_str().unwrap()))).await;
+    assert!(order.text().contains("bank_transfer"), "{}", order.text());
+    // Dunning waits for the date the e-mail gave (ten days), then starts.
+    let pay_by = due.max(today + Duration::days(10));
+    crate::dunning::advance_to(&app, &psp, pay_by).await;
+    assert!(!kinds_of_messages(&app, &psp, &a).await.iter().any(|k| k == "dunning"));
+    crate::dunning::advance_to(&app, &psp, pay_by + Duration::days(20)).await;
+    let kinds = kinds_of_messages(&app, &psp, &a).await;
+    assert!(kinds.iter().any(|k| k == "dunning"), "dunned after the date: {kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "payment_reminder" || k == "direct_debit_returned"), "{kinds:?}");
+    verify_ledger(&app).await;
+}
+
+/// A payout whose transfer the bank rejects as a whole file (pain.002 group status `RJCT`, no
+/// transaction detail) is `rejected`: `payout.rejected` goes out, the amount is owed to the PSP
+/// again, and the next payout pays it as a line of its own; the ledger agrees throughout. A
+/// report about a file netterms does not know changes nothing and says so.
+#[tokio::test]
+async fn a_payout_the_bank_rejects_is_paid_with_the_next() {
+    let app = TestApp::spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    capture_of(&app, &psp, &mid, "PR-1", 11900).await;
+    let today = crate::dunning::psp_today(&app, &psp).await;
+    let monday = next(today, Weekday::Mon);
+    crate::dunning::advance_to(&app, &psp, monday + Duration::days(1)).await;
+    let list = app.send(app.psp(&psp, Method::GET, "/v1/payouts")).await.json();
+    let first = list["data"][0].clone();
+    let pid = first["payout_id"].as_str().unwrap().to_owned();
+    let amount = first["amount"].as_i64().unwrap();
+    let xml = app.send(app.admin(Method::GET, &format!("/admin/v1/payouts/{pid}/pain.001"))).await.text();
+    let msg_id = xml.split("<MsgId>").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert_eq!(first_payout_state(&app, &psp).await, "sent");
+
+    let unknown = import_status_report(&app, &pain002("NTPOUNKNOWN", Some(("RJCT", "AC01")), &[])).await;
+    assert_eq!(unknown["original"], "unknown", "{unknown}");
+    assert_eq!(unknown["rejected"][0]["outcome"], "not_applied", "{unknown}");
+    assert_eq!(first_payout_state(&app, &psp).await, "sent");
+
+    let report = pain002(&msg_id, Some(("RJCT", "AC04")), &[]);
+    let sum = import_status_report(&app, &report).await;
+    assert_eq!(sum["original"], "payout", "{sum}");
+    let item = &sum["rejected"][0];
+    assert_eq!(
+        (item["kind"].as_str(), item["id"].as_str(), item["outcome"].as_str(), item["reason_code"].as_str()),
+        (Some("payout"), Some(pid.as_str()), Some("rejected"), Some("AC04")),
+        "{sum}"
+    );
+    let p = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{pid}"))).await.json();
+    assert_eq!((p["state"].as_str(), p["reject_reason"].as_str()), (Some("rejected"), Some("AC04")), "{p}");
+    let ev = events_of(&app, &psp, "payout.rejected").await;
+    assert_eq!((ev.len(), ev[0]["payout_id"].as_str()), (1, Some(pid.as_str())));
+    verify_ledger(&app).await;
+    assert_eq!(import_status_report(&app, &report).await["rejected"][0]["outcome"], "known");
+    assert_eq!(events_of(&app, &psp, "payout.rejected").await.len(), 1);
+    // A statement that shows it paid later changes nothing: the payout stays rejected.
+    let r = app.send(app.admin(Method::POST, &format!("/admin/v1/payouts/{pid}/mark-paid"))).await;
+    r.assert_error(409, "state_conflict");
+
+    // The next cut-off pays it again, with a new capture.
+    capture_of(&app, &psp, &mid, "PR-2", 5000).await;
+    crate::dunning::advance_to(&app, &psp, monday + Duration::days(8)).await;
+    let list = app.send(app.psp(&psp, Method::GET, "/v1/payouts")).await.json();
+    let next = list["data"].as_array().unwrap().iter().find(|p| p["payout_id"] != pid.as_str()).unwrap().clone();
+    let detail =
+        app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{}", next["payout_id"].as_str().unwrap()))).await;
+    let detail = detail.json();
+    let lines = detail["lines"].as_array().unwrap();
+    let again: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "payout_rejected").collect();
+    assert_eq!(again.len(), 1, "{detail}");
+    assert_eq!(again[0]["amount"], amount);
+    assert!(next["amount"].as_i64().unwrap() > amount, "{next}");
+    verify_ledger(&app).await;
+}

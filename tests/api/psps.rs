@@ -101,3 +101,44 @@ async fn both_backends_have_the_same_schema() {
     assert!(a.len() > 20);
     assert_eq!(a, b);
 }
+
+/// SQLite migrations run with foreign-key enforcement off (a CHECK changes only by rebuilding
+/// its table): afterwards the pool enforces foreign keys again, the rebuilt tables are still the
+/// ones others refer to, and a row breaking a key is refused.
+#[tokio::test]
+async fn sqlite_migrations_leave_foreign_keys_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = netterms::store::Db::connect(
+        &format!("sqlite://{}", dir.path().join("fk.db").display()),
+        &netterms::store::PoolOptions::default(),
+    )
+    .await
+    .unwrap();
+    db.migrate().await.unwrap();
+    // The write pool's one connection is the one that migrated.
+    let mut tx = db.begin().await.unwrap();
+    type Found = (i64, Vec<(String, String)>, String);
+    let r: netterms::store::StoreResult<Found> = async {
+        Ok(netterms::with_conn!(&mut tx, c => {
+            let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&mut *c).await?;
+            let refs: Vec<(String, String)> = sqlx::query_as(
+                "SELECT m.name, f.\"table\" FROM sqlite_master m, pragma_foreign_key_list(m.name) f \
+                 WHERE m.type = 'table' AND f.\"table\" IN ('payouts', 'direct_debits') ORDER BY 1",
+            )
+            .fetch_all(&mut *c)
+            .await?;
+            let orphan = sqlx::query("INSERT INTO payout_lines (entry_id, payout_id, amount) VALUES (x'00', x'01', 1)")
+                .execute(&mut *c)
+                .await
+                .map(|_| "inserted".to_owned())
+                .unwrap_or_else(|e| e.to_string());
+            (on, refs, orphan)
+        }))
+    }
+    .await;
+    let (on, refs, orphan) = r.unwrap();
+    assert_eq!(on, 1, "enforced after migrating");
+    assert!(refs.contains(&("payout_lines".into(), "payouts".into())), "{refs:?}");
+    assert!(refs.contains(&("fee_invoices".into(), "payouts".into())), "{refs:?}");
+    assert!(orphan.contains("FOREIGN KEY"), "a broken key is refused: {orphan}");
+}
