@@ -751,7 +751,13 @@ pub async fn send(s: &Services, payload: &str, attempt: i64, max_attempts: i64) 
         record(s, m.id, "stored", None, None).await?;
         return Ok(());
     };
-    let email = build(s, &m)?;
+    // Rendering the PDF is CPU work: off the async threads, so that the sends of other lanes that
+    // the SMTP server already accepted are recorded without waiting behind it (a node that dies in
+    // between sends those again).
+    let email = {
+        let (s, m) = (s.clone(), m.clone());
+        tokio::task::spawn_blocking(move || build(&s, &m)).await??
+    };
     // The whole delivery is bounded, whatever stage a server stalls in (lettre's own timeout does
     // not cover every read, e.g. a greeting that never comes).
     let limit = StdDuration::from_secs(s.config.smtp_timeout_secs);
@@ -786,11 +792,12 @@ async fn record(
     error: Option<&str>,
     sent_at: Option<DateTime<Utc>>,
 ) -> Result<(), StoreError> {
-    // One statement on its own; on PostgreSQL its commit does not wait for the disk: the job's
-    // own (durable) finish right after makes it durable. Lost in a crash before that, the job runs
-    // again and the message goes out again under the same Message-ID.
-    let mut conn = s.db.relaxed_conn().await?;
-    store::record_attempt(&mut conn, id, status, error, sent_at, s.clock.now()).await
+    // One statement in its own transaction on the main pool: between the SMTP server's acceptance and this
+    // record the message would go out again if the node died (issue 19, item 25), so it does not
+    // queue for the few connections of the relaxed pool, which a fresh node opens only on demand.
+    let mut tx = s.db.begin().await?;
+    store::record_attempt(&mut tx, id, status, error, sent_at, s.clock.now()).await?;
+    tx.commit().await
 }
 
 /// The e-mail of a stored message: text and HTML alternatives, the attachment if any.

@@ -110,6 +110,26 @@ pub async fn claim_due(
     Ok(jobs)
 }
 
+/// Extends `worker`'s claim of a job to `lease_until`; `false` if the claim is no longer its (its
+/// lease ran out and another worker took the job over: that one runs it).
+pub async fn renew(
+    db: &Db,
+    job: &Job,
+    worker: &str,
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let mut conn = db.relaxed_conn().await?;
+    Ok(with_conn!(&mut conn, c => {
+        sqlx::query(
+            "UPDATE jobs SET locked_until = $4, updated_at = $5 \
+             WHERE id = $1 AND locked_by = $2 AND attempts = $3 AND state = 'running'",
+        )
+        .bind(job.id).bind(worker).bind(job.attempts).bind(lease_until).bind(now)
+        .execute(&mut *c).await?.rows_affected() == 1
+    }))
+}
+
 /// Marks a claimed job done, if the claim is still `worker`'s (a takeover fences it out).
 pub async fn finish(tx: &mut impl AsExec, job: &Job, worker: &str, now: DateTime<Utc>) -> StoreResult<bool> {
     Ok(with_conn!(tx, c => {

@@ -17,6 +17,9 @@ mod housekeeping;
 /// Jobs claimed per round.
 const BATCH: i64 = 32;
 
+/// What a job may take beyond its SMTP exchange (rendering a PDF, a few statements).
+const JOB_SLACK_SECS: i64 = 10;
+
 /// What a job can be. The kind is stored as text; an unknown kind fails the job (visible to
 /// operators) rather than the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +143,11 @@ impl Worker {
         let now = self.services.clock.now();
         let lease = Duration::seconds(self.services.config.job_lease_secs);
         let claimed = jobs::claim_due(&self.services.db, &self.name, now, now + lease, BATCH).await?;
+        self.run_claimed(claimed).await
+    }
+
+    /// Runs jobs this worker claimed, in lanes.
+    pub async fn run_claimed(&self, claimed: Vec<Job>) -> anyhow::Result<usize> {
         let n = claimed.len();
         // The batch runs at once, in lanes: most jobs wait on something else (an SMTP server's
         // answer) and each is idempotent on its own, but the jobs of one lane — the e-mails about
@@ -157,7 +165,9 @@ impl Worker {
             let w = self.clone();
             running.spawn(async move {
                 for job in &jobs {
-                    w.run_job(job).await?;
+                    if w.still_ours(job).await? {
+                        w.run_job(job).await?;
+                    }
                 }
                 anyhow::Ok(())
             });
@@ -166,6 +176,26 @@ impl Worker {
             r.map_err(|e| anyhow::anyhow!("job task: {e}"))??;
         }
         Ok(n)
+    }
+
+    /// Whether the job is still this worker's to run. A lane runs its jobs one after the other, so
+    /// a job late in a long lane (an SMTP server that stalls each send until its timeout) could
+    /// outlive its lease and be taken over by another worker — then both would send the same
+    /// e-mail. A claim with less than the longest job's time left is renewed first, fenced on the
+    /// claim (a job taken over is left to its new worker); a fresh claim costs no write.
+    async fn still_ours(&self, job: &Job) -> anyhow::Result<bool> {
+        let s = &self.services;
+        let now = s.clock.now();
+        let longest = Duration::seconds(i64::try_from(s.config.smtp_timeout_secs).unwrap_or(60) + JOB_SLACK_SECS);
+        if job.locked_until.is_some_and(|until| until - now > longest) {
+            return Ok(true);
+        }
+        let lease = Duration::seconds(s.config.job_lease_secs);
+        let ours = jobs::renew(&s.db, job, &self.name, now + lease, now).await?;
+        if !ours {
+            tracing::info!(job_id = %job.id, kind = %job.kind, "job taken over by another worker after its lease ran out; skipped");
+        }
+        Ok(ours)
     }
 
     async fn run_job(&self, job: &Job) -> anyhow::Result<()> {

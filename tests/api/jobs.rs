@@ -138,3 +138,34 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_exists() {
     enqueue(&app, "purge", "twice", 5).await;
     assert_eq!(count_where(&app, "unique_key = 'twice'").await, 1);
 }
+
+/// A worker that reaches a job only after its lease ran out (a long lane: an SMTP server that
+/// stalls each send until its timeout) and after another worker took the job over leaves it to
+/// that worker: the e-mail goes out once, not once per worker (issue 19, item 25).
+#[tokio::test]
+async fn a_job_taken_over_is_not_run_by_the_worker_whose_lease_ran_out() {
+    use crate::smtp::SmtpServer;
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn_with(|c| c.smtp_url = Some(netterms::secrets::Secret::new(smtp.url()))).await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    crate::payments::capture_of(&app, &psp, &mid, "LEASE-1", 11900).await;
+    let now = app.services.clock.now();
+    let slow = jobs::claim_due(app.db(), "slow-worker", now, now + Duration::seconds(60), 32).await.unwrap();
+    let sends = slow.iter().filter(|j| j.kind == "send_message").count();
+    assert!(sends >= 1, "{slow:?}");
+    // Its lease runs out while it works on other things; another worker takes the jobs over.
+    app.services.clock.advance(Duration::seconds(61));
+    let now = app.services.clock.now();
+    let next = jobs::claim_due(app.db(), "next-worker", now, now + Duration::minutes(5), 32).await.unwrap();
+    assert_eq!(next.len(), slow.len(), "taken over");
+    let (a, b) = (
+        netterms::workers::Worker::new(app.services.clone(), "slow-worker"),
+        netterms::workers::Worker::new(app.services.clone(), "next-worker"),
+    );
+    let (ra, rb) = tokio::join!(a.run_claimed(slow), b.run_claimed(next));
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(smtp.received_count(), sends, "each e-mail once");
+    assert_eq!(count_where(&app, "kind = 'send_message' AND state = 'done' AND locked_by IS NULL").await, sends as i64);
+}
