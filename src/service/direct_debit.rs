@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::Services;
 use super::orders::{OrderError, conflict, order_event};
-use super::payment_messages::{Returned, queue_direct_debit_rejected, queue_direct_debit_returned};
+use super::payment_messages::{DebitFailure, Returned, queue_direct_debit_failure};
 use crate::clock::PspTime;
 use crate::domain::events::{Event, OrderEventKind, PaymentEvent, PaymentEventKind};
 use crate::domain::ids::{CaptureId, PspId};
@@ -261,7 +261,7 @@ pub(crate) async fn rejected_in(
         captures_store::set_next_dunning(tx, c.id, next, at.now).await?;
         let facts = super::messages::invoice_facts(s, tx, &c).await?;
         let rejected = Returned { code: reason, amount: dd.amount, pay_by };
-        queue_direct_debit_rejected(s, tx, &facts, dd.id, rejected, at);
+        queue_direct_debit_failure(s, tx, &facts, dd.id, DebitFailure::Rejected, rejected, at);
     }
     if SWITCH_TO_TRANSFER.contains(&reason) {
         let n = store::switch_buyer_to_transfer(tx, dd.buyer_id, at.now).await?;
@@ -468,7 +468,7 @@ async fn reverse(s: &Services, tx: &mut Tx, dd: &DirectDebitRow, reason: &str) -
         events::append(tx, dd.psp_id, &Event::Payment(PaymentEventKind::Returned, ev), at).await?;
         let facts = super::messages::invoice_facts(s, tx, &after).await?;
         let returned = Returned { code: reason, amount: charges + principal, pay_by: pay_by.max(due) };
-        queue_direct_debit_returned(s, tx, &facts, dd.id, returned, at);
+        queue_direct_debit_failure(s, tx, &facts, dd.id, DebitFailure::Returned, returned, at);
     }
     let entry = ledger::bank_payment(buyer, undone).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let reversal = ledger::Entry { kind: "direct_debit_return", ..entry.reversal() };

@@ -222,20 +222,6 @@ pub fn direct_debit_rejected(f: &InvoiceFacts, code: &str, amount: i64, pay_by: 
     compose(l, subject, greeting(f), &[p, what.to_owned()], &rows, closing(l))
 }
 
-/// Queues the message that the bank refused to present a collection.
-pub fn queue_direct_debit_rejected(
-    s: &Services,
-    tx: &mut Tx,
-    f: &InvoiceFacts,
-    debit_id: uuid::Uuid,
-    returned: Returned<'_>,
-    at: PspTime,
-) {
-    let cause = format!("direct_debit:{debit_id}:rejected");
-    let composed = direct_debit_rejected(f, returned.code, returned.amount, returned.pay_by);
-    enqueue(s, tx, &outgoing(f, "direct_debit_rejected", cause, None), &composed, at);
-}
-
 /// Queues the message that a payment was booked on an invoice.
 pub fn queue_payment_received(
     s: &Services,
@@ -259,16 +245,29 @@ pub fn payment_received_message<'a>(
     (outgoing(f, "payment_received", cause, None), payment_received(f, b))
 }
 
-/// Queues the message that a collection came back.
-pub fn queue_direct_debit_returned(
+/// Why a collection did not pay the invoice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebitFailure {
+    /// The bank booked it and took it back (a return).
+    Returned,
+    /// The bank refused to present it (a pain.002 reject): nothing was debited.
+    Rejected,
+}
+
+/// Queues the message that a collection came back or was refused.
+pub fn queue_direct_debit_failure(
     s: &Services,
     tx: &mut Tx,
     f: &InvoiceFacts,
     debit_id: uuid::Uuid,
-    returned: Returned<'_>,
+    failure: DebitFailure,
+    r: Returned<'_>,
     at: PspTime,
 ) {
-    let cause = format!("direct_debit:{debit_id}:returned");
-    let composed = direct_debit_returned(f, returned.code, returned.amount, returned.pay_by);
-    enqueue(s, tx, &outgoing(f, "direct_debit_returned", cause, None), &composed, at);
+    let (kind, composed) = match failure {
+        DebitFailure::Returned => ("returned", direct_debit_returned(f, r.code, r.amount, r.pay_by)),
+        DebitFailure::Rejected => ("rejected", direct_debit_rejected(f, r.code, r.amount, r.pay_by)),
+    };
+    let cause = format!("direct_debit:{debit_id}:{kind}");
+    enqueue(s, tx, &outgoing(f, &format!("direct_debit_{kind}"), cause, None), &composed, at);
 }

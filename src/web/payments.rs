@@ -127,14 +127,19 @@ async fn import_statement(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ImportSummary>, ApiError> {
+    let bytes = bank_file(&headers, body, "statement").await?;
+    Ok(Json(statements::import(&state.services, Document::Bytes(bytes), "api").await?))
+}
+
+/// The body of a bank file upload: XML (`application/xml` or `text/xml`), at most 50 MiB.
+async fn bank_file(headers: &HeaderMap, body: Body, what: &str) -> Result<bytes::Bytes, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/xml");
     let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if !matches!(mime.as_str(), "application/xml" | "text/xml") {
-        return Err(ApiError::bad_request("send the statement as application/xml", None));
+        return Err(ApiError::bad_request(format!("send the {what} as application/xml"), None));
     }
     let limit = usize::try_from(camt::MAX_BYTES).unwrap_or(usize::MAX);
-    let bytes = crate::web::extract::read_body(body, limit).await?;
-    Ok(Json(statements::import(&state.services, Document::Bytes(bytes), "api").await?))
+    crate::web::extract::read_body(body, limit).await
 }
 
 /// Import a bank's payment status report (operator).
@@ -166,13 +171,7 @@ async fn import_status_report(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<StatusReportSummary>, ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/xml");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if !matches!(mime.as_str(), "application/xml" | "text/xml") {
-        return Err(ApiError::bad_request("send the report as application/xml", None));
-    }
-    let limit = usize::try_from(camt::MAX_BYTES).unwrap_or(usize::MAX);
-    let bytes = crate::web::extract::read_body(body, limit).await?;
+    let bytes = bank_file(&headers, body, "report").await?;
     Ok(Json(status_reports::import(&state.services, Document::Bytes(bytes)).await?))
 }
 
