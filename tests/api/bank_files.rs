@@ -677,7 +677,7 @@ async fn a_collection_the_bank_rejects_is_paid_by_transfer() {
 }
 
 /// A payout whose transfer the bank rejects as a whole file (pain.002 group status `RJCT`, no
-/// transaction detail) is `rejected`: `payout.rejected` goes out, the amount is owed to the PSP
+/// transaction detail) is `rejected` once, also when two operators import the report at once: `payout.rejected` goes out, the amount is owed to the PSP
 /// again, and the next payout pays it as a line of its own; the ledger agrees throughout. A
 /// report about a file netterms does not know changes nothing and says so.
 #[tokio::test]
@@ -702,14 +702,24 @@ async fn a_payout_the_bank_rejects_is_paid_with_the_next() {
     assert_eq!(unknown["rejected"][0]["outcome"], "not_applied", "{unknown}");
     assert_eq!(first_payout_state(&app, &psp).await, "sent");
 
+    // Two operators import the bank's report at once: the payout is rejected once.
     let report = pain002(&msg_id, Some(("RJCT", "AC04")), &[]);
-    let sum = import_status_report(&app, &report).await;
+    let (a, b) = tokio::join!(import_status_report(&app, &report), import_status_report(&app, &report));
+    let mut outcomes = [a["rejected"][0]["outcome"].clone(), b["rejected"][0]["outcome"].clone()];
+    outcomes.sort_by_key(|o| o.to_string());
+    assert_eq!(outcomes, [json!("known"), json!("rejected")], "{a} / {b}");
+    let sum = if a["rejected"][0]["outcome"] == "rejected" { a } else { b };
     assert_eq!(sum["original"], "payout", "{sum}");
     let item = &sum["rejected"][0];
     assert_eq!(
         (item["kind"].as_str(), item["id"].as_str(), item["outcome"].as_str(), item["reason_code"].as_str()),
         (Some("payout"), Some(pid.as_str()), Some("rejected"), Some("AC04")),
         "{sum}"
+    );
+    assert_eq!(
+        app.count("ledger_entries WHERE kind = 'payout_rejected'").await,
+        1,
+        "one movement owes the payout again"
     );
     let p = app.send(app.psp(&psp, Method::GET, &format!("/v1/payouts/{pid}"))).await.json();
     assert_eq!((p["state"].as_str(), p["reject_reason"].as_str()), (Some("rejected"), Some("AC04")), "{p}");
