@@ -1,6 +1,9 @@
 //! Files people send us (support attachments, dispute documents, merchants' invoices): what they
 //! are by their first bytes, and a name that is safe to store, show and send back in a header.
 
+/// The largest file a person uploads: attachments of support requests, the merchant's documents.
+pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
+
 /// The content type of a PDF, PNG or JPEG by its first bytes.
 pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
     if bytes.starts_with(b"%PDF-") {

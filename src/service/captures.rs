@@ -25,8 +25,7 @@ use crate::domain::validate::{self, Violations};
 use crate::store::captures::{self as store, CaptureRow, NewCapture, RefundRow};
 use crate::store::{StoreError, Tx, events, ledger as journal, orders as orders_store};
 
-/// BIC of the account behind the virtual IBANs.
-pub const BIC: &str = "NTRMDEB1XXX";
+use super::facts::BIC;
 
 /// Where and how the buyer pays an invoice.
 #[derive(Debug, Clone, Serialize, ToSchema)]

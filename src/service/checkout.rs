@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Services;
-use super::sessions::{RedirectUrls, effective_status, redirect_with};
 use crate::config::Environment;
 use crate::domain::decision::{self, Facts, Outcome};
 use crate::domain::events::{AuthorizationEvent, Event, OrderEventData, OrderEventKind};
@@ -16,7 +15,7 @@ use crate::domain::order::{Amount, DebtorCompany, DeclineReason, OrderData, Orde
 use crate::domain::validate::{FieldError, Violations};
 use crate::domain::{iban, legal_forms};
 use crate::secrets::Purpose;
-use crate::store::checkout::{self as store, ExposureOf};
+use crate::store::checkout::{self as store, ExposureOf, SessionRow};
 use crate::store::orders::{self as orders_store, NewOrder};
 use crate::store::{StoreError, Tx, events, merchants};
 
@@ -40,6 +39,46 @@ pub enum CheckoutError {
 
 pub(crate) fn conflict(msg: impl Into<String>) -> CheckoutError {
     CheckoutError::Conflict(msg.into())
+}
+
+/// `{accept_url, decline_url, cancel_url}` of a payment-page session.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RedirectUrls {
+    #[schema(required = true, example = "https://shop.example/checkout/accept")]
+    pub accept_url: Option<String>,
+    #[schema(required = true, example = "https://shop.example/checkout/decline")]
+    pub decline_url: Option<String>,
+    #[schema(required = true, example = "https://shop.example/checkout/cancel")]
+    pub cancel_url: Option<String>,
+}
+
+/// A session's status, with an open session past its expiry reported as expired.
+pub(crate) fn effective_status(row: &SessionRow, now: DateTime<Utc>) -> String {
+    if matches!(row.status.as_str(), "open" | "declined") && row.expires_at <= now {
+        "expired".into()
+    } else {
+        row.status.clone()
+    }
+}
+
+/// `url` with `params` added to its query, before any `#fragment`.
+pub(crate) fn redirect_with(url: &str, params: &[(&str, String)]) -> String {
+    let (base, fragment) = match url.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (url, None),
+    };
+    let mut out = base.to_owned();
+    for (k, v) in params {
+        out.push(if out.contains('?') { '&' } else { '?' });
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&v.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect::<String>());
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
 }
 
 /// Payment methods a buyer can choose.

@@ -85,21 +85,10 @@ pub async fn run_due(s: &Services, psp_id: PspId, at: PspTime) -> Result<DueWork
     })
 }
 
-/// Every PSP with its current time (its sandbox clock; the deployment's in production).
-pub async fn psp_times(s: &Services) -> Result<Vec<(PspId, PspTime)>, OrderError> {
-    let mut conn = s.db.conn().await?;
-    let clocks = psps::clock_offsets(&mut conn).await?;
-    let now = s.clock.now();
-    Ok(clocks
-        .into_iter()
-        .map(|(psp_id, offset)| (psp_id, PspTime::ahead(now, if s.config.is_sandbox() { offset } else { 0 })))
-        .collect())
-}
-
 /// Runs what is due for every PSP at its own current time (the periodic background scan).
 pub async fn run_due_for_all(s: &Services) -> Result<DueWork, OrderError> {
     let mut total = DueWork::default();
-    for (psp_id, at) in psp_times(s).await? {
+    for (psp_id, at) in s.psp_times().await? {
         total.add(run_due(s, psp_id, at).await?);
     }
     Ok(total)

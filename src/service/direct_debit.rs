@@ -189,12 +189,8 @@ async fn try_export(s: &Services, psp_id: PspId, at: PspTime) -> Result<Option<F
 
 /// Writes collection files for every PSP's due invoices (CLI and admin API, on demand).
 pub async fn export_all(s: &Services) -> Result<Vec<FileView>, OrderError> {
-    let mut conn = s.db.conn().await?;
-    let clocks = crate::store::psps::clock_offsets(&mut conn).await?;
-    drop(conn);
     let mut out = Vec::new();
-    for (p, offset) in clocks {
-        let at = PspTime::ahead(s.clock.now(), if s.config.is_sandbox() { offset } else { 0 });
+    for (p, at) in s.psp_times().await? {
         if let Some(f) = export_for(s, p, at).await? {
             out.push(f);
         }
@@ -222,11 +218,6 @@ pub async fn list_files(
 pub async fn file_xml(s: &Services, id: uuid::Uuid) -> Result<String, OrderError> {
     let mut conn = s.db.conn().await?;
     Ok(store::get_file(&mut conn, id).await?.ok_or(OrderError::NotFound("direct-debit file"))?.xml)
-}
-
-/// The statement showed a collection booked as payment `payment_id`.
-pub async fn collected(tx: &mut Tx, e2e: &str, payment_id: uuid::Uuid, at: PspTime) -> Result<bool, OrderError> {
-    Ok(store::mark_collected(tx, e2e, payment_id, at.now).await?)
 }
 
 /// The bank refused to present the collection with end-to-end id `e2e` (a pain.002) with
@@ -506,7 +497,7 @@ pub async fn sandbox_book_collections(s: &Services, psp_id: PspId, at: PspTime) 
             ..Default::default()
         };
         let key = format!("sandbox-collection:{}", d.end_to_end_id);
-        let entry = super::statements::sandbox_entry(s, &mut tx, &key, &part).await;
+        let entry = super::payments::sandbox_entry(s, &mut tx, &key, &part).await;
         let entry = match entry {
             Ok(e) => e,
             Err(OrderError::Conflict(_)) => continue,

@@ -1,8 +1,8 @@
 //! Documents from the service's side: the records they render from, built from an invoice's
 //! facts, and rendering a message's attachment.
 
+use super::facts::{DunningFacts, InvoiceFacts, notice_paragraphs};
 use crate::documents::{self, Dunning, Invoice, Line, Rendered, Spec};
-use crate::service::messages::{DunningFacts, InvoiceFacts};
 
 /// The payment information's record of an invoice.
 pub fn invoice_record(f: &InvoiceFacts) -> Invoice {
@@ -47,7 +47,7 @@ pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts, notice_date: chrono::N
             interest: d.interest,
             total: d.total,
             deadline: d.deadline,
-            notes: crate::service::messages::notice_paragraphs(f.buyer.locale, f, d),
+            notes: notice_paragraphs(f.buyer.locale, f, d),
         },
     }
 }

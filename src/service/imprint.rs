@@ -3,7 +3,7 @@
 //! at the foot of every e-mail and PDF a buyer or PSP receives.
 
 use crate::config::Config;
-use crate::service::messages::Locale;
+use crate::domain::locale::Locale;
 
 /// The imprint in three lines: name and address; register and managing directors; VAT id and
 /// contact.

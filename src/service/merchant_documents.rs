@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::Services;
 use super::orders::{OrderError, invalid};
-use super::portal::MAX_FILE_BYTES;
+use crate::domain::files::MAX_FILE_BYTES;
 use crate::domain::files::is_pdf;
 use crate::domain::ids::{CaptureId, PspId};
 use crate::store::captures as captures_store;

@@ -17,6 +17,7 @@ pub mod direct_debit;
 pub mod disputes;
 pub mod documents;
 pub mod dunning;
+pub mod facts;
 pub mod fee_invoices;
 pub mod imprint;
 pub mod merchant_documents;
@@ -57,6 +58,18 @@ impl Services {
         Ok(PspTime::ahead(wall, offset))
     }
 
+    /// Every PSP with its current time (its sandbox clock; the deployment's in production).
+    pub async fn psp_times(&self) -> StoreResult<Vec<(PspId, PspTime)>> {
+        let mut conn = self.db.conn().await?;
+        let clocks = crate::store::psps::clock_offsets(&mut conn).await?;
+        let now = self.clock.now();
+        let sandbox = self.config.is_sandbox();
+        Ok(clocks
+            .into_iter()
+            .map(|(psp_id, offset)| (psp_id, PspTime::ahead(now, if sandbox { offset } else { 0 })))
+            .collect())
+    }
+
     /// Connects to the configured database and loads (or in sandbox creates) the server key.
     /// SQLite is migrated automatically; PostgreSQL must have been migrated (`netterms migrate`)
     /// unless `migrate` is set.
@@ -89,5 +102,78 @@ impl Services {
         };
         let mailer = messages::Mailer::from_config(&config)?;
         Ok(Services { db, keyring: Keyring::new(key.as_bytes()), clock, config: Arc::new(config), mailer })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// The modules of `service/` each one names (`super::x`, `crate::service::x`), outside tests.
+    fn imports() -> BTreeMap<String, BTreeSet<String>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/service");
+        let mut files = BTreeMap::new();
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = e.map(|e| e.path()).unwrap_or_default();
+            let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            if path.extension().is_some_and(|x| x == "rs") && name != "mod" {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default().to_owned();
+                files.insert(name, code);
+            }
+        }
+        let names: BTreeSet<String> = files.keys().cloned().collect();
+        files
+            .iter()
+            .map(|(name, code)| {
+                let mut uses = BTreeSet::new();
+                for prefix in ["super::", "crate::service::"] {
+                    for (i, _) in code.match_indices(prefix) {
+                        let rest = &code[i + prefix.len()..];
+                        let ident: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                        if names.contains(&ident) && ident != *name {
+                            uses.insert(ident);
+                        }
+                    }
+                }
+                (name.clone(), uses)
+            })
+            .collect()
+    }
+
+    /// The use cases form a one-way graph (issue 19, item 35): no module of `service/` reaches
+    /// itself through what it imports. The scheduler (`clock`) stands above what it schedules;
+    /// settlement (`payments`) is called by every money-in path and calls none of them.
+    #[test]
+    fn the_use_cases_import_one_way() {
+        let g = imports();
+        assert!(g.len() > 20, "{g:?}");
+        fn reach(g: &BTreeMap<String, BTreeSet<String>>, from: &str, path: &mut Vec<String>) -> Option<Vec<String>> {
+            for next in g.get(from).into_iter().flatten() {
+                if path.first() == Some(next) {
+                    let mut cycle = path.clone();
+                    cycle.push(next.clone());
+                    return Some(cycle);
+                }
+                if !path.contains(next) {
+                    path.push(next.clone());
+                    if let Some(c) = reach(g, next, path) {
+                        return Some(c);
+                    }
+                    path.pop();
+                }
+            }
+            None
+        }
+        for m in g.keys() {
+            let cycle = reach(&g, m, &mut vec![m.clone()]);
+            assert!(cycle.is_none(), "an import circle: {}", cycle.unwrap_or_default().join(" → "));
+        }
+        let importers_of =
+            |m: &str| g.iter().filter(|(_, u)| u.contains(m)).map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        assert!(importers_of("clock").is_empty(), "the scheduler is imported by {:?}", importers_of("clock"));
+        for money_in in ["statements", "direct_debit", "status_reports"] {
+            assert!(!g["payments"].contains(money_in), "settlement calls {money_in}");
+        }
     }
 }

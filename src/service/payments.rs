@@ -394,7 +394,7 @@ pub async fn receive(
                 && let Some(e2e) = &t.end_to_end_id
             {
                 let at = time_of(s, tx, applied.psp_id).await?;
-                super::direct_debit::collected(tx, e2e, row.id, at).await?;
+                crate::store::direct_debits::mark_collected(tx, e2e, row.id, at.now).await?;
             }
             Ok(Some(view_applied(&row, &d, &applied)))
         }
@@ -627,7 +627,7 @@ pub async fn sandbox_payment(
         ..Part::default()
     };
     let key = format!("sandbox:{}", uuid::Uuid::now_v7());
-    let entry_id = super::statements::sandbox_entry(s, tx, &key, &part).await?;
+    let entry_id = sandbox_entry(s, tx, &key, &part).await?;
     receive(s, tx, entry_id, key, &part, Some(psp_id)).await?.ok_or_else(|| corrupt("new payment"))
 }
 
@@ -855,6 +855,35 @@ fn payee_iban(v: &mut Violations, iban: Option<String>, missing: &str) -> Option
             None
         }
     }
+}
+
+/// Records the synthetic statement entry a sandbox booking (a simulated transfer, a collection
+/// the simulated bank books) comes in under.
+pub async fn sandbox_entry(s: &Services, tx: &mut Tx, key: &str, part: &Part) -> Result<uuid::Uuid, OrderError> {
+    let now = s.clock.now();
+    let statement = uuid::Uuid::now_v7();
+    let row =
+        store::StatementRow { id: statement, kind: "sandbox", version: "sandbox", digest: key, source: "sandbox" };
+    store::insert_statement(tx, &row, now);
+    let id = uuid::Uuid::now_v7();
+    let row = store::NewEntry {
+        id,
+        key,
+        statement_id: statement,
+        account: part.tx.creditor_account.as_deref(),
+        currency: &part.currency,
+        amount: part.amount,
+        credit: true,
+        status: "BOOK",
+        state: "booked",
+        booking_date: part.booking_date.clone(),
+        details: None,
+        note: Some("sandbox payment".into()),
+    };
+    if !store::claim_entry(tx, &row, now).await? {
+        return Err(OrderError::Conflict("the sandbox payment exists already".into()));
+    }
+    Ok(id)
 }
 
 /// A credit transfer from netterms' account (its pain.001, executed the next day) as stored.

@@ -92,7 +92,7 @@ pub async fn run_for(s: &Services, psp_id: PspId, at: PspTime) -> Result<usize, 
 /// among its other work; `netterms payouts run`); the payouts it made.
 pub async fn run_all(s: &Services) -> Result<usize, OrderError> {
     let mut made = 0;
-    for (psp_id, at) in super::clock::psp_times(s).await? {
+    for (psp_id, at) in s.psp_times().await? {
         made += run_for(s, psp_id, at).await?;
     }
     Ok(made)

@@ -27,8 +27,7 @@ use crate::store::{AsExec, StoreError};
 
 /// How long "I have paid" holds dunning.
 pub const PAID_PAUSE_DAYS: i64 = 5;
-/// Attachments of support requests, and the merchant's documents.
-pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
+pub use crate::domain::files::MAX_FILE_BYTES;
 /// Invoices one page lists.
 pub const MAX_INVOICES: i64 = 500;
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Services;
-use super::checkout::{CheckoutError, conflict, sandbox};
+use super::checkout::{CheckoutError, RedirectUrls, conflict, effective_status, redirect_with, sandbox};
 use crate::domain::ids::{MerchantId, PspId, SessionId};
 use crate::domain::merchant::{Address, MerchantStatus};
 use crate::domain::order::{OrderData, OrderInput};
@@ -19,17 +19,6 @@ use crate::store::{StoreError, Tx, merchants};
 pub const SESSION_TTL: Duration = Duration::hours(48);
 /// How long a telesales session's page stays open (the link travels by e-mail).
 pub const TELESALES_TTL: Duration = Duration::days(7);
-
-/// `{accept_url, decline_url, cancel_url}` of a payment-page session.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-pub struct RedirectUrls {
-    #[schema(required = true, example = "https://shop.example/checkout/accept")]
-    pub accept_url: Option<String>,
-    #[schema(required = true, example = "https://shop.example/checkout/decline")]
-    pub decline_url: Option<String>,
-    #[schema(required = true, example = "https://shop.example/checkout/cancel")]
-    pub cancel_url: Option<String>,
-}
 
 /// The body of `POST /v1/payment-page-sessions`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -288,15 +277,6 @@ pub fn allowed_origins(row: &SessionRow) -> Vec<String> {
     serde_json::from_str(&row.allowed_origins).unwrap_or_default()
 }
 
-/// A session's status, with an open session past its expiry reported as expired.
-pub(crate) fn effective_status(row: &SessionRow, now: DateTime<Utc>) -> String {
-    if matches!(row.status.as_str(), "open" | "declined") && row.expires_at <= now {
-        "expired".into()
-    } else {
-        row.status.clone()
-    }
-}
-
 pub async fn session_view(s: &Services, id: SessionId) -> Result<(SessionView, Vec<String>), CheckoutError> {
     let mut conn = s.db.conn().await?;
     let row = store::get_session(&mut conn, id, false).await?.ok_or(CheckoutError::NotFound("session"))?;
@@ -321,26 +301,6 @@ pub async fn session_view(s: &Services, id: SessionId) -> Result<(SessionView, V
         payment_terms: merchant.payment_terms,
     };
     Ok((view, allowed_origins(&row)))
-}
-
-/// `url` with `params` added to its query, before any `#fragment`.
-pub(crate) fn redirect_with(url: &str, params: &[(&str, String)]) -> String {
-    let (base, fragment) = match url.split_once('#') {
-        Some((b, f)) => (b, Some(f)),
-        None => (url, None),
-    };
-    let mut out = base.to_owned();
-    for (k, v) in params {
-        out.push(if out.contains('?') { '&' } else { '?' });
-        out.push_str(k);
-        out.push('=');
-        out.push_str(&v.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect::<String>());
-    }
-    if let Some(f) = fragment {
-        out.push('#');
-        out.push_str(f);
-    }
-    out
 }
 
 /// Length of the secret part of a client secret: 32 of 62 characters, about 190 bits.

@@ -836,30 +836,3 @@ async fn fast_path(
     }
     Ok(handled)
 }
-
-/// Records the synthetic entry a sandbox payment books under.
-pub async fn sandbox_entry(s: &Services, tx: &mut Tx, key: &str, part: &Part) -> Result<uuid::Uuid, OrderError> {
-    let now = s.clock.now();
-    let statement = uuid::Uuid::now_v7();
-    let row = StatementRow { id: statement, kind: "sandbox", version: "sandbox", digest: key, source: "sandbox" };
-    store::insert_statement(tx, &row, now);
-    let id = uuid::Uuid::now_v7();
-    let row = NewEntry {
-        id,
-        key,
-        statement_id: statement,
-        account: part.tx.creditor_account.as_deref(),
-        currency: &part.currency,
-        amount: part.amount,
-        credit: true,
-        status: "BOOK",
-        state: "booked",
-        booking_date: part.booking_date.clone(),
-        details: None,
-        note: Some("sandbox payment".into()),
-    };
-    if !store::claim_entry(tx, &row, now).await? {
-        return Err(OrderError::Conflict("the sandbox payment exists already".into()));
-    }
-    Ok(id)
-}
