@@ -400,9 +400,12 @@ pub fn enqueue(s: &Services, tx: &mut Tx, o: &Outgoing<'_>, c: &Composed, at: Ps
     enqueue_many(s, tx, &[(o, c, at)]);
 }
 
-/// [`enqueue`] for many messages: two statements for all of them (deferred).
+/// [`enqueue`] for many messages: two statements for all of them (deferred). Without an SMTP
+/// server a message is kept, not sent (SPEC §9.2): it is written `stored` at once, and no job is
+/// queued for it — a send job would only have marked it so, two more writes per message.
 pub fn enqueue_many(s: &Services, tx: &mut Tx, items: &[(&Outgoing<'_>, &Composed, PspTime)]) {
     let domain = mail_domain(s);
+    let status = if s.mailer.is_some() { "queued" } else { "stored" };
     let mut ids = Vec::with_capacity(items.len());
     let mut payloads = Vec::with_capacity(items.len());
     for (o, _, _) in items {
@@ -433,9 +436,13 @@ pub fn enqueue_many(s: &Services, tx: &mut Tx, items: &[(&Outgoing<'_>, &Compose
                 html: &c.html,
                 attachment: o.attachment.as_deref(),
                 message_id,
+                status,
             },
             at.now,
         ));
+        if s.mailer.is_none() {
+            continue;
+        }
         jobs_.push((
             NewJob {
                 kind: SEND_JOB,
@@ -516,21 +523,27 @@ pub fn queue_credit_note(
 
 /// The send job: sends the message of `payload.cause_key` unless it went already. Without an SMTP
 /// server the message is kept as `stored`. An SMTP failure is recorded and returned, so the job
-/// is retried with backoff; on its last attempt the message becomes `failed`.
-pub async fn send(s: &Services, payload: &str, attempt: i64, max_attempts: i64) -> anyhow::Result<()> {
+/// is retried with backoff; on its last attempt the message becomes `failed`. A message sent or
+/// stored is recorded in one transaction with the job's end (`worker`'s claim, fenced), so each
+/// message costs one write after its SMTP conversation, not two.
+pub async fn send(s: &Services, job: &jobs::Job, worker: &str) -> anyhow::Result<()> {
     #[derive(serde::Deserialize)]
     struct Payload {
         cause_key: String,
     }
-    let p: Payload = serde_json::from_str(payload)?;
+    let (attempt, max_attempts) = (job.attempts, job.max_attempts);
+    let p: Payload = serde_json::from_str(&job.payload)?;
+    let done = Some((job, worker));
     let mut conn = s.db.conn().await?;
-    let Some(m) = store::by_cause(&mut conn, &p.cause_key).await? else { return Ok(()) };
-    if matches!(m.status.as_str(), "sent" | "stored") {
-        return Ok(());
-    }
+    let m = store::by_cause(&mut conn, &p.cause_key).await?;
     drop(conn);
+    let Some(m) = m.filter(|m| !matches!(m.status.as_str(), "sent" | "stored")) else {
+        // Gone already (or never written): the job has nothing left to do.
+        finish(s, job, worker).await?;
+        return Ok(());
+    };
     let Some(mailer) = &s.mailer else {
-        record(s, m.id, "stored", None, None).await?;
+        record(s, m.id, "stored", None, None, done).await?;
         return Ok(());
     };
     // Rendering the PDF is CPU work: off the async threads, so that the sends of other lanes that
@@ -553,14 +566,14 @@ pub async fn send(s: &Services, payload: &str, attempt: i64, max_attempts: i64) 
     };
     match result {
         Ok(_) => {
-            record(s, m.id, "sent", None, Some(s.clock.now())).await?;
+            record(s, m.id, "sent", None, Some(s.clock.now()), done).await?;
             metrics::counter!("messages_sent_total").increment(1);
             Ok(())
         }
         Err(detail) => {
             // The server's answer, never the message's content or address.
             let status = if attempt >= max_attempts { "failed" } else { "queued" };
-            record(s, m.id, status, Some(&detail), None).await?;
+            record(s, m.id, status, Some(&detail), None, None).await?;
             metrics::counter!("messages_failed_attempts_total").increment(1);
             Err(anyhow::anyhow!("{detail}"))
         }
@@ -573,12 +586,25 @@ async fn record(
     status: &str,
     error: Option<&str>,
     sent_at: Option<DateTime<Utc>>,
+    done: Option<(&jobs::Job, &str)>,
 ) -> Result<(), StoreError> {
-    // One statement in its own transaction on the main pool: between the SMTP server's acceptance and this
+    // In its own transaction on the main pool: between the SMTP server's acceptance and this
     // record the message would go out again if the node died (issue 19, item 25), so it does not
     // queue for the few connections of the relaxed pool, which a fresh node opens only on demand.
+    // With it, the job ends (`done`), if the claim is still this worker's.
+    let now = s.clock.now();
     let mut tx = s.db.begin().await?;
-    store::record_attempt(&mut tx, id, status, error, sent_at, s.clock.now()).await?;
+    store::record_attempt(&mut tx, id, status, error, sent_at, now).await?;
+    if let Some((job, worker)) = done {
+        jobs::finish(&mut tx, job, worker, now).await?;
+    }
+    tx.commit().await
+}
+
+/// Ends the send job of a message that went already.
+async fn finish(s: &Services, job: &jobs::Job, worker: &str) -> Result<(), StoreError> {
+    let mut tx = s.db.begin().await?;
+    jobs::finish(&mut tx, job, worker, s.clock.now()).await?;
     tx.commit().await
 }
 

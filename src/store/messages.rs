@@ -23,6 +23,8 @@ pub struct NewMessage<'a> {
     pub html: &'a str,
     pub attachment: Option<&'a str>,
     pub message_id: &'a str,
+    /// `queued` (a job sends it) or `stored` (no SMTP server: kept, not sent).
+    pub status: &'static str,
 }
 
 /// Writes messages with the transaction's other writes (deferred), in one statement; a message
@@ -45,7 +47,7 @@ pub fn insert_many(tx: &mut Tx, rows: &[(NewMessage<'_>, DateTime<Utc>)]) {
                 m.html.into(),
                 m.attachment.into(),
                 m.message_id.into(),
-                "queued".into(),
+                m.status.into(),
                 0i64.into(),
                 (*now).into(),
                 (*now).into(),

@@ -201,8 +201,12 @@ impl Worker {
     async fn run_job(&self, job: &Job) -> anyhow::Result<()> {
         let s = &self.services;
         let result = match Kind::parse(&job.kind) {
+            // The send job ends itself, in the transaction that records the message's outcome.
             Some(Kind::SendMessage) => {
-                crate::service::messages::send(s, &job.payload, job.attempts, job.max_attempts).await
+                return match crate::service::messages::send(s, job, &self.name).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => self.failed(job, &e).await,
+                };
             }
             Some(Kind::FetchDocument) => crate::service::merchant_documents::fetch(s, &job.payload).await,
             Some(Kind::PortalLink) => crate::service::portal::send_link(s, &job.payload).await,
@@ -223,17 +227,23 @@ impl Worker {
                 }
                 tx.commit().await?;
             }
-            Err(e) => {
-                let message = format!("{e:#}");
-                tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, "job failed");
-                let retry_at = (job.attempts < job.max_attempts).then(|| now + backoff(job.attempts));
-                if retry_at.is_none() {
-                    tracing::error!(job_id = %job.id, kind = %job.kind, alert = "operator", "job failed for good");
-                    metrics::counter!("jobs_failed_total").increment(1);
-                }
-                jobs::fail(&s.db, job, &self.name, &message, retry_at, now).await?;
-            }
+            Err(e) => self.failed(job, &e).await?,
         }
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried with backoff, or failed for good after the last.
+    async fn failed(&self, job: &Job, e: &anyhow::Error) -> anyhow::Result<()> {
+        let s = &self.services;
+        let now = s.clock.now();
+        let message = format!("{e:#}");
+        tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, "job failed");
+        let retry_at = (job.attempts < job.max_attempts).then(|| now + backoff(job.attempts));
+        if retry_at.is_none() {
+            tracing::error!(job_id = %job.id, kind = %job.kind, alert = "operator", "job failed for good");
+            metrics::counter!("jobs_failed_total").increment(1);
+        }
+        jobs::fail(&s.db, job, &self.name, &message, retry_at, now).await?;
         Ok(())
     }
 

@@ -27,6 +27,11 @@ async fn without_an_smtp_server_messages_are_stored_and_shown() {
     let (app, psp, mid) = setup().await;
     let c = capture(&app, &psp, &mid, "M-1").await;
     let id = c["capture_id"].as_str().unwrap();
+    // Kept in the capture's own transaction: no job is queued only to mark it so (issue 20).
+    let list = messages(&app, "").await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["status"], "stored");
+    assert_eq!(app.count("jobs WHERE kind = 'send_message'").await, 0);
     app.run_jobs().await;
     let list = messages(&app, "").await;
     assert_eq!(list.len(), 1);

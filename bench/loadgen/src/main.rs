@@ -197,17 +197,27 @@ impl Server {
             &json!({"amount": {"currency": "EUR", "gross": gross, "net": gross, "tax": 0}, "external_invoice_number": uuid::Uuid::now_v7().to_string()})).await
     }
 
+    /// A credit note of `gross` on a capture.
+    async fn refund(&self, capture: &str, gross: i64) -> Option<Value> {
+        self.post(
+            &format!("/v1/captures/{capture}/refunds"),
+            &json!({"amount": {"currency": "EUR", "gross": gross, "net": gross, "tax": 0},
+                    "external_credit_note_number": uuid::Uuid::now_v7().to_string()}),
+        )
+        .await
+    }
+
+    /// A payment of `amount` the buyer made to the merchant directly.
+    async fn confirm_payment(&self, capture: &str, amount: i64) -> Option<Value> {
+        self.post(&format!("/v1/captures/{capture}/confirm-payment"), &json!({"amount": amount})).await
+    }
+
     /// The whole life: checkout, capture, refund.
     async fn flow(&self, n: u64) -> Option<()> {
         let order = self.order(n, 11_900).await?;
         let c = self.capture(&order, 11_900).await?;
         let id = c["capture_id"].as_str()?;
-        self.post(
-            &format!("/v1/captures/{id}/refunds"),
-            &json!({"amount": {"currency": "EUR", "gross": 1_000, "net": 1_000, "tax": 0},
-                    "external_credit_note_number": uuid::Uuid::now_v7().to_string()}),
-        )
-        .await?;
+        self.refund(id, 1_000).await?;
         Some(())
     }
 
@@ -901,6 +911,26 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     Ok(d)
 }
 
+/// One kind of money write measured as the captures are: open loop at 500/s for `open_secs`, then
+/// the closed-loop maximum with 64 workers for 10 s and the CPU it took per write.
+async fn measure<F, Fut>(s: &Arc<Server>, open_secs: u64, f: F) -> Value
+where
+    F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let open = open_loop(500, open_secs, 1024, f.clone()).await;
+    let cpu_before = cpu_seconds(s.child.id());
+    let steal_before = steal_ticks();
+    let max = closed_loop(64, 10, f).await;
+    let cpu_after = cpu_seconds(s.child.id());
+    let done = max * 10.0;
+    let per_write = |a: f64, b: f64| ((a - b) * 1000.0 / done * 1000.0).round() / 1000.0;
+    json!({"offered_rps": open.offered, "achieved_rps": open.achieved, "p50_ms": open.p50_ms, "p99_ms": open.p99_ms,
+        "errors": open.errors, "dropped": open.dropped, "max_writes_per_s": max,
+        "cpu_ms_per_write": {"netterms": per_write(cpu_after.0, cpu_before.0), "database": per_write(cpu_after.1, cpu_before.1),
+            "load_generator": per_write(cpu_after.2, cpu_before.2), "steal_pct": steal_pct(steal_before, steal_ticks())}})
+}
+
 async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench: Option<(f64, f64)>) -> Result<Value> {
     if std::env::var("NETTERMS_BENCH_ONLY").is_ok_and(|v| v == "after_capture") {
         return after_capture(backend, db_url, port).await;
@@ -984,10 +1014,36 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench: Option<(f6
         "steal_pct": steal_pct(steal_before, steal_after),
     });
     if only == "writes" {
+        // Refunds and direct payments (SPEC §13 names them with captures): one-cent credit notes
+        // and payments on 16 large captures, in the same shape as the captures above.
+        let mut big = Vec::new();
+        for (i, o) in orders.iter().enumerate() {
+            let c = s.capture(o, 100_000_000).await.with_context(|| format!("a large capture on order {i}"))?;
+            big.push(c["capture_id"].as_str().context("capture_id")?.to_owned());
+        }
+        let big = Arc::new(big);
+        let (s4, b4) = (s.clone(), big.clone());
+        let refunds = measure(&s, 10, move |i| {
+            let (s, b) = (s4.clone(), b4.clone());
+            async move { s.refund(&b[usize::try_from(i).unwrap_or(0) % b.len()], 1).await.is_some() }
+        })
+        .await;
+        let (s5, b5) = (s.clone(), big.clone());
+        let payments = measure(&s, 10, move |i| {
+            let (s, b) = (s5.clone(), b5.clone());
+            async move { s.confirm_payment(&b[usize::try_from(i).unwrap_or(0) % b.len()], 1).await.is_some() }
+        })
+        .await;
+        let with_ratio = |mut v: Value| {
+            v["ratio_to_pgbench"] = json!(pgbench_tps.and_then(|t| v["max_writes_per_s"].as_f64().map(|m| m / t)));
+            v
+        };
         return Ok(json!({"backend": backend, "offered_rps": writes.offered, "achieved_rps": writes.achieved,
             "p50_ms": writes.p50_ms, "p99_ms": writes.p99_ms, "errors": writes.errors, "dropped": writes.dropped,
             "max_writes_per_s": max_writes, "pgbench_tps": pgbench_tps, "pgbench_db_cpu_ms_per_tx": pgbench_db_cpu_ms_per_tx, "ratio_to_pgbench": pgbench_tps.map(|t| max_writes / t),
-            "cpu_ms_per_write": cpu_ms_per_write, "rss_mb": s.rss_mb()}));
+            "cpu_ms_per_write": cpu_ms_per_write,
+            "refunds": with_ratio(refunds), "confirm_payments": with_ratio(payments),
+            "rss_mb": s.rss_mb()}));
     }
     let webhooks_per_s = webhook_rate(&s).await?;
     let rss_mb = s.rss_mb();
@@ -1015,8 +1071,99 @@ async fn run_backend(backend: &str, db_url: &str, port: u16, pgbench: Option<(f6
     }))
 }
 
+/// Every number of a result line, by its path (`refunds.p99_ms`).
+fn figures(v: &Value, prefix: &str, out: &mut Vec<(String, f64)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                figures(v, &path, out);
+            }
+        }
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64() {
+                out.push((prefix.to_owned(), f));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a larger value of this figure is better (rates), worse (times, CPU, memory), or
+/// neither (what was offered, pgbench's own figures).
+fn better_when_larger(path: &str) -> Option<bool> {
+    let leaf = path.rsplit('.').next().unwrap_or(path);
+    if path.contains("pgbench_") || leaf.starts_with("offered") || leaf == "steal_pct" {
+        None
+    } else if leaf.ends_with("_per_s") || leaf.ends_with("_rps") || leaf.starts_with("ratio_to") {
+        Some(true)
+    } else if leaf.ends_with("_ms")
+        || leaf.contains("cpu")
+        || leaf == "rss_mb"
+        || leaf.ends_with("_ratio")
+        || path.contains("cpu_ms_per_write")
+        || leaf == "errors"
+        || leaf == "dropped"
+    {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// `--compare BEFORE`: each figure of this run (or of `AFTER`) against the same backend's line
+/// of an earlier run's output, as a ratio; a figure more than 10 % worse is marked.
+fn compare(before: &[Value], after: &[Value]) -> String {
+    let mut out = String::new();
+    for a in after {
+        let backend = a["backend"].as_str().unwrap_or("?");
+        let Some(b) = before.iter().find(|b| b["backend"] == a["backend"]) else {
+            out.push_str(&format!("{backend}: not in the earlier run\n"));
+            continue;
+        };
+        let (mut fb, mut fa) = (Vec::new(), Vec::new());
+        figures(b, "", &mut fb);
+        figures(a, "", &mut fa);
+        out.push_str(&format!("{backend:<9} {:<44} {:>12} {:>12} {:>7}\n", "figure", "before", "after", "ratio"));
+        for (path, after) in &fa {
+            let Some((_, before)) = fb.iter().find(|(p, _)| p == path) else { continue };
+            let ratio = if *before == 0.0 { f64::NAN } else { after / before };
+            let worse = match better_when_larger(path) {
+                Some(true) => ratio < 0.9,
+                Some(false) => ratio > 1.1 && (after - before).abs() > 0.05,
+                None => false,
+            };
+            out.push_str(&format!(
+                "{backend:<9} {path:<44} {before:>12.3} {after:>12.3} {ratio:>7.3}{}\n",
+                if worse { "  WORSE" } else { "" }
+            ));
+        }
+    }
+    out
+}
+
+fn read_lines(path: &str) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    text.lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("a result line of {path}")))
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
+    // `--compare BEFORE [AFTER]`: compare this run's lines (or AFTER's, without running) with BEFORE's.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let before = match args.as_slice() {
+        [] => None,
+        [flag, before] if flag == "--compare" => Some(read_lines(before)?),
+        [flag, before, after] if flag == "--compare" => {
+            print!("{}", compare(&read_lines(before)?, &read_lines(after)?));
+            return Ok(());
+        }
+        _ => bail!("usage: bench/run [--compare BEFORE.jsonl [AFTER.jsonl]]"),
+    };
+    let mut lines = Vec::new();
     let pg_admin =
         std::env::var("NETTERMS_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let pg_up =
@@ -1032,6 +1179,7 @@ async fn main() -> Result<()> {
             run_backend("sqlite", &format!("sqlite://{}", dir.join("bench.db").display()), 18090, pgbench_result)
                 .await?;
         println!("{line}");
+        lines.push(line);
     }
     if pg_up && backends.contains("postgres") {
         let db = format!("netterms_bench_{}", std::process::id());
@@ -1049,8 +1197,14 @@ async fn main() -> Result<()> {
             .arg(format!("DROP DATABASE {db} WITH (FORCE)"))
             .stdout(Stdio::null())
             .status()?;
-        println!("{}", line?);
+        let line = line?;
+        println!("{line}");
+        lines.push(line);
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(before) = before {
+        // On stderr, so that stdout stays one JSON line per backend (the next run's BEFORE).
+        eprint!("{}", compare(&before, &lines));
+    }
     Ok(())
 }
