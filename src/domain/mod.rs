@@ -11,6 +11,7 @@ pub mod ids;
 pub mod ledger;
 pub mod legal_forms;
 pub mod locale;
+pub mod mail;
 pub mod matching;
 pub mod merchant;
 pub mod money;

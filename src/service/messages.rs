@@ -8,7 +8,6 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, NaiveDate, Utc};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use maud::{Markup, html};
 
 use super::Services;
 use super::facts::notice_paragraphs;
@@ -17,6 +16,7 @@ pub use super::facts::{Buyer, DunningFacts, InvoiceFacts, NoticeStage, buyer, bu
 use crate::clock::PspTime;
 use crate::domain::ids::{CaptureId, OrderId, PspId};
 pub use crate::domain::locale::Locale;
+use crate::domain::mail::Body;
 use crate::domain::sepa;
 use crate::domain::text::grouped;
 
@@ -53,58 +53,31 @@ impl Mailer {
     }
 }
 
-/// A composed message.
+/// A composed message: its subject and the parts of its body (text and HTML are made from them).
 #[derive(Debug, Clone)]
 pub struct Composed {
     pub subject: String,
-    pub text: String,
-    pub html: String,
+    pub body: Body,
+}
+
+impl Composed {
+    /// The plain-text alternative.
+    pub fn text(&self) -> String {
+        self.body.text()
+    }
 }
 
 pub(super) fn compose(
-    l: Locale,
     subject: String,
     greeting: String,
     paragraphs: &[String],
     rows: &[(String, String)],
     closing: &str,
 ) -> Composed {
-    let mut text = format!("{greeting}\n\n");
-    for p in paragraphs {
-        text.push_str(p);
-        text.push_str("\n\n");
+    Composed {
+        subject,
+        body: Body { greeting, paragraphs: paragraphs.to_vec(), rows: rows.to_vec(), closing: closing.to_owned() },
     }
-    let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-    for (k, v) in rows {
-        text.push_str(&format!("{k:<width$}  {v}\n"));
-    }
-    if !rows.is_empty() {
-        text.push('\n');
-    }
-    text.push_str(closing);
-    text.push('\n');
-    let body: Markup = html! {
-        (maud::DOCTYPE)
-        html lang=(l.as_str()) {
-            head { meta charset="utf-8"; title { (subject) } }
-            body style="font-family: Arial, Helvetica, sans-serif; color: #1a1a1a; max-width: 600px" {
-                p { (greeting) }
-                @for p in paragraphs { p { (p) } }
-                @if !rows.is_empty() {
-                    table style="border-collapse: collapse" {
-                        @for (k, v) in rows {
-                            tr {
-                                td style="padding: 4px 16px 4px 0; color: #555" { (k) }
-                                td style="padding: 4px 0; font-weight: bold" { (v) }
-                            }
-                        }
-                    }
-                }
-                p style="white-space: pre-line" { (closing) }
-            }
-        }
-    };
-    Composed { subject, text, html: body.into_string() }
 }
 
 pub(super) fn greeting(f: &InvoiceFacts) -> String {
@@ -190,7 +163,7 @@ pub fn payment_information(f: &InvoiceFacts) -> Composed {
             (vec![p], payment_rows(f, f.outstanding, f.due))
         }
     };
-    compose(l, subject, greeting(f), &paragraphs, &rows, closing(l))
+    compose(subject, greeting(f), &paragraphs, &rows, closing(l))
 }
 
 /// `payment_reminder`: a friendly reminder before the due date.
@@ -212,7 +185,7 @@ pub fn payment_reminder(f: &InvoiceFacts) -> Composed {
             f.invoice_number, f.buyer.merchant
         ),
     };
-    compose(l, subject, greeting(f), &[p], &payment_rows(f, f.outstanding, f.due), closing(l))
+    compose(subject, greeting(f), &[p], &payment_rows(f, f.outstanding, f.due), closing(l))
 }
 
 /// `dunning`: one per level, with the dunning-notice PDF.
@@ -260,7 +233,7 @@ pub fn dunning_notice(f: &InvoiceFacts, d: &DunningFacts) -> Composed {
     rows.extend(payment_rows(f, d.total, d.deadline).into_iter().skip(2));
     let mut paragraphs = vec![p];
     paragraphs.extend(notice_paragraphs(l, f, d));
-    compose(l, subject, greeting(f), &paragraphs, &rows, closing(l))
+    compose(subject, greeting(f), &paragraphs, &rows, closing(l))
 }
 
 /// `collection_notice`: the claim goes to collection.
@@ -293,7 +266,7 @@ pub fn collection_notice(f: &InvoiceFacts, total: i64, contact: &str) -> Compose
         (l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()),
         (l.pick("Verwendungszweck", "Reference").into(), grouped(&f.reference, 4)),
     ];
-    compose(l, subject, greeting(f), &[p], &rows, closing(l))
+    compose(subject, greeting(f), &[p], &rows, closing(l))
 }
 
 /// `credit_note`: a refund lowered what the buyer owes, or is owed back.
@@ -342,7 +315,7 @@ pub fn credit_note(f: &InvoiceFacts, amount: i64, still_owed: i64, owed_back: i6
     if still_owed > 0 {
         rows.extend(payment_rows(f, still_owed, f.due));
     }
-    compose(l, subject, greeting(f), &paragraphs, &rows, closing(l))
+    compose(subject, greeting(f), &paragraphs, &rows, closing(l))
 }
 
 /// `payment_link`: a telesales order's payment page.
@@ -368,7 +341,7 @@ pub fn payment_link(locale: Locale, addressee: &str, merchant: &str, url: &str, 
             l.date(expires.date_naive())
         ),
     };
-    compose(l, subject, greeting, &[p, url.to_owned()], &[], closing(l))
+    compose(subject, greeting, &[p, url.to_owned()], &[], closing(l))
 }
 
 /// Where a message belongs and what caused it.
@@ -408,15 +381,15 @@ pub fn enqueue_many(s: &Services, tx: &mut Tx, items: &[(&Outgoing<'_>, &Compose
     let status = if s.mailer.is_some() { "queued" } else { "stored" };
     let mut ids = Vec::with_capacity(items.len());
     let mut payloads = Vec::with_capacity(items.len());
-    for (o, _, _) in items {
+    for (o, c, _) in items {
         let id = uuid::Uuid::now_v7();
-        ids.push((id, format!("<{}@{domain}>", id.simple())));
+        ids.push((id, format!("<{}@{domain}>", id.simple()), c.body.to_json()));
         payloads
             .push((serde_json::json!({ "cause_key": o.cause_key }).to_string(), format!("{SEND_JOB}:{}", o.cause_key)));
     }
     let mut messages = Vec::new();
     let mut jobs_ = Vec::new();
-    for (((o, c, at), (id, message_id)), (payload, unique)) in items.iter().zip(&ids).zip(&payloads) {
+    for (((o, c, at), (id, message_id, body)), (payload, unique)) in items.iter().zip(&ids).zip(&payloads) {
         if o.to.is_empty() {
             // The order names no one to write to (no debtor person): nothing to send.
             continue;
@@ -432,8 +405,7 @@ pub fn enqueue_many(s: &Services, tx: &mut Tx, items: &[(&Outgoing<'_>, &Compose
                 locale: o.locale.as_str(),
                 to: o.to,
                 subject: &c.subject,
-                text: &c.text,
-                html: &c.html,
+                body,
                 attachment: o.attachment.as_deref(),
                 message_id,
                 status,
@@ -617,6 +589,7 @@ fn build(s: &Services, m: &store::Message) -> anyhow::Result<lettre::Message> {
     let alternative = MultiPart::alternative()
         .singlepart(SinglePart::plain(super::imprint::text_with(&m.body_text, &imprint)))
         .singlepart(SinglePart::html(super::imprint::html_with(&m.body_html, &imprint)));
+    // (`m` comes from the store with its text and HTML made from the stored parts.)
     let body = match &m.attachment {
         Some(spec) => {
             let doc = super::documents::render_attachment(spec, &imprint)?;

@@ -63,7 +63,7 @@ pub fn payment_received(f: &InvoiceFacts, b: Booked) -> Composed {
     } else {
         rows.push((l.pick("Rechnungsnummer", "Invoice number").into(), f.invoice_number.clone()));
     }
-    compose(l, subject, greeting(f), &paragraphs, &rows, closing(l))
+    compose(subject, greeting(f), &paragraphs, &rows, closing(l))
 }
 
 /// The reason code of a returned direct debit in plain words, and what the buyer should do.
@@ -188,7 +188,7 @@ pub fn direct_debit_returned(f: &InvoiceFacts, code: &str, amount: i64, pay_by: 
         ),
     };
     let rows = payment_rows(f, f.outstanding, pay_by);
-    compose(l, subject, greeting(f), &[p, what.to_owned()], &rows, closing(l))
+    compose(subject, greeting(f), &[p, what.to_owned()], &rows, closing(l))
 }
 
 /// `direct_debit_rejected`: the bank refused to present the collection (nothing was debited);
@@ -219,7 +219,7 @@ pub fn direct_debit_rejected(f: &InvoiceFacts, code: &str, amount: i64, pay_by: 
         ),
     };
     let rows = payment_rows(f, f.outstanding, pay_by);
-    compose(l, subject, greeting(f), &[p, what.to_owned()], &rows, closing(l))
+    compose(subject, greeting(f), &[p, what.to_owned()], &rows, closing(l))
 }
 
 /// Queues the message that a payment was booked on an invoice.

@@ -128,7 +128,7 @@ fn login_message(l: Locale, url: &str, minutes: i64) -> Composed {
             "If you did not ask for a link, you can ignore this e-mail.".to_owned(),
         ),
     };
-    messages::compose(l, subject, greeting, &[p1, url.to_owned(), p2], &[], messages::closing_portal(l))
+    messages::compose(subject, greeting, &[p1, url.to_owned(), p2], &[], messages::closing_portal(l))
 }
 
 /// What a link is, before the button is pressed.
@@ -771,7 +771,6 @@ pub async fn answer_support(s: &Services, id: uuid::Uuid, input: AnswerInput) ->
     let subject = format!("{}: {}", l.pick("Antwort auf Ihre Anfrage", "Answer to your request"), row.subject);
     let url = format!("{}/portal/support/{}", s.config.public_url(), row.id);
     let composed = messages::compose(
-        l,
         subject,
         l.pick("Guten Tag,", "Hello,").to_owned(),
         &[text.clone(), format!("{} {url}", l.pick("Ihre Anfrage im Kundenportal:", "Your request in the portal:"))],

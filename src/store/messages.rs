@@ -19,8 +19,8 @@ pub struct NewMessage<'a> {
     pub locale: &'a str,
     pub to: &'a str,
     pub subject: &'a str,
-    pub text: &'a str,
-    pub html: &'a str,
+    /// The body's parts ([`crate::domain::mail::Body`] as JSON).
+    pub body: &'a str,
     pub attachment: Option<&'a str>,
     pub message_id: &'a str,
     /// `queued` (a job sends it) or `stored` (no SMTP server: kept, not sent).
@@ -43,8 +43,7 @@ pub fn insert_many(tx: &mut Tx, rows: &[(NewMessage<'_>, DateTime<Utc>)]) {
                 m.locale.into(),
                 m.to.into(),
                 m.subject.into(),
-                m.text.into(),
-                m.html.into(),
+                m.body.into(),
                 m.attachment.into(),
                 m.message_id.into(),
                 m.status.into(),
@@ -55,8 +54,8 @@ pub fn insert_many(tx: &mut Tx, rows: &[(NewMessage<'_>, DateTime<Utc>)]) {
         })
         .collect();
     tx.defer_rows(
-        "INSERT INTO messages (id, psp_id, order_id, capture_id, kind, cause_key, locale, to_address, subject, body_text, \
-         body_html, attachment, message_id, status, attempts, created_at, updated_at) VALUES",
+        "INSERT INTO messages (id, psp_id, order_id, capture_id, kind, cause_key, locale, to_address, subject, body, \
+         attachment, message_id, status, attempts, created_at, updated_at) VALUES",
         rows,
         "ON CONFLICT (cause_key) DO NOTHING",
     );
@@ -80,10 +79,14 @@ pub struct Message {
     #[serde(rename = "to")]
     pub to_address: String,
     pub subject: String,
+    // Both made from `body` when read (`rendered`); messages written before issue 20 stored them.
     #[serde(rename = "text")]
     pub body_text: String,
     #[serde(rename = "html")]
     pub body_html: String,
+    /// The body's parts, from which text and HTML are made.
+    #[serde(skip)]
+    pub body: Option<String>,
     /// The attached document, if any: its kind and the data it is rendered from.
     #[serde(skip)]
     pub attachment: Option<String>,
@@ -103,22 +106,36 @@ pub struct Message {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, psp_id, order_id, capture_id, kind, cause_key, locale, to_address, subject, body_text, body_html, \
+const COLUMNS: &str = "id, psp_id, order_id, capture_id, kind, cause_key, locale, to_address, subject, \
+     COALESCE(body_text, '') AS body_text, COALESCE(body_html, '') AS body_html, body, \
      attachment, message_id, status, attempts, last_error, created_at, sent_at";
+
+/// A message as read, with its text and HTML made from its stored parts.
+fn rendered(mut m: Message) -> StoreResult<Message> {
+    if let Some(body) = &m.body {
+        let parts: crate::domain::mail::Body =
+            serde_json::from_str(body).map_err(|e| super::StoreError::Corrupt(format!("messages.body: {e}")))?;
+        m.body_text = parts.text();
+        m.body_html = parts.html(&m.locale, &m.subject);
+    }
+    Ok(m)
+}
 
 /// One message (of `psp_id`'s buyers if given).
 pub async fn get(conn: &mut impl AsExec, id: uuid::Uuid, psp_id: Option<PspId>) -> StoreResult<Option<Message>> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM messages WHERE id = $1 AND ($2 IS NULL OR psp_id = $2)"))
+    with_conn!(conn, c => {
+        sqlx::query_as::<_, Message>(&format!("SELECT {COLUMNS} FROM messages WHERE id = $1 AND ($2 IS NULL OR psp_id = $2)"))
             .bind(id).bind(psp_id).fetch_optional(&mut *c).await?
-    }))
+    }).map(rendered).transpose()
 }
 
 pub async fn by_cause(conn: &mut impl AsExec, cause_key: &str) -> StoreResult<Option<Message>> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM messages WHERE cause_key = $1"))
+    with_conn!(conn, c => {
+        sqlx::query_as::<_, Message>(&format!("SELECT {COLUMNS} FROM messages WHERE cause_key = $1"))
             .bind(cause_key).fetch_optional(&mut *c).await?
-    }))
+    })
+    .map(rendered)
+    .transpose()
 }
 
 /// What to list.
@@ -133,15 +150,18 @@ pub struct Filter {
 
 /// Messages, newest first.
 pub async fn list(conn: &mut impl AsExec, f: &Filter, limit: i64) -> StoreResult<Vec<Message>> {
-    Ok(with_conn!(conn, c => {
-        sqlx::query_as(&format!(
+    with_conn!(conn, c => {
+        sqlx::query_as::<_, Message>(&format!(
             "SELECT {COLUMNS} FROM messages WHERE ($1 IS NULL OR psp_id = $1) AND ($2 IS NULL OR order_id = $2) \
              AND ($3 IS NULL OR capture_id = $3) AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) \
              ORDER BY id DESC LIMIT $6"
         ))
         .bind(f.psp_id).bind(f.order_id).bind(f.capture_id).bind(f.status.as_deref()).bind(f.starting_after).bind(limit)
         .fetch_all(&mut *c).await?
-    }))
+    })
+    .into_iter()
+    .map(rendered)
+    .collect::<StoreResult<Vec<Message>>>()
 }
 
 /// Records an attempt's outcome: `sent`, `stored`, back to `queued` with the error, or `failed`.

@@ -32,6 +32,11 @@ async fn without_an_smtp_server_messages_are_stored_and_shown() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["status"], "stored");
     assert_eq!(app.count("jobs WHERE kind = 'send_message'").await, 0);
+    // Its body is stored once, as parts; text and HTML are made from them when read.
+    assert_eq!(app.count("messages WHERE body IS NOT NULL AND body_text IS NULL AND body_html IS NULL").await, 1);
+    let text = list[0]["text"].as_str().unwrap();
+    assert!(text.starts_with("Guten Tag") && text.contains("Verwendungszweck"), "{text}");
+    assert!(list[0]["html"].as_str().unwrap().contains("<table"), "{}", list[0]["html"]);
     app.run_jobs().await;
     let list = messages(&app, "").await;
     assert_eq!(list.len(), 1);
@@ -60,6 +65,11 @@ async fn without_an_smtp_server_messages_are_stored_and_shown() {
     assert!(theirs["data"].as_array().unwrap().is_empty());
     let r = app.send(app.psp(&other, Method::GET, "/v1/sandbox/mailbox")).await;
     assert!(!r.text().contains("M-1"));
+    // A message written before bodies were stored as parts reads as it was stored.
+    app.execute("UPDATE messages SET body_text = 'Alter Text', body_html = '<p>Alt</p>', body = NULL WHERE kind = 'credit_note'")
+        .await;
+    let list = messages(&app, &format!("?capture_id={id}")).await;
+    assert_eq!((list[0]["text"].as_str(), list[0]["html"].as_str()), (Some("Alter Text"), Some("<p>Alt</p>")));
     app.send(app.admin(Method::GET, "/admin/v1/messages?status=lost"))
         .await
         .assert_error(422, "request_validation_error");
