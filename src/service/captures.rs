@@ -284,9 +284,12 @@ pub async fn capture(
     )?;
     let id = CaptureId::new();
     let due = (now + Duration::days(reserved.duration)).date_naive();
-    let next_dunning_on = super::dunning::policy(s, tx).await?.next_step(due, 0, now.date_naive()).map(|(_, on)| on);
-    // Who the payment information goes to (read before the writes below are deferred).
-    let buyer_to_tell = super::messages::buyer(tx, psp_id, order_id).await?;
+    // The policy and whom the payment information goes to came with the reservation: a capture
+    // makes no other read while it holds the order (issue 20).
+    let next_dunning_on = super::dunning::policy_of(s, reserved.dunning_policy.as_deref())?
+        .next_step(due, 0, now.date_naive())
+        .map(|(_, on)| on);
+    let buyer_to_tell = super::messages::buyer_of(reserved.contact)?;
     let reference = rf_reference(id);
     let shipping = shipping.map(|v| v.to_string());
     let items = serde_json::to_value(&items).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -27,8 +27,14 @@ const BATCH: i64 = 200;
 
 /// The dunning policy in force: the operator's stored one, else the configuration's.
 pub async fn policy(s: &Services, conn: &mut impl AsExec) -> Result<Policy, OrderError> {
-    match crate::store::checkout::get_setting(conn, POLICY_SETTING).await? {
-        Some(v) => serde_json::from_str(&v)
+    policy_of(s, crate::store::checkout::get_setting(conn, POLICY_SETTING).await?.as_deref())
+}
+
+/// The dunning policy from its stored setting (`settings.dunning_policy`), if any, else the
+/// configured one. (A capture reads the setting with its order, in the same statement.)
+pub fn policy_of(s: &Services, stored: Option<&str>) -> Result<Policy, OrderError> {
+    match stored {
+        Some(v) => serde_json::from_str(v)
             .map_err(|e| OrderError::Store(StoreError::Corrupt(format!("settings.dunning_policy: {e}")))),
         None => Ok(s.config.dunning.clone()),
     }

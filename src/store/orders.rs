@@ -22,6 +22,11 @@ pub struct Reserved {
     pub fee_fixed_minor: i64,
     pub fee_bands: String,
     pub virtual_iban: Option<String>,
+    /// Whom the invoice's e-mail goes to, and in which language.
+    #[sqlx(flatten)]
+    pub contact: super::messages::OrderContact,
+    /// The operator's dunning policy (settings), if one was set.
+    pub dunning_policy: Option<String>,
 }
 
 /// Adds `gross` to the order's captured amount if it still fits under the authorized amount (less
@@ -50,7 +55,11 @@ pub async fn reserve_capture(
                (SELECT p.fee_rate_bps FROM psps p WHERE p.id = orders.psp_id) AS fee_rate_bps, \
                (SELECT p.fee_fixed_minor FROM psps p WHERE p.id = orders.psp_id) AS fee_fixed_minor, \
                (SELECT p.fee_bands FROM psps p WHERE p.id = orders.psp_id) AS fee_bands, \
-               (SELECT b.virtual_iban FROM buyers b WHERE b.id = orders.buyer_id) AS virtual_iban",
+               (SELECT b.virtual_iban FROM buyers b WHERE b.id = orders.buyer_id) AS virtual_iban, \
+               order_data, payment_method, mandate_reference, \
+               (SELECT s.locale FROM checkout_sessions s WHERE s.id = orders.session_id) AS locale, \
+               (SELECT m.name FROM merchants m WHERE m.id = orders.merchant_id) AS merchant_name, \
+               (SELECT v.value FROM settings v WHERE v.name = 'dunning_policy') AS dunning_policy",
         )
         .bind(order_id).bind(psp_id).bind(gross).bind(currency).bind(now).bind(number)
         .fetch_optional(&mut *c).await?

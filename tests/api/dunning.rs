@@ -477,7 +477,7 @@ async fn an_operator_pauses_and_resumes_dunning() {
 
 #[tokio::test]
 async fn a_malformed_policy_is_refused_with_field_paths_and_changes_nothing() {
-    let app = TestApp::spawn().await;
+    let (app, psp, mid) = setup().await;
     let before = app.send(app.admin(Method::GET, "/admin/v1/dunning-policy")).await.json();
     let mut bad = before.clone();
     bad["levels"][1]["days_after_due"] = json!(3);
@@ -497,6 +497,10 @@ async fn a_malformed_policy_is_refused_with_field_paths_and_changes_nothing() {
     let now = app.send(app.admin(Method::GET, "/admin/v1/dunning-policy")).await.json();
     assert_eq!(now["reminder_days_before_due"], 5);
     assert_eq!(now["levels"], before["levels"]);
+    // The next capture's first step follows it (the capture reads the policy with its order).
+    let c = capture(&app, &psp, &mid, "P-1").await;
+    let due: NaiveDate = c["due_date"].as_str().unwrap().parse().unwrap();
+    assert_eq!(c["dunning"]["next_step_on"], (due - Duration::days(5)).to_string(), "{c}");
     // Base rates: only on 1 January or 1 July.
     let r = app
         .send(app.admin(Method::PUT, "/admin/v1/base-rates/2027-02-01").json(&json!({"rate_bps": 1, "source": "x"})))

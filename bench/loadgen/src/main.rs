@@ -157,9 +157,17 @@ impl Server {
             .header("idempotency-key", uuid::Uuid::new_v4().to_string())
             .json(body)
             .send()
-            .await
-            .ok()?;
+            .await;
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                report_error(path, &format!("{e}"));
+                return None;
+            }
+        };
         if !r.status().is_success() {
+            let status = r.status();
+            report_error(path, &format!("{status} {}", r.text().await.unwrap_or_default()));
             return None;
         }
         r.json().await.ok()
@@ -230,6 +238,14 @@ impl Server {
             .and_then(|k| k.parse::<f64>().ok())
             .unwrap_or(0.0)
             / 1024.0
+    }
+}
+
+/// The first few failed requests, on stderr: an error count says nothing about its cause.
+fn report_error(path: &str, what: &str) {
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    if SEEN.fetch_add(1, Ordering::Relaxed) < 5 {
+        eprintln!("request to {path} failed: {}", what.chars().take(300).collect::<String>());
     }
 }
 
