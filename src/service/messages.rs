@@ -60,13 +60,6 @@ pub struct Composed {
     pub body: Body,
 }
 
-impl Composed {
-    /// The plain-text alternative.
-    pub fn text(&self) -> String {
-        self.body.text()
-    }
-}
-
 pub(super) fn compose(
     subject: String,
     greeting: String,
