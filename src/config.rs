@@ -172,6 +172,15 @@ pub struct Config {
     /// Buyer portal: sign-in links asked for per address, and per client address, in 15 minutes.
     pub portal_links_per_address: u32,
     pub portal_links_per_client: u32,
+    /// Operator console: a session ends after this long without a request …
+    pub console_session_idle_secs: i64,
+    /// … and this long after sign-in in any case.
+    pub console_session_max_secs: i64,
+    /// Console sign-in: failed attempts per account within `console_failure_window_secs` before
+    /// the account is locked for the rest of that window (per client address:
+    /// `auth_failures_per_address`). Counted in the database, so every node shares them.
+    pub console_failure_limit: u32,
+    pub console_failure_window_secs: i64,
     /// PostgreSQL: the longest one statement may run or wait for a lock, in milliseconds (`0`:
     /// unbounded). Default: half of `idempotency_lock_secs`, so a request stuck behind a lock
     /// fails (409, retry) before its Idempotency-Key could be taken over.
@@ -245,6 +254,10 @@ impl Default for Config {
             portal_session_max_secs: 12 * 3600,
             portal_links_per_address: 5,
             portal_links_per_client: 30,
+            console_session_idle_secs: 30 * 60,
+            console_session_max_secs: 12 * 3600,
+            console_failure_limit: 5,
+            console_failure_window_secs: 15 * 60,
         }
     }
 }
@@ -337,6 +350,10 @@ const FIELDS: &[&str] = &[
     "portal_session_max_secs",
     "portal_links_per_address",
     "portal_links_per_client",
+    "console_session_idle_secs",
+    "console_session_max_secs",
+    "console_failure_limit",
+    "console_failure_window_secs",
 ];
 
 /// An address or CIDR of `trusted_proxies`.
@@ -424,6 +441,14 @@ impl Config {
             errs.push(
                 "portal_session_idle_secs must be at least 1 and portal_session_max_secs at least that".to_owned(),
             );
+        }
+        if self.console_session_idle_secs < 1 || self.console_session_max_secs < self.console_session_idle_secs {
+            errs.push(
+                "console_session_idle_secs must be at least 1 and console_session_max_secs at least that".to_owned(),
+            );
+        }
+        if self.console_failure_limit == 0 || self.console_failure_window_secs < 1 {
+            errs.push("console_failure_limit and console_failure_window_secs must be at least 1".to_owned());
         }
         if self.portal_links_per_address == 0 || self.portal_links_per_client == 0 {
             errs.push("portal_links_per_address and portal_links_per_client must be at least 1".to_owned());

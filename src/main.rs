@@ -18,7 +18,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return netterms::cli::openapi(check);
     }
     let config = Config::load(cli.config.as_deref())?;
-    match cli.command {
+    // What a command changes is audited as the actor `cli`, in the transaction of the change.
+    if let Some(action) = netterms::cli::audited_action(&cli.command) {
+        let rec = netterms::cli::audit_record(action);
+        let now = netterms::clock::Clock::default().now();
+        return netterms::store::audit::scope(rec, now, dispatch(cli.command, config)).await;
+    }
+    dispatch(cli.command, config).await
+}
+
+async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
         Command::Serve => {
             netterms::telemetry::init_logging(&config);
             let app = netterms::app::Application::build(config.clone()).await?;
@@ -30,8 +40,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "netterms {} listening on http://{addr} (public URL {url}, database {}, admin API {})",
                 config.environment.as_str(),
                 netterms::telemetry::redact_url(&config.database_url),
-                if config.admin_token.is_some() { "enabled" } else { "disabled: set NETTERMS_ADMIN_TOKEN" },
+                if config.admin_token.is_some() {
+                    "admin_token and operators' tokens"
+                } else {
+                    "operators' tokens (ntop_…)"
+                },
             );
+            if config.admin_token.is_some() && config.environment == netterms::config::Environment::Production {
+                tracing::warn!(
+                    "admin_token is set in production: it acts with every permission as the actor `admin_token`; \
+                     create operators (`netterms operator create`) and their tokens, then remove it"
+                );
+            }
             app.run_until(netterms::app::shutdown_signal()).await
         }
         Command::Migrate => {
@@ -48,6 +68,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DirectDebit { command } => netterms::cli::run_direct_debit(config, command).await,
         Command::Payouts { command } => netterms::cli::run_payouts(config, command).await,
         Command::Buyers { command } => netterms::cli::run_buyers(config, command).await,
+        Command::Operator { command } => netterms::cli::run_operator(config, command).await,
+        Command::Audit { command } => netterms::cli::run_audit(config, command).await,
         Command::Demo { shop } => {
             anyhow::ensure!(
                 config.environment == netterms::config::Environment::Sandbox,

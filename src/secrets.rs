@@ -73,6 +73,16 @@ pub enum Purpose {
     PortalLink,
     /// Digests of the buyer portal's session ids.
     PortalSession,
+    /// Digests of operators' one-time set-password link tokens.
+    OperatorLink,
+    /// Digests of the console's session ids.
+    OperatorSession,
+    /// Digests of operators' admin API tokens (`ntop_…`).
+    OperatorToken,
+    /// Digests of operators' recovery codes.
+    RecoveryCode,
+    /// Derivation of an operator's TOTP secret from its stored seed.
+    TotpSecret,
 }
 
 impl Purpose {
@@ -88,6 +98,11 @@ impl Purpose {
             Purpose::MandateReference => b"netterms/mandate-reference/v1",
             Purpose::PortalLink => b"netterms/portal-link/v1",
             Purpose::PortalSession => b"netterms/portal-session/v1",
+            Purpose::OperatorLink => b"netterms/operator-link/v1",
+            Purpose::OperatorSession => b"netterms/operator-session/v1",
+            Purpose::OperatorToken => b"netterms/operator-token/v1",
+            Purpose::RecoveryCode => b"netterms/recovery-code/v1",
+            Purpose::TotpSecret => b"netterms/totp-secret/v1",
         }
     }
 }

@@ -264,6 +264,7 @@ async fn webhooks_ignore_proxies_from_the_environment() {
     let psp: Value = c
         .post(format!("{base}/admin/v1/psps"))
         .bearer_auth(admin)
+        .header("audit-reason", "walkthrough")
         .json(&json!({"name": "P", "fee_rate_bps": 100, "fee_fixed": 0, "iban": "DE89370400440532013000", "payout_frequency": "weekly"}))
         .send()
         .await
@@ -425,5 +426,77 @@ fn psp_billing_and_bic_from_the_command_line() {
         String::from_utf8_lossy(&out.stderr).contains("no such directory"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The command line's changes are audited as the actor `cli`; `audit verify` passes, and fails
+/// (non-zero exit) once a record was edited.
+#[test]
+fn operator_commands_are_audited_and_audit_verify_finds_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| netterms(dir.path()).args(args).output().unwrap();
+    let out = run(&[
+        "operator",
+        "create",
+        "--email",
+        "Anna@Ops.example",
+        "--name",
+        "Anna Admin",
+        "--role",
+        "admin",
+        "--role",
+        "risk",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["operator_id"].is_string());
+    assert!(v["set_password_url"].as_str().unwrap().contains("/console/set-password/"));
+    let out = run(&["operator", "token", "create", "--email", "anna@ops.example", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(t["token"].as_str().unwrap().starts_with("ntop_"));
+    let out = run(&["operator", "create", "--email", "x@ops.example", "--name", "X", "--role", "root"]);
+    assert!(!out.status.success());
+    let out = run(&[
+        "psp",
+        "create",
+        "--name",
+        "Acme Payments",
+        "--fee-rate-bps",
+        "150",
+        "--fee-fixed",
+        "25",
+        "--iban",
+        "DE89370400440532013000",
+        "--payout-frequency",
+        "weekly",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["audit", "verify", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"], 3, "{v}");
+    // The records say who (the command line) and what; then one is edited in the database.
+    let db = dir.path().join("netterms.db");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rows: Vec<String> = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let rows = sqlx::query_scalar("SELECT actor_kind || ' ' || action FROM audit_events ORDER BY seq")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_events SET reason = 'edited' WHERE seq = 2").execute(&mut c).await.unwrap();
+        rows
+    });
+    assert_eq!(rows, ["cli operator.created", "cli operator.token_created", "cli psp.created"]);
+    let out = run(&["audit", "verify"]);
+    assert!(!out.status.success(), "a tampered trail must not verify");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("record 2 was altered"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

@@ -38,6 +38,23 @@ pub fn qr(payload: &str) -> Option<(Vec<bool>, usize)> {
     Some((modules, width))
 }
 
+/// A QR code's modules as an SVG image with a quiet zone of four modules.
+pub fn svg(modules: &[bool], width: usize) -> String {
+    use std::fmt::Write as _;
+    let quiet = 4;
+    let size = width + 2 * quiet;
+    let mut path = String::new();
+    for (i, dark) in modules.iter().enumerate() {
+        if *dark {
+            let _ = write!(path, "M{} {}h1v1h-1z", i % width + quiet, i / width + quiet);
+        }
+    }
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\">\
+         <rect width=\"{size}\" height=\"{size}\" fill=\"#fff\"/><path fill=\"#000\" d=\"{path}\"/></svg>"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

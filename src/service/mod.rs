@@ -9,6 +9,7 @@ use crate::domain::ids::PspId;
 use crate::secrets::Keyring;
 use crate::store::{AsExec, Db, StoreResult};
 
+pub mod audit;
 pub mod authorizations;
 pub mod captures;
 pub mod checkout;
@@ -23,6 +24,7 @@ pub mod imprint;
 pub mod merchant_documents;
 pub mod merchants;
 pub mod messages;
+pub mod operators;
 pub mod orders;
 pub mod outbound;
 pub mod payment_messages;

@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 
+pub mod audit;
 pub mod captures;
 pub mod checkout;
 pub mod direct_debits;
@@ -23,6 +24,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod merchants;
 pub mod messages;
+pub mod operators;
 pub mod orders;
 pub mod payments;
 pub mod payouts;
@@ -295,14 +297,28 @@ impl Tx {
         Ok(true)
     }
 
-    /// Sends the deferred writes, then commits.
+    /// Sends the deferred writes, then commits. In an operator's request (admin API, CLI) the
+    /// first commit also writes the request's audit record, in this transaction.
     pub async fn commit(mut self) -> StoreResult<()> {
-        self.flush().await?;
-        match self.inner {
-            TxInner::Pg(t) => t.commit().await?,
-            TxInner::Lite(t) => t.commit().await?,
+        let pending = audit::take_pending();
+        let done: StoreResult<()> = async {
+            if let Some((rec, at)) = &pending {
+                audit::write(&mut self, rec, *at).await?;
+            }
+            self.flush().await?;
+            match self.inner {
+                TxInner::Pg(t) => t.commit().await?,
+                TxInner::Lite(t) => t.commit().await?,
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        if done.is_err()
+            && let Some(p) = pending
+        {
+            audit::put_back(p);
+        }
+        done
     }
 }
 

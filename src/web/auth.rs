@@ -120,31 +120,186 @@ pub async fn psp_auth(State(state): State<AppState>, mut req: Request, next: Nex
     Ok(resp)
 }
 
-/// Checks the operator's bearer token. Without a configured token the admin API is disabled.
-pub async fn admin_auth(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
-    let Some(expected) = state.config.admin_token.as_ref() else {
-        return Err(ApiError::Forbidden {
-            code: "forbidden",
-            title: "the admin API is disabled: configure admin_token (NETTERMS_ADMIN_TOKEN)".into(),
-        });
-    };
+/// Authenticates an admin API request and checks its permission (SPEC §14.1): an operator's
+/// token (`ntop_…`, acting with the operator's roles) or the configured `admin_token` (acting as
+/// the actor `admin_token`, with every permission). The operation's permission comes from
+/// [`super::permissions::ADMIN`]; an operation not listed there, or a role without it, is 403
+/// before the handler runs, so nothing changes. The actor is put in the request's extensions.
+pub async fn admin_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let ip = client_ip(&req);
     let given = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compare digests so the comparison's time does not depend on the token's length either.
-    let a = state.keyring.digest(Purpose::AdminToken, given.as_bytes());
-    let b = state.keyring.digest(Purpose::AdminToken, expected.expose().as_bytes());
-    if given.is_empty() || !bool::from(a.ct_eq(&b)) {
-        // Past the limit, failures wait longer and longer; the valid token always gets in.
+        .unwrap_or("")
+        .to_owned();
+    let request_id = super::error::REQUEST_ID.try_with(Clone::clone).ok();
+    let actor = if given.starts_with(crate::service::operators::TOKEN_PREFIX) {
+        crate::service::operators::token_actor(&state.services, &given, request_id, Some(ip.to_string()))
+            .await
+            .map_err(operator_error)?
+    } else if let Some(expected) = state.config.admin_token.as_ref() {
+        // Compare digests so the comparison's time does not depend on the token's length either.
+        let a = state.keyring.digest(Purpose::AdminToken, given.as_bytes());
+        let b = state.keyring.digest(Purpose::AdminToken, expected.expose().as_bytes());
+        (!given.is_empty() && bool::from(a.ct_eq(&b)))
+            .then(|| crate::service::audit::Actor::admin_token(request_id, Some(ip.to_string())))
+    } else if given.is_empty() {
+        return Err(ApiError::Forbidden {
+            code: "forbidden",
+            title: "the admin API needs an operator's token (ntop_…, `netterms operator token create`) or the \
+                    configured admin_token (NETTERMS_ADMIN_TOKEN)"
+                .into(),
+        });
+    } else {
+        None
+    };
+    let Some(actor) = actor else {
+        // Past the limit, failures wait longer and longer; a valid token always gets in.
         let n = state.admin_auth_failures.count(&ip);
         let limit = state.config.auth_failure_limit;
         let over = (n >= limit).then(|| (n - limit, state.admin_auth_failures.retry_after(&ip)));
         state.admin_auth_failures.record(ip);
         return Err(failed(over, ApiError::Unauthorized { challenge: BEARER_CHALLENGE }).await);
+    };
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let needed = super::permissions::admin(req.method(), &route);
+    let action = match needed {
+        Some((p, action)) if actor.may(p) => action.map(|a| (p, a)),
+        _ => {
+            tracing::info!(actor = %actor.kind.as_str(), route = %route, "admin operation refused: missing permission");
+            return Err(ApiError::Forbidden {
+                code: "forbidden",
+                title: match needed {
+                    Some((p, _)) => format!("your roles do not allow this ({})", permission_name(p)),
+                    None => "this operation is not open to operators".into(),
+                },
+            });
+        }
+    };
+    req.extensions_mut().insert(actor.clone());
+    // A change is audited: its record is written by the request's first commit, in that
+    // transaction (`store::audit::scope`).
+    let Some((permission, action)) = action else { return Ok(next.run(req).await) };
+    let (mut parts, body) = req.into_parts();
+    // The object is the last id of the path (`…/credentials/{credential_id}/revoke`: the credential).
+    let object_id = <axum::extract::RawPathParams as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+        &mut parts, &state,
+    )
+    .await
+    .ok()
+    .and_then(|p| p.iter().last().map(|(_, v)| v.to_owned()));
+    // The body is read first (a refusal then leaves nothing unread on the connection).
+    let (req, changes) = request_changes(&state, Request::from_parts(parts, body)).await?;
+    let reason = audit_reason(&req)?;
+    if reason.is_none() && super::permissions::needs_reason(permission) {
+        return Err(ApiError::Validation(vec![crate::domain::validate::FieldError {
+            source: "Audit-Reason".into(),
+            title: "this action moves money, changes a policy or changes access: say why in the Audit-Reason header"
+                .into(),
+        }]));
     }
-    Ok(next.run(req).await)
+
+    let rec = crate::store::audit::NewAudit {
+        actor_kind: actor.kind.as_str().into(),
+        actor_id: actor.operator_id.map(|i| i.to_string()),
+        actor_label: actor.label.clone(),
+        action: action.into(),
+        object_kind: action.split('.').next().map(str::to_owned),
+        object_id,
+        reason,
+        changes: changes.to_string(),
+        request_id: actor.request_id.clone(),
+        client_ip: actor.client_ip.clone(),
+    };
+    let now = state.clock.now();
+    Ok(crate::store::audit::scope(rec, now, next.run(req)).await)
+}
+
+/// The `Audit-Reason` header: one line of at most 500 characters.
+fn audit_reason(req: &Request) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get("audit-reason") else { return Ok(None) };
+    let text = std::str::from_utf8(v.as_bytes()).unwrap_or("").trim().to_owned();
+    let bad = text.chars().any(|c| c.is_control() || crate::domain::validate::is_bidi_control(c));
+    if text.is_empty() || bad || text.chars().count() > 500 {
+        return Err(ApiError::Validation(vec![crate::domain::validate::FieldError {
+            source: "Audit-Reason".into(),
+            title: "Audit-Reason must be one line of 1 to 500 characters".into(),
+        }]));
+    }
+    Ok(Some(text))
+}
+
+/// What a change request sends, for its audit record: a JSON body with secrets left out and
+/// personal data masked; of any other body its type and size. The request goes on unchanged.
+async fn request_changes(state: &AppState, req: Request) -> Result<(Request, serde_json::Value), ApiError> {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    let ct = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    if !super::extract::is_json(req.headers().get(CONTENT_TYPE)) {
+        let len = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let facts =
+            if ct.is_empty() { serde_json::json!({}) } else { serde_json::json!({"content_type": ct, "bytes": len}) };
+        return Ok((req, facts));
+    }
+    let (parts, body) = req.into_parts();
+    let max = state.config.max_body_bytes;
+    let declared =
+        parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::TooLarge);
+    }
+    let bytes = super::extract::read_body(body, max).await?;
+    let changes = serde_json::from_slice::<serde_json::Value>(&bytes).map(masked).unwrap_or(serde_json::json!({}));
+    Ok((Request::from_parts(parts, axum::body::Body::from(bytes)), changes))
+}
+
+/// A request body as an audit record keeps it: secrets out, personal data masked, long texts cut.
+fn masked(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    const SECRET: [&str; 3] = ["password", "secret", "token"];
+    const PERSONAL: [&str; 5] = ["iban", "email", "phone", "body", "account_holder"];
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let lower = k.to_ascii_lowercase();
+                    let v = if SECRET.iter().any(|s| lower.contains(s)) {
+                        Value::String("***".into())
+                    } else if PERSONAL.iter().any(|s| lower.contains(s)) {
+                        match v {
+                            Value::String(s) => Value::String(crate::domain::operators::mask(&s)),
+                            Value::Null => Value::Null,
+                            _ => Value::String("***".into()),
+                        }
+                    } else {
+                        masked(v)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().take(100).map(masked).collect()),
+        Value::String(s) if s.chars().count() > 300 => {
+            Value::String(format!("{}…", s.chars().take(300).collect::<String>()))
+        }
+        other => other,
+    }
+}
+
+/// A permission's name as the API says it.
+pub fn permission_name(p: crate::domain::operators::Permission) -> String {
+    serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+pub(crate) fn operator_error(e: crate::service::operators::OperatorError) -> ApiError {
+    use crate::service::operators::OperatorError as E;
+    match e {
+        E::NotFound => ApiError::not_found("operator"),
+        E::Invalid(v) => ApiError::Validation(v),
+        E::Conflict(t) => ApiError::conflict(t),
+        E::Exists => ApiError::already_exists("an operator with this e-mail address exists"),
+        E::Forbidden(t) => ApiError::Forbidden { code: "forbidden", title: t },
+        E::Store(s) => s.into(),
+    }
 }

@@ -164,6 +164,11 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
             "event_types": ["authorization", "order.created", "capture.created", "capture.paid"],
             "description": "Order and invoice events"
         }),
+        ("post", "/admin/v1/operators") => json!({
+            "email": "rita.risk@netterms.example",
+            "name": "Rita Risk",
+            "roles": ["risk"]
+        }),
         ("post", "/admin/v1/psps") => json!({
             "name": "Example Payments GmbH",
             "fee_rate_bps": 150,

@@ -23,6 +23,7 @@ pub mod admin;
 pub mod auth;
 pub mod checkout;
 pub mod checkout_pages;
+pub mod console;
 pub mod disputes;
 pub mod documents;
 pub mod dunning;
@@ -34,11 +35,13 @@ pub mod jobs;
 pub mod merchants;
 pub mod messages;
 pub mod openapi;
+pub mod operators;
 pub mod ops;
 pub mod orders;
 pub mod pages;
 pub mod payments;
 pub mod payouts;
+pub mod permissions;
 pub mod portal;
 pub mod sandbox;
 pub mod server;
@@ -121,7 +124,7 @@ impl std::ops::Deref for AppInner {
         (name = "Reference data", description = "Lists clients need to build requests"),
         (name = "Checkout API", description = "Called by the hosted payment page and the widget in the buyer's browser; the session's client secret is the credential"),
         (name = "Sandbox", description = "Test helpers of a sandbox deployment: the PSP's own clock, and later its buyers' payments and messages; 403 in production"),
-        (name = "Operator", description = "The operator's admin API (bearer token)"),
+        (name = "Operator", description = "The operator's admin API: bearer token of an operator (`ntop_…`, acting with that operator's roles) or the bootstrap `admin_token`. Every operation needs a permission of the caller's roles (403 otherwise, nothing changed). Every change is audited in its own transaction; changes that move money, change a policy or change access need a reason in the `Audit-Reason` header (one line, at most 500 characters; 422 without it)."),
     )
 )]
 struct ApiDoc;
@@ -192,7 +195,8 @@ fn api_routes() -> ApiRoutes {
             .merge(payments::admin_router())
             .merge(documents::admin_router())
             .merge(payouts::admin_router())
-            .merge(disputes::admin_router()),
+            .merge(disputes::admin_router())
+            .merge(operators::router()),
     }
 }
 
@@ -261,6 +265,7 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
         .route("/assets/favicon.svg", get(checkout_pages::favicon))
         .route("/legal/{which}", get(checkout_pages::legal))
         .merge(portal::routes())
+        .merge(console::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -39,15 +39,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 // ---------------------------------------------------------------------------------------------
 // Requests and responses
 
-fn params(raw: Option<&str>) -> HashMap<String, String> {
+pub(crate) fn params(raw: Option<&str>) -> HashMap<String, String> {
     url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect()
 }
 
-fn form(body: &Bytes) -> HashMap<String, String> {
+pub(crate) fn form(body: &Bytes) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn lang_param(q: &HashMap<String, String>) -> Option<Locale> {
+pub(crate) fn lang_param(q: &HashMap<String, String>) -> Option<Locale> {
     match q.get("lang").map(String::as_str) {
         Some("en") => Some(Locale::En),
         Some("de") => Some(Locale::De),
@@ -56,7 +56,7 @@ fn lang_param(q: &HashMap<String, String>) -> Option<Locale> {
 }
 
 /// The language of a visitor without a session: `?lang=`, else the browser's first choice.
-fn guess_lang(q: &HashMap<String, String>, headers: &HeaderMap) -> Locale {
+pub(crate) fn guess_lang(q: &HashMap<String, String>, headers: &HeaderMap) -> Locale {
     lang_param(q).unwrap_or_else(|| {
         let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if accept.trim_start().to_ascii_lowercase().starts_with("en") { Locale::En } else { Locale::De }
@@ -75,7 +75,7 @@ fn cookie_of(headers: &HeaderMap) -> Option<String> {
 }
 
 /// `Secure` everywhere but a sandbox reached over plain http (loopback trials).
-fn secure_flag(state: &AppState) -> &'static str {
+pub(crate) fn secure_flag(state: &AppState) -> &'static str {
     let c = &state.config;
     if c.is_sandbox() && c.public_url().starts_with("http://") { "" } else { "; Secure" }
 }
@@ -462,7 +462,7 @@ fn state_badge(l: Locale, r: &InvoiceRow) -> Markup {
 /// deployment's public origin or the host the request went to (`null`, which our pages' referrer
 /// policy makes browsers send, passes only with `Sec-Fetch-Site`). Neither header (not a browser):
 /// passes.
-fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         let site = site.to_str().unwrap_or("").to_ascii_lowercase();
         return !matches!(site.as_str(), "same-origin" | "none");
@@ -991,18 +991,7 @@ pub async fn girocode(State(state): State<AppState>, headers: HeaderMap, ApiPath
     else {
         return not_found(l, Some(&who));
     };
-    let quiet = 4;
-    let size = width + 2 * quiet;
-    let mut path = String::new();
-    for (i, dark) in modules.iter().enumerate() {
-        if *dark {
-            path.push_str(&format!("M{} {}h1v1h-1z", i % width + quiet, i / width + quiet));
-        }
-    }
-    let svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\">\
-         <rect width=\"{size}\" height=\"{size}\" fill=\"#fff\"/><path fill=\"#000\" d=\"{path}\"/></svg>"
-    );
+    let svg = crate::documents::epc::svg(&modules, width);
     file(svg.into_bytes(), "image/svg+xml", "girocode.svg", true)
 }
 

@@ -237,7 +237,7 @@ async fn expired_and_unknown_links() {
 }
 
 #[tokio::test]
-async fn admin_api_needs_its_token_and_is_off_without_one() {
+async fn admin_api_needs_its_token_and_without_one_only_operators_tokens() {
     let app = TestApp::spawn().await;
     app.send(app.client.get(app.url("/admin/v1/psps"))).await.assert_error(401, "unauthorized");
     app.send(app.client.get(app.url("/admin/v1/psps")).bearer_auth("wrong-token-wrong-token"))
@@ -249,6 +249,39 @@ async fn admin_api_needs_its_token_and_is_off_without_one() {
         .await
         .assert_error(401, "unauthorized");
 
+    // Without a configured admin_token the bootstrap token is nothing; an operator's token
+    // works, and a request without any says what the admin API takes.
     let off = TestApp::spawn_with(|c| c.admin_token = None).await;
-    off.send(off.client.get(off.url("/admin/v1/psps")).bearer_auth(ADMIN_TOKEN)).await.assert_error(403, "forbidden");
+    off.send(off.client.get(off.url("/admin/v1/psps")).bearer_auth(ADMIN_TOKEN))
+        .await
+        .assert_error(401, "unauthorized");
+    off.send(off.client.get(off.url("/admin/v1/psps"))).await.assert_error(403, "forbidden");
+    let actor = netterms::service::audit::Actor::cli();
+    let op = netterms::service::operators::create(
+        &off.services,
+        &actor,
+        netterms::service::operators::NewOperator {
+            email: Some("ops@ops.example".into()),
+            name: Some("Ops".into()),
+            roles: Some(vec!["read_only".into()]),
+        },
+    )
+    .await
+    .unwrap();
+    let t = netterms::service::operators::create_token(&off.services, &actor, op.operator_id, "test", Some(1))
+        .await
+        .unwrap();
+    off.secret(&t.token);
+    assert_eq!(off.send(off.client.get(off.url("/admin/v1/psps")).bearer_auth(&t.token)).await.status, 200);
+    // Revoked: refused at once.
+    let r = netterms::service::operators::create_token(&off.services, &actor, op.operator_id, "revoked", None)
+        .await
+        .unwrap();
+    off.secret(&r.token);
+    assert_eq!(off.send(off.client.get(off.url("/admin/v1/psps")).bearer_auth(&r.token)).await.status, 200);
+    netterms::service::operators::revoke_token(&off.services, &actor, op.operator_id, r.token_id).await.unwrap();
+    off.send(off.client.get(off.url("/admin/v1/psps")).bearer_auth(&r.token)).await.assert_error(401, "unauthorized");
+    // Expired: refused.
+    off.services.clock.advance(chrono::Duration::days(2));
+    off.send(off.client.get(off.url("/admin/v1/psps")).bearer_auth(&t.token)).await.assert_error(401, "unauthorized");
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-struct Driver(std::process::Child);
+pub(crate) struct Driver(std::process::Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -28,7 +28,7 @@ fn find(bin: &str) -> Option<String> {
         .find(|p| std::path::Path::new(p).exists())
 }
 
-async fn browser(dir: &std::path::Path) -> Option<(Driver, Client)> {
+pub(crate) async fn browser(dir: &std::path::Path) -> Option<(Driver, Client)> {
     let (Some(driver), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
         assert!(std::env::var("NETTERMS_REQUIRE_BROWSER").is_err(), "chromium and chromedriver are required");
         eprintln!(
@@ -66,7 +66,7 @@ async fn browser(dir: &std::path::Path) -> Option<(Driver, Client)> {
     panic!("chromedriver did not start");
 }
 
-async fn wait_url(c: &Client, prefix: &str) -> url::Url {
+pub(crate) async fn wait_url(c: &Client, prefix: &str) -> url::Url {
     for _ in 0..100 {
         let u = c.current_url().await.unwrap();
         if u.as_str().starts_with(prefix) {
@@ -79,7 +79,7 @@ async fn wait_url(c: &Client, prefix: &str) -> url::Url {
 
 /// The text of the first element matching `css`, waiting up to 10 s for it. A click that
 /// navigates may leave the old page's element found and then gone (stale): look again.
-async fn text(c: &Client, css: &str) -> String {
+pub(crate) async fn text(c: &Client, css: &str) -> String {
     let mut last = None;
     for _ in 0..50 {
         match c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await {
@@ -96,7 +96,7 @@ async fn text(c: &Client, css: &str) -> String {
 
 /// Waits until the first element matching `css` holds `needle` — after a click the old page may
 /// still be there for a moment — and returns its text.
-async fn wait_text(c: &Client, css: &str, needle: &str) -> String {
+pub(crate) async fn wait_text(c: &Client, css: &str, needle: &str) -> String {
     let mut seen = String::new();
     for _ in 0..50 {
         seen = text(c, css).await;
@@ -109,7 +109,7 @@ async fn wait_text(c: &Client, css: &str, needle: &str) -> String {
 }
 
 /// A screenshot of the whole page at `width`: the window grows to the page's height first.
-async fn full_shot(c: &Client, name: &str, width: u32) {
+pub(crate) async fn full_shot(c: &Client, name: &str, width: u32) {
     c.set_window_size(width, 900).await.unwrap();
     let h = c.execute("return document.documentElement.scrollHeight", vec![]).await.unwrap();
     let h = u32::try_from(h.as_u64().unwrap_or(900)).unwrap().clamp(600, 6000);
@@ -118,7 +118,7 @@ async fn full_shot(c: &Client, name: &str, width: u32) {
     c.set_window_size(1200, 1400).await.unwrap();
 }
 
-async fn shot(c: &Client, name: &str) {
+pub(crate) async fn shot(c: &Client, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), c.screenshot().await.unwrap()).unwrap();

@@ -244,7 +244,8 @@ impl TestApp {
     }
 
     pub fn admin(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN)
+        // Changes of money, policies and access say why (SPEC §14.2).
+        self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN).header("audit-reason", "test arrangement")
     }
 
     pub fn psp(&self, psp: &TestPsp, method: Method, path: &str) -> reqwest::RequestBuilder {

@@ -115,6 +115,7 @@ async fn every_documented_example_is_accepted() {
             r.json()
         };
     let psp = send("post", "/admin/v1/psps", "/admin/v1/psps", None, &[]).await;
+    send("post", "/admin/v1/operators", "/admin/v1/operators", None, &[]).await;
     let psp_id = psp["psp_id"].as_str().unwrap().to_owned();
     send("patch", "/admin/v1/psps/{psp_id}", &format!("/admin/v1/psps/{psp_id}"), None, &[]).await;
     send("put", "/admin/v1/credit-policy", "/admin/v1/credit-policy", None, &[]).await;

@@ -66,7 +66,7 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408_and_closes() {
     let app = TestApp::spawn_with(|c| c.body_read_timeout_secs = 1).await;
     let mut s = TcpStream::connect(addr(&app)).await.unwrap();
     let head = format!(
-        "POST /admin/v1/psps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+        "POST /admin/v1/psps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nAudit-Reason: test\r\n\
          Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"name\":"
     );
     s.write_all(head.as_bytes()).await.unwrap();

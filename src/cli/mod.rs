@@ -11,6 +11,43 @@ use crate::domain::psp::{PayoutFrequency, PspInput, PspPatch};
 use crate::domain::text::counted;
 use crate::service::{Services, psps};
 
+mod operators;
+pub use operators::{AuditCommand, OperatorCommand, run_audit, run_operator};
+
+/// The audit action of a command that changes something (SPEC §14.2: the command line acts as
+/// the actor `cli`); `None` for commands that only read or record their own.
+pub fn audited_action(cmd: &Command) -> Option<&'static str> {
+    match cmd {
+        Command::Psp { command } => match command.as_ref() {
+            PspCommand::Create { .. } => Some("psp.created"),
+            PspCommand::Update { .. } => Some("psp.updated"),
+            PspCommand::Credentials { command: CredentialCommand::Issue { .. } } => Some("psp.credential_issued"),
+            PspCommand::Credentials { command: CredentialCommand::Revoke { .. } } => Some("psp.credential_revoked"),
+            PspCommand::List { .. } => None,
+        },
+        Command::Statements { command: StatementCommand::Import { .. } } => Some("bank_statement.imported"),
+        Command::StatusReports { command: StatusReportCommand::Import { .. } } => Some("status_report.imported"),
+        Command::DirectDebit { command: DirectDebitCommand::Export { .. } } => Some("direct_debit_file.created"),
+        Command::Payouts { command: PayoutCommand::Run { .. } } => Some("payout.run"),
+        Command::Payouts { command: PayoutCommand::Export { .. } } => Some("payout.exported"),
+        Command::Buyers { command: BuyerCommand::RefundCredit { .. } } => Some("buyer.credit_refunded"),
+        _ => None,
+    }
+}
+
+/// The pending audit record of a command (see [`crate::store::audit::scope`]).
+pub fn audit_record(action: &str) -> crate::store::audit::NewAudit {
+    let args: Vec<String> = std::env::args().skip(1).take(3).collect();
+    crate::store::audit::NewAudit {
+        actor_kind: "cli".into(),
+        actor_label: "cli".into(),
+        action: action.into(),
+        // The command's name, not its arguments (they may hold account numbers).
+        changes: serde_json::json!({"command": format!("netterms {}", args.iter().take_while(|a| !a.starts_with('-')).cloned().collect::<Vec<_>>().join(" "))}).to_string(),
+        ..Default::default()
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "netterms", version, about = "B2B buy now, pay later for payment service providers")]
 pub struct Cli {
@@ -67,6 +104,16 @@ pub enum Command {
     Buyers {
         #[command(subcommand)]
         command: BuyerCommand,
+    },
+    /// Operators of the console and the admin API: accounts and their API tokens.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+    /// The audit trail: check that no record was altered, removed or reordered.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Print the OpenAPI document, or check a committed copy against it.
     Openapi {
