@@ -181,6 +181,11 @@ pub struct Config {
     /// `auth_failures_per_address`). Counted in the database, so every node shares them.
     pub console_failure_limit: u32,
     pub console_failure_window_secs: i64,
+    /// The actions that take effect only when a second operator approves them (SPEC §14.2;
+    /// default: all of `service::approvals::ACTIONS`). The command line is never held back.
+    pub four_eyes: Vec<String>,
+    /// Manual-review orders above this gross amount (minor units, any currency) need four eyes.
+    pub four_eyes_amount: i64,
     /// PostgreSQL: the longest one statement may run or wait for a lock, in milliseconds (`0`:
     /// unbounded). Default: half of `idempotency_lock_secs`, so a request stuck behind a lock
     /// fails (409, retry) before its Idempotency-Key could be taken over.
@@ -258,6 +263,8 @@ impl Default for Config {
             console_session_max_secs: 12 * 3600,
             console_failure_limit: 5,
             console_failure_window_secs: 15 * 60,
+            four_eyes: crate::service::approvals::ACTIONS.iter().map(|a| (*a).to_owned()).collect(),
+            four_eyes_amount: 1_000_000,
         }
     }
 }
@@ -354,6 +361,8 @@ const FIELDS: &[&str] = &[
     "console_session_max_secs",
     "console_failure_limit",
     "console_failure_window_secs",
+    "four_eyes",
+    "four_eyes_amount",
 ];
 
 /// An address or CIDR of `trusted_proxies`.
@@ -446,6 +455,17 @@ impl Config {
             errs.push(
                 "console_session_idle_secs must be at least 1 and console_session_max_secs at least that".to_owned(),
             );
+        }
+        for a in &self.four_eyes {
+            if !crate::service::approvals::ACTIONS.contains(&a.as_str()) {
+                errs.push(format!(
+                    "four_eyes: unknown action {a:?} (known: {})",
+                    crate::service::approvals::ACTIONS.join(", ")
+                ));
+            }
+        }
+        if self.four_eyes_amount < 0 {
+            errs.push("four_eyes_amount must not be negative".to_owned());
         }
         if self.console_failure_limit == 0 || self.console_failure_window_secs < 1 {
             errs.push("console_failure_limit and console_failure_window_secs must be at least 1".to_owned());

@@ -22,6 +22,8 @@ pub enum ActorKind {
     AdminToken,
     /// Nobody yet: a sign-in attempt, a set-password link.
     Anonymous,
+    /// netterms itself (a proposal expiring).
+    System,
 }
 
 impl ActorKind {
@@ -32,6 +34,7 @@ impl ActorKind {
             ActorKind::Cli => "cli",
             ActorKind::AdminToken => "admin_token",
             ActorKind::Anonymous => "anonymous",
+            ActorKind::System => "system",
         }
     }
 }

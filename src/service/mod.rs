@@ -9,6 +9,7 @@ use crate::domain::ids::PspId;
 use crate::secrets::Keyring;
 use crate::store::{AsExec, Db, StoreResult};
 
+pub mod approvals;
 pub mod audit;
 pub mod authorizations;
 pub mod captures;

@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 
+pub mod approvals;
 pub mod audit;
 pub mod captures;
 pub mod checkout;
@@ -44,6 +45,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database url (expected postgres:// or sqlite:)")]
     UnsupportedUrl,
+    /// The write's precondition no longer held at commit (e.g. a proposal decided meanwhile).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl StoreError {
@@ -301,9 +305,14 @@ impl Tx {
     /// first commit also writes the request's audit record, in this transaction.
     pub async fn commit(mut self) -> StoreResult<()> {
         let pending = audit::take_pending();
+        let decision = approvals::take_pending();
         let done: StoreResult<()> = async {
             if let Some((rec, at)) = &pending {
                 audit::write(&mut self, rec, *at).await?;
+            }
+            // The effect of an approval commits only with the approval's decision.
+            if let Some(d) = &decision {
+                approvals::approve_in(&mut self, d).await?;
             }
             self.flush().await?;
             match self.inner {
@@ -313,10 +322,13 @@ impl Tx {
             Ok(())
         }
         .await;
-        if done.is_err()
-            && let Some(p) = pending
-        {
-            audit::put_back(p);
+        if done.is_err() {
+            if let Some(p) = pending {
+                audit::put_back(p);
+            }
+            if let Some(d) = decision {
+                approvals::put_back(d);
+            }
         }
         done
     }

@@ -87,7 +87,8 @@ async fn get_psp(State(state): State<AppState>, ApiPath(id): ApiPath<PspId>) -> 
 #[utoipa::path(patch, path = "/admin/v1/psps/{psp_id}", tag = "Operator",
     params(("psp_id" = PspId, Path)),
     request_body = PspPatch,
-    responses((status = 200, description = "The updated PSP", body = Psp),
+    responses(
+        (status = 202, description = "Held back by four eyes: a proposal that waits for another operator's approval (`POST /admin/v1/approvals/{approval_id}/approve`)", body = crate::service::approvals::Approval),(status = 200, description = "The updated PSP", body = Psp),
               (status = 404, description = "No such PSP", body = ErrorBody),
               (status = 422, description = "Invalid fields", body = ErrorBody)),
     security(("admin" = [])))]
@@ -104,7 +105,8 @@ async fn update_psp(
 /// The old credentials keep working until they are revoked.
 #[utoipa::path(post, path = "/admin/v1/psps/{psp_id}/credentials", tag = "Operator",
     params(("psp_id" = PspId, Path)),
-    responses((status = 201, description = "New credential; its password is behind password_url", body = IssuedCredential),
+    responses(
+        (status = 202, description = "Held back by four eyes: a proposal that waits for another operator's approval (`POST /admin/v1/approvals/{approval_id}/approve`)", body = crate::service::approvals::Approval),(status = 201, description = "New credential; its password is behind password_url", body = IssuedCredential),
               (status = 404, description = "No such PSP", body = ErrorBody)),
     security(("admin" = [])))]
 async fn issue_credential(

@@ -135,7 +135,11 @@ pub async fn admin_auth(State(state): State<AppState>, mut req: Request, next: N
         .unwrap_or("")
         .to_owned();
     let request_id = super::error::REQUEST_ID.try_with(Clone::clone).ok();
-    let actor = if given.starts_with(crate::service::operators::TOKEN_PREFIX) {
+    // An approved proposal made again as its approver (set only by `approvals::carry_out`).
+    let replay = req.extensions_mut().remove::<super::approvals::Replay>();
+    let actor = if let Some(r) = &replay {
+        Some(r.actor.clone())
+    } else if given.starts_with(crate::service::operators::TOKEN_PREFIX) {
         crate::service::operators::token_actor(&state.services, &given, request_id, Some(ip.to_string()))
             .await
             .map_err(operator_error)?
@@ -192,7 +196,10 @@ pub async fn admin_auth(State(state): State<AppState>, mut req: Request, next: N
     .and_then(|p| p.iter().last().map(|(_, v)| v.to_owned()));
     // The body is read first (a refusal then leaves nothing unread on the connection).
     let (req, changes) = request_changes(&state, Request::from_parts(parts, body)).await?;
-    let reason = audit_reason(&req)?;
+    let reason = match &replay {
+        Some(r) => Some(r.decision.reason.clone()),
+        None => audit_reason(&req)?,
+    };
     if reason.is_none() && super::permissions::needs_reason(permission) {
         return Err(ApiError::Validation(vec![crate::domain::validate::FieldError {
             source: "Audit-Reason".into(),
@@ -201,19 +208,49 @@ pub async fn admin_auth(State(state): State<AppState>, mut req: Request, next: N
         }]));
     }
 
-    let rec = crate::store::audit::NewAudit {
+    let now = state.clock.now();
+    let object_kind = action.split('.').next().map(str::to_owned);
+    let mut rec = crate::store::audit::NewAudit {
         actor_kind: actor.kind.as_str().into(),
         actor_id: actor.operator_id.map(|i| i.to_string()),
         actor_label: actor.label.clone(),
         action: action.into(),
-        object_kind: action.split('.').next().map(str::to_owned),
-        object_id,
-        reason,
+        object_kind: object_kind.clone(),
+        object_id: object_id.clone(),
+        reason: reason.clone(),
         changes: changes.to_string(),
         request_id: actor.request_id.clone(),
         client_ip: actor.client_ip.clone(),
     };
-    let now = state.clock.now();
+    if let Some(r) = replay {
+        // The effect of an approval: audited as the approver's, naming the proposal; its first
+        // commit carries the decision.
+        rec.reason = Some(r.decision.reason.clone());
+        rec.changes =
+            serde_json::json!({"approval_id": r.decision.id, "proposed_by": r.proposed_by, "request": changes})
+                .to_string();
+        let run = crate::store::audit::scope(rec, now, next.run(req));
+        return Ok(crate::store::approvals::scope(r.decision, run).await);
+    }
+    let body_json = changes.clone();
+    if let Some(held) = super::approvals::four_eyes_action(&state, action, &body_json, object_id.as_deref()).await {
+        // Four eyes: kept as a proposal until another operator approves it.
+        let (parts, body) = req.into_parts();
+        let raw = super::extract::read_body(body, state.config.max_body_bytes).await?;
+        let proposal = crate::service::approvals::Proposal {
+            action: held,
+            method: parts.method.as_str(),
+            route: &route,
+            path: parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(parts.uri.path()),
+            body: String::from_utf8_lossy(&raw).into_owned(),
+            summary: changes,
+            object_kind,
+            object_id,
+            reason: reason.as_deref().unwrap_or(""),
+        };
+        let a = crate::service::approvals::propose(&state.services, &actor, proposal).await?;
+        return Ok(super::approvals::proposed(a));
+    }
     Ok(crate::store::audit::scope(rec, now, next.run(req)).await)
 }
 
@@ -255,7 +292,7 @@ async fn request_changes(state: &AppState, req: Request) -> Result<(Request, ser
 }
 
 /// A request body as an audit record keeps it: secrets out, personal data masked, long texts cut.
-fn masked(v: serde_json::Value) -> serde_json::Value {
+pub(crate) fn masked(v: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     const SECRET: [&str; 3] = ["password", "secret", "token"];
     const PERSONAL: [&str; 5] = ["iban", "email", "phone", "body", "account_holder"];

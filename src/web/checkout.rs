@@ -78,7 +78,8 @@ async fn get_credit_policy(State(state): State<AppState>) -> Result<Json<Policy>
 ///
 /// Takes effect for the next decision on every node. Amounts in minor units.
 #[utoipa::path(put, path = "/admin/v1/credit-policy", tag = "Operator", request_body = Policy,
-    responses((status = 200, description = "The new policy", body = Policy),
+    responses(
+        (status = 202, description = "Held back by four eyes: a proposal that waits for another operator's approval (`POST /admin/v1/approvals/{approval_id}/approve`)", body = crate::service::approvals::Approval),(status = 200, description = "The new policy", body = Policy),
               (status = 422, description = "Invalid fields", body = ErrorBody)),
     security(("admin" = [])))]
 async fn put_credit_policy(
@@ -353,7 +354,8 @@ pub async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Re
 /// Approve an order in manual review (operator).
 #[utoipa::path(post, path = "/admin/v1/orders/{order_id}/approve", tag = "Operator",
     params(("order_id" = OrderId, Path)),
-    responses((status = 200, description = "Approved: `waiting → created`, `pre_waiting → authorized`", body = Order),
+    responses(
+        (status = 202, description = "Held back by four eyes: a proposal that waits for another operator's approval (`POST /admin/v1/approvals/{approval_id}/approve`)", body = crate::service::approvals::Approval),(status = 200, description = "Approved: `waiting → created`, `pre_waiting → authorized`", body = Order),
               (status = 404, description = "No such order", body = ErrorBody),
               (status = 409, description = "Not in review", body = ErrorBody)),
     security(("admin" = [])))]

@@ -38,7 +38,8 @@ async fn get_policy(State(state): State<AppState>) -> Result<Json<Policy>, ApiEr
 /// collection. Fields left out take the defaults (SPEC §9.3). Invoices keep the steps they have
 /// taken; their next step follows the new policy.
 #[utoipa::path(put, path = "/admin/v1/dunning-policy", tag = "Operator", request_body = Policy,
-    responses((status = 200, description = "The new policy", body = Policy),
+    responses(
+        (status = 202, description = "Held back by four eyes: a proposal that waits for another operator's approval (`POST /admin/v1/approvals/{approval_id}/approve`)", body = crate::service::approvals::Approval),(status = 200, description = "The new policy", body = Policy),
               (status = 400, description = "Unreadable body or unknown field", body = ErrorBody),
               (status = 422, description = "Invalid fields, with their paths", body = ErrorBody)),
     security(("admin" = [])))]
@@ -63,7 +64,8 @@ async fn list_base_rates(State(state): State<AppState>) -> Result<Json<Vec<BaseR
 #[utoipa::path(put, path = "/admin/v1/base-rates/{valid_from}", tag = "Operator",
     params(("valid_from" = chrono::NaiveDate, Path, description = "The date it takes effect: YYYY-01-01 or YYYY-07-01")),
     request_body = BaseRateInput,
-    responses((status = 200, description = "The row", body = BaseRate),
+    responses(
+        (status = 202, description = "Held back by four eyes: a proposal that waits for another operator's approval (`POST /admin/v1/approvals/{approval_id}/approve`)", body = crate::service::approvals::Approval),(status = 200, description = "The row", body = BaseRate),
               (status = 422, description = "Invalid fields", body = ErrorBody)),
     security(("admin" = [])))]
 async fn put_base_rate(

@@ -133,6 +133,11 @@ impl ApiError {
         }
     }
 
+    /// What the error says, in words (every item's title).
+    pub fn title(&self) -> String {
+        self.items().into_iter().map(|i| i.title).collect::<Vec<_>>().join("; ")
+    }
+
     fn items(&self) -> Vec<ErrorItem> {
         let one = |code, title: String| vec![ErrorItem { code, title, source: None }];
         match self {
@@ -180,6 +185,9 @@ fn field_items(code: &'static str, errs: &[FieldError]) -> Vec<ErrorItem> {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if let StoreError::Conflict(title) = e {
+            return ApiError::conflict(title);
+        }
         // A uniqueness check that passed, then lost to a concurrent request at commit, is still
         // the client's conflict, never a server error.
         if e.is_unique_violation() {

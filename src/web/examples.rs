@@ -164,6 +164,8 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
             "event_types": ["authorization", "order.created", "capture.created", "capture.paid"],
             "description": "Order and invoice events"
         }),
+        ("post", "/admin/v1/approvals/{approval_id}/approve") => json!({"reason": "checked against the bank's advice"}),
+        ("post", "/admin/v1/approvals/{approval_id}/reject") => json!({"reason": "the PSP asked us to wait"}),
         ("post", "/admin/v1/operators") => json!({
             "email": "rita.risk@netterms.example",
             "name": "Rita Risk",

@@ -20,6 +20,7 @@ use crate::service::Services;
 pub use openapi::{openapi_pretty, openapi_value};
 
 pub mod admin;
+pub mod approvals;
 pub mod auth;
 pub mod checkout;
 pub mod checkout_pages;
@@ -73,6 +74,8 @@ pub struct AppInner {
     pub redeliveries: throttle::Throttle<crate::domain::ids::PspId>,
     pub metrics: PrometheusHandle,
     pub openapi_json: String,
+    /// The admin API's router with its middleware, for approvals to run a proposal again.
+    pub admin_router: std::sync::OnceLock<Router>,
 }
 
 impl std::ops::Deref for AppState {
@@ -196,7 +199,8 @@ fn api_routes() -> ApiRoutes {
             .merge(documents::admin_router())
             .merge(payouts::admin_router())
             .merge(disputes::admin_router())
-            .merge(operators::router()),
+            .merge(operators::router())
+            .merge(approvals::router()),
     }
 }
 
@@ -235,6 +239,7 @@ impl AppState {
             redeliveries: throttle::Throttle::new(webhooks::REDELIVERIES_PER_MINUTE, minute),
             metrics,
             openapi_json: openapi_pretty(),
+            admin_router: std::sync::OnceLock::new(),
             services,
         }))
     }
@@ -251,6 +256,7 @@ pub fn router(services: Services, metrics: PrometheusHandle) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::psp_auth));
     let admin_api: Router<AppState> =
         Router::from(admin).layer(middleware::from_fn_with_state(state.clone(), auth::admin_auth));
+    let _ = state.admin_router.set(admin_api.clone().with_state(state.clone()));
 
     Router::new()
         .merge(psp_api)

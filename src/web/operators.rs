@@ -34,6 +34,7 @@ pub struct OperatorList {
 #[utoipa::path(post, path = "/admin/v1/operators", tag = "Operator",
     request_body = NewOperator,
     responses(
+        (status = 202, description = "Held back by four eyes: a proposal that waits for another operator's approval (`POST /admin/v1/approvals/{approval_id}/approve`)", body = crate::service::approvals::Approval),
         (status = 201, description = "Operator created", body = CreatedOperator),
         (status = 401, description = "Missing or bad token", body = ErrorBody),
         (status = 403, description = "The caller's roles do not allow it", body = ErrorBody),

@@ -249,7 +249,8 @@ async fn assign(
 /// at `GET /admin/v1/credit-transfers/{id}` and give it to the bank.
 #[utoipa::path(post, path = "/admin/v1/unmatched-payments/{payment_id}/refund", tag = "Operator",
     params(("payment_id" = uuid::Uuid, Path)), request_body = RefundInput,
-    responses((status = 200, description = "The credit transfer", body = CreditTransferView),
+    responses(
+        (status = 202, description = "Held back by four eyes: a proposal that waits for another operator's approval (`POST /admin/v1/approvals/{approval_id}/approve`)", body = crate::service::approvals::Approval),(status = 200, description = "The credit transfer", body = CreditTransferView),
               (status = 404, description = "No such payment", body = ErrorBody),
               (status = 409, description = "Not unmatched any more", body = ErrorBody),
               (status = 422, description = "No payer account or name known or given, or not euro", body = ErrorBody)),
@@ -373,7 +374,8 @@ async fn buyer_credit(
 /// `GET /admin/v1/credit-transfers/{id}` for the bank. Never more than the credit.
 #[utoipa::path(post, path = "/admin/v1/buyers/{buyer_id}/credit-refunds", tag = "Operator",
     params(("buyer_id" = uuid::Uuid, Path)), request_body = CreditRefundInput,
-    responses((status = 201, description = "The credit transfer", body = CreditTransferView),
+    responses(
+        (status = 202, description = "Held back by four eyes: a proposal that waits for another operator's approval (`POST /admin/v1/approvals/{approval_id}/approve`)", body = crate::service::approvals::Approval),(status = 201, description = "The credit transfer", body = CreditTransferView),
               (status = 404, description = "No such buyer", body = ErrorBody),
               (status = 409, description = "The buyer has no credit", body = ErrorBody),
               (status = 422, description = "More than the credit, not euro, or no account known or given", body = ErrorBody)),

@@ -152,7 +152,8 @@ async fn pain001(State(state): State<AppState>, ApiPath(id): ApiPath<uuid::Uuid>
 /// end-to-end id does this by itself). Sends `payout.paid`.
 #[utoipa::path(post, path = "/admin/v1/payouts/{payout_id}/mark-paid", tag = "Operator",
     params(("payout_id" = uuid::Uuid, Path)),
-    responses((status = 200, description = "The payout, paid", body = PayoutView),
+    responses(
+        (status = 202, description = "Held back by four eyes: a proposal that waits for another operator's approval (`POST /admin/v1/approvals/{approval_id}/approve`)", body = crate::service::approvals::Approval),(status = 200, description = "The payout, paid", body = PayoutView),
               (status = 404, description = "No such payout", body = ErrorBody),
               (status = 409, description = "Paid already", body = ErrorBody)),
     security(("admin" = [])))]

@@ -84,6 +84,10 @@ pub const ADMIN: &[(&str, &str, Permission, Option<&str>)] = &[
     ("GET", "/admin/v1/operators", P::Read, None),
     ("POST", "/admin/v1/operators", P::ManageOperators, Some("operator.created")),
     ("GET", "/admin/v1/audit-events", P::Read, None),
+    // The proposed operation's own permission is checked when the decision is made.
+    ("GET", "/admin/v1/approvals", P::Read, None),
+    ("POST", "/admin/v1/approvals/{approval_id}/approve", P::Read, None),
+    ("POST", "/admin/v1/approvals/{approval_id}/reject", P::Read, None),
 ];
 
 /// What an admin API request needs and the action it is audited as; `None` for anything not in
@@ -120,6 +124,9 @@ pub const CONSOLE: &[(&str, &str, Permission)] = &[
     ("POST", "/console/operators", P::ManageOperators),
     ("POST", "/console/operators/{operator_id}/password-link", P::ManageOperators),
     ("GET", "/console/audit", P::Read),
+    // Deciding checks the proposed operation's own permission (as the admin API does).
+    ("GET", "/console/queues/approvals", P::Read),
+    ("POST", "/console/queues/approvals/{approval_id}/decide", P::Read),
 ];
 
 /// What a console request needs.

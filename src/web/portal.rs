@@ -64,14 +64,7 @@ pub(crate) fn guess_lang(q: &HashMap<String, String>, headers: &HeaderMap) -> Lo
 }
 
 fn cookie_of(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.trim().to_owned())
+    super::console::cookie_named(headers, COOKIE)
 }
 
 /// `Secure` everywhere but a sandbox reached over plain http (loopback trials).

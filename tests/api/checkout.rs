@@ -34,7 +34,7 @@ async fn page_session(app: &TestApp, psp: &TestPsp, merchant_id: &str, order: Va
     r.json()
 }
 
-async fn widget_session(app: &TestApp, psp: &TestPsp, merchant_id: &str) -> String {
+pub async fn widget_session(app: &TestApp, psp: &TestPsp, merchant_id: &str) -> String {
     let r = app
         .send(app.psp(psp, Method::POST, "/v1/widget-sessions").json(&json!({
             "merchant_id": merchant_id, "merchant_customer_id": "c-1", "allowed_origins": ["https://shop.example"]
@@ -44,7 +44,7 @@ async fn widget_session(app: &TestApp, psp: &TestPsp, merchant_id: &str) -> Stri
     r.json()["client_secret"].as_str().unwrap().to_owned()
 }
 
-async fn authorize(app: &TestApp, session_id: &str, body: Value) -> Resp {
+pub async fn authorize(app: &TestApp, session_id: &str, body: Value) -> Resp {
     app.send(app.client.post(app.url(&format!("/checkout-api/v1/sessions/{session_id}/authorize"))).json(&body)).await
 }
 

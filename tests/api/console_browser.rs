@@ -84,7 +84,7 @@ async fn an_operators_first_day_in_a_real_browser() {
     let profile = tempfile::tempdir().unwrap();
     let Some((_driver, c)) = browser(profile.path()).await else { return };
     let axe = axe_source();
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.four_eyes = netterms::config::Config::default().four_eyes).await;
     app.secret(PASSWORD);
     let base = app.base.clone();
 
@@ -148,9 +148,23 @@ async fn an_operators_first_day_in_a_real_browser() {
     click(&c, "a.button").await;
     wait_url(&c, &format!("{base}/console")).await;
 
-    // Two colleagues: risk and finance; each link is shown once.
+    // A second admin, made on the command line, to approve what Anna proposes (four eyes).
+    let bert = netterms::service::operators::create(
+        &app.services,
+        &netterms::service::audit::Actor::cli(),
+        netterms::service::operators::NewOperator {
+            email: Some("bert.admin@ops.example".into()),
+            name: Some("Bert Admin".into()),
+            roles: Some(vec!["admin".into()]),
+        },
+    )
+    .await
+    .unwrap();
+    let bert_link = bert.set_password_url[bert.set_password_url.find("/console/").unwrap()..].to_owned();
+    app.secret(bert_link.rsplit('/').next().unwrap());
+
+    // Two colleagues, risk and finance: proposed, waiting for another admin.
     shots(&c, &axe, &base, "/console/operators", "operators").await;
-    let mut links = Vec::new();
     for (name, email, role) in
         [("Rita Risk", "rita.risk@ops.example", "risk"), ("Fritz Finance", "fritz.finance@ops.example", "finance")]
     {
@@ -158,17 +172,16 @@ async fn an_operators_first_day_in_a_real_browser() {
         fill(&c, "#oname", name).await;
         fill(&c, "#oemail", email).await;
         click(&c, &format!("#role-{role}")).await;
+        fill(&c, "#oreason", "joins the team on Monday").await;
         click(&c, "form[action='/console/operators'] button[type=submit]").await;
-        let url = text(&c, "[data-testid=set-password-url]").await;
-        app.secret(url.rsplit('/').next().unwrap());
-        links.push(url);
+        wait_url(&c, &format!("{base}/console/operators")).await;
+        assert!(text(&c, "[role=status]").await.contains("Proposed"));
     }
-    shot_here(&c, &axe, "operator-added-en").await;
+    assert!(text(&c, "main").await.contains("Your proposal: another operator decides."));
+    shot_here(&c, &axe, "approvals-proposed-en").await;
+    shots(&c, &axe, &base, "/console/queues/approvals", "approvals").await;
     let list = app.send(app.admin(reqwest::Method::GET, "/admin/v1/operators")).await.json();
-    let roles: Vec<String> =
-        list["data"].as_array().unwrap().iter().map(|o| o["roles"][0].as_str().unwrap().to_owned()).collect();
-    assert_eq!(roles.len(), 3);
-    assert!(roles.contains(&"risk".into()) && roles.contains(&"finance".into()), "{roles:?}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "nobody is created before the approval");
 
     // An API token, shown once, acting with Anna's roles.
     shots(&c, &axe, &base, "/console/account", "account").await;
@@ -200,13 +213,47 @@ async fn an_operators_first_day_in_a_real_browser() {
     click(&c, "form[role=search] button[type=submit]").await;
     wait_url(&c, &format!("{base}/console/audit?")).await;
     let filtered = text(&c, "table tbody").await;
-    assert_eq!(filtered.lines().filter(|l| l.contains("operator.created")).count(), 3, "{filtered}");
+    assert_eq!(filtered.lines().filter(|l| l.contains("operator.created")).count(), 2, "Anna and Bert: {filtered}");
     assert!(!filtered.contains("operator.token_created"));
     shot_here(&c, &axe, "audit-filtered-en").await;
 
-    // Signing in again asks for the second factor.
+    // Bert sets his password, signs in and approves both proposals with his reason.
     click(&c, "form[action='/console/logout'] button").await;
     wait_url(&c, &format!("{base}/console/login")).await;
+    c.goto(&format!("{base}{bert_link}?lang=en")).await.unwrap();
+    fill(&c, "#password", "another horse battery staple").await;
+    fill(&c, "#repeated", "another horse battery staple").await;
+    click(&c, "button[type=submit]").await;
+    wait_url(&c, &format!("{base}/console/login")).await;
+    fill(&c, "#email", "bert.admin@ops.example").await;
+    fill(&c, "#password", "another horse battery staple").await;
+    click(&c, "button[type=submit]").await;
+    wait_url(&c, &format!("{base}/console")).await;
+    app.secret("another horse battery staple");
+    for _ in 0..2 {
+        c.goto(&format!("{base}/console/queues/approvals?lang=en")).await.unwrap();
+        fill(&c, "form[action$='/decide'] input[name=reason]", "welcome aboard").await;
+        click(&c, "form[action$='/decide'] button[value=approve]").await;
+        let notice = text(&c, "[role=status]").await;
+        assert!(notice.contains("Approved and carried out: operator.created"), "{notice}");
+        assert!(notice.contains("/console/set-password/"), "{notice}");
+        if let Some(link) = notice.split_whitespace().find(|w| w.contains("/console/set-password/")) {
+            app.secret(link.rsplit('/').next().unwrap());
+        }
+    }
+    shot_here(&c, &axe, "approvals-approved-en").await;
+    let list = app.send(app.admin(reqwest::Method::GET, "/admin/v1/operators")).await.json();
+    let roles: Vec<String> =
+        list["data"].as_array().unwrap().iter().map(|o| o["roles"][0].as_str().unwrap().to_owned()).collect();
+    assert_eq!(roles.len(), 4);
+    assert!(roles.contains(&"risk".into()) && roles.contains(&"finance".into()), "{roles:?}");
+    c.goto(&format!("{base}/console/audit?lang=en&action=operator.created")).await.unwrap();
+    let table = text(&c, "table tbody").await;
+    assert!(table.contains("Bert Admin") && table.contains("welcome aboard"), "{table}");
+    click(&c, "form[action='/console/logout'] button").await;
+    wait_url(&c, &format!("{base}/console/login")).await;
+
+    // Signing in again asks for the second factor.
     fill(&c, "#email", "anna.admin@ops.example").await;
     fill(&c, "#password", PASSWORD).await;
     click(&c, "button[type=submit]").await;

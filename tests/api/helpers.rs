@@ -179,6 +179,8 @@ impl TestApp {
             // Tests step the delivery and job workers themselves (see `deliver_all`, `run_jobs`).
             webhook_worker: false,
             job_worker: false,
+            // Four eyes holds back what only its own tests look at (`operators::four_eyes_*`).
+            four_eyes: Vec::new(),
             ..Config::default()
         };
         let guard = match std::env::var("NETTERMS_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {

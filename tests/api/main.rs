@@ -15,6 +15,7 @@ mod console_browser;
 mod disputes;
 pub mod dunning;
 mod einvoice;
+mod four_eyes;
 mod idempotency;
 mod jobs;
 mod merchants;

@@ -275,6 +275,40 @@ async fn every_documented_example_is_accepted() {
     let path = "/admin/v1/support-requests/{support_request_id}/answer";
     send("post", path, &format!("/admin/v1/support-requests/{request}/answer"), None, &[]).await;
 
+    // Four eyes: two proposals of an operator (made through the use case), decided by the
+    // bootstrap token.
+    let cli = netterms::service::audit::Actor::cli();
+    let input = netterms::service::operators::NewOperator {
+        email: Some("proposer@ops.example".into()),
+        name: Some("Proposer".into()),
+        roles: Some(vec!["admin".into()]),
+    };
+    let op = netterms::service::operators::create(&app.services, &cli, input).await.unwrap();
+    let proposer = netterms::service::audit::Actor {
+        kind: netterms::service::audit::ActorKind::Token,
+        operator_id: Some(op.operator_id),
+        label: "Proposer".into(),
+        roles: netterms::domain::operators::Roles::new(vec![netterms::domain::operators::Role::Admin]),
+        request_id: None,
+        client_ip: None,
+    };
+    for verb in ["approve", "reject"] {
+        let p = netterms::service::approvals::Proposal {
+            action: "credit_policy.changed",
+            method: "GET",
+            route: "/admin/v1/credit-policy",
+            path: "/admin/v1/credit-policy",
+            body: String::new(),
+            summary: json!({}),
+            object_kind: None,
+            object_id: None,
+            reason: "example",
+        };
+        let a = netterms::service::approvals::propose(&app.services, &proposer, p).await.unwrap();
+        let path = format!("/admin/v1/approvals/{{approval_id}}/{verb}");
+        let r = send("post", &path, &format!("/admin/v1/approvals/{}/{verb}", a.approval_id), None, &[]).await;
+        assert_eq!(r["state"], if verb == "approve" { "approved" } else { "rejected" }, "{r}");
+    }
     assert_eq!(sent, documented, "every documented example was sent");
 }
 

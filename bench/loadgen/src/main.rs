@@ -69,6 +69,8 @@ fn netterms(db_url: &str, port: u16) -> Command {
         .env("NETTERMS_LISTEN", format!("127.0.0.1:{port}"))
         .env("NETTERMS_SECRET_KEY", "bench-secret-key-0123456789-0123456789")
         .env("NETTERMS_ADMIN_TOKEN", ADMIN)
+        // The bench sets its credit policy itself, with no second operator to approve it.
+        .env("NETTERMS_FOUR_EYES", "[]")
         .env("NETTERMS_AUTH_FAILURE_LIMIT", "1000000")
         // One load generator is one client address: the checkout API's per-address limit is lifted.
         .env("NETTERMS_CHECKOUT_REQUESTS_PER_MINUTE_PER_ADDRESS", "1000000000")
@@ -104,7 +106,9 @@ async fn start_with(db_url: &str, port: u16, env: &[(&str, String)]) -> Result<S
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let admin = |m: reqwest::Method, p: &str| client.request(m, format!("{base}{p}")).bearer_auth(ADMIN);
+    let admin = |m: reqwest::Method, p: &str| {
+        client.request(m, format!("{base}{p}")).bearer_auth(ADMIN).header("audit-reason", "benchmark set-up")
+    };
     let psp: Value = admin(reqwest::Method::POST, "/admin/v1/psps")
         .json(&json!({"name": "Bench", "fee_rate_bps": 100, "fee_fixed": 0, "iban": "DE89370400440532013000", "payout_frequency": "daily"}))
         .send().await?.json().await?;

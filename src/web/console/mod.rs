@@ -43,6 +43,8 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/console/operators", get(pages::operators).post(pages::create_operator))
         .route("/console/operators/{operator_id}/password-link", post(pages::password_link))
         .route("/console/audit", get(pages::audit))
+        .route("/console/queues/approvals", get(pages::approvals))
+        .route("/console/queues/approvals/{approval_id}/decide", post(pages::decide))
         .route("/console/assets/console.css", get(stylesheet))
 }
 
@@ -53,7 +55,8 @@ pub(crate) fn t(l: Locale, de: &'static str, en: &'static str) -> &'static str {
     l.pick(de, en)
 }
 
-fn cookie_named(headers: &HeaderMap, name: &str) -> Option<String> {
+/// The value of the cookie `name` of a request.
+pub(crate) fn cookie_named(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -232,6 +235,7 @@ pub(crate) fn shell(state: &AppState, l: Locale, title: &str, who: Option<&Ctx>,
                                 (nav_item(here, "/console", t(l, "Übersicht", "Home")))
                                 @if c.may(Permission::Read) {
                                     (nav_item(here, "/console/operators", t(l, "Operatoren", "Operators")))
+                                    (nav_item(here, "/console/queues/approvals", t(l, "Freigaben", "Approvals")))
                                     (nav_item(here, "/console/audit", t(l, "Protokoll", "Audit trail")))
                                 }
                             }

@@ -329,7 +329,7 @@ fn operators_page(state: &AppState, ctx: &Ctx, list: &[operators::Operator], lin
             }
         }
         section.card aria-labelledby="list-h" {
-            h2 id="list-h" { (list.len()) " " (t(l, "Operatoren", "operators")) }
+            h2 id="list-h" { (list.len()) " " (if list.len() == 1 { t(l, "Operator", "operator") } else { t(l, "Operatoren", "operators") }) }
             div.table-scroll { table {
                 thead { tr {
                     th scope="col" { (t(l, "Name", "Name")) }
@@ -377,6 +377,11 @@ fn operators_page(state: &AppState, ctx: &Ctx, list: &[operators::Operator], lin
                             }
                         }
                     }
+                    label for="oreason" { (t(l, "Grund (für das Protokoll)", "Reason (for the audit trail)")) }
+                    input id="oreason" name="reason" required maxlength="500" placeholder=(t(l, "z. B. neu im Risikoteam ab 1. Januar", "e.g. joins the risk team on 1 January"));
+                    @if state.services.config.four_eyes.iter().any(|a| a == "operator.created") {
+                        p.hint { (t(l, "Vier Augen: Ein anderer Administrator muss zustimmen, bevor der Operator angelegt wird.", "Four eyes: another admin approves before the operator is created.")) }
+                    }
                     button type="submit" { (t(l, "Anlegen", "Add")) }
                 }
             }
@@ -418,9 +423,58 @@ pub async fn create_operator(
         return csrf_failed(&ctx);
     }
     let roles: Vec<String> = pairs.iter().filter(|(k, _)| k == "roles").map(|(_, v)| v.clone()).collect();
-    let input = NewOperator { email: f.get("email").cloned(), name: f.get("name").cloned(), roles: Some(roles) };
+    let l = ctx.l;
+    // Giving access says why (SPEC §14.2).
+    let Some(reason) = f.get("reason").map(|r| r.trim()).filter(|r| !r.is_empty() && r.chars().count() <= 500) else {
+        let why = crate::domain::validate::FieldError {
+            source: "reason".into(),
+            title: t(l, "ist nötig (1 bis 500 Zeichen)", "is required (1 to 500 characters)").into(),
+        };
+        return failed(&ctx, OperatorError::Invalid(vec![why]));
+    };
+    let input =
+        NewOperator { email: f.get("email").cloned(), name: f.get("name").cloned(), roles: Some(roles.clone()) };
+    if state.services.config.four_eyes.iter().any(|a| a == "operator.created") {
+        // Four eyes: the same proposal `POST /admin/v1/operators` makes.
+        let body = serde_json::json!({"email": input.email, "name": input.name, "roles": roles});
+        let proposal = crate::service::approvals::Proposal {
+            action: "operator.created",
+            method: "POST",
+            route: "/admin/v1/operators",
+            path: "/admin/v1/operators",
+            body: body.to_string(),
+            summary: crate::web::auth::masked(body),
+            object_kind: Some("operator".into()),
+            object_id: None,
+            reason,
+        };
+        return match crate::service::approvals::propose(&state.services, &ctx.actor, proposal).await {
+            Ok(_) => show_approvals(
+                &state,
+                &ctx,
+                Some((
+                    "ok",
+                    t(
+                        l,
+                        "Vorgeschlagen: Der neue Operator wird angelegt, sobald ein anderer Administrator zustimmt.",
+                        "Proposed: the new operator is created once another admin approves.",
+                    )
+                    .into(),
+                )),
+            )
+            .await,
+            Err(e) => failed(&ctx, OperatorError::Conflict(e.to_string())),
+        };
+    }
     let name = input.name.clone().unwrap_or_default();
-    match operators::create(&state.services, &ctx.actor, input).await {
+    let rec = crate::store::audit::NewAudit {
+        reason: Some(reason.to_owned()),
+        request_id: ctx.actor.request_id.clone(),
+        client_ip: ctx.actor.client_ip.clone(),
+        ..Default::default()
+    };
+    let now = state.services.clock.now();
+    match crate::store::audit::scope(rec, now, operators::create(&state.services, &ctx.actor, input)).await {
         Ok(c) => show_operators(&state, &ctx, Some((name.trim(), &c.set_password_url))).await,
         Err(e) => failed(&ctx, e),
     }
@@ -485,6 +539,9 @@ fn changes(raw: &str) -> maud::Markup {
     let show = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "—".into(),
+        serde_json::Value::Array(a) if a.iter().all(|x| x.is_string()) => {
+            a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")
+        }
         other => other.to_string(),
     };
     html! {
@@ -599,10 +656,10 @@ pub async fn audit(
         }
         div.card {
             div.actions {
-                span { (rows.len()) @if more { "+" } " " (t(l, "Einträge", "records")) }
+                span { (rows.len()) @if more { "+" } " " (if rows.len() == 1 && !more { t(l, "Eintrag", "record") } else { t(l, "Einträge", "records") }) }
                 @if ctx.may(Permission::Export) { a href=(csv) { (t(l, "Als CSV exportieren", "Export as CSV")) } }
             }
-            div.table-scroll { table {
+            div.table-scroll { table.audit {
                 caption.skip { (title) }
                 thead { tr {
                     th scope="col" class="num" { "#" }
@@ -616,7 +673,7 @@ pub async fn audit(
                 } }
                 tbody { @for r in &rows { tr {
                     td.num { (r.seq) }
-                    td { (when(l, r.at)) }
+                    td.nowrap { (when(l, r.at)) }
                     td { (r.actor_label) br; span.hint { (r.actor_kind) } }
                     td { code { (r.action) } }
                     td {
@@ -700,4 +757,124 @@ async fn export_audit(state: AppState, ctx: Ctx, f: AuditFilter) -> Response {
     h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"audit.csv\""));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approvals (four eyes)
+
+fn approvals_page(
+    state: &AppState,
+    ctx: &Ctx,
+    list: &[crate::service::approvals::Approval],
+    notice: Option<(&str, String)>,
+) -> Response {
+    let l = ctx.l;
+    let title = t(l, "Freigaben", "Approvals");
+    let me = ctx.session.operator.operator_id.to_string();
+    let body = html! {
+        h1 { (title) " " span.badge { (list.len()) } }
+        @if let Some((kind, text)) = &notice { div class=(format!("notice {kind}")) role="status" { (text) } }
+        p.hint { (t(l, "Vier Augen: Diese Aktionen wirken erst, wenn ein zweiter Operator mit der Berechtigung sie freigibt. Älteste zuerst; nach 7 Tagen verfallen sie.", "Four eyes: these actions take effect only when a second operator with the permission approves them. Oldest first; they expire after 7 days.")) }
+        @if list.is_empty() {
+            div.card { p { (t(l, "Nichts wartet auf eine Freigabe.", "Nothing is waiting for approval.")) } }
+        }
+        @for a in list {
+            section.card aria-labelledby=(format!("ap-{}", a.approval_id)) {
+                h2 id=(format!("ap-{}", a.approval_id)) { code { (a.action) } }
+                dl {
+                    dt { (t(l, "Vorgeschlagen von", "Proposed by")) } dd { (a.proposed_by) }
+                    dt { (t(l, "Am", "On")) } dd { (when(l, a.created_at)) }
+                    dt { (t(l, "Verfällt", "Expires")) } dd { (when(l, a.expires_at)) }
+                    dt { (t(l, "Grund", "Reason")) } dd { (a.reason) }
+                    dt { (t(l, "Vorgang", "Operation")) } dd { code { (a.method) " " (a.path) } }
+                    dt { (t(l, "Änderung", "Change")) } dd { (changes(&a.changes.to_string())) }
+                }
+                @if a.proposed_by_id.as_deref() == Some(me.as_str()) {
+                    p.hint { (t(l, "Ihr Vorschlag: Ein anderer Operator entscheidet.", "Your proposal: another operator decides.")) }
+                } @else {
+                    form method="post" action=(format!("/console/queues/approvals/{}/decide", a.approval_id)) {
+                        input type="hidden" name="csrf" value=(ctx.session.csrf);
+                        label for=(format!("reason-{}", a.approval_id)) { (t(l, "Ihr Grund", "Your reason")) }
+                        input id=(format!("reason-{}", a.approval_id)) name="reason" required maxlength="500";
+                        div.actions {
+                            button type="submit" name="decision" value="approve" { (t(l, "Freigeben", "Approve")) }
+                            button.secondary type="submit" name="decision" value="reject" { (t(l, "Ablehnen", "Reject")) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    respond(StatusCode::OK, shell(state, l, title, Some(ctx), "/console/queues/approvals", body))
+}
+
+async fn show_approvals(state: &AppState, ctx: &Ctx, notice: Option<(&str, String)>) -> Response {
+    match crate::service::approvals::list(&state.services, Some("pending"), 200).await {
+        Ok(list) => approvals_page(state, ctx, &list, notice),
+        Err(e) => failed(ctx, OperatorError::Conflict(e.to_string())),
+    }
+}
+
+/// `GET /console/queues/approvals`: what waits for a second operator, oldest first.
+pub async fn approvals(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = params(raw.as_deref());
+    let ctx = ctx_or!(&state, &headers, &q, ip, Method::GET, "/console/queues/approvals");
+    show_approvals(&state, &ctx, None).await
+}
+
+/// `POST /console/queues/approvals/{approval_id}/decide`: approve or reject, through the same
+/// use case as `POST /admin/v1/approvals/{id}/approve|reject`.
+pub async fn decide(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let ctx =
+        ctx_or!(&state, &headers, &HashMap::new(), ip, Method::POST, "/console/queues/approvals/{approval_id}/decide");
+    if !csrf_ok(&ctx, &f) {
+        return csrf_failed(&ctx);
+    }
+    let l = ctx.l;
+    let reason = f.get("reason").map(String::as_str);
+    let outcome = match f.get("decision").map(String::as_str) {
+        Some("approve") => crate::web::approvals::carry_out(&state, &ctx.actor, id, reason).await.map(|(_, a)| a),
+        Some("reject") => crate::web::approvals::decide_reject(&state, &ctx.actor, id, reason).await,
+        _ => {
+            return show_approvals(
+                &state,
+                &ctx,
+                Some(("error", t(l, "Bitte Freigeben oder Ablehnen wählen.", "Choose approve or reject.").into())),
+            )
+            .await;
+        }
+    };
+    let notice = match outcome {
+        Ok(a) if a.state == "approved" => {
+            let mut text = format!("{} {}", t(l, "Freigegeben und ausgeführt:", "Approved and carried out:"), a.action);
+            // A new operator's set-password link, shown to the approver this once.
+            if let Some(url) = a.result.as_ref().and_then(|r| r["body"]["set_password_url"].as_str()) {
+                text.push_str(&format!(
+                    " — {} {url}",
+                    t(l, "Link zum Festlegen des Passworts (nur jetzt):", "set-password link (shown only now):")
+                ));
+            }
+            ("ok", text)
+        }
+        Ok(a) => ("ok", format!("{} {}", t(l, "Abgelehnt:", "Rejected:"), a.action)),
+        Err(e) => ("error", error_title(e)),
+    };
+    show_approvals(&state, &ctx, Some(notice)).await
+}
+
+/// What an API error says, for a notice.
+fn error_title(e: crate::web::error::ApiError) -> String {
+    e.title()
 }
