@@ -409,8 +409,19 @@ async fn count_failure(s: &Services, actor: &Actor, email: &str, ip: &str, why: 
     let now = s.clock.now();
     let since = now - Duration::seconds(s.config.console_failure_window_secs);
     let mut tx = s.db.begin().await?;
-    store::record_failure(&mut tx, &account_key(email), now, since).await?;
-    store::record_failure(&mut tx, &address_key(ip), now, since).await?;
+    let mine = store::record_failure(&mut tx, &account_key(email), now, since).await?;
+    let all = store::record_failure(&mut tx, &address_key(ip), now, since).await?;
+    if mine == i64::from(s.config.console_failure_limit) || all == i64::from(s.config.auth_failures_per_address) {
+        let what = if mine == i64::from(s.config.console_failure_limit) { "account" } else { "address" };
+        let entry = Entry {
+            action: "operator.sign_in_locked",
+            object_kind: Some("operator"),
+            object_id: actor.operator_id.map(|i| i.to_string()),
+            reason: None,
+            changes: serde_json::json!({"email": mask(email), "locked": what, "for_secs": s.config.console_failure_window_secs}),
+        };
+        audit::record(&mut tx, actor, entry, now).await?;
+    }
     audit::record(
         &mut tx,
         actor,
@@ -441,22 +452,9 @@ pub async fn sign_in(
     let email = normalize_email(email).unwrap_or_else(|| email.trim().to_lowercase().chars().take(254).collect());
     let now = s.clock.now();
     let anon = Actor::anonymous(mask(&email), request_id.clone(), Some(ip.to_owned()));
+    // A locked account or address is answered without checking the password and without a
+    // write: the failure that locked it was audited, so a flood of attempts writes nothing.
     if let Some(retry_after_secs) = locked(s, &email, ip, now).await? {
-        let mut tx = s.db.begin().await?;
-        audit::record(
-            &mut tx,
-            &anon,
-            Entry {
-                action: "operator.sign_in_locked",
-                object_kind: Some("operator"),
-                object_id: None,
-                reason: None,
-                changes: serde_json::json!({"email": mask(&email)}),
-            },
-            now,
-        )
-        .await?;
-        tx.commit().await?;
         return Ok(SignIn::Locked { retry_after_secs });
     }
     let row = {

@@ -350,6 +350,7 @@ async fn failed_sign_ins_are_counted_across_nodes() {
         let r = c.submit("/console/login", "/console/login", &wrong).await;
         assert_eq!(r.status, 401, "attempt {i}");
     }
+    let written = a.count("audit_events").await;
     for c in [&mut ca, &mut cb] {
         let r = c.submit("/console/login", "/console/login", &wrong).await;
         assert_eq!(r.status, 429);
@@ -361,6 +362,7 @@ async fn failed_sign_ins_are_counted_across_nodes() {
             .await;
         assert_eq!(r.status, 429);
     }
+    assert_eq!(a.count("audit_events").await, written, "attempts on a locked account write nothing");
     // Another account from the same address is not locked by this one.
     let r = cb
         .submit("/console/login", "/console/login", &[("email", "other@ops.example"), ("password", "still not it 123")])
