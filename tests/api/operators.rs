@@ -683,3 +683,44 @@ async fn admin_changes_are_audited_with_actor_reason_and_object() {
     assert_eq!(r.status, 200);
     assert!(netterms::service::audit::verify(&app.services).await.unwrap().ok);
 }
+
+/// In production the second factor is not optional: after the password, an operator without
+/// one reaches nothing but the enrolment; with one, nothing but the code form.
+#[tokio::test]
+async fn production_requires_the_second_factor() {
+    let app = TestApp::spawn_with(|c| {
+        c.environment = netterms::config::Environment::Production;
+        c.public_url = Some("https://console.netterms.example".into());
+    })
+    .await;
+    app.secret(PASSWORD);
+    let (_, link) = create_operator(&app, "prod@ops.example", "Prod", &["finance"]).await;
+    let mut c = Console::new(&app);
+    let r = c.submit(&link, &link, &[("password", PASSWORD), ("repeated", PASSWORD)]).await;
+    assert_eq!(r.status, 303);
+    let r =
+        c.submit("/console/login", "/console/login", &[("email", "prod@ops.example"), ("password", PASSWORD)]).await;
+    assert_eq!(r.headers["location"], "/console/enrol");
+    for page in ["/console", "/console/audit", "/console/account", "/console/login/second-factor"] {
+        let r = c.get(page).await;
+        assert_eq!(r.headers["location"], "/console/enrol", "{page}");
+    }
+    let page = c.get("/console/enrol").await;
+    assert_eq!(page.status, 200);
+    let key = testid(&page.text(), "totp-secret");
+    app.secret(&key);
+    let secret = netterms::domain::totp::from_base32(&key).unwrap();
+    let r = c.submit("/console/enrol", "/console/enrol", &[("code", &totp_now(&app, &secret, 0))]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.headers.get_all("set-cookie").iter().any(|v| v.to_str().unwrap().contains("Secure")),
+        "Secure cookies in production"
+    );
+    assert_eq!(c.get("/console").await.status, 200);
+    // Next time: the code first.
+    c.submit("/console", "/console/logout", &[]).await;
+    let r =
+        c.submit("/console/login", "/console/login", &[("email", "prod@ops.example"), ("password", PASSWORD)]).await;
+    assert_eq!(r.headers["location"], "/console/login/second-factor");
+    assert_eq!(c.get("/console/enrol").await.headers["location"], "/console/login/second-factor");
+}
