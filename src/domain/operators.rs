@@ -187,6 +187,14 @@ pub fn grants(role: Role, p: Permission) -> bool {
 /// The longest pause of dunning a support operator may set (SPEC §14.1).
 pub const SUPPORT_PAUSE_DAYS: i64 = 14;
 
+impl Roles {
+    /// How far ahead these roles may pause dunning: a year with `admin` or `collections`,
+    /// [`SUPPORT_PAUSE_DAYS`] with `support` alone.
+    pub fn pause_limit_days(&self) -> i64 {
+        if self.contains(Role::Admin) || self.contains(Role::Collections) { 366 } else { SUPPORT_PAUSE_DAYS }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Passwords
 
@@ -331,6 +339,8 @@ mod tests {
         assert!(grants(Role::Finance, Permission::RefundMoney) && !grants(Role::Finance, Permission::DecideReview));
         assert!(grants(Role::Support, Permission::AnswerSupport) && !grants(Role::Support, Permission::MatchPayments));
         assert!(!Roles::new(vec![Role::Support, Role::ReadOnly]).allows(Permission::ManageOperators));
+        assert_eq!(Roles::new(vec![Role::Support]).pause_limit_days(), 14);
+        assert_eq!(Roles::new(vec![Role::Support, Role::Collections]).pause_limit_days(), 366);
     }
 
     #[test]

@@ -534,15 +534,21 @@ async fn locked_unpaid(tx: &mut Tx, id: CaptureId) -> Result<(CaptureRow, PspId)
 }
 
 /// Pauses an unpaid invoice's dunning until a moment (operator). Pausing again replaces the pause.
-pub async fn pause(s: &Services, id: CaptureId, input: PauseInput) -> Result<PspId, OrderError> {
+/// Pauses an invoice's dunning until `until`, at most `max_days` ahead (a year; an operator
+/// whose only role allowing it is `support`: 14 days, SPEC §14.1).
+pub async fn pause(s: &Services, id: CaptureId, input: PauseInput, max_days: i64) -> Result<PspId, OrderError> {
     let mut tx = s.db.begin().await?;
     let (c, psp_id) = locked_unpaid(&mut tx, id).await?;
     let at = s.now_for(&mut tx, psp_id).await?;
     let mut v = Violations::new();
     let reason = v.text("reason", input.reason, 500);
     let until = v.required("until", input.until);
-    if until.is_some_and(|u| u <= at.now || u > at.now + Duration::days(366)) {
-        v.add("until", "until must be in the future, at most a year ahead");
+    if until.is_some_and(|u| u <= at.now || u > at.now + Duration::days(max_days.min(366))) {
+        if max_days < 366 {
+            v.add("until", format!("until must be in the future, at most {max_days} days ahead for your roles"));
+        } else {
+            v.add("until", "until must be in the future, at most a year ahead");
+        }
     }
     v.finish().map_err(OrderError::Invalid)?;
     let (Some(reason), Some(until)) = (reason, until) else { return Err(OrderError::Invalid(Vec::new())) };

@@ -89,10 +89,11 @@ async fn put_base_rate(
     security(("admin" = [])))]
 async fn pause(
     State(state): State<AppState>,
+    axum::Extension(actor): axum::Extension<crate::service::audit::Actor>,
     ApiPath(id): ApiPath<CaptureId>,
     ApiJson(body): ApiJson<PauseInput>,
 ) -> Result<Json<Capture>, ApiError> {
-    let psp_id = dunning::pause(&state.services, id, body).await?;
+    let psp_id = dunning::pause(&state.services, id, body, actor.roles.pause_limit_days()).await?;
     Ok(Json(captures::get_capture(&state.services, psp_id, id).await?))
 }
 

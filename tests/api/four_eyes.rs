@@ -266,3 +266,34 @@ async fn approving_a_large_order_in_review_takes_two_operators() {
         .count();
     assert_eq!(approved, 2, "one event per order");
 }
+
+/// A support operator pauses dunning for up to 14 days; collections for longer (SPEC §14.1).
+#[tokio::test]
+async fn support_pauses_dunning_for_at_most_fourteen_days() {
+    let app = spawn().await;
+    let psp = app.create_psp().await;
+    let mid = app.create_merchant(&psp, "shop").await["merchant_id"].as_str().unwrap().to_owned();
+    let c = crate::dunning::capture(&app, &psp, &mid, "S-1").await;
+    let id = c["capture_id"].as_str().unwrap().to_owned();
+    let sam = operator_token(&app, "sam@ops.example", &["support"]).await;
+    let cora = operator_token(&app, "cora@ops.example", &["collections"]).await;
+    let path = format!("/admin/v1/captures/{id}/dunning/pause");
+    let in_days =
+        |d: i64| (app.services.clock.now() + chrono::Duration::days(d)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let r = app
+        .send(as_op(&app, &sam, Method::POST, &path).json(&json!({"reason": "buyer on holiday", "until": in_days(20)})))
+        .await;
+    r.assert_error(422, "request_validation_error");
+    assert!(r.text().contains("14 days"), "{}", r.text());
+    let r = app
+        .send(as_op(&app, &sam, Method::POST, &path).json(&json!({"reason": "buyer on holiday", "until": in_days(10)})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = app
+        .send(
+            as_op(&app, &cora, Method::POST, &path)
+                .json(&json!({"reason": "payment plan agreed", "until": in_days(60)})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
