@@ -28,6 +28,7 @@ pub const ACTIONS: &[&str] = &[
     "base_rate.set",
     "order.approved_above_four_eyes_amount",
     "operator.created",
+    "operator.role_added",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -216,6 +216,117 @@ pub async fn reset_link(s: &Services, actor: &Actor, id: uuid::Uuid) -> Result<C
     Ok(CreatedOperator { operator_id: id, set_password_url: url, set_password_expires_at: expires_at })
 }
 
+/// A change of an operator's roles or access.
+#[derive(Debug, Clone, Default, serde::Deserialize, ToSchema)]
+pub struct OperatorPatch {
+    /// The roles from now on (replacing the old ones).
+    #[schema(value_type = Option<Vec<String>>, example = json!(["risk", "collections"]))]
+    pub roles: Option<Vec<String>>,
+    /// `false` deactivates: sessions end, tokens stop working, sign-in is refused.
+    pub active: Option<bool>,
+}
+
+fn parse_roles(list: &[String]) -> Result<Roles, OperatorError> {
+    let mut v = Violations::new();
+    if list.is_empty() {
+        v.add("roles", "needs at least one role");
+    }
+    let mut roles = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        match Role::parse(r) {
+            Some(r) => roles.push(r),
+            None => v.add(format!("roles/{i}"), "must be one of admin, risk, collections, finance, support, read_only"),
+        }
+    }
+    v.finish().map_err(OperatorError::Invalid)?;
+    Ok(Roles::new(roles))
+}
+
+/// Whether `patch` gives the operator a role it does not have (four eyes, SPEC §14.2).
+pub async fn adds_a_role(s: &Services, id: uuid::Uuid, patch: &OperatorPatch) -> bool {
+    let Some(list) = &patch.roles else { return false };
+    let Ok(new) = parse_roles(list) else { return false };
+    let Ok(mut conn) = s.db.conn().await else { return false };
+    match store::get(&mut conn, id).await {
+        Ok(Some(row)) => roles_of(&row).is_ok_and(|old| new.list().iter().any(|r| !old.contains(*r))),
+        _ => false,
+    }
+}
+
+/// Changes an operator's roles or deactivates/reactivates it. The last active admin cannot
+/// lose the role or be deactivated (someone must be able to manage operators).
+pub async fn update(
+    s: &Services,
+    actor: &Actor,
+    id: uuid::Uuid,
+    patch: OperatorPatch,
+) -> Result<Operator, OperatorError> {
+    let new_roles = patch.roles.as_deref().map(parse_roles).transpose()?;
+    let now = s.clock.now();
+    let mut tx = s.db.begin().await?;
+    let row = store::get_for_update(&mut tx, id).await?.ok_or(OperatorError::NotFound)?;
+    let old_roles = roles_of(&row)?;
+    let roles = new_roles.clone().unwrap_or_else(|| old_roles.clone());
+    let active = patch.active.unwrap_or(row.active);
+    let admin_now = row.active && old_roles.contains(Role::Admin);
+    if admin_now && !(active && roles.contains(Role::Admin)) {
+        let others = store::list(&mut tx, 10_000)
+            .await?
+            .into_iter()
+            .filter(|o| o.id != id && o.active && roles_of(o).is_ok_and(|r| r.contains(Role::Admin)));
+        if others.count() == 0 {
+            return Err(OperatorError::Conflict("the last active admin keeps the role and access".into()));
+        }
+    }
+    if roles != old_roles {
+        store::set_roles(&mut tx, id, &roles.stored(), now).await?;
+    }
+    if active != row.active {
+        store::set_active(&mut tx, id, active, now).await?;
+        if !active {
+            store::end_sessions_of(&mut tx, id, now).await?;
+        }
+    }
+    let mut changes = serde_json::Map::new();
+    if roles != old_roles {
+        changes.insert("roles".into(), serde_json::json!({"before": old_roles.stored(), "after": roles.stored()}));
+    }
+    if active != row.active {
+        changes.insert("active".into(), serde_json::json!({"before": row.active, "after": active}));
+    }
+    let entry = Entry {
+        action: "operator.updated",
+        object_kind: Some("operator"),
+        object_id: Some(id.to_string()),
+        reason: None,
+        changes: serde_json::Value::Object(changes),
+    };
+    audit::record(&mut tx, actor, entry, now).await?;
+    tx.commit().await?;
+    get(s, id).await
+}
+
+/// Removes an operator's second factor and recovery codes (a lost phone); its sessions end and
+/// it enrols again at the next sign-in (required in production).
+pub async fn reset_second_factor(s: &Services, actor: &Actor, id: uuid::Uuid) -> Result<Operator, OperatorError> {
+    let now = s.clock.now();
+    let mut tx = s.db.begin().await?;
+    let row = store::get_for_update(&mut tx, id).await?.ok_or(OperatorError::NotFound)?;
+    store::set_totp(&mut tx, id, None, None, now).await?;
+    store::replace_recovery_codes(&mut tx, id, &[]).await?;
+    store::end_sessions_of(&mut tx, id, now).await?;
+    let entry = Entry {
+        action: "operator.second_factor_reset",
+        object_kind: Some("operator"),
+        object_id: Some(id.to_string()),
+        reason: None,
+        changes: serde_json::json!({"second_factor": {"before": row.totp_seed.is_some(), "after": false}}),
+    };
+    audit::record(&mut tx, actor, entry, now).await?;
+    tx.commit().await?;
+    get(s, id).await
+}
+
 pub async fn list(s: &Services) -> Result<Vec<Operator>, OperatorError> {
     let mut conn = s.db.conn().await?;
     let rows = store::list(&mut conn, 1000).await?;

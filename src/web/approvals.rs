@@ -65,9 +65,19 @@ pub async fn four_eyes_action(
         // A PSP's payout account, not its other fields.
         "psp.updated" if body.get("iban").is_some() || body.get("bic").is_some() => "psp.bank_account_changed",
         "order.approved" if order_above(state, object_id).await => "order.approved_above_four_eyes_amount",
+        "operator.updated" if role_added(state, body, object_id).await => "operator.role_added",
         _ => return None,
     };
     state.config.four_eyes.iter().any(|a| a == held).then_some(held)
+}
+
+/// Whether the change gives the operator a role it does not have.
+async fn role_added(state: &AppState, body: &serde_json::Value, id: Option<&str>) -> bool {
+    let Some(id) = id.and_then(|i| uuid::Uuid::parse_str(i).ok()) else { return false };
+    let Ok(patch) = serde_json::from_value::<crate::service::operators::OperatorPatch>(body.clone()) else {
+        return false;
+    };
+    crate::service::operators::adds_a_role(&state.services, id, &patch).await
 }
 
 /// Whether the order's gross amount is above `four_eyes_amount` (an unknown order: no, and the

@@ -166,6 +166,7 @@ pub fn request_body(method: &str, path: &str) -> Option<Value> {
         }),
         ("post", "/admin/v1/approvals/{approval_id}/approve") => json!({"reason": "checked against the bank's advice"}),
         ("post", "/admin/v1/approvals/{approval_id}/reject") => json!({"reason": "the PSP asked us to wait"}),
+        ("patch", "/admin/v1/operators/{operator_id}") => json!({"roles": ["read_only"]}),
         ("post", "/admin/v1/operators") => json!({
             "email": "rita.risk@netterms.example",
             "name": "Rita Risk",

@@ -12,14 +12,19 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::auth::operator_error;
 use super::error::{ApiError, ErrorBody};
+use super::extract::ApiPath;
 use super::extract::{ApiJson, ApiQuery};
 use crate::domain::validate::Violations;
 use crate::service::audit::{self, Actor};
-use crate::service::operators::{self, CreatedOperator, NewOperator, Operator};
+use crate::service::operators::{self, CreatedOperator, NewOperator, Operator, OperatorPatch};
 use crate::store::audit::{AuditFilter, AuditRow};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_operator, list_operators)).routes(routes!(list_audit_events))
+    OpenApiRouter::new()
+        .routes(routes!(create_operator, list_operators))
+        .routes(routes!(update_operator))
+        .routes(routes!(reset_second_factor))
+        .routes(routes!(list_audit_events))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,6 +63,48 @@ async fn create_operator(
     security(("admin" = [])))]
 async fn list_operators(State(state): State<AppState>) -> Result<Json<OperatorList>, ApiError> {
     Ok(Json(OperatorList { data: operators::list(&state.services).await.map_err(operator_error)? }))
+}
+
+/// Change an operator's roles, or deactivate/reactivate it.
+///
+/// Adding a role waits for a second operator (four eyes, 202). The last active admin keeps the
+/// role and its access (409).
+#[utoipa::path(patch, path = "/admin/v1/operators/{operator_id}", tag = "Operator",
+    params(("operator_id" = uuid::Uuid, Path)),
+    request_body = OperatorPatch,
+    responses(
+        (status = 200, description = "The operator", body = Operator),
+        (status = 202, description = "Held back by four eyes (a role is added): a proposal that waits for another operator's approval", body = crate::service::approvals::Approval),
+        (status = 403, description = "The caller's roles do not allow it", body = ErrorBody),
+        (status = 404, description = "No such operator", body = ErrorBody),
+        (status = 409, description = "The last active admin", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+    ),
+    security(("admin" = [])))]
+async fn update_operator(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiJson(body): ApiJson<OperatorPatch>,
+) -> Result<Json<Operator>, ApiError> {
+    Ok(Json(operators::update(&state.services, &actor, id, body).await.map_err(operator_error)?))
+}
+
+/// Remove an operator's second factor (a lost phone): its sessions end and it enrols again.
+#[utoipa::path(post, path = "/admin/v1/operators/{operator_id}/second-factor-reset", tag = "Operator",
+    params(("operator_id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, description = "The operator", body = Operator),
+        (status = 403, description = "The caller's roles do not allow it", body = ErrorBody),
+        (status = 404, description = "No such operator", body = ErrorBody),
+    ),
+    security(("admin" = [])))]
+async fn reset_second_factor(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Json<Operator>, ApiError> {
+    Ok(Json(operators::reset_second_factor(&state.services, &actor, id).await.map_err(operator_error)?))
 }
 
 /// Filters of the audit trail.

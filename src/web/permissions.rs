@@ -83,6 +83,13 @@ pub const ADMIN: &[(&str, &str, Permission, Option<&str>)] = &[
     ("GET", "/admin/v1/disputes/{dispute_id}/documents/{seq}", P::Read, None),
     ("GET", "/admin/v1/operators", P::Read, None),
     ("POST", "/admin/v1/operators", P::ManageOperators, Some("operator.created")),
+    ("PATCH", "/admin/v1/operators/{operator_id}", P::ManageOperators, Some("operator.updated")),
+    (
+        "POST",
+        "/admin/v1/operators/{operator_id}/second-factor-reset",
+        P::ManageOperators,
+        Some("operator.second_factor_reset"),
+    ),
     ("GET", "/admin/v1/audit-events", P::Read, None),
     // The proposed operation's own permission is checked when the decision is made.
     ("GET", "/admin/v1/approvals", P::Read, None),

@@ -297,3 +297,64 @@ async fn support_pauses_dunning_for_at_most_fourteen_days() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// Roles and access change over the admin API: a removed role and a deactivation take effect at
+/// once (its token stops working), an added role waits for four eyes, the last active admin
+/// keeps the role, and a second factor can be reset (the operator enrols again).
+#[tokio::test]
+async fn roles_change_access_ends_and_the_second_factor_is_reset() {
+    let app = spawn().await;
+    let anna = operator_token(&app, "anna@ops.example", &["admin"]).await;
+    let bert = operator_token(&app, "bert@ops.example", &["admin"]).await;
+    let sam = operator_token(&app, "sam@ops.example", &["support", "collections"]).await;
+    let ops = app.send(app.admin(Method::GET, "/admin/v1/operators")).await.json();
+    let id_of = |email: &str| {
+        ops["data"].as_array().unwrap().iter().find(|o| o["email"] == email).unwrap()["operator_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (sam_id, anna_id) = (id_of("sam@ops.example"), id_of("anna@ops.example"));
+    let patch = |token: &str, id: &str, body: Value| {
+        as_op(&app, token, Method::PATCH, &format!("/admin/v1/operators/{id}")).json(&body)
+    };
+
+    // Removing a role: at once.
+    let r = app.send(patch(&anna, &sam_id, json!({"roles": ["support"]}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["roles"], json!(["support"]));
+    let r = app.send(as_op(&app, &sam, Method::POST, "/admin/v1/disputes").json(&json!({}))).await;
+    r.assert_error(403, "forbidden");
+    // Adding one: four eyes.
+    let r = app.send(patch(&anna, &sam_id, json!({"roles": ["support", "finance"]}))).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["action"], "operator.role_added");
+    let id = r.json()["approval_id"].as_str().unwrap().to_owned();
+    assert_eq!(decide(&app, &bert, &id, "approve", Some("moves to finance")).await.status, 200);
+    let ops = app.send(app.admin(Method::GET, "/admin/v1/operators")).await.json();
+    let sam_now = ops["data"].as_array().unwrap().iter().find(|o| o["email"] == "sam@ops.example").unwrap().clone();
+    assert_eq!(sam_now["roles"], json!(["finance", "support"]));
+    // Deactivated: the token is refused at once.
+    let r = app.send(patch(&anna, &sam_id, json!({"active": false}))).await;
+    assert_eq!(r.status, 200);
+    app.send(app.client.get(app.url("/admin/v1/operators")).bearer_auth(&sam)).await.assert_error(401, "unauthorized");
+    // The last active admin keeps the role: Bert leaves (fine, Anna stays), then Anna cannot.
+    let bert_id = id_of("bert@ops.example");
+    assert_eq!(app.send(patch(&anna, &bert_id, json!({"active": false}))).await.status, 200);
+    app.send(patch(&anna, &anna_id, json!({"active": false}))).await.assert_error(409, "state_conflict");
+    app.send(patch(&anna, &anna_id, json!({"roles": ["root"]}))).await.assert_error(422, "request_validation_error");
+
+    // Second factor reset.
+    let r =
+        app.send(as_op(&app, &anna, Method::POST, &format!("/admin/v1/operators/{bert_id}/second-factor-reset"))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["second_factor"], false);
+    let trail = actions(&app).await;
+    let updated: Vec<&Value> = trail.iter().filter(|e| e["action"] == "operator.updated").collect();
+    assert!(updated.iter().any(
+        |e| e["changes"]["roles"]["before"] == "collections,support" && e["changes"]["roles"]["after"] == "support"
+    ));
+    assert!(updated.iter().any(|e| e["changes"]["active"]["after"] == false));
+    assert!(trail.iter().any(|e| e["action"] == "operator.second_factor_reset"));
+    assert!(netterms::service::audit::verify(&app.services).await.unwrap().ok);
+}

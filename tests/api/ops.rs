@@ -292,6 +292,14 @@ async fn every_documented_example_is_accepted() {
         request_id: None,
         client_ip: None,
     };
+    let input = netterms::service::operators::NewOperator {
+        email: Some("example@ops.example".into()),
+        name: Some("Example".into()),
+        roles: Some(vec!["support".into()]),
+    };
+    let ex = netterms::service::operators::create(&app.services, &cli, input).await.unwrap();
+    let path = "/admin/v1/operators/{operator_id}";
+    send("patch", path, &format!("/admin/v1/operators/{}", ex.operator_id), None, &[]).await;
     for verb in ["approve", "reject"] {
         let p = netterms::service::approvals::Proposal {
             action: "credit_policy.changed",
