@@ -237,12 +237,14 @@ pub async fn admin_auth(State(state): State<AppState>, mut req: Request, next: N
         // Four eyes: kept as a proposal until another operator approves it.
         let (parts, body) = req.into_parts();
         let raw = super::extract::read_body(body, state.config.max_body_bytes).await?;
+        // What the operation would refuse as unreadable is refused now, not proposed.
+        let raw = proposal_body(held, parts.headers.get(axum::http::header::CONTENT_TYPE), &raw)?;
         let proposal = crate::service::approvals::Proposal {
             action: held,
             method: parts.method.as_str(),
             route: &route,
             path: parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(parts.uri.path()),
-            body: String::from_utf8_lossy(&raw).into_owned(),
+            body: raw,
             summary: changes,
             object_kind,
             object_id,
@@ -252,6 +254,35 @@ pub async fn admin_auth(State(state): State<AppState>, mut req: Request, next: N
         return Ok(super::approvals::proposed(a));
     }
     Ok(crate::store::audit::scope(rec, now, next.run(req)).await)
+}
+
+/// The body a proposal keeps: none for operations that take none; otherwise it must read as the
+/// operation's input (400/422 as the operation itself would answer).
+fn proposal_body(held: &str, ct: Option<&axum::http::HeaderValue>, raw: &[u8]) -> Result<String, ApiError> {
+    use super::extract::parse_json;
+    let check = |raw: &[u8]| -> Result<(), ApiError> {
+        if !super::extract::is_json(ct) {
+            return Err(ApiError::bad_request("Content-Type must be application/json", None));
+        }
+        match held {
+            "payment.refunded" => parse_json::<crate::service::payments::RefundInput>(raw).map(drop),
+            "buyer.credit_refunded" => parse_json::<crate::service::payments::CreditRefundInput>(raw).map(drop),
+            "credit_policy.changed" => parse_json::<crate::domain::decision::Policy>(raw).map(drop),
+            "dunning_policy.changed" => parse_json::<crate::domain::dunning::Policy>(raw).map(drop),
+            "base_rate.set" => parse_json::<crate::service::dunning::BaseRateInput>(raw).map(drop),
+            "psp.bank_account_changed" => parse_json::<crate::domain::psp::PspPatch>(raw).map(drop),
+            "operator.created" => parse_json::<crate::service::operators::NewOperator>(raw).map(drop),
+            "operator.role_added" => parse_json::<crate::service::operators::OperatorPatch>(raw).map(drop),
+            _ => parse_json::<serde_json::Value>(raw).map(drop),
+        }
+    };
+    match held {
+        "payout.marked_paid" | "psp.credential_issued" | "order.approved_above_four_eyes_amount" => Ok(String::new()),
+        _ => {
+            check(raw)?;
+            Ok(String::from_utf8_lossy(raw).into_owned())
+        }
+    }
 }
 
 /// The `Audit-Reason` header: one line of at most 500 characters.

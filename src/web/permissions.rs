@@ -129,6 +129,9 @@ pub const CONSOLE: &[(&str, &str, Permission)] = &[
     ("POST", "/console/enrol", P::Read),
     ("GET", "/console/operators", P::Read),
     ("POST", "/console/operators", P::ManageOperators),
+    ("GET", "/console/operators/{operator_id}", P::Read),
+    ("POST", "/console/operators/{operator_id}", P::ManageOperators),
+    ("POST", "/console/operators/{operator_id}/second-factor-reset", P::ManageOperators),
     ("POST", "/console/operators/{operator_id}/password-link", P::ManageOperators),
     ("GET", "/console/audit", P::Read),
     // Deciding checks the proposed operation's own permission (as the admin API does).

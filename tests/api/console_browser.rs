@@ -247,9 +247,25 @@ async fn an_operators_first_day_in_a_real_browser() {
         list["data"].as_array().unwrap().iter().map(|o| o["roles"][0].as_str().unwrap().to_owned()).collect();
     assert_eq!(roles.len(), 4);
     assert!(roles.contains(&"risk".into()) && roles.contains(&"finance".into()), "{roles:?}");
+    // Bert opens Fritz's page and deactivates him (a change that removes access: at once).
+    let fritz = list["data"].as_array().unwrap().iter().find(|o| o["email"] == "fritz.finance@ops.example").unwrap()
+        ["operator_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shots(&c, &axe, &base, &format!("/console/operators/{fritz}"), "operator").await;
+    c.goto(&format!("{base}/console/operators/{fritz}?lang=en")).await.unwrap();
+    click(&c, "#active").await;
+    fill(&c, "#ch-reason", "left the company").await;
+    click(&c, &format!("form[action='/console/operators/{fritz}'] button[type=submit]")).await;
+    assert!(text(&c, "[role=status]").await.contains("Saved"));
+    assert!(text(&c, "main dl").await.contains("deactivated"));
+    shot_here(&c, &axe, "operator-deactivated-en").await;
     c.goto(&format!("{base}/console/audit?lang=en&action=operator.created")).await.unwrap();
     let table = text(&c, "table tbody").await;
     assert!(table.contains("Bert Admin") && table.contains("welcome aboard"), "{table}");
+    c.goto(&format!("{base}/console/audit?lang=en&action=operator.updated")).await.unwrap();
+    assert!(text(&c, "table tbody").await.contains("left the company"));
     click(&c, "form[action='/console/logout'] button").await;
     wait_url(&c, &format!("{base}/console/login")).await;
 

@@ -358,3 +358,25 @@ async fn roles_change_access_ends_and_the_second_factor_is_reset() {
     assert!(trail.iter().any(|e| e["action"] == "operator.second_factor_reset"));
     assert!(netterms::service::audit::verify(&app.services).await.unwrap().ok);
 }
+
+/// A request the operation would refuse as unreadable is refused before it becomes a proposal:
+/// nothing waits, nothing is written.
+#[tokio::test]
+async fn unreadable_requests_are_refused_not_proposed() {
+    let app = spawn().await;
+    let anna = operator_token(&app, "anna@ops.example", &["admin"]).await;
+    let before = (app.count("approvals").await, app.count("audit_events").await);
+    let put = |body: &str, ct: &str| {
+        as_op(&app, &anna, Method::PUT, "/admin/v1/credit-policy").header("content-type", ct).body(body.to_owned())
+    };
+    app.send(put("[1, 2]", "application/json")).await.assert_error(400, "request_invalid");
+    app.send(put("{\"review_above\": \"many\"}", "application/json")).await.assert_error(400, "request_invalid");
+    app.send(put("review_above=5", "text/plain")).await.assert_error(400, "request_invalid");
+    let r = app
+        .send(
+            as_op(&app, &anna, Method::POST, "/admin/v1/operators").json(&json!({"email": "x@ops.example", "name": 5})),
+        )
+        .await;
+    r.assert_error(400, "request_invalid");
+    assert_eq!((app.count("approvals").await, app.count("audit_events").await), before);
+}

@@ -41,6 +41,8 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/console/account/tokens/{token_id}/revoke", post(pages::revoke_token))
         .route("/console/account/sign-out-everywhere", post(pages::sign_out_everywhere))
         .route("/console/operators", get(pages::operators).post(pages::create_operator))
+        .route("/console/operators/{operator_id}", get(pages::operator).post(pages::update_operator))
+        .route("/console/operators/{operator_id}/second-factor-reset", post(pages::reset_second_factor))
         .route("/console/operators/{operator_id}/password-link", post(pages::password_link))
         .route("/console/audit", get(pages::audit))
         .route("/console/queues/approvals", get(pages::approvals))

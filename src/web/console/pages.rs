@@ -350,7 +350,8 @@ fn operators_page(state: &AppState, ctx: &Ctx, list: &[operators::Operator], lin
                         @else { span.badge.warn { (t(l, "ohne 2FA", "no 2FA")) } }
                     }
                     td { (when(l, o.created_at)) }
-                    @if manage { td {
+                    @if manage { td.actions {
+                        a href=(format!("/console/operators/{}", o.operator_id)) aria-label=(format!("{} {}", t(l, "Ändern:", "Change:"), o.name)) { (t(l, "Ändern", "Change")) }
                         form.inline method="post" action=(format!("/console/operators/{}/password-link", o.operator_id)) {
                             input type="hidden" name="csrf" value=(ctx.session.csrf);
                             button.link type="submit" aria-label=(format!("{} {}", t(l, "Neuer Passwort-Link für", "New password link for"), o.name)) { (t(l, "Neuer Passwort-Link", "New password link")) }
@@ -877,4 +878,222 @@ pub async fn decide(
 /// What an API error says, for a notice.
 fn error_title(e: crate::web::error::ApiError) -> String {
     e.title()
+}
+
+// ---------------------------------------------------------------------------------------------
+// One operator: roles, access, second factor
+
+fn operator_page(state: &AppState, ctx: &Ctx, o: &operators::Operator, notice: Option<(&str, String)>) -> Response {
+    let l = ctx.l;
+    let title = o.name.clone();
+    let manage = ctx.may(Permission::ManageOperators);
+    let body = html! {
+        p { a href="/console/operators" { "← " (t(l, "Operatoren", "Operators")) } }
+        h1 { (title) }
+        @if let Some((kind, text)) = &notice { div class=(format!("notice {kind}")) role="status" { (text) } }
+        div.cols {
+            section.card aria-labelledby="op-h" {
+                h2 id="op-h" { (t(l, "Angaben", "Details")) }
+                dl {
+                    dt { (t(l, "E-Mail", "E-mail")) } dd { (o.email) }
+                    dt { (t(l, "Rollen", "Roles")) } dd { @for r in &o.roles { span.badge { (role_name(l, *r)) } } }
+                    dt { (t(l, "Zugang", "Access")) } dd { @if o.active { span.badge.ok { (t(l, "aktiv", "active")) } } @else { span.badge.off { (t(l, "deaktiviert", "deactivated")) } } }
+                    dt { (t(l, "Zweiter Faktor", "Second factor")) } dd { @if o.second_factor { (t(l, "eingerichtet", "enrolled")) } @else { (t(l, "keiner", "none")) } }
+                }
+            }
+            @if manage {
+                section.card aria-labelledby="sf-h" {
+                    h2 id="sf-h" { (t(l, "Zweiten Faktor zurücksetzen", "Reset the second factor")) }
+                    p.hint { (t(l, "Bei verlorenem Telefon: Die Sitzungen enden, der Operator richtet bei der nächsten Anmeldung einen neuen ein.", "For a lost phone: the sessions end and the operator sets up a new one at the next sign-in.")) }
+                    form method="post" action=(format!("/console/operators/{}/second-factor-reset", o.operator_id)) {
+                        input type="hidden" name="csrf" value=(ctx.session.csrf);
+                        label for="sf-reason" { (t(l, "Grund", "Reason")) }
+                        input id="sf-reason" name="reason" required maxlength="500";
+                        button.danger type="submit" { (t(l, "Zurücksetzen", "Reset")) }
+                    }
+                }
+            }
+        }
+        @if manage {
+            section.card aria-labelledby="ch-h" {
+                h2 id="ch-h" { (t(l, "Rollen und Zugang ändern", "Change roles and access")) }
+                form method="post" action=(format!("/console/operators/{}", o.operator_id)) {
+                    input type="hidden" name="csrf" value=(ctx.session.csrf);
+                    fieldset {
+                        legend { (t(l, "Rollen", "Roles")) }
+                        @for r in Role::ALL {
+                            div.check {
+                                input type="checkbox" id=(format!("role-{}", r.as_str())) name="roles" value=(r.as_str()) checked[o.roles.contains(&r)];
+                                label for=(format!("role-{}", r.as_str())) { strong { (role_name(l, r)) } " — " (r.describe(l == Locale::De)) }
+                            }
+                        }
+                    }
+                    div.check {
+                        input type="checkbox" id="active" name="active" value="true" checked[o.active];
+                        label for="active" { (t(l, "Aktiv (ohne Haken: deaktiviert; Sitzungen und Tokens enden)", "Active (unticked: deactivated; sessions and tokens end)")) }
+                    }
+                    label for="ch-reason" { (t(l, "Grund (für das Protokoll)", "Reason (for the audit trail)")) }
+                    input id="ch-reason" name="reason" required maxlength="500";
+                    @if state.services.config.four_eyes.iter().any(|a| a == "operator.role_added") {
+                        p.hint { (t(l, "Vier Augen: Eine zusätzliche Rolle wirkt erst, wenn ein anderer Administrator zustimmt.", "Four eyes: an added role takes effect once another admin approves.")) }
+                    }
+                    button type="submit" { (t(l, "Speichern", "Save")) }
+                }
+            }
+        }
+    };
+    respond(StatusCode::OK, shell(state, l, &title, Some(ctx), "/console/operators", body))
+}
+
+async fn show_operator(state: &AppState, ctx: &Ctx, id: uuid::Uuid, notice: Option<(&str, String)>) -> Response {
+    match operators::get(&state.services, id).await {
+        Ok(o) => operator_page(state, ctx, &o, notice),
+        Err(e) => failed(ctx, e),
+    }
+}
+
+/// `GET /console/operators/{operator_id}`.
+pub async fn operator(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Response {
+    let q = params(raw.as_deref());
+    let ctx = ctx_or!(&state, &headers, &q, ip, Method::GET, "/console/operators/{operator_id}");
+    show_operator(&state, &ctx, id, None).await
+}
+
+/// A console form's reason (1 to 500 characters).
+fn reason_of(f: &HashMap<String, String>) -> Option<&str> {
+    f.get("reason").map(|r| r.trim()).filter(|r| !r.is_empty() && r.chars().count() <= 500)
+}
+
+fn reason_missing(ctx: &Ctx) -> Response {
+    let why = crate::domain::validate::FieldError {
+        source: "reason".into(),
+        title: t(ctx.l, "ist nötig (1 bis 500 Zeichen)", "is required (1 to 500 characters)").into(),
+    };
+    failed(ctx, OperatorError::Invalid(vec![why]))
+}
+
+/// The pending audit record of a console action: its reason and origin.
+fn console_audit(ctx: &Ctx, reason: &str) -> crate::store::audit::NewAudit {
+    crate::store::audit::NewAudit {
+        reason: Some(reason.to_owned()),
+        request_id: ctx.actor.request_id.clone(),
+        client_ip: ctx.actor.client_ip.clone(),
+        ..Default::default()
+    }
+}
+
+/// `POST /console/operators/{operator_id}`: the same use case (and four eyes) as `PATCH
+/// /admin/v1/operators/{id}`.
+pub async fn update_operator(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    body: Bytes,
+) -> Response {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let f: HashMap<String, String> = pairs.iter().cloned().collect();
+    let ctx = ctx_or!(&state, &headers, &HashMap::new(), ip, Method::POST, "/console/operators/{operator_id}");
+    if !csrf_ok(&ctx, &f) {
+        return csrf_failed(&ctx);
+    }
+    let Some(reason) = reason_of(&f) else { return reason_missing(&ctx) };
+    let l = ctx.l;
+    let roles: Vec<String> = pairs.iter().filter(|(k, _)| k == "roles").map(|(_, v)| v.clone()).collect();
+    let patch = operators::OperatorPatch { roles: Some(roles.clone()), active: Some(f.contains_key("active")) };
+    let four_eyes = state.services.config.four_eyes.iter().any(|a| a == "operator.role_added");
+    if four_eyes && operators::adds_a_role(&state.services, id, &patch).await {
+        let body = serde_json::json!({"roles": roles, "active": patch.active});
+        let path = format!("/admin/v1/operators/{id}");
+        let proposal = crate::service::approvals::Proposal {
+            action: "operator.role_added",
+            method: "PATCH",
+            route: "/admin/v1/operators/{operator_id}",
+            path: &path,
+            body: body.to_string(),
+            summary: body,
+            object_kind: Some("operator".into()),
+            object_id: Some(id.to_string()),
+            reason,
+        };
+        return match crate::service::approvals::propose(&state.services, &ctx.actor, proposal).await {
+            Ok(_) => {
+                show_approvals(
+                    &state,
+                    &ctx,
+                    Some((
+                        "ok",
+                        t(
+                            l,
+                            "Vorgeschlagen: Die zusätzliche Rolle wirkt, sobald ein anderer Administrator zustimmt.",
+                            "Proposed: the added role takes effect once another admin approves.",
+                        )
+                        .into(),
+                    )),
+                )
+                .await
+            }
+            Err(e) => failed(&ctx, OperatorError::Conflict(e.to_string())),
+        };
+    }
+    let now = state.services.clock.now();
+    match crate::store::audit::scope(
+        console_audit(&ctx, reason),
+        now,
+        operators::update(&state.services, &ctx.actor, id, patch),
+    )
+    .await
+    {
+        Ok(_) => show_operator(&state, &ctx, id, Some(("ok", t(l, "Gespeichert.", "Saved.").into()))).await,
+        Err(e) => failed(&ctx, e),
+    }
+}
+
+/// `POST /console/operators/{operator_id}/second-factor-reset`.
+pub async fn reset_second_factor(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let ctx = ctx_or!(
+        &state,
+        &headers,
+        &HashMap::new(),
+        ip,
+        Method::POST,
+        "/console/operators/{operator_id}/second-factor-reset"
+    );
+    if !csrf_ok(&ctx, &f) {
+        return csrf_failed(&ctx);
+    }
+    let Some(reason) = reason_of(&f) else { return reason_missing(&ctx) };
+    let now = state.services.clock.now();
+    let l = ctx.l;
+    match crate::store::audit::scope(
+        console_audit(&ctx, reason),
+        now,
+        operators::reset_second_factor(&state.services, &ctx.actor, id),
+    )
+    .await
+    {
+        Ok(_) => {
+            show_operator(
+                &state,
+                &ctx,
+                id,
+                Some(("ok", t(l, "Der zweite Faktor ist zurückgesetzt.", "The second factor is reset.").into())),
+            )
+            .await
+        }
+        Err(e) => failed(&ctx, e),
+    }
 }
