@@ -100,7 +100,14 @@ impl Services {
             Some(k) => k.expose().to_owned(),
             None => {
                 let fresh = crate::secrets::random_alphanumeric(64);
-                crate::store::secrets::get_or_insert(&db, "sandbox_secret_key", &fresh, clock.now()).await?
+                // Not part of a command's audited change.
+                crate::store::audit::outside(crate::store::secrets::get_or_insert(
+                    &db,
+                    "sandbox_secret_key",
+                    &fresh,
+                    clock.now(),
+                ))
+                .await?
             }
         };
         let mailer = messages::Mailer::from_config(&config)?;

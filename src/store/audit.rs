@@ -21,6 +21,12 @@ pub async fn scope<F: std::future::Future>(rec: NewAudit, at: DateTime<Utc>, f: 
     PENDING.scope(std::sync::Mutex::new(Some((rec, at))), f).await
 }
 
+/// Runs `f` without the task's pending record: what `f` commits is not the change being
+/// audited (e.g. a fresh sandbox keeping its generated key while a command starts).
+pub async fn outside<F: std::future::Future>(f: F) -> F::Output {
+    PENDING.scope(std::sync::Mutex::new(None), f).await
+}
+
 /// The pending record of this task, taken (once).
 pub(crate) fn take_pending() -> Option<(NewAudit, DateTime<Utc>)> {
     PENDING.try_with(|p| p.lock().ok().and_then(|mut g| g.take())).ok().flatten()
