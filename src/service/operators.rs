@@ -264,6 +264,9 @@ pub async fn update(
     let new_roles = patch.roles.as_deref().map(parse_roles).transpose()?;
     let now = s.clock.now();
     let mut tx = s.db.begin().await?;
+    // Every operator row stays locked until commit, so two changes at once cannot both take
+    // the role or access of one of the last two admins.
+    store::lock_all(&mut tx).await?;
     let row = store::get_for_update(&mut tx, id).await?.ok_or(OperatorError::NotFound)?;
     let old_roles = roles_of(&row)?;
     let roles = new_roles.clone().unwrap_or_else(|| old_roles.clone());

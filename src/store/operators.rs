@@ -61,6 +61,17 @@ pub async fn by_email(conn: &mut impl AsExec, email: &str) -> StoreResult<Option
     }))
 }
 
+/// Locks every operator row for the rest of the transaction (PostgreSQL; SQLite's one writer
+/// serializes anyway).
+pub async fn lock_all(tx: &mut impl AsExec) -> StoreResult<()> {
+    with_conn!(tx, c, b => {
+        if b == super::Backend::Postgres {
+            sqlx::query("SELECT id FROM operators ORDER BY id FOR UPDATE").execute(&mut *c).await?;
+        }
+    });
+    Ok(())
+}
+
 /// Operators by name, at most `limit`.
 pub async fn list(conn: &mut impl AsExec, limit: i64) -> StoreResult<Vec<OperatorRow>> {
     Ok(with_conn!(conn, c => {

@@ -380,3 +380,30 @@ async fn unreadable_requests_are_refused_not_proposed() {
     r.assert_error(400, "request_invalid");
     assert_eq!((app.count("approvals").await, app.count("audit_events").await), before);
 }
+
+/// Two admins deactivating each other at once: one wins, one active admin is left.
+#[tokio::test]
+async fn two_admins_cannot_both_leave_at_once() {
+    let app = spawn().await;
+    let anna = operator_token(&app, "anna@ops.example", &["admin"]).await;
+    let bert = operator_token(&app, "bert@ops.example", &["admin"]).await;
+    let ops = app.send(app.admin(Method::GET, "/admin/v1/operators")).await.json();
+    let id_of = |email: &str| {
+        ops["data"].as_array().unwrap().iter().find(|o| o["email"] == email).unwrap()["operator_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (anna_id, bert_id) = (id_of("anna@ops.example"), id_of("bert@ops.example"));
+    let off = json!({"active": false});
+    let (a, b) = tokio::join!(
+        app.send(as_op(&app, &anna, Method::PATCH, &format!("/admin/v1/operators/{bert_id}")).json(&off)),
+        app.send(as_op(&app, &bert, Method::PATCH, &format!("/admin/v1/operators/{anna_id}")).json(&off))
+    );
+    let ok = [&a, &b].iter().filter(|r| r.status == 200).count();
+    assert!(ok <= 1, "{} / {}", a.text(), b.text());
+    let ops = app.send(app.admin(Method::GET, "/admin/v1/operators")).await.json();
+    let active = ops["data"].as_array().unwrap().iter().filter(|o| o["active"] == true).count();
+    assert_eq!(active, 2 - ok, "an active admin is left");
+    assert!(active >= 1);
+}
